@@ -1,0 +1,57 @@
+"""The ``samlabel`` command line: argument parsing and progress only.
+
+Each sub-command lives in its own module ``cmd_<name>.py`` in this package with two
+functions: ``register(subparsers)`` adds its parser and sets ``func`` to a callable taking
+the parsed ``argparse.Namespace`` and returning an exit code. Modules are discovered, so
+adding a command touches no other file. The work itself is done by the layers below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from napari_samlabel import __version__
+
+
+class CLIError(Exception):
+    """An error to show the user as one line, without a traceback (exit code 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every discovered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="samlabel",
+        description="Turn weak labels into segmentation datasets with Segment Anything.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("cmd_"):
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``samlabel``; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"samlabel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

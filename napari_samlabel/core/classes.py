@@ -1,0 +1,165 @@
+"""Class tables: names, indices, the VOC colour map and the object -> part hierarchy.
+
+Index 0 is always background and 255 is void ("ignore"), as in PASCAL VOC. Colours are for
+display only: meaning lives in the indices, never in colours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BACKGROUND = 0
+VOID = 255
+MAX_CLASSES = 255  # indices 0..254; 255 is reserved for void
+
+VOC_CLASSES: tuple[str, ...] = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """Return the standard PASCAL VOC colour map as an ``(n, 3)`` ``uint8`` array.
+
+    This is the development kit's bit-interleaving map: index ``i`` spreads its bits over
+    the high bits of R, G and B. It is defined for every index, which extends the 21 VOC
+    colours deterministically to custom classes. Index 255 is (224, 224, 192), VOC's void.
+    """
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """An ordered list of class names; a name's position is its label index.
+
+    Names may be hierarchical with ``/`` (``dog/head`` is the part ``head`` of ``dog``).
+    Index 0 is background.
+    """
+
+    names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        names = tuple(str(n).strip() for n in self.names)
+        if not names or names[0] != "background":
+            names = ("background",) + names
+        if len(names) > MAX_CLASSES:
+            raise ValueError(
+                f"{len(names)} classes (with background) do not fit in an 8-bit label map: "
+                f"at most {MAX_CLASSES} are allowed, index 255 being void")
+        seen: set[str] = set()
+        for n in names:
+            if not n:
+                raise ValueError("class names must not be empty")
+            if n in seen:
+                raise ValueError(f"class name {n!r} appears twice")
+            seen.add(n)
+        object.__setattr__(self, "names", names)
+
+    @classmethod
+    def voc(cls) -> ClassTable:
+        """The 21 PASCAL VOC classes."""
+        return cls(VOC_CLASSES)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ClassTable:
+        """Read one class name per line (``#`` comments and blank lines skipped).
+
+        A YAML list (``- name`` lines) is accepted too. Raises ``ValueError`` naming the file
+        on a bad list.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read class list {path}: {exc.strerror}") from exc
+        names = []
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("- "):
+                line = line[2:].strip().strip("'\"")
+            if line:
+                names.append(line)
+        try:
+            return cls(tuple(names))
+        except ValueError as exc:
+            raise ValueError(f"bad class list {path}: {exc}") from exc
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterable[str]:  # type: ignore[override]
+        return iter(self.names)
+
+    def index(self, name_or_index: str | int) -> int:
+        """Return the label index of a class given by name or index.
+
+        Raises
+        ------
+        KeyError
+            If the class is unknown.
+        """
+        if isinstance(name_or_index, (int, np.integer)):
+            i = int(name_or_index)
+            if 0 <= i < len(self.names):
+                return i
+            raise KeyError(f"class index {i} is outside 0..{len(self.names) - 1}")
+        try:
+            return self.names.index(str(name_or_index))
+        except ValueError:
+            raise KeyError(f"unknown class {name_or_index!r}; known: "
+                           f"{', '.join(self.names)}") from None
+
+    def name(self, index: int) -> str:
+        """Return the name of label ``index``."""
+        if index == VOID:
+            return "void"
+        return self.names[index]
+
+    def parent(self, index: int) -> int | None:
+        """Index of the parent object of a part class (``dog/head`` -> ``dog``), if listed."""
+        name = self.names[index]
+        if "/" not in name:
+            return None
+        parent = name.rsplit("/", 1)[0]
+        return self.names.index(parent) if parent in self.names else None
+
+    def parts(self, index: int) -> list[int]:
+        """Indices of the direct parts of class ``index``."""
+        prefix = self.names[index] + "/"
+        return [i for i, n in enumerate(self.names)
+                if n.startswith(prefix) and "/" not in n[len(prefix):]]
+
+    def colors(self) -> np.ndarray:
+        """``(256, 3)`` ``uint8`` palette for this table (VOC colour map)."""
+        return voc_colormap(256)
+
+    def to_list(self) -> list[str]:
+        """Names as a JSON-ready list."""
+        return list(self.names)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.names
+
+
+def as_class_table(classes: ClassTable | Sequence[str] | None) -> ClassTable:
+    """Accept a table, a list of names, or None (VOC)."""
+    if classes is None:
+        return ClassTable.voc()
+    if isinstance(classes, ClassTable):
+        return classes
+    return ClassTable(tuple(classes))
