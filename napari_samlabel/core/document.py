@@ -1,0 +1,454 @@
+"""The per-image annotation document: accepted objects, the object being prompted, undo/redo.
+
+A document holds one immutable :class:`DocumentState` at a time; every user action builds a
+new state and pushes the old one on the undo stack. States share their (read-only) mask and
+logits arrays, so an undo step costs a few references, never a copy of a label map.
+
+What a state contains:
+
+- ``objects``: the accepted objects, in accept order (:class:`AnnotatedObject`).
+- ``current``: the object being prompted (:class:`CurrentObject`): its class, its prompts in
+  the order given, and SAM's latest answer for exactly those prompts (mask, score, low-res
+  logits). The logits belong to this object only: accepting or discarding it starts the next
+  object without logits, and undo restores the logits that belonged to the restored state.
+- ``status``: :class:`ImageStatus` of the image.
+
+Predictions arrive asynchronously (the GUI decodes off its thread). :meth:`set_prediction`
+takes the prompts the prediction was computed for and is ignored when they are no longer the
+current prompts ("latest request wins"); it updates the current state in place of pushing an
+undo step, because a prediction is a consequence of a prompt edit, not an edit of its own.
+
+Listeners subscribe to :attr:`AnnotationDocument.events` (psygnal, no Qt):
+``objects_changed()``, ``current_changed()``, ``status_changed(str)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from psygnal import Signal, SignalGroup
+
+from napari_samlabel.core.classes import VOID
+from napari_samlabel.core.compose import MaskEntry, compose_label_maps
+from napari_samlabel.core.prompts import ObjectPrompts, Prompt
+
+MAX_OBJECTS = VOID - 1  # instance ids 1..254 fit an 8-bit instance map; 255 is void
+
+
+class ImageStatus(StrEnum):
+    """Where an image stands in the annotation workflow."""
+
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    FLAGGED = "flagged"
+
+
+def _frozen(array: np.ndarray | None, dtype: Any = None) -> np.ndarray | None:
+    """Return a read-only view (no copy when the dtype matches).
+
+    The document takes ownership of arrays handed to it: callers must not write to them
+    afterwards (engines return fresh arrays, so nothing is copied per click).
+    """
+    if array is None:
+        return None
+    out = np.asarray(array, dtype=dtype).view()
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class AnnotatedObject:
+    """An accepted object.
+
+    Attributes
+    ----------
+    object_id : int
+        Instance index in ``1..254``, unique within the image.
+    class_id : int
+        Class index (see :class:`napari_samlabel.core.classes.ClassTable`).
+    mask : numpy.ndarray
+        ``H x W`` read-only ``bool`` mask.
+    prompts : tuple
+        The prompts that produced the mask, in order (provenance; reopening uses them).
+    score : float or None
+        SAM's predicted IoU of the mask (the overlap rule uses it).
+    model_id : str or None
+        Identity of the model that produced the mask.
+    signals : Mapping[str, float]
+        Extra per-object scores (stability, curation signals ...).
+    logits : numpy.ndarray or None
+        Low-res logits of the last prediction; kept in memory only, so a reopened object
+        continues refining where it stopped within a session.
+    created, modified : float
+        POSIX timestamps.
+    """
+
+    object_id: int
+    class_id: int
+    mask: np.ndarray
+    prompts: tuple[Prompt, ...] = ()
+    score: float | None = None
+    model_id: str | None = None
+    signals: Mapping[str, float] = field(default_factory=dict)
+    logits: np.ndarray | None = None
+    created: float = field(default_factory=time.time)
+    modified: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if not 0 < int(self.object_id) <= MAX_OBJECTS:
+            raise ValueError(f"object id {self.object_id} is outside 1..{MAX_OBJECTS}")
+        object.__setattr__(self, "object_id", int(self.object_id))
+        object.__setattr__(self, "class_id", int(self.class_id))
+        object.__setattr__(self, "mask", _frozen(self.mask, bool))
+        object.__setattr__(self, "logits", _frozen(self.logits, np.float32))
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        object.__setattr__(self, "signals", MappingProxyType(dict(self.signals)))
+
+    @property
+    def object_prompts(self) -> ObjectPrompts:
+        """The prompts as an :class:`ObjectPrompts` record."""
+        return ObjectPrompts(self.object_id, self.class_id, self.prompts)
+
+    @property
+    def area(self) -> int:
+        """Mask area in pixels."""
+        return int(np.count_nonzero(self.mask))
+
+
+@dataclass(frozen=True, eq=False)
+class CurrentObject:
+    """The object being prompted, and SAM's latest answer to its prompts."""
+
+    class_id: int
+    prompts: tuple[Prompt, ...] = ()
+    mask: np.ndarray | None = None
+    score: float | None = None
+    logits: np.ndarray | None = None
+    model_id: str | None = None
+    original: AnnotatedObject | None = None  # the accepted object this one reopens
+
+    @property
+    def object_id(self) -> int | None:
+        """Id of the reopened accepted object, None for a new object."""
+        return None if self.original is None else self.original.object_id
+
+    @property
+    def has_mask(self) -> bool:
+        """True when a prediction for the current prompts is present and not empty."""
+        return self.mask is not None and bool(self.mask.any())
+
+
+@dataclass(frozen=True, eq=False)
+class DocumentState:
+    """One immutable snapshot of a document."""
+
+    objects: tuple[AnnotatedObject, ...]
+    current: CurrentObject
+    status: ImageStatus = ImageStatus.NEW
+
+
+class DocumentEvents(SignalGroup):
+    """Signals a document emits after its state changed."""
+
+    objects_changed = Signal()
+    current_changed = Signal()
+    status_changed = Signal(str)
+
+
+class AnnotationDocument:
+    """The annotation of one image, with undo/redo.
+
+    Parameters
+    ----------
+    image_id : str
+        Identifier of the image (file stem).
+    shape : tuple of int
+        Image ``(height, width)``.
+    objects : iterable of AnnotatedObject, optional
+        Accepted objects to start from (e.g. loaded from a project).
+    status : ImageStatus
+        Initial status.
+    class_id : int
+        Class of the first object to prompt.
+    max_undo : int
+        Number of undo steps kept.
+    """
+
+    def __init__(
+        self,
+        image_id: str,
+        shape: tuple[int, int],
+        objects: Iterable[AnnotatedObject] = (),
+        status: ImageStatus | str = ImageStatus.NEW,
+        class_id: int = 1,
+        max_undo: int = 200,
+    ) -> None:
+        self.image_id = image_id
+        self.shape = (int(shape[0]), int(shape[1]))
+        objs = tuple(objects)
+        ids = [o.object_id for o in objs]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"image {image_id}: duplicate object ids {sorted(ids)}")
+        for o in objs:
+            self._check_mask(o.mask)
+        self._state = DocumentState(objs, CurrentObject(class_id), ImageStatus(status))
+        self._undo: list[DocumentState] = []
+        self._redo: list[DocumentState] = []
+        self._max_undo = max_undo
+        self._maps_cache: tuple[tuple[AnnotatedObject, ...], np.ndarray, np.ndarray] | None = None
+        self.events = DocumentEvents()
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def state(self) -> DocumentState:
+        """The current snapshot."""
+        return self._state
+
+    @property
+    def objects(self) -> tuple[AnnotatedObject, ...]:
+        """Accepted objects in accept order."""
+        return self._state.objects
+
+    @property
+    def current(self) -> CurrentObject:
+        """The object being prompted."""
+        return self._state.current
+
+    @property
+    def status(self) -> ImageStatus:
+        """The image's status."""
+        return self._state.status
+
+    def get(self, object_id: int) -> AnnotatedObject:
+        """Return the accepted object with ``object_id`` (``KeyError`` if absent)."""
+        for o in self._state.objects:
+            if o.object_id == object_id:
+                return o
+        raise KeyError(f"image {self.image_id} has no object {object_id}")
+
+    def label_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(semantic, instance)`` ``uint8`` maps of the accepted objects.
+
+        Composed with the overlap rule of :mod:`napari_samlabel.core.compose`; cached until
+        the objects change. The arrays are read-only.
+        """
+        objs = self._state.objects
+        if self._maps_cache is None or self._maps_cache[0] is not objs:
+            sem, inst = compose_label_maps(self.shape, [
+                MaskEntry(o.class_id, o.object_id, o.mask, o.score) for o in objs])
+            sem.setflags(write=False)
+            inst.setflags(write=False)
+            self._maps_cache = (objs, sem, inst)
+        return self._maps_cache[1], self._maps_cache[2]
+
+    def object_at(self, row: int, col: int) -> int | None:
+        """Return the id of the accepted object visible at pixel ``(row, col)``, if any."""
+        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
+            return None
+        value = int(self.label_maps()[1][int(row), int(col)])
+        return value or None
+
+    @property
+    def can_undo(self) -> bool:
+        """True when there is a step to undo."""
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        """True when there is a step to redo."""
+        return bool(self._redo)
+
+    def next_object_id(self) -> int:
+        """The id the next accepted object gets: one above the highest, else the lowest free."""
+        used = {o.object_id for o in self._state.objects}
+        if self._state.current.object_id is not None:
+            used.add(self._state.current.object_id)
+        top = max(used, default=0) + 1
+        if top <= MAX_OBJECTS:
+            return top
+        free = sorted(set(range(1, MAX_OBJECTS + 1)) - used)
+        if not free:
+            raise ValueError(f"image {self.image_id} already has {MAX_OBJECTS} objects, "
+                             "the most an 8-bit instance map can hold")
+        return free[0]
+
+    # -- editing the current object --------------------------------------------------------
+    def set_prompts(self, prompts: Iterable[Prompt]) -> None:
+        """Replace the current object's prompts (one undo step); its prediction is kept.
+
+        The previous mask and logits stay until a prediction for the new prompts arrives,
+        because SAM's next call takes those logits as ``mask_input``. Removing every prompt
+        clears them, so an emptied object starts afresh.
+        """
+        prompts = tuple(prompts)
+        cur = self._state.current
+        if prompts == cur.prompts:
+            return
+        if prompts:
+            new = replace(cur, prompts=prompts)
+        else:
+            new = replace(cur, prompts=(), mask=None, score=None, logits=None)
+        self._push(replace(self._state, current=new), current=True)
+
+    def add_prompt(self, prompt: Prompt) -> None:
+        """Append one prompt to the current object."""
+        self.set_prompts(self._state.current.prompts + (prompt,))
+
+    def set_prediction(
+        self,
+        prompts: Iterable[Prompt],
+        mask: np.ndarray | None,
+        score: float | None,
+        logits: np.ndarray | None,
+        model_id: str | None = None,
+    ) -> bool:
+        """Attach a prediction computed for ``prompts`` to the current object.
+
+        Returns False (and changes nothing) when ``prompts`` are no longer the current
+        prompts: a stale answer to an older request.
+        """
+        cur = self._state.current
+        if tuple(prompts) != cur.prompts:
+            return False
+        if mask is not None:
+            self._check_mask(mask)
+        new = replace(cur, mask=_frozen(mask, bool), score=None if score is None else float(score),
+                      logits=_frozen(logits, np.float32), model_id=model_id)
+        # In place: the prediction belongs to the state that holds these prompts.
+        self._state = replace(self._state, current=new)
+        self.events.current_changed.emit()
+        return True
+
+    def set_current_class(self, class_id: int) -> None:
+        """Change the class of the object being prompted."""
+        cur = self._state.current
+        if cur.class_id != class_id:
+            self._push(replace(self._state, current=replace(cur, class_id=int(class_id))),
+                       current=True)
+
+    def discard(self) -> None:
+        """Drop the current object's prompts and prediction (Escape).
+
+        A reopened object goes back to the accepted objects unchanged.
+        """
+        cur = self._state.current
+        if cur.original is None and not cur.prompts and cur.mask is None:
+            return
+        objects = self._state.objects
+        if cur.original is not None:
+            objects = objects + (cur.original,)
+        self._push(replace(self._state, objects=objects, current=CurrentObject(cur.class_id)),
+                   current=True, objects=cur.original is not None)
+
+    def accept(self, signals: Mapping[str, float] | None = None) -> AnnotatedObject | None:
+        """Commit the current object into the accepted objects; return it.
+
+        Returns None when there is no non-empty mask to accept. The next object starts with
+        the same class, no prompts and no logits.
+        """
+        cur = self._state.current
+        if not cur.has_mask:
+            return None
+        now = time.time()
+        oid = cur.object_id if cur.object_id is not None else self.next_object_id()
+        created = now if cur.original is None else cur.original.created
+        obj = AnnotatedObject(oid, cur.class_id, cur.mask, cur.prompts, cur.score,
+                              cur.model_id, signals or {}, cur.logits, created, now)
+        status = self._state.status
+        if status == ImageStatus.NEW:
+            status = ImageStatus.IN_PROGRESS
+        self._push(DocumentState(self._state.objects + (obj,), CurrentObject(cur.class_id),
+                                 status), current=True, objects=True,
+                   status=status != self._state.status)
+        return obj
+
+    # -- editing accepted objects -----------------------------------------------------------
+    def reopen(self, object_id: int) -> CurrentObject:
+        """Take an accepted object back into prompting, with its prompts, mask and logits.
+
+        Any unaccepted current object is discarded. Accepting it again keeps its id;
+        discarding it puts it back unchanged.
+        """
+        obj = self.get(object_id)
+        objects = tuple(o for o in self._state.objects if o.object_id != object_id)
+        if self._state.current.original is not None:
+            # Reopening while another reopened object is open puts that one back first.
+            objects = objects + (self._state.current.original,)
+        current = CurrentObject(obj.class_id, obj.prompts, obj.mask, obj.score, obj.logits,
+                                obj.model_id, original=obj)
+        self._push(replace(self._state, objects=objects, current=current),
+                   current=True, objects=True)
+        return current
+
+    def remove_object(self, object_id: int) -> None:
+        """Delete an accepted object."""
+        self.get(object_id)
+        objects = tuple(o for o in self._state.objects if o.object_id != object_id)
+        self._push(replace(self._state, objects=objects), objects=True)
+
+    def set_object_class(self, object_id: int, class_id: int) -> None:
+        """Change the class of an accepted object."""
+        obj = self.get(object_id)
+        if obj.class_id == class_id:
+            return
+        new = replace(obj, class_id=int(class_id), modified=time.time())
+        objects = tuple(new if o.object_id == object_id else o for o in self._state.objects)
+        self._push(replace(self._state, objects=objects), objects=True)
+
+    def set_status(self, status: ImageStatus | str) -> None:
+        """Set the image's status."""
+        status = ImageStatus(status)
+        if status != self._state.status:
+            self._push(replace(self._state, status=status), status=True)
+
+    # -- history ------------------------------------------------------------------------------
+    def undo(self) -> bool:
+        """Go back one step; return False when there is nothing to undo."""
+        if not self._undo:
+            return False
+        self._redo.append(self._state)
+        self._restore(self._undo.pop())
+        return True
+
+    def redo(self) -> bool:
+        """Redo one undone step; return False when there is nothing to redo."""
+        if not self._redo:
+            return False
+        self._undo.append(self._state)
+        self._restore(self._redo.pop())
+        return True
+
+    def _restore(self, state: DocumentState) -> None:
+        old = self._state
+        self._state = state
+        self._emit(current=old.current is not state.current,
+                   objects=old.objects is not state.objects,
+                   status=old.status != state.status)
+
+    def _push(self, state: DocumentState, *, current: bool = False, objects: bool = False,
+              status: bool = False) -> None:
+        self._undo.append(self._state)
+        del self._undo[:-self._max_undo]
+        self._redo.clear()
+        self._state = state
+        self._emit(current=current, objects=objects, status=status)
+
+    def _emit(self, *, current: bool, objects: bool, status: bool) -> None:
+        if objects:
+            self.events.objects_changed.emit()
+        if current:
+            self.events.current_changed.emit()
+        if status:
+            self.events.status_changed.emit(self._state.status.value)
+
+    def _check_mask(self, mask: np.ndarray) -> None:
+        if tuple(np.shape(mask)) != self.shape:
+            raise ValueError(f"image {self.image_id}: mask shape {np.shape(mask)} does not "
+                             f"match the image shape {self.shape}")
