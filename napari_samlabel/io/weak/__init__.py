@@ -1,0 +1,112 @@
+"""Weak-label readers: points, scribbles, boxes and CAMs as core prompts.
+
+Every reader returns ``{image_id: WeakLabels}`` with prompts in napari ``(row, col)`` pixels,
+classes resolved with a :class:`~napari_samlabel.core.classes.ClassTable` (VOC by default),
+and raises :class:`WeakLabelError` (a ``ValueError``) naming the file and the line or element
+on bad content. :func:`read_weak_labels` picks the reader from the kind and the file suffix,
+for one file or a whole directory.
+
+=========  ==========================================  =====================================
+kind       files                                       reader
+=========  ==========================================  =====================================
+points     ``.json`` (dataset or per image)            :func:`read_points_json`
+scribbles  ``.txt``, ``.xml`` (ScribbleSup), ``.png``  :func:`read_scribbles_txt` / ``_xml``
+                                                       / ``_png``
+boxes      ``.xml`` (VOC Annotations), ``.json``       :func:`read_boxes_voc_xml` / ``_json``
+cams       ``.npy`` (+ ``<id>.json`` class list)       :func:`read_cam_npy`
+=========  ==========================================  =====================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from napari_samlabel.core.classes import ClassTable, as_class_table
+
+from ._types import KINDS, WeakLabelError, WeakLabels
+from .boxes import read_boxes_json, read_boxes_voc_xml
+from .cams import cam_peak_points, read_cam_npy
+from .points import read_points_json
+from .scribbles import (
+    mask_to_polylines,
+    read_scribbles_png,
+    read_scribbles_txt,
+    read_scribbles_xml,
+)
+
+__all__ = [
+    "KINDS", "WeakLabelError", "WeakLabels", "cam_peak_points", "mask_to_polylines",
+    "read_boxes_json", "read_boxes_voc_xml", "read_cam_npy", "read_points_json",
+    "read_scribbles_png", "read_scribbles_txt", "read_scribbles_xml", "read_weak_labels",
+]
+
+Reader = Callable[..., dict[str, WeakLabels]]
+
+READERS: dict[str, dict[str, Reader]] = {
+    "points": {".json": read_points_json},
+    "scribbles": {".txt": read_scribbles_txt, ".xml": read_scribbles_xml,
+                  ".png": read_scribbles_png},
+    "boxes": {".xml": read_boxes_voc_xml, ".json": read_boxes_json},
+    "cams": {".npy": read_cam_npy},
+}
+
+
+def read_weak_labels(path: str | Path, kind: str,
+                     classes: ClassTable | list[str] | None = None, **options: Any
+                     ) -> dict[str, WeakLabels]:
+    """Read the weak labels of a file or of every matching file in a directory.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A weak-label file, or a directory whose files of the kind's suffixes are read (not
+        recursively; other files, such as images next to scribbles or the class-list
+        sidecars of CAMs, are skipped).
+    kind : str
+        ``"points"``, ``"scribbles"``, ``"boxes"`` or ``"cams"``.
+    classes : ClassTable or list of str, optional
+        The class table; VOC by default.
+    **options
+        Passed to the CAM reader: ``cam_classes``, ``threshold``, ``min_distance``,
+        ``max_points``.
+
+    Returns
+    -------
+    dict of str to WeakLabels
+        Sorted by image id. Labels of the same image found in several files are merged.
+
+    Raises
+    ------
+    WeakLabelError
+        On bad content, an unsupported file suffix, or a directory with no matching file.
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
+    if kind not in READERS:
+        raise ValueError(f"unknown weak-label kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if options and kind != "cams":
+        raise TypeError(f"options {sorted(options)} apply to kind 'cams' only")
+    table = as_class_table(classes)
+    path = Path(path)
+    readers = READERS[kind]
+    if not path.exists():
+        raise FileNotFoundError(f"weak labels not found: {path}")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and p.suffix.lower() in readers
+                       and not p.name.startswith("."))
+        if not files:
+            raise WeakLabelError(path, f"no {kind} files ({', '.join(readers)}) in this folder")
+    else:
+        if path.suffix.lower() not in readers:
+            raise WeakLabelError(path, f"unsupported file type for {kind}; expected "
+                                 f"{', '.join(readers)}")
+        files = [path]
+    result: dict[str, WeakLabels] = {}
+    for f in files:
+        for image_id, labels in readers[f.suffix.lower()](f, table, **options).items():
+            result[image_id] = (result[image_id].merged_with(labels) if image_id in result
+                                else labels)
+    return dict(sorted(result.items()))

@@ -1,0 +1,84 @@
+"""Small file helpers shared by the weak-label readers: XML parsing, index PNGs, image ids."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from xml.etree.ElementTree import Element, ParseError
+
+import numpy as np
+
+from ._types import WeakLabelError
+
+# Suffixes that scribble/box files often carry after the image id ("2008_000003_scribble.txt").
+_ID_SUFFIX = re.compile(r"[_.-](scribbles?|points?|boxes|box|bbox|cams?|weak)$", re.IGNORECASE)
+
+
+def image_id_from_path(path: Path) -> str:
+    """The image id of a per-image weak-label file: its stem without a kind suffix.
+
+    ``2008_000003_scribble.txt`` -> ``2008_000003``; ``2008_000003.xml`` -> ``2008_000003``.
+    """
+    return _ID_SUFFIX.sub("", path.stem) or path.stem
+
+
+def parse_xml(path: Path, root_tag: str = "annotation") -> Element:
+    """Parse an XML file from outside safely (defusedxml) and check its root element.
+
+    Raises
+    ------
+    WeakLabelError
+        On unreadable or malformed XML, forbidden constructs (entities, DTDs) or a wrong root.
+    """
+    import defusedxml
+    import defusedxml.ElementTree as SafeET
+
+    try:
+        root = SafeET.parse(str(path)).getroot()
+    except ParseError as exc:
+        line, col = getattr(exc, "position", (None, None))
+        raise WeakLabelError(path, f"malformed XML: {exc}",
+                             f"line {line}, column {col}" if line else None) from exc
+    except defusedxml.DefusedXmlException as exc:
+        raise WeakLabelError(path, f"refused unsafe XML: {exc}") from exc
+    except OSError as exc:
+        raise WeakLabelError(path, f"cannot read: {exc.strerror}") from exc
+    if root.tag != root_tag:
+        raise WeakLabelError(path, f"root element is <{root.tag}>, expected <{root_tag}>")
+    return root
+
+
+def xml_number(elem: Element | None, tag: str, path: Path, where: str) -> float:
+    """The number in child ``tag`` of ``elem``; raises naming the element when missing/bad."""
+    child = elem.find(tag) if elem is not None else None
+    if child is None or child.text is None or not child.text.strip():
+        raise WeakLabelError(path, f"missing <{tag}>", where)
+    try:
+        value = float(child.text.strip())
+    except ValueError:
+        raise WeakLabelError(path, f"<{tag}> is not a number: {child.text.strip()!r}",
+                             where) from None
+    if not np.isfinite(value):
+        raise WeakLabelError(path, f"<{tag}> is not finite: {child.text.strip()!r}", where)
+    return value
+
+
+def read_index_png(path: Path) -> np.ndarray:
+    """Read a label PNG as its index values (palette 'P' or greyscale 'L'), not its colours.
+
+    Raises
+    ------
+    WeakLabelError
+        When the file cannot be read or is not an 8-bit index image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise WeakLabelError(path, f"image mode is {im.mode!r}; label PNGs must be "
+                                     "palette ('P') or greyscale ('L') images of class indices "
+                                     "(colours carry no meaning)")
+            return np.asarray(im).copy()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise WeakLabelError(path, f"cannot read image: {exc}") from exc

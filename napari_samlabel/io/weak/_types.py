@@ -1,0 +1,228 @@
+"""The result type of every weak-label reader, and the error they raise."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.prompts import (
+    ObjectPrompts,
+    Point,
+    Prompt,
+    Scribble,
+    prompt_from_dict,
+)
+
+KINDS = ("points", "scribbles", "boxes", "cams")
+
+
+class WeakLabelError(ValueError):
+    """Bad weak-label content; the message names the file and, where it applies, the place.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file with the problem.
+    problem : str
+        What is wrong, in words a user can act on.
+    where : str, optional
+        The line or element (``"line 3"``, ``"<object> #2"``, ``"image '2008_000003', entry 4"``).
+    """
+
+    def __init__(self, path: str | Path, problem: str, where: str | None = None) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.where = where
+        place = f" ({where})" if where else ""
+        super().__init__(f"{self.path}{place}: {problem}")
+
+
+def negative(prompt: Prompt) -> Prompt | None:
+    """Return ``prompt`` as a negative prompt, or None for a box (SAM has no negative box)."""
+    if isinstance(prompt, Point):
+        return Point(prompt.rc, positive=False)
+    if isinstance(prompt, Scribble):
+        return Scribble(prompt.path, positive=False, width=prompt.width)
+    return None
+
+
+@dataclass(frozen=True)
+class WeakLabels:
+    """The weak labels of one image, as core prompts in napari ``(row, col)`` pixels.
+
+    Attributes
+    ----------
+    image_id : str
+        The image's id (file stem, as in VOC ``JPEGImages/<id>.jpg``).
+    kind : str
+        ``"points"``, ``"scribbles"``, ``"boxes"`` or ``"cams"``.
+    objects : tuple of ObjectPrompts
+        The labelled objects as the source gives them, with positive prompts and a class
+        index >= 1: one per clicked object (points: one per ``(cls, rank)``), one per scribble
+        line / polygon / connected stroke, one per box, one per CAM class. ``object_id`` runs
+        1..N in this order. Objects of the same class appear in the source's order (rank for
+        points, CAM value for CAM peaks), which is the order iterative policies feed them in.
+    background : tuple of Prompt
+        Negative prompts labelled background (class 0 points and scribbles).
+    source : str
+        The file(s) the labels were read from (for error messages and provenance).
+    image_shape : tuple of int or None
+        ``(height, width)`` when the source states it (VOC XML ``<size>``, CAM arrays,
+        scribble PNGs); None otherwise.
+
+    Notes
+    -----
+    The pseudo-labelling pipeline works either per object (boxes: one SAM call per box) or
+    per class (points and scribbles in the seed paper: all prompts of a class, fed
+    iteratively, give the class's mask). :meth:`by_class` merges the objects of each class
+    into one :class:`ObjectPrompts` whose ``object_id`` is the class index, and
+    :meth:`negatives_for` gives the prompts usable as negatives for a class: the background
+    prompts plus every other class's points and scribbles turned negative.
+    """
+
+    image_id: str
+    kind: str
+    objects: tuple[ObjectPrompts, ...] = ()
+    background: tuple[Prompt, ...] = ()
+    source: str = ""
+    image_shape: tuple[int, int] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown weak-label kind {self.kind!r}; expected one of {KINDS}")
+        object.__setattr__(self, "objects", tuple(self.objects))
+        object.__setattr__(self, "background", tuple(self.background))
+        for obj in self.objects:
+            if obj.class_id < 1:
+                raise ValueError(f"object {obj.object_id} of {self.image_id!r} has class "
+                                 f"{obj.class_id}; background prompts belong in `background`")
+        if any(getattr(p, "positive", True) for p in self.background):
+            raise ValueError(f"background prompts of {self.image_id!r} must be negative")
+
+    @property
+    def class_ids(self) -> list[int]:
+        """Sorted class indices that have at least one object."""
+        return sorted({o.class_id for o in self.objects})
+
+    def objects_of(self, class_id: int) -> list[ObjectPrompts]:
+        """The objects of one class, in source order."""
+        return [o for o in self.objects if o.class_id == class_id]
+
+    def by_class(self) -> dict[int, ObjectPrompts]:
+        """Merge the objects of each class into one "class object".
+
+        Returns
+        -------
+        dict of int to ObjectPrompts
+            Keyed by class index (sorted); each value has ``object_id == class_id`` and the
+            prompts of the class's objects concatenated in source order.
+        """
+        merged: dict[int, ObjectPrompts] = {}
+        for cid in self.class_ids:
+            prompts = tuple(p for o in self.objects_of(cid) for p in o.prompts)
+            merged[cid] = ObjectPrompts(cid, cid, prompts)
+        return merged
+
+    def negatives_for(self, class_id: int, *, include_background: bool = True,
+                      other_classes: bool = True) -> tuple[Prompt, ...]:
+        """Prompts usable as negatives when segmenting ``class_id``.
+
+        Parameters
+        ----------
+        class_id : int
+            The class being segmented.
+        include_background : bool
+            Include the background (class 0) prompts.
+        other_classes : bool
+            Include the points and scribbles of every other class, turned negative. Boxes
+            of other classes are left out: SAM has no negative box.
+
+        Returns
+        -------
+        tuple of Prompt
+            Negative prompts, background first, then other classes in object order.
+        """
+        out: list[Prompt] = list(self.background) if include_background else []
+        if other_classes:
+            for obj in self.objects:
+                if obj.class_id == class_id:
+                    continue
+                out.extend(n for n in map(negative, obj.prompts) if n is not None)
+        return tuple(out)
+
+    def merged_with(self, other: WeakLabels) -> WeakLabels:
+        """Combine the labels of the same image read from two files (objects renumbered)."""
+        if other.image_id != self.image_id:
+            raise ValueError(f"cannot merge weak labels of {self.image_id!r} and "
+                             f"{other.image_id!r}")
+        objects = renumber(self.objects + other.objects)
+        sources = ", ".join(s for s in (self.source, other.source) if s)
+        kind = self.kind if self.kind == other.kind else self.kind
+        return replace(self, kind=kind, objects=objects,
+                       background=self.background + other.background, source=sources,
+                       image_shape=self.image_shape or other.image_shape)
+
+    def describe(self, classes: ClassTable | None = None) -> str:
+        """One line: image id, kind and the prompt count per class (by name if a table is given)."""
+        parts = []
+        for cid, obj in self.by_class().items():
+            name = classes.name(cid) if classes is not None else str(cid)
+            parts.append(f"{name}: {len(self.objects_of(cid))} obj/{len(obj.prompts)} prompts")
+        if self.background:
+            parts.append(f"background: {len(self.background)} prompts")
+        return f"{self.image_id} [{self.kind}] " + ("; ".join(parts) or "no labels")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready representation (provenance of a pseudo-label run)."""
+        return {"image_id": self.image_id, "kind": self.kind,
+                "objects": [o.to_dict() for o in self.objects],
+                "background": [p.to_dict() for p in self.background],
+                "source": self.source,
+                "image_shape": list(self.image_shape) if self.image_shape else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeakLabels:
+        """Rebuild from :meth:`to_dict` output; raises ``ValueError`` on bad content."""
+        try:
+            shape = data.get("image_shape")
+            return cls(str(data["image_id"]), str(data["kind"]),
+                       tuple(ObjectPrompts.from_dict(o) for o in data.get("objects", [])),
+                       tuple(prompt_from_dict(p) for p in data.get("background", [])),
+                       str(data.get("source", "")),
+                       (int(shape[0]), int(shape[1])) if shape else None)
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"bad weak-label record: {exc!r}") from exc
+
+
+def renumber(objects: Iterable[ObjectPrompts]) -> tuple[ObjectPrompts, ...]:
+    """Give objects the ids 1..N in their current order."""
+    return tuple(replace(o, object_id=i) for i, o in enumerate(objects, start=1))
+
+
+def resolve_class(classes: ClassTable, value: Any, path: str | Path, where: str) -> int:
+    """Turn a class given as an index (int or digit string) or a name into a table index.
+
+    Raises
+    ------
+    WeakLabelError
+        Naming ``path`` and ``where`` when the class is not in ``classes``.
+    """
+    if isinstance(value, bool):
+        raise WeakLabelError(path, f"class must be an index or a name, got {value!r}", where)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    elif isinstance(value, str):
+        value = value.strip()
+    if not isinstance(value, (int, str)):
+        raise WeakLabelError(path, f"class must be an index or a name, got {value!r}", where)
+    try:
+        return classes.index(value)
+    except KeyError as exc:
+        raise WeakLabelError(path, str(exc.args[0]), where) from None
+
+

@@ -1,0 +1,133 @@
+"""Point (click) labels from JSON, in the "What's the point" layout.
+
+Accepted layouts
+----------------
+Dataset file (the upstream layout of Bearman et al., "What's the point")::
+
+    {"2008_000003": [{"x": 179.8, "y": 266.3, "cls": 8, "rank": 1}, ...], ...}
+
+Per-image file, the image id taken from ``"image"`` or else from the file stem::
+
+    {"image": "2008_000003", "points": [{"x": ..., "y": ..., "cls": ...}, ...]}
+    [{"x": ..., "y": ..., "cls": ...}, ...]
+
+``x`` is the column and ``y`` the row, in pixels (0-based, continuous); they are converted to
+napari ``(row, col)`` with :func:`napari_samlabel.core.coords.xy_to_rc`. ``cls`` is a class
+index of the class table (VOC: 1..20) or a class name; ``0`` / ``"background"`` marks a
+background point, read as a negative prompt. ``rank`` is optional.
+
+How points map to objects
+-------------------------
+In "What's the point" every object instance gets one click and ``rank`` numbers the
+instances of a class in the order they were clicked. Points with the same ``(cls, rank)``
+therefore form one object; a point without ``rank`` is an object of its own. Objects are
+ordered by class, then rank (then file order). For semantic pseudo-labelling the seed paper
+feeds all labelled points of a class iteratively into one prediction:
+:meth:`WeakLabels.by_class` gives exactly that "class object", its points in rank order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.coords import xy_to_rc
+from napari_samlabel.core.prompts import ObjectPrompts, Point
+
+from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WeakLabelError(path, f"cannot read: {exc.strerror}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WeakLabelError(path, f"not valid JSON: {exc.msg}",
+                             f"line {exc.lineno}, column {exc.colno}") from exc
+
+
+def _number(value: Any, key: str, path: Path, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WeakLabelError(path, f"{key!r} must be a number, got {value!r}", where)
+    if not math.isfinite(value) or value < 0:
+        raise WeakLabelError(path, f"{key!r} must be a finite pixel coordinate >= 0, "
+                             f"got {value!r}", where)
+    return float(value)
+
+
+def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
+                        path: Path) -> WeakLabels:
+    """Build the :class:`WeakLabels` of one image from its list of point records.
+
+    Raises
+    ------
+    WeakLabelError
+        On a malformed record, naming the file, image and entry number (0-based).
+    """
+    if not isinstance(entries, list):
+        raise WeakLabelError(path, f"the points of an image must be a list, got "
+                             f"{type(entries).__name__}", f"image {image_id!r}")
+    groups: dict[tuple[int, float, int], list[Point]] = {}
+    background: list[Point] = []
+    for i, entry in enumerate(entries):
+        where = f"image {image_id!r}, entry {i}"
+        if not isinstance(entry, dict):
+            raise WeakLabelError(path, f"a point must be an object with x, y, cls; got "
+                                 f"{entry!r}", where)
+        missing = [k for k in ("x", "y", "cls") if k not in entry]
+        if missing:
+            raise WeakLabelError(path, f"point is missing {', '.join(missing)}", where)
+        x = _number(entry["x"], "x", path, where)
+        y = _number(entry["y"], "y", path, where)
+        cid = resolve_class(classes, entry["cls"], path, where)
+        rc = xy_to_rc(np.array([x, y]))
+        if cid == 0:
+            background.append(Point((float(rc[0]), float(rc[1])), positive=False))
+            continue
+        rank = entry.get("rank")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, float))):
+            raise WeakLabelError(path, f"'rank' must be a number, got {rank!r}", where)
+        # No rank: the point is its own object, ordered after the ranked ones by file order.
+        key = (cid, float(rank), -1) if rank is not None else (cid, math.inf, i)
+        groups.setdefault(key, []).append(Point((float(rc[0]), float(rc[1]))))
+    objects = renumber(ObjectPrompts(0, key[0], tuple(pts))
+                       for key, pts in sorted(groups.items(), key=lambda kv: kv[0]))
+    return WeakLabels(image_id, "points", objects, tuple(background), str(path))
+
+
+def read_points_json(path: str | Path, classes: ClassTable | None = None
+                     ) -> dict[str, WeakLabels]:
+    """Read point labels from a dataset or per-image JSON file (layouts in the module doc).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The JSON file.
+    classes : ClassTable, optional
+        Resolves class indices and names; VOC by default.
+
+    Returns
+    -------
+    dict of str to WeakLabels
+        One entry per image, in file order.
+    """
+    path = Path(path)
+    classes = classes or ClassTable.voc()
+    data = _load_json(path)
+    if isinstance(data, list):
+        return {path.stem: points_from_entries(data, path.stem, classes, path)}
+    if not isinstance(data, dict):
+        raise WeakLabelError(path, "expected a JSON object {image_id: [points]} or a list of "
+                             f"points, got {type(data).__name__}")
+    if isinstance(data.get("points"), list):
+        image_id = str(data.get("image", path.stem))
+        return {image_id: points_from_entries(data["points"], image_id, classes, path)}
+    return {str(k): points_from_entries(v, str(k), classes, path) for k, v in data.items()}
