@@ -1,0 +1,864 @@
+"""PASCAL VOC: palette label PNGs, a dataset writer and a reader.
+
+Layout written by :class:`VocWriter` (``OUT`` is the folder *containing* ``VOCdevkit``, the
+``root`` torchvision's ``VOCSegmentation`` / ``VOCDetection`` take)::
+
+    OUT/VOCdevkit/VOC2012/
+        JPEGImages/<id>.jpg             original bytes when the source is an upright JPEG,
+                                        otherwise re-encoded (quality 95) from load_image()
+        SegmentationClass/<id>.png      palette PNG: class index, 0 background, 255 void
+        SegmentationObject/<id>.png     palette PNG: instance 1..N, 0 background, 255 void
+        Annotations/<id>.xml            size + one <object> per instance, in instance order
+        ImageSets/Segmentation/{train,val,trainval}.txt
+        ImageSets/Main/{train,val,trainval}.txt and <class>_{train,val,trainval}.txt
+        ImageSets/Segmentation/excluded.txt   ids written but kept out of every split
+        labelmap.txt                    CVAT's "name:r,g,b::" class list
+
+Conventions (the development kit's, which torchvision and most trainers follow):
+
+- **Indices, not colours.** Label PNGs are 8-bit palette images whose *indices* are the
+  labels; the palette (the standard VOC colour map, :func:`napari_samlabel.core.classes.
+  voc_colormap`, which extends deterministically past the 21 VOC classes) is for display.
+  At most 255 classes (indices 0..254) fit; 255 is void.
+- **Instances** are numbered ``1..N`` in each image; instance ``k`` is the ``k``-th
+  ``<object>`` of the XML file (that is how the devkit links the two). Input instance ids
+  are renumbered in ascending order to make them so.
+- **bndbox** is in 1-based, inclusive pixel coordinates, as in the original annotations:
+  ``xmin = first column + 1``, ``ymin = first row + 1``, ``xmax = last column + 1``,
+  ``ymax = last row + 1`` (a one-pixel object at row 0, column 0 has ``1 1 1 1``). Loaders
+  such as mmdetection subtract 1 to get 0-based coordinates. Boxes are derived from the
+  object's full mask, before the void band is drawn.
+- **truncated** is 1 when the object's mask touches the image border (the object probably
+  continues outside the picture), unless given; **difficult** is 0 and **pose**
+  ``Unspecified`` unless given.
+- **Void band** (``border=N``): VOC's ground truth marks ~5 pixels along object borders as
+  255. With ``border=N`` every pixel within ``N // 2`` pixels of an edge between two
+  different labels (class or instance; background counts as a label) becomes 255 in both
+  PNGs, so the band is ``2 * (N // 2)`` pixels wide, straddling the edge (``N = 1`` marks
+  the one-pixel outline just inside each object). The image border is not an edge.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from napari_samlabel.core.classes import (
+    BACKGROUND,
+    VOID,
+    ClassTable,
+    as_class_table,
+    voc_colormap,
+)
+from napari_samlabel.core.progress import ProgressCallback, no_progress
+from napari_samlabel.io.images import ImageReadError, image_size, is_plain_jpeg, load_image
+
+DEVKIT = "VOCdevkit"
+SPLITS = ("train", "val")
+EXCLUDED = "excluded"
+_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+class VocError(ValueError):
+    """Bad input for, or bad content in, a VOC dataset; the message names the file or image."""
+
+
+# --------------------------------------------------------------------------------------------
+# Palette PNGs
+# --------------------------------------------------------------------------------------------
+def _palette_bytes() -> list[int]:
+    return voc_colormap(256).reshape(-1).tolist()
+
+
+def encode_label_png(labels: np.ndarray) -> bytes:
+    """Encode an ``H x W`` ``uint8`` label map as a palette PNG with the VOC colour map."""
+    import io
+
+    arr = np.asarray(labels)
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise ValueError(f"a label map must be a 2-D uint8 array, got {arr.dtype} {arr.shape}")
+    im = Image.fromarray(np.ascontiguousarray(arr))  # mode "L"
+    im.putpalette(_palette_bytes())  # "L" + palette -> "P", indices kept as they are
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def write_label_png(path: str | os.PathLike[str], labels: np.ndarray) -> None:
+    """Write a label map as a palette PNG (atomically, see :mod:`napari_samlabel.core.fsutil`)."""
+    from napari_samlabel.core.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, encode_label_png(labels))
+
+
+def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a label PNG and return its label *indices* as an ``H x W`` ``uint8`` array.
+
+    Palette (``P``) and grey (``L``) PNGs are read as indices. 16-bit grey PNGs are accepted
+    when every value fits 0..255.
+
+    Raises
+    ------
+    VocError
+        If the file is missing or unreadable, or holds colours (RGB/RGBA) rather than
+        indices: colours would have to be mapped back to classes, which this reader refuses
+        to guess.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VocError(f"label PNG not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise VocError(f"cannot read label PNG {path}: {exc}") from exc
+    if mode in ("P", "L"):
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+    if mode.startswith("I") and arr.ndim == 2:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise VocError(f"label PNG {path} holds values {int(arr.min())}..{int(arr.max())}; "
+                           "labels must fit 0..255")
+        return arr.astype(np.uint8)
+    raise VocError(f"label PNG {path} is a {mode} colour image; label PNGs must store class "
+                   "indices (palette 'P' or grey 'L' mode), not colours")
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Metadata of one instance for ``Annotations/<id>.xml``.
+
+    Attributes
+    ----------
+    instance_id : int
+        The instance's value in the instance map given to :meth:`VocWriter.add` (or, when
+        reading, in ``SegmentationObject``).
+    class_id : int or None
+        Class index; None means "take it from the semantic map under the instance".
+    pose : str
+        VOC pose (``Unspecified``, ``Frontal``, ``Left``...).
+    truncated : bool or None
+        None derives it from the mask (touches the image border).
+    difficult : bool
+        VOC's difficult flag.
+    bbox : tuple of int or None
+        ``(xmin, ymin, xmax, ymax)`` in VOC's 1-based inclusive pixel coordinates; None
+        derives it from the mask.
+    """
+
+    instance_id: int
+    class_id: int | None = None
+    pose: str = "Unspecified"
+    truncated: bool | None = None
+    difficult: bool = False
+    bbox: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class VocRecord:
+    """One image of a VOC dataset, as :func:`read_voc` yields it."""
+
+    image_id: str
+    image_path: Path
+    semantic: np.ndarray
+    instance: np.ndarray
+    objects: list[ObjectInfo] = field(default_factory=list)
+    split: str | None = None
+    instances_from: str = "SegmentationObject"
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """VOC ``(xmin, ymin, xmax, ymax)`` (1-based, inclusive) of a non-empty boolean mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("empty mask has no bounding box")
+    return int(cols[0]) + 1, int(rows[0]) + 1, int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def void_band(labels: np.ndarray, width: int) -> np.ndarray:
+    """Boolean mask of the void band of ``width`` pixels along edges between labels.
+
+    See the module docstring for the exact definition.
+    """
+    from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
+
+    if width <= 0:
+        return np.zeros(labels.shape, dtype=bool)
+    if width == 1:
+        return find_boundaries(labels, mode="inner") & (labels != 0)
+    edge = find_boundaries(labels, mode="thick")  # one pixel on each side of every edge
+    reach = width // 2 - 1
+    if reach <= 0 or not edge.any():
+        return edge
+    return ndi.distance_transform_edt(~edge) <= reach
+
+
+def split_ids(ids: Sequence[str], train_fraction: float, seed: int) -> dict[str, str]:
+    """Assign ``train`` / ``val`` to ``ids`` with a seeded shuffle.
+
+    The ids are sorted first, so the split depends only on the set of ids, the fraction and
+    the seed. ``round(fraction * n)`` ids go to train; with ``0 < fraction < 1`` and at
+    least two ids, each split gets at least one.
+    """
+    if not 0.0 <= train_fraction <= 1.0:
+        raise ValueError(f"train fraction {train_fraction} is outside 0..1")
+    ordered = sorted(ids)
+    n = len(ordered)
+    n_train = int(round(train_fraction * n))
+    if 0.0 < train_fraction < 1.0 and n >= 2:
+        n_train = min(max(n_train, 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return {ordered[i]: ("train" if rank < n_train else "val") for rank, i in enumerate(order)}
+
+
+def labelmap_text(classes: ClassTable) -> str:
+    """The ``labelmap.txt`` CVAT writes.
+
+    A ``# label:color_rgb:parts:actions`` header, then ``name:r,g,b::`` per class in index
+    order (background first), colours from the VOC colour map.
+    """
+    cmap = voc_colormap(256)
+    lines = ["# label:color_rgb:parts:actions"]
+    for i, name in enumerate(classes.names):
+        r, g, b = (int(v) for v in cmap[i])
+        lines.append(f"{name}:{r},{g},{b}::")
+    return "\n".join(lines) + "\n"
+
+
+def parse_labelmap(path: str | os.PathLike[str]) -> ClassTable:
+    """Read a CVAT / our ``labelmap.txt`` into a class table (line order = index).
+
+    Raises
+    ------
+    VocError
+        On a malformed line (the message gives the line number).
+    """
+    path = Path(path)
+    names = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.count(":") < 1:
+            raise VocError(f"{path}:{lineno}: expected 'name:r,g,b::', got {line!r}")
+        names.append(line.split(":", 1)[0].strip())
+    try:
+        return ClassTable(tuple(names))
+    except ValueError as exc:
+        raise VocError(f"{path}: {exc}") from exc
+
+
+def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, ObjectInfo,
+              tuple[int, int, int, int], bool]]) -> str:
+    from xml.sax.saxutils import escape
+
+    h, w = shape
+    out = ["<annotation>", "\t<folder>VOC2012</folder>",
+           f"\t<filename>{escape(image_id)}.jpg</filename>",
+           "\t<source>", "\t\t<database>napari-samlabel</database>", "\t</source>",
+           "\t<size>", f"\t\t<width>{w}</width>", f"\t\t<height>{h}</height>",
+           "\t\t<depth>3</depth>", "\t</size>", "\t<segmented>1</segmented>"]
+    for name, info, (x0, y0, x1, y1), truncated in objects:
+        out += ["\t<object>", f"\t\t<name>{escape(name)}</name>",
+                f"\t\t<pose>{escape(info.pose)}</pose>",
+                f"\t\t<truncated>{int(truncated)}</truncated>",
+                f"\t\t<difficult>{int(info.difficult)}</difficult>",
+                "\t\t<bndbox>", f"\t\t\t<xmin>{x0}</xmin>", f"\t\t\t<ymin>{y0}</ymin>",
+                f"\t\t\t<xmax>{x1}</xmax>", f"\t\t\t<ymax>{y1}</ymax>", "\t\t</bndbox>",
+                "\t</object>"]
+    out.append("</annotation>")
+    return "\n".join(out) + "\n"
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write one output file (inside the writer's temporary tree; tests patch this)."""
+    path.write_bytes(data)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy one source file into the temporary tree (through :func:`_write_file`)."""
+    _write_file(dst, src.read_bytes())
+
+
+def _dir_is_empty(path: Path) -> bool:
+    return not any(path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------------------------
+class VocWriter:
+    """Build a VOC 2012-style dataset in a temporary folder and move it to ``out`` at the end.
+
+    Use as a context manager; leaving the block normally calls :meth:`finish`, leaving it
+    with an exception deletes the temporary folder, so ``out`` is never half written and an
+    existing ``out`` is left untouched::
+
+        with VocWriter(out, classes, border=5) as w:
+            for rec in records:
+                w.add(rec.id, rec.image_path, rec.semantic, rec.instance)
+
+    Parameters
+    ----------
+    out : path
+        Folder that will contain ``VOCdevkit/VOC2012`` (torchvision's ``root``).
+    classes : ClassTable or sequence of str or None
+        Class names, index 0 background (None: the 21 VOC classes). More than 255 classes
+        raise ``ValueError``.
+    border : int
+        Width in pixels of the void band along object borders (0: none).
+    train_fraction, seed : float, int
+        Seeded split of the images added with ``split=None`` (see :func:`split_ids`).
+    overwrite : bool
+        Replace an existing non-empty ``out``. Without it such an ``out`` raises
+        ``FileExistsError`` up front (and again at :meth:`finish` if it appeared meanwhile).
+    progress : callable
+        ``progress(done, total, message)`` after each image (see core/progress.py).
+    total : int, optional
+        Number of images expected, for the progress callback.
+    jpeg_quality : int
+        Quality of re-encoded JPEGs.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        classes: ClassTable | Sequence[str] | None = None,
+        *,
+        border: int = 0,
+        train_fraction: float = 0.8,
+        seed: int = 0,
+        overwrite: bool = False,
+        progress: ProgressCallback = no_progress,
+        total: int | None = None,
+        jpeg_quality: int = 95,
+    ) -> None:
+        # ClassTable refuses more than 255 classes (indices 0..254; 255 is void).
+        self.classes = as_class_table(classes)
+        if border < 0:
+            raise ValueError(f"border must be >= 0, got {border}")
+        if not 0.0 <= train_fraction <= 1.0:
+            raise ValueError(f"train fraction {train_fraction} is outside 0..1")
+        self.out = Path(out).absolute()
+        self.border = int(border)
+        self.train_fraction = float(train_fraction)
+        self.seed = int(seed)
+        self.overwrite = overwrite
+        self.progress = progress
+        self.total = total
+        self.jpeg_quality = int(jpeg_quality)
+        self._check_out()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".voc-tmp",
+                                          dir=self.out.parent))
+        self.root = self._tmp / DEVKIT / "VOC2012"
+        for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "Annotations",
+                    "ImageSets/Segmentation", "ImageSets/Main"):
+            (self.root / sub).mkdir(parents=True)
+        self._splits: dict[str, str | None] = {}
+        self._classes_in: dict[str, set[int]] = {}
+        self._difficult: dict[str, set[int]] = {}
+        self.dropped_objects: list[tuple[str, int]] = []
+        self._done = False
+
+    # -- context manager ------------------------------------------------------------------
+    def __enter__(self) -> VocWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None and not self._done:
+            self.finish()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Delete the temporary tree; ``out`` is untouched."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._done = True
+
+    def _check_out(self) -> None:
+        if self.out.exists():
+            if not self.out.is_dir():
+                raise FileExistsError(f"output {self.out} exists and is not a folder")
+            if not self.overwrite and not _dir_is_empty(self.out):
+                raise FileExistsError(f"output folder {self.out} is not empty; choose another "
+                                      "folder or allow overwriting (--overwrite)")
+
+    # -- adding images ----------------------------------------------------------------------
+    @property
+    def image_ids(self) -> list[str]:
+        """Ids added so far, in order."""
+        return list(self._splits)
+
+    def add(
+        self,
+        image_id: str,
+        image: str | os.PathLike[str] | np.ndarray,
+        semantic: np.ndarray,
+        instance: np.ndarray | None = None,
+        objects: Sequence[ObjectInfo] | None = None,
+        split: str | None = None,
+    ) -> None:
+        """Add one image and its label maps.
+
+        Parameters
+        ----------
+        image_id : str
+            File stem in the dataset (letters, digits, ``_.+-``; unique).
+        image : path or numpy.ndarray
+            The image file (copied as is when it is an upright JPEG) or an RGB array.
+        semantic : numpy.ndarray
+            ``H x W`` ``uint8`` class indices (0 background, 255 void).
+        instance : numpy.ndarray, optional
+            ``H x W`` ``uint8`` instance ids (0 none, 255 void). None: instances are the
+            8-connected components of each class in ``semantic``.
+        objects : sequence of ObjectInfo, optional
+            Metadata per instance id (pose, difficult, ...); instances without an entry get
+            the defaults.
+        split : {"train", "val", "excluded", None}
+            Fixed split; None joins the seeded split at :meth:`finish`; ``"excluded"`` writes
+            the files but lists the id only in ``ImageSets/Segmentation/excluded.txt``.
+
+        Raises
+        ------
+        VocError
+            On a bad id, duplicate id, shape mismatch, unknown class, inconsistent maps or an
+            unreadable image; nothing is written for this image in that case.
+        """
+        if self._done:
+            raise RuntimeError("this VocWriter is finished")
+        if not isinstance(image_id, str) or not _ID_RE.match(image_id):
+            raise VocError(f"image id {image_id!r} is not usable as a VOC file name (letters, "
+                           "digits and _.+- only, no spaces or path separators)")
+        if image_id in self._splits:
+            raise VocError(f"image id {image_id!r} is given twice")
+        if split not in (None, "train", "val", EXCLUDED):
+            raise VocError(f"image {image_id}: split {split!r} is not train, val, excluded "
+                           "or None")
+        sem = self._check_map(image_id, "semantic", semantic)
+        shape = sem.shape
+        bad = np.setdiff1d(np.unique(sem), [VOID])
+        bad = bad[bad >= len(self.classes)]
+        if bad.size:
+            raise VocError(f"image {image_id}: class indices {bad.tolist()} are not in the "
+                           f"class list (0..{len(self.classes) - 1}, 255 void)")
+        if instance is None:
+            inst = _components(sem)
+        else:
+            inst = self._check_map(image_id, "instance", instance)
+            if inst.shape != shape:
+                raise VocError(f"image {image_id}: instance map shape {inst.shape} does not "
+                               f"match the semantic map shape {shape}")
+        infos = {}
+        for info in objects or ():
+            if info.instance_id in infos:
+                raise VocError(f"image {image_id}: two objects have instance id "
+                               f"{info.instance_id}")
+            infos[info.instance_id] = info
+        # Image first: it is the most likely to fail (unreadable, wrong size).
+        jpeg_bytes = self._jpeg_bytes(image_id, image, shape)
+
+        ids = [int(v) for v in np.unique(inst) if v not in (0, VOID)]
+        missing = sorted(set(infos) - set(ids))
+        for k in missing:
+            self.dropped_objects.append((image_id, k))
+        if missing:
+            warnings.warn(f"image {image_id}: objects {missing} have no visible pixels and "
+                          "are left out", stacklevel=2)
+        xml_objects = []
+        new_inst = np.zeros(shape, dtype=np.uint8)
+        classes_here: set[int] = set()
+        difficult_here: set[int] = set()
+        for new_id, k in enumerate(ids, 1):
+            mask = inst == k
+            info = infos.get(k, ObjectInfo(k))
+            cls = _majority_class(sem, mask)
+            if cls is None:
+                if info.class_id is None:
+                    raise VocError(f"image {image_id}: instance {k} covers no class pixels in "
+                                   "the semantic map")
+                cls = info.class_id
+            elif info.class_id is not None and info.class_id != cls:
+                raise VocError(f"image {image_id}: instance {k} is given class "
+                               f"{self.classes.name(info.class_id)!r} but its pixels are "
+                               f"{self.classes.name(cls)!r}")
+            if not 0 < cls < len(self.classes):
+                raise VocError(f"image {image_id}: instance {k} has unknown class {cls}")
+            bbox = info.bbox or mask_bbox(mask)
+            truncated = info.truncated
+            if truncated is None:
+                truncated = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any()
+                                 or mask[:, -1].any())
+            new_inst[mask] = new_id
+            xml_objects.append((self.classes.name(cls), info, bbox, truncated))
+            (difficult_here if info.difficult else classes_here).add(cls)
+        new_inst[inst == VOID] = VOID
+        sem = sem.copy()
+        if self.border:
+            band = void_band(sem.astype(np.int32) * 256 + new_inst, self.border)
+            sem[band] = VOID
+            new_inst[band] = VOID
+
+        self._write(self.root / "JPEGImages" / f"{image_id}.jpg", jpeg_bytes)
+        self._write(self.root / "SegmentationClass" / f"{image_id}.png", encode_label_png(sem))
+        self._write(self.root / "SegmentationObject" / f"{image_id}.png",
+                    encode_label_png(new_inst))
+        self._write(self.root / "Annotations" / f"{image_id}.xml",
+                    _xml_text(image_id, shape, xml_objects).encode("utf-8"))
+        self._splits[image_id] = split
+        self._classes_in[image_id] = classes_here
+        self._difficult[image_id] = difficult_here - classes_here
+        self.progress(len(self._splits), self.total, image_id)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        _write_file(path, data)
+
+    def _check_map(self, image_id: str, what: str, labels: np.ndarray) -> np.ndarray:
+        arr = np.asarray(labels)
+        if arr.ndim != 2:
+            raise VocError(f"image {image_id}: {what} map must be 2-D, got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            if arr.size and (not np.issubdtype(arr.dtype, np.integer)
+                             or arr.min() < 0 or arr.max() > 255):
+                raise VocError(f"image {image_id}: {what} map must hold integers 0..255, got "
+                               f"{arr.dtype}")
+            arr = arr.astype(np.uint8)
+        return arr
+
+    def _jpeg_bytes(self, image_id: str, image: Any, shape: tuple[int, int]) -> bytes:
+        import io
+
+        if isinstance(image, np.ndarray):
+            arr = image
+            if arr.ndim < 2 or arr.shape[:2] != shape:
+                raise VocError(f"image {image_id}: image shape {arr.shape[:2]} does not match "
+                               f"the label map shape {shape}")
+            from napari_samlabel.io.images import to_rgb_uint8
+
+            arr = to_rgb_uint8(arr)
+        else:
+            path = Path(image)
+            try:
+                size = image_size(path)
+            except ImageReadError as exc:
+                raise VocError(f"image {image_id}: {exc}") from exc
+            if size != shape:
+                raise VocError(f"image {image_id}: {path} is {size[0]}x{size[1]} (HxW) but "
+                               f"the label map is {shape[0]}x{shape[1]}")
+            if is_plain_jpeg(path):
+                return path.read_bytes()
+            try:
+                arr = load_image(path)
+            except ImageReadError as exc:
+                raise VocError(f"image {image_id}: {exc}") from exc
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=self.jpeg_quality)
+        return buf.getvalue()
+
+    # -- finishing -----------------------------------------------------------------------------
+    def finish(self) -> Path:
+        """Write the image sets and ``labelmap.txt``, then move the tree to ``out``.
+
+        Returns the ``VOCdevkit/VOC2012`` folder inside ``out``.
+
+        With ``overwrite``, an existing ``out`` is first renamed aside and deleted only after
+        the new tree is in place.
+        """
+        if self._done:
+            raise RuntimeError("this VocWriter is finished")
+        try:
+            self._write_sets()
+            self._write(self._tmp / DEVKIT / "VOC2012" / "labelmap.txt",
+                        labelmap_text(self.classes).encode("utf-8"))
+            self._check_out()
+            self._move_into_place()
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return self.out / DEVKIT / "VOC2012"
+
+    def _write_sets(self) -> None:
+        auto = [i for i, s in self._splits.items() if s is None]
+        assigned = split_ids(auto, self.train_fraction, self.seed)
+        final = {i: (s if s is not None else assigned[i]) for i, s in self._splits.items()}
+        lists = {s: sorted(i for i, v in final.items() if v == s) for s in SPLITS}
+        lists["trainval"] = sorted(lists["train"] + lists["val"])
+        seg = self.root / "ImageSets" / "Segmentation"
+        main = self.root / "ImageSets" / "Main"
+        for name, ids in lists.items():
+            text = "".join(f"{i}\n" for i in ids).encode()
+            self._write(seg / f"{name}.txt", text)
+            self._write(main / f"{name}.txt", text)
+        excluded = sorted(i for i, v in final.items() if v == EXCLUDED)
+        self._write(seg / f"{EXCLUDED}.txt", "".join(f"{i}\n" for i in excluded).encode())
+        # Per-class Main lists: 1 present, 0 only difficult instances, -1 absent.
+        for c in range(1, len(self.classes)):
+            safe = self.classes.names[c].replace("/", "-")
+            for name, ids in lists.items():
+                rows = []
+                for i in ids:
+                    flag = 1 if c in self._classes_in[i] else 0 if c in self._difficult[i] else -1
+                    rows.append(f"{i} {flag:2d}\n")
+                self._write(main / f"{safe}_{name}.txt", "".join(rows).encode())
+        self.splits = final
+
+    def _move_into_place(self) -> None:
+        aside = None
+        if self.out.exists():
+            if _dir_is_empty(self.out):
+                self.out.rmdir()
+            else:
+                aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".old",
+                                              dir=self.out.parent))
+                aside.rmdir()
+                os.replace(self.out, aside)
+        try:
+            os.replace(self._tmp, self.out)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, self.out)  # put the old output back
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _components(semantic: np.ndarray) -> np.ndarray:
+    """Instance map from the 8-connected components of each class (void and 0 excluded).
+
+    Raises ``VocError`` when there are more than 254 components.
+    """
+    from skimage.measure import label
+
+    out = np.zeros(semantic.shape, dtype=np.int32)
+    n = 0
+    for c in np.unique(semantic):
+        if c in (BACKGROUND, VOID):
+            continue
+        comp, k = label(semantic == c, connectivity=2, return_num=True)
+        out[comp > 0] = comp[comp > 0] + n
+        n += k
+    if n >= VOID:
+        raise VocError(f"{n} connected components do not fit an 8-bit instance map "
+                       f"(at most {VOID - 1})")
+    out[semantic == VOID] = VOID
+    return out.astype(np.uint8)
+
+
+def _majority_class(semantic: np.ndarray, mask: np.ndarray) -> int | None:
+    vals = semantic[mask]
+    vals = vals[(vals != BACKGROUND) & (vals != VOID)]
+    if vals.size == 0:
+        return None
+    return int(np.bincount(vals, minlength=256).argmax())
+
+
+# --------------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------------
+def find_voc_root(root: str | os.PathLike[str]) -> Path:
+    """Locate the ``VOC20xx`` folder from ``root``.
+
+    ``root`` may be that folder itself (it has ``SegmentationClass`` or ``JPEGImages``), the
+    folder containing ``VOCdevkit`` (torchvision's root), ``VOCdevkit`` itself, or a folder
+    containing one ``VOC20xx`` folder.
+
+    Raises
+    ------
+    VocError
+        If no VOC folder is found, or several candidates are.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise VocError(f"VOC folder not found: {root}")
+
+    def is_voc(p: Path) -> bool:
+        return (p / "SegmentationClass").is_dir() or (p / "JPEGImages").is_dir()
+
+    if is_voc(root):
+        return root
+    for base in (root / DEVKIT, root):
+        if base.is_dir():
+            found = sorted(p for p in base.iterdir() if p.is_dir() and is_voc(p))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise VocError(f"{base} holds several VOC folders "
+                               f"({', '.join(p.name for p in found)}); give one of them")
+    raise VocError(f"{root} is not a VOC dataset: no SegmentationClass or JPEGImages folder "
+                   f"in it, in {root / DEVKIT}/VOC20xx or in {root}/VOC20xx")
+
+
+def read_voc_classes(voc: Path) -> ClassTable:
+    """Class table of a VOC folder: its ``labelmap.txt`` when present, else the 21 VOC classes."""
+    for candidate in (voc / "labelmap.txt", voc.parent.parent / "labelmap.txt"):
+        if candidate.is_file():
+            return parse_labelmap(candidate)
+    return ClassTable.voc()
+
+
+def parse_annotation(path: str | os.PathLike[str],
+                     classes: ClassTable) -> tuple[tuple[int, int] | None, list[ObjectInfo]]:
+    """Read ``Annotations/<id>.xml``: ``((height, width) or None, objects in file order)``.
+
+    Object ``k`` (1-based, file order) gets ``instance_id = k``. XML is parsed with
+    ``defusedxml``.
+
+    Raises
+    ------
+    VocError
+        On malformed XML, an unknown class name or a bad number (names the file and object).
+    """
+    from defusedxml import ElementTree as DET
+
+    path = Path(path)
+    try:
+        tree = DET.parse(path)
+    except Exception as exc:  # ParseError and defusedxml's security errors
+        raise VocError(f"cannot parse annotation {path}: {exc}") from exc
+    root = tree.getroot()
+
+    def num(node: Any, tag: str, where: str) -> int:
+        text = node.findtext(tag) if node is not None else None
+        try:
+            return int(round(float(text)))  # some tools write "12.0"
+        except (TypeError, ValueError):
+            raise VocError(f"{path}: {where}: <{tag}> is {text!r}, expected a number") from None
+
+    size = None
+    size_node = root.find("size")
+    if size_node is not None and size_node.findtext("height"):
+        size = (num(size_node, "height", "size"), num(size_node, "width", "size"))
+    objects = []
+    for k, node in enumerate(root.findall("object"), 1):
+        where = f"object {k}"
+        name = (node.findtext("name") or "").strip()
+        if name not in classes:
+            raise VocError(f"{path}: {where}: unknown class {name!r}; known: "
+                           f"{', '.join(classes.names[1:])}")
+        box = node.find("bndbox")
+        bbox = None
+        if box is not None:
+            bbox = tuple(num(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+        flag = node.findtext("truncated")
+        objects.append(ObjectInfo(
+            instance_id=k, class_id=classes.index(name),
+            pose=(node.findtext("pose") or "Unspecified").strip(),
+            truncated=None if flag is None else flag.strip() == "1",
+            difficult=(node.findtext("difficult") or "0").strip() == "1",
+            bbox=bbox))  # type: ignore[arg-type]
+    return size, objects
+
+
+def _read_set(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
+             progress: ProgressCallback = no_progress) -> Iterator[VocRecord]:
+    """Yield the images of a VOC dataset that have a ``SegmentationClass`` PNG, sorted by id.
+
+    Instances come from ``SegmentationObject/<id>.png`` when it exists; otherwise they are
+    the 8-connected components of each class of the semantic map (``instances_from`` says
+    which). Objects come from ``Annotations/<id>.xml`` when it exists. The split is
+    ``train`` / ``val`` from ``ImageSets/Segmentation`` (None when listed in neither).
+
+    Parameters
+    ----------
+    root : path
+        See :func:`find_voc_root`.
+    classes : ClassTable, optional
+        Default: ``labelmap.txt`` of the dataset, else the 21 VOC classes.
+
+    Raises
+    ------
+    VocError
+        On a missing image, unreadable PNG, size mismatch or class index outside the class
+        list; the message names the file.
+    """
+    voc = find_voc_root(root)
+    classes = classes or read_voc_classes(voc)
+    seg_dir = voc / "SegmentationClass"
+    if not seg_dir.is_dir():
+        raise VocError(f"{voc} has no SegmentationClass folder")
+    pngs = sorted(p for p in seg_dir.iterdir()
+                  if p.suffix.lower() == ".png" and not p.name.startswith("."))
+    split_of: dict[str, str] = {}
+    for s in SPLITS:
+        for i in _read_set(voc / "ImageSets" / "Segmentation" / f"{s}.txt"):
+            split_of.setdefault(i, s)
+    for n, png in enumerate(pngs, 1):
+        iid = png.stem
+        image = _find_image(voc / "JPEGImages", iid)
+        semantic = read_label_png(png)
+        bad = np.setdiff1d(np.unique(semantic), [VOID])
+        bad = bad[bad >= len(classes)]
+        if bad.size:
+            raise VocError(f"{png}: class indices {bad.tolist()} are outside the class list "
+                           f"(0..{len(classes) - 1})")
+        size = image_size(image)
+        if size != semantic.shape:
+            raise VocError(f"{png} is {semantic.shape[0]}x{semantic.shape[1]} but its image "
+                           f"{image} is {size[0]}x{size[1]} (HxW)")
+        obj_png = voc / "SegmentationObject" / f"{iid}.png"
+        if obj_png.is_file():
+            instance = read_label_png(obj_png)
+            if instance.shape != semantic.shape:
+                raise VocError(f"{obj_png} is {instance.shape} but {png} is {semantic.shape}")
+            source = "SegmentationObject"
+        else:
+            instance = _components(semantic)
+            source = "components"
+        xml = voc / "Annotations" / f"{iid}.xml"
+        objects: list[ObjectInfo] = []
+        if xml.is_file():
+            _, objects = parse_annotation(xml, classes)
+            if source == "components":
+                objects = []  # XML order does not match component numbering
+        progress(n, len(pngs), iid)
+        yield VocRecord(iid, image, semantic, instance, objects, split_of.get(iid), source)
+
+
+def _find_image(folder: Path, iid: str) -> Path:
+    jpg = folder / f"{iid}.jpg"
+    if jpg.is_file():
+        return jpg
+    if folder.is_dir():
+        for p in sorted(folder.glob(f"{glob_escape(iid)}.*")):
+            if p.stem == iid:
+                return p
+    raise VocError(f"image of {iid!r} not found: expected {jpg}")
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters in a file name."""
+    import glob
+
+    return glob.escape(text)
+
+
+__all__ = [
+    "DEVKIT", "EXCLUDED", "ObjectInfo", "VocError", "VocRecord", "VocWriter",
+    "encode_label_png", "find_voc_root", "labelmap_text", "mask_bbox", "parse_annotation",
+    "parse_labelmap", "read_label_png", "read_voc", "read_voc_classes", "split_ids",
+    "void_band", "write_label_png",
+]
