@@ -1,0 +1,72 @@
+"""Device and precision choice for the SAM engine.
+
+``choose_device()`` picks CUDA, then Apple's MPS, then the CPU; a name such as ``"cpu"``
+or ``"cuda:1"`` overrides it. ``cpu_supports_bf16()`` tells whether this CPU runs bfloat16
+matrix products natively (AVX512-BF16 or AMX), which is what makes the fast CPU encoder
+worth it (on older CPUs bfloat16 is emulated and slower than float32).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+def choose_device(device: str | None = None) -> Any:
+    """Return the ``torch.device`` to run on: ``device`` if given, else cuda > mps > cpu.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a valid torch device string or is not available here.
+    """
+    import torch
+
+    if device is not None and device != "auto":
+        try:
+            dev = torch.device(device)
+        except RuntimeError as exc:
+            raise ValueError(f"invalid device {device!r}: {exc}") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available here")
+        if dev.type == "mps" and not _mps_available():
+            raise ValueError(f"device {device!r} requested but MPS is not available here")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bfloat16 matrix instructions (AVX512-BF16 or AMX).
+
+    Read from ``/proc/cpuinfo`` flags where available (Linux); elsewhere torch's
+    ``cpu capability`` is used (``AVX512`` alone does not imply BF16, so it answers False).
+    """
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    if flags:
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    try:
+        import torch
+
+        return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
+    except (ImportError, AttributeError):
+        return False
