@@ -25,7 +25,7 @@ from typing import Any
 
 from napari_samlabel.core.classes import ClassTable, as_class_table
 
-from ._types import KINDS, WeakLabelError, WeakLabels
+from ._types import KINDS, WeakLabelError, WeakLabels, renumber
 from .boxes import read_boxes_json, read_boxes_voc_xml
 from .cams import cam_peak_points, read_cam_npy
 from .points import read_points_json
@@ -40,6 +40,7 @@ __all__ = [
     "KINDS", "WeakLabelError", "WeakLabels", "cam_peak_points", "mask_to_polylines",
     "read_boxes_json", "read_boxes_voc_xml", "read_cam_npy", "read_points_json",
     "read_scribbles_png", "read_scribbles_txt", "read_scribbles_xml", "read_weak_labels",
+    "renumber",
 ]
 
 Reader = Callable[..., dict[str, WeakLabels]]
