@@ -1,0 +1,87 @@
+"""``samlabel eval``: mIoU of predicted label maps against ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._progress import tqdm_progress
+
+if TYPE_CHECKING:
+    from napari_samlabel.evaluate.metrics import SegmentationScores
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` sub-command."""
+    p = subparsers.add_parser(
+        "eval", help="mIoU of predicted label PNGs against ground truth",
+        description="Evaluate a folder of predicted label PNGs against ground truth, matched by "
+                    "file name: one confusion matrix over the dataset, ground-truth 255 ignored, "
+                    "predicted 255 counted as a miss. Prints per-class IoU, mIoU (over classes "
+                    "present) and pixel accuracy.")
+    p.add_argument("pred_dir", metavar="PRED_DIR", type=Path,
+                   help="folder of <id>.png predicted label maps (palette or greyscale)")
+    p.add_argument("gt_dir", metavar="GT_DIR", type=Path,
+                   help="folder of <id>.png ground truth, or a VOC root with SegmentationClass/")
+    p.add_argument("--classes", metavar="FILE", type=Path,
+                   help="class list, one name per line (default: the 21 PASCAL VOC classes)")
+    p.add_argument("--split", metavar="FILE", type=Path,
+                   help="evaluate only the ids listed in this file (ImageSets style)")
+    p.add_argument("--json", metavar="OUT", type=Path, dest="json_out",
+                   help="also write the scores (per class, confusion matrix) as JSON")
+    p.set_defaults(func=run)
+
+
+def _fmt(v: float) -> str:
+    return "    -" if math.isnan(v) else f"{100 * v:5.1f}"
+
+
+def format_table(scores: SegmentationScores) -> str:
+    """Per-class IoU and accuracy table, then the summary lines (percentages)."""
+    width = max(12, *(len(n) for n in scores.class_names))
+    lines = [f"{'class':<{width}}    IoU    Acc", "-" * (width + 15)]
+    for name, iou, acc in zip(scores.class_names, scores.iou, scores.accuracy, strict=True):
+        lines.append(f"{name:<{width}}  {_fmt(iou)}  {_fmt(acc)}")
+    present = int((~np.isnan(scores.iou)).sum())
+    lines += ["-" * (width + 15),
+              f"{'mIoU':<{width}}  {_fmt(scores.miou)}   ({present} of "
+              f"{len(scores.class_names)} classes present, {scores.images} images)",
+              f"{'pixel acc.':<{width}}  {_fmt(scores.pixel_accuracy)}",
+              f"{'mean acc.':<{width}}  {_fmt(scores.mean_accuracy)}"]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the table."""
+    from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.core.fsutil import atomic_write_text
+    from napari_samlabel.evaluate.metrics import EvaluationError, evaluate_dirs
+
+    try:
+        classes = ClassTable.from_file(args.classes) if args.classes else ClassTable.voc()
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    ids = None
+    if args.split:
+        try:
+            ids = [s.split()[0] for s in args.split.read_text(encoding="utf-8").splitlines()
+                   if s.strip()]
+        except OSError as exc:
+            raise CLIError(f"cannot read split file {args.split}: {exc.strerror}") from None
+    try:
+        with tqdm_progress("eval") as progress:
+            scores = evaluate_dirs(args.pred_dir, args.gt_dir, classes, ids=ids,
+                                   progress=progress)
+    except EvaluationError as exc:
+        raise CLIError(str(exc)) from None
+    print(format_table(scores))
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(scores.to_dict(), indent=1))
+        print(f"scores written to {args.json_out}")
+    return 0
