@@ -1,0 +1,70 @@
+"""``samlabel export``: write a project as a PASCAL VOC 2012-style dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._progress import tqdm_progress
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export`` sub-command."""
+    p = subparsers.add_parser(
+        "export", help="write a project as a VOC dataset (VOCdevkit/VOC2012)",
+        description="Write the annotated images of a project to OUT/VOCdevkit/VOC2012: "
+                    "JPEGImages, SegmentationClass and SegmentationObject (palette PNGs, 255 "
+                    "void), Annotations (XML with boxes from the masks), ImageSets lists from a "
+                    "seeded split and labelmap.txt. Images marked done are exported; flagged "
+                    "images are written but kept out of train and val (listed in "
+                    "ImageSets/Segmentation/excluded.txt) unless --include-flagged; images in "
+                    "progress only with --include-unfinished; new images never. The dataset is "
+                    "built in a temporary folder and moved to OUT at the end.")
+    p.add_argument("project", metavar="PROJECT", type=Path, help="project folder")
+    p.add_argument("out", metavar="OUT", type=Path,
+                   help="output folder (will contain VOCdevkit/; torchvision's root)")
+    p.add_argument("--split", type=float, default=0.8, metavar="FRACTION",
+                   help="fraction of images in train, the rest in val (default 0.8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--border", type=int, default=0, metavar="PX",
+                   help="mark a void (255) band of PX pixels along object borders, as VOC's "
+                        "ground truth does with about 5 (default 0: none)")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="put flagged images into the train/val split too")
+    p.add_argument("--include-unfinished", action="store_true",
+                   help="export images still in progress too")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT if it exists and is not empty")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``samlabel export``."""
+    from napari_samlabel.io.project import Project, ProjectError
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc_project import export_project
+
+    if not 0.0 <= args.split <= 1.0:
+        raise CLIError(f"--split must be between 0 and 1, got {args.split}")
+    if args.border < 0:
+        raise CLIError(f"--border must be >= 0, got {args.border}")
+    try:
+        project = Project.open(args.project)
+        with tqdm_progress("export") as progress:
+            report = export_project(
+                project, args.out, train_fraction=args.split, seed=args.seed,
+                border=args.border, include_flagged=args.include_flagged,
+                include_unfinished=args.include_unfinished, overwrite=args.overwrite,
+                progress=progress)
+    except (ProjectError, VocError, FileExistsError, OSError) as exc:
+        raise CLIError(str(exc)) from exc
+    print(report.summary())
+    for old, new in sorted(report.renamed.items()):
+        print(f"  id {old!r} written as {new!r}")
+    if report.skipped.get("in_progress"):
+        print(f"  {len(report.skipped['in_progress'])} images in progress were left out "
+              "(--include-unfinished exports them)")
+    for iid, oid in report.dropped_objects:
+        print(f"  {iid}: object {oid} is hidden under other objects and was left out")
+    return 0

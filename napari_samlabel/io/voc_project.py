@@ -1,0 +1,249 @@
+"""Project <-> PASCAL VOC: export a project as a VOC dataset, import a VOC dataset as a project.
+
+Which images an export contains (by status, see :class:`napari_samlabel.core.document.
+ImageStatus`):
+
+- ``done``: written and split into train / val with the seeded split.
+- ``flagged`` (a failure the annotator or the curation queue marked): written, but listed only
+  in ``ImageSets/Segmentation/excluded.txt``, never in train or val, unless
+  ``include_flagged``.
+- ``in_progress``: left out (its label map is incomplete: unlabelled objects would be
+  taught as background) unless ``include_unfinished``.
+- ``new``: never written (nothing annotated).
+
+An import builds the project in a temporary folder beside the target and renames it into
+place at the end, so a failed import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_samlabel.core.classes import VOID, ClassTable
+from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.progress import ProgressCallback, no_progress
+from napari_samlabel.io.project import Project, ProjectError
+from napari_samlabel.io.voc import EXCLUDED, ObjectInfo, VocError, VocWriter, read_voc
+
+IMPORT_MODEL_ID = "voc-import"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote."""
+
+    root: Path
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    dropped_objects: list[tuple[str, int]] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        counts = ", ".join(f"{len(v)} {k}" for k, v in self.splits.items())
+        out = f"wrote {self.root}: {counts}"
+        for status, ids in self.skipped.items():
+            if ids:
+                out += f"; skipped {len(ids)} {status}"
+        if self.dropped_objects:
+            out += f"; {len(self.dropped_objects)} fully hidden objects left out"
+        return out
+
+
+def voc_id(image_id: str) -> str:
+    """A VOC-safe id: characters other than letters, digits and ``_.+-`` become ``_``."""
+    safe = _UNSAFE.sub("_", image_id)
+    return safe if not safe.startswith(".") else "_" + safe[1:]
+
+
+def export_project(
+    project: Project | str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    train_fraction: float = 0.8,
+    seed: int = 0,
+    border: int = 0,
+    include_flagged: bool = False,
+    include_unfinished: bool = False,
+    overwrite: bool = False,
+    progress: ProgressCallback = no_progress,
+) -> ExportReport:
+    """Export the annotated images of ``project`` to ``out/VOCdevkit/VOC2012``.
+
+    Label maps are composed from the objects with the overlap rule of
+    :mod:`napari_samlabel.core.compose`. Parameters ``train_fraction``, ``seed``, ``border``
+    and ``overwrite`` are :class:`napari_samlabel.io.voc.VocWriter`'s.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is a non-empty folder and ``overwrite`` is False.
+    ProjectError, VocError
+        On bad project content or images; nothing is written to ``out`` then.
+    """
+    if not isinstance(project, Project):
+        project = Project.open(project)
+    chosen: list[tuple[str, str | None]] = []
+    skipped: dict[str, list[str]] = {s.value: [] for s in ImageStatus}
+    for entry in project:
+        status = entry.status
+        if status == ImageStatus.DONE or (status == ImageStatus.IN_PROGRESS
+                                          and include_unfinished):
+            chosen.append((entry.image_id, None))
+        elif status == ImageStatus.FLAGGED:
+            chosen.append((entry.image_id, None if include_flagged else EXCLUDED))
+        else:
+            skipped[status.value].append(entry.image_id)
+    renamed: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for iid, _ in chosen:
+        safe = voc_id(iid)
+        if safe in owner:
+            raise VocError(f"images {owner[safe]!r} and {iid!r} both become {safe!r} in VOC "
+                           "(VOC ids cannot hold spaces or other special characters); "
+                           "rename one of the files")
+        owner[safe] = iid
+        if safe != iid:
+            renamed[iid] = safe
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # dropped objects are in the report
+        with VocWriter(out, project.classes, border=border, train_fraction=train_fraction,
+                       seed=seed, overwrite=overwrite, progress=progress,
+                       total=len(chosen)) as writer:
+            for iid, split in chosen:
+                doc = project.load_document(iid)
+                semantic, instance = doc.label_maps()
+                objects = [ObjectInfo(o.object_id, o.class_id) for o in doc.objects]
+                writer.add(voc_id(iid), project.image_path(iid), semantic, instance, objects,
+                           split)
+    final = writer.splits
+    splits = {s: sorted(i for i, v in final.items() if v == s) for s in ("train", "val",
+                                                                           EXCLUDED)}
+    return ExportReport(writer.out / "VOCdevkit" / "VOC2012", splits,
+                        {k: v for k, v in skipped.items() if v}, writer.dropped_objects,
+                        renamed)
+
+
+def _fill_void(instance: np.ndarray, distance: int) -> np.ndarray:
+    """Give void pixels within ``distance`` px of a label to the nearest label.
+
+    Background counts as a label, so a void band straddling an object's edge is split between
+    the object and the background as the edge runs through it.
+    """
+    from skimage.segmentation import expand_labels
+
+    if distance <= 0 or not (instance == VOID).any():
+        return instance
+    lab = instance.astype(np.int32)
+    bg = VOID + 1
+    lab[instance == 0] = bg  # background is a label too, so it is not grown into
+    lab[instance == VOID] = 0
+    grown = expand_labels(lab, distance)
+    grown[grown == 0] = VOID  # void farther than ``distance`` stays void
+    grown[grown == bg] = 0
+    return grown.astype(np.uint8)
+
+
+def import_voc(
+    voc_root: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    *,
+    classes: ClassTable | None = None,
+    copy_images: bool = False,
+    fill_void: int = 0,
+    status: ImageStatus | str = ImageStatus.DONE,
+    progress: ProgressCallback = no_progress,
+) -> Project:
+    """Turn a VOC dataset into a new project in ``folder``.
+
+    Each instance of ``SegmentationObject`` (or, without it, each 8-connected component of a
+    class, see :func:`napari_samlabel.io.voc.read_voc`) becomes one accepted object with no
+    prompts and ``model_id = "voc-import"``; its class is the one its ``Annotations`` entry
+    names, else the majority class of its pixels. Void (255) pixels belong to no object (they
+    become background in the project) unless ``fill_void`` gives those within that many pixels
+    of a label to the nearest label, object or background (VOC's ~5 px border band:
+    ``fill_void=3``).
+
+    Parameters
+    ----------
+    voc_root : path
+        See :func:`napari_samlabel.io.voc.find_voc_root`.
+    folder : path
+        New project folder; must not exist or be empty.
+    classes : ClassTable, optional
+        Default: the dataset's ``labelmap.txt``, else the 21 VOC classes.
+    copy_images : bool
+        Copy the images into ``folder/images`` instead of referring to them where they are.
+
+    Raises
+    ------
+    FileExistsError
+        If ``folder`` exists and is not empty.
+    VocError, ProjectError
+        On bad dataset content; nothing is left in ``folder`` then.
+    """
+    from napari_samlabel.io.voc import find_voc_root, read_voc_classes
+
+    target = Path(folder).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(f"project folder {target} exists and is not empty")
+    voc = find_voc_root(voc_root)
+    classes = classes or read_voc_classes(voc)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".import-tmp",
+                                dir=target.parent))
+    try:
+        project = Project.create(tmp, [], classes)
+        for rec in read_voc(voc, classes, progress=progress):
+            image = rec.image_path
+            if copy_images:
+                (tmp / "images").mkdir(exist_ok=True)
+                image = tmp / "images" / rec.image_path.name
+                shutil.copyfile(rec.image_path, image)
+            [iid] = project.add_images([image])
+            doc = AnnotationDocument(iid, rec.semantic.shape,
+                                     _objects_of(rec.semantic, _fill_void(rec.instance, fill_void),
+                                                 rec.objects, classes, rec.image_id),
+                                     status=status)
+            project.save_document(doc)
+            project.set_status(iid, status)
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Project.open(target)
+
+
+def _objects_of(semantic: np.ndarray, instance: np.ndarray, infos: list[ObjectInfo],
+                classes: ClassTable, image_id: str) -> list[AnnotatedObject]:
+    by_id = {o.instance_id: o for o in infos}
+    objects = []
+    for k in np.unique(instance):
+        k = int(k)
+        if k in (0, VOID):
+            continue
+        mask = instance == k
+        cls = by_id[k].class_id if k in by_id and by_id[k].class_id else None
+        if cls is None:
+            vals = semantic[mask]
+            vals = vals[(vals != 0) & (vals != VOID)]
+            if vals.size == 0:
+                raise VocError(f"image {image_id}: instance {k} covers no class pixels")
+            cls = Counter(vals.tolist()).most_common(1)[0][0]
+        if not 0 < cls < len(classes):
+            raise ProjectError(f"image {image_id}: instance {k} has class index {cls}, outside "
+                               f"the class list (1..{len(classes) - 1})")
+        objects.append(AnnotatedObject(k, int(cls), mask, (), None, IMPORT_MODEL_ID))
+    return objects
