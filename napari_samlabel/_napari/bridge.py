@@ -1,0 +1,258 @@
+"""The bridge between napari layers and an :class:`AnnotationSession` (napari, no Qt widgets).
+
+The bridge creates and owns the plugin's layers:
+
+- ``image``: the open image;
+- ``semantic``: accepted objects by class (VOC colours), ``instances``: by instance id;
+- ``current object``: the preview of the object being prompted, in its class colour;
+- ``SAM boxes & scribbles`` (Shapes): rectangles are boxes, paths are scribbles;
+- ``SAM points`` (Points): clicks; polarity is the ``positive`` feature, the colour follows it.
+
+Layer edits become core prompts and go to :meth:`AnnotationSession.set_prompts` (which
+decodes off the GUI thread); session events are rendered back into the layers (undo, redo,
+reopen and image changes rewrite the prompt layers from the document). Modifier clicks:
+Shift adds a negative prompt, Ctrl/Cmd reopens the accepted object under the cursor, Alt
+selects it (for changing its class).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from napari.layers import Image, Labels, Points, Shapes
+from napari.layers.base import ActionType
+from napari.utils.colormaps import DirectLabelColormap
+
+from napari_samlabel._napari import convert
+from napari_samlabel._napari.session import AnnotationSession
+from napari_samlabel.core.classes import ClassTable
+
+POSITIVE_COLOR = "lime"
+NEGATIVE_COLOR = "magenta"
+SCRIBBLE_WIDTH = 3.0
+_DONE_ACTIONS = {ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED}
+
+
+def class_colormap(classes: ClassTable) -> DirectLabelColormap:
+    """Colours of the class indices (VOC palette); background and void transparent."""
+    palette = classes.colors().astype(np.float32) / 255.0
+    colors: dict[Any, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 255: (0, 0, 0, 0)}
+    for i in range(1, len(classes)):
+        colors[i] = (*palette[i], 1.0)
+    return DirectLabelColormap(color_dict=colors)
+
+
+class LayerBridge:
+    """Creates the plugin's layers in ``viewer`` and keeps them in step with ``session``."""
+
+    def __init__(self, viewer: Any, session: AnnotationSession) -> None:
+        self.viewer = viewer
+        self.session = session
+        self.positive = True          # polarity of the next prompt (toggled by a key)
+        self.selected_object: int | None = None
+        self._syncing = 0
+        self._swallow_click = False
+        self._one_shot: bool | None = None
+        #: How to run a callable once the current napari event is over (the GUI passes a
+        #: zero-delay timer; the default runs it at once).
+        self.defer: Any = lambda fn: fn()
+        empty = np.zeros((1, 1), dtype=np.uint8)
+        cmap = class_colormap(session.classes)
+        self.image_layer = viewer.add_layer(Image(np.zeros((1, 1, 3), np.uint8), name="image",
+                                                  rgb=True))
+        self.semantic_layer = viewer.add_layer(Labels(empty, name="semantic", opacity=0.45,
+                                                      colormap=cmap))
+        self.instance_layer = viewer.add_layer(Labels(empty, name="instances", opacity=0.45,
+                                                      visible=False))
+        self.preview_layer = viewer.add_layer(Labels(empty, name="current object",
+                                                     opacity=0.6, colormap=cmap))
+        self.shapes_layer = viewer.add_layer(Shapes(
+            ndim=2, name="SAM boxes & scribbles", features={"positive": np.array([], bool)},
+            edge_width=SCRIBBLE_WIDTH, face_color="transparent", edge_color=POSITIVE_COLOR))
+        self.points_layer = viewer.add_layer(Points(
+            np.empty((0, 2)), name="SAM points", features={"positive": np.array([], bool)},
+            face_color="positive", face_color_cycle={True: POSITIVE_COLOR,
+                                                      False: NEGATIVE_COLOR},
+            border_color="white", size=10))
+        for layer in (self.semantic_layer, self.instance_layer, self.preview_layer):
+            layer.editable = False
+        self.owned = (self.image_layer, self.semantic_layer, self.instance_layer,
+                      self.preview_layer, self.shapes_layer, self.points_layer)
+        self.points_layer.events.data.connect(self._on_layer_data)
+        self.shapes_layer.events.data.connect(self._on_layer_data)
+        for layer in (self.points_layer, self.shapes_layer):
+            layer.mouse_drag_callbacks.insert(0, self._on_press)
+        self.points_layer.mode = "add"
+        ev = session.events
+        ev.image_changed.connect(self._on_image_changed)
+        ev.current_changed.connect(self._on_current_changed)
+        ev.objects_changed.connect(self.render_labels)
+        self._set_polarity_defaults()
+
+    # -- reading the layers ----------------------------------------------------------------------
+    def layer_prompts(self) -> list:
+        """The prompts the layers show, points first, then shapes (layer order)."""
+        pts = self.points_layer
+        positive = pts.features["positive"].to_numpy(bool) if len(pts.data) else []
+        out: list = convert.points_to_prompts(pts.data, positive)
+        sh = self.shapes_layer
+        if sh.nshapes:
+            out += convert.shapes_to_prompts(sh.data, sh.shape_type,
+                                             sh.features["positive"].to_numpy(bool),
+                                             sh.edge_width)
+        return out
+
+    def _on_layer_data(self, event: Any) -> None:
+        if self._syncing or getattr(event, "action", ActionType.CHANGED) not in _DONE_ACTIONS:
+            return
+        if event.source is self.shapes_layer:
+            self._recolor_shapes()
+        if self._one_shot is not None:
+            self._one_shot = None
+            self._set_polarity_defaults()
+        if self._swallow_click:
+            # The click that reopened or selected an object adds no prompt: put the
+            # layers back to the document once napari has finished adding.
+            self._swallow_click = False
+            self.defer(lambda: self.render_prompts(force=True))
+            return
+        doc = self.session.doc
+        if doc is None:
+            return
+        prompts = convert.merge_order(doc.current.prompts, self.layer_prompts())
+        self.session.set_prompts(prompts)
+
+    # -- modifier clicks -------------------------------------------------------------------------
+    def _on_press(self, layer: Any, event: Any) -> None:
+        """Interpret modifier clicks; runs before the layer's own mode (which may add)."""
+        mods = {str(m) for m in event.modifiers}
+        self._swallow_click = False
+        self._one_shot = None
+        if mods & {"Control", "Meta", "Alt"}:
+            self._swallow_click = True
+            row, col = layer.world_to_data(event.position)[-2:]
+            self.click_object(row, col, reopen="Alt" not in mods)
+        elif "Shift" in mods:
+            self._one_shot = not self.positive   # this one prompt has the other polarity
+            self._set_polarity_defaults(self._one_shot)
+        else:
+            self._set_polarity_defaults()
+
+    def click_object(self, row: float, col: float, reopen: bool = True) -> int | None:
+        """Reopen (or only select) the accepted object at ``(row, col)``; returns its id."""
+        oid = self.session.object_at(row, col)
+        if oid is None:
+            return None
+        self.selected_object = oid
+        if reopen:
+            self.session.reopen(oid)
+        else:
+            self.instance_layer.selected_label = oid
+        return oid
+
+    # -- polarity --------------------------------------------------------------------------------
+    def toggle_polarity(self) -> bool:
+        """Switch the polarity of the next prompts; returns the new polarity."""
+        self.positive = not self.positive
+        self._set_polarity_defaults()
+        return self.positive
+
+    def _set_polarity_defaults(self, positive: bool | None = None) -> None:
+        pos = self.positive if positive is None else positive
+        for layer in (self.points_layer, self.shapes_layer):
+            layer.feature_defaults = {"positive": pos}
+        self.shapes_layer.current_edge_color = POSITIVE_COLOR if pos else NEGATIVE_COLOR
+        self.points_layer.current_face_color = POSITIVE_COLOR if pos else NEGATIVE_COLOR
+
+    def _recolor_shapes(self) -> None:
+        sh = self.shapes_layer
+        if not sh.nshapes:
+            return
+        pos = sh.features["positive"].to_numpy(bool)
+        colors = [POSITIVE_COLOR if p else NEGATIVE_COLOR for p in pos]
+        with self._sync():
+            sh.edge_color = colors
+
+    # -- rendering -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _sync(self) -> Iterator[None]:
+        self._syncing += 1
+        try:
+            yield
+        finally:
+            self._syncing -= 1
+
+    def _on_image_changed(self, index: int) -> None:
+        s = self.session
+        self.selected_object = None
+        self.image_layer.data = s.image
+        self.image_layer.name = "image"
+        self.image_layer.metadata["image_id"] = s.image_id()
+        self.render_labels()
+        self.render_prompts(force=True)
+        self.render_preview()
+        self.viewer.reset_view()
+
+    def _on_current_changed(self) -> None:
+        self.render_prompts()
+        self.render_preview()
+
+    def render_prompts(self, force: bool = False) -> None:
+        """Rewrite the prompt layers from the document when they differ from it."""
+        doc = self.session.doc
+        if doc is None:
+            return
+        prompts = doc.current.prompts
+        if not force and convert.same_prompts(prompts, self.layer_prompts()):
+            return
+        pts = convert.prompts_to_points(prompts)
+        shp = convert.prompts_to_shapes(prompts)
+        with self._sync():
+            layer = self.points_layer
+            layer.selected_data = set()
+            layer.data = pts.data
+            layer.features = pd.DataFrame({"positive": pts.positive})
+            layer.face_color = "positive"
+            sh = self.shapes_layer
+            sh.selected_data = set()
+            sh.data = []
+            if shp.data:
+                sh.add(shp.data, shape_type=shp.shape_types, edge_width=list(shp.widths))
+                sh.features = pd.DataFrame({"positive": shp.positive})
+        self._recolor_shapes()
+        self._set_polarity_defaults()
+
+    def render_preview(self) -> None:
+        """Show the current object's mask in its class colour."""
+        doc = self.session.doc
+        if doc is None:
+            return
+        cur = doc.current
+        if cur.mask is None:
+            data = np.zeros(doc.shape, dtype=np.uint8)
+        else:
+            data = cur.mask.astype(np.uint8) * np.uint8(cur.class_id)
+        self.preview_layer.data = data
+
+    def render_labels(self) -> None:
+        """Show the accepted objects in the semantic and instance layers."""
+        doc = self.session.doc
+        if doc is None:
+            return
+        semantic, instance = doc.label_maps()
+        self.semantic_layer.data = np.array(semantic)
+        self.instance_layer.data = np.array(instance)
+
+    def close(self) -> None:
+        """Disconnect from the session and remove the plugin's layers."""
+        ev = self.session.events
+        ev.image_changed.disconnect(self._on_image_changed)
+        ev.current_changed.disconnect(self._on_current_changed)
+        ev.objects_changed.disconnect(self.render_labels)
+        for layer in self.owned:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)

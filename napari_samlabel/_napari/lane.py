@@ -1,0 +1,131 @@
+"""One lane for engine work: jobs run one at a time, off the GUI thread, newest request wins.
+
+A SAM engine holds one image at a time, so encoding, prefetching and decoding must never
+overlap. :class:`EngineLane` serialises them. Each job has a *kind*; a waiting job is replaced
+by a newer job of the same kind (a burst of prompt edits during a decode costs one decode,
+for the newest prompts, not one per edit). Waiting jobs start in priority order (``encode``
+before ``decode`` before ``prefetch``).
+
+A job is given as a *factory* called on the calling (GUI) thread at the moment the job starts;
+it returns the function to run in the worker. So a decode reads the current object's logits
+when it starts, after the previous decode has delivered them, not when it was requested.
+
+How the function runs is a :class:`Runner`: :class:`SyncRunner` runs it inline (headless use,
+scripts, tests); the GUI passes a runner that starts a napari worker thread. Nothing here
+imports Qt or napari.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+#: Kinds of job in start order.
+PRIORITY: tuple[str, ...] = ("encode", "decode", "prefetch")
+
+
+class Runner(Protocol):
+    """Runs ``fn`` somewhere and reports back on the caller's thread."""
+
+    def start(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
+              on_error: Callable[[BaseException], None], label: str) -> None:
+        """Run ``fn``; call ``on_done(result)`` or ``on_error(exc)`` on the caller's thread."""
+        ...
+
+
+class SyncRunner:
+    """Run jobs inline, on the calling thread (headless sessions and tests)."""
+
+    def start(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
+              on_error: Callable[[BaseException], None], label: str) -> None:
+        """Run ``fn`` now and report its result or error."""
+        try:
+            result = fn()
+        except Exception as exc:  # reported, not raised: a failed job must not stop the lane
+            on_error(exc)
+            return
+        on_done(result)
+
+
+@dataclass
+class _Job:
+    kind: str
+    factory: Callable[[], Callable[[], Any] | None]
+    on_done: Callable[[Any], None]
+    label: str
+
+
+class EngineLane:
+    """Serialises engine jobs; a newer job replaces a waiting job of the same kind.
+
+    Parameters
+    ----------
+    runner : Runner
+        Where jobs run.
+    on_error : callable
+        Called with ``(kind, exception)`` when a job fails.
+    """
+
+    def __init__(self, runner: Runner,
+                 on_error: Callable[[str, BaseException], None] | None = None) -> None:
+        self.runner = runner
+        self._on_error = on_error
+        self._waiting: dict[str, _Job] = {}
+        self._running: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a job runs."""
+        return self._running is not None
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing runs and nothing waits."""
+        return self._running is None and not self._waiting
+
+    def waiting(self, kind: str) -> bool:
+        """True when a job of ``kind`` waits to start."""
+        return kind in self._waiting
+
+    def submit(self, kind: str, factory: Callable[[], Callable[[], Any] | None],
+               on_done: Callable[[Any], None], label: str = "") -> None:
+        """Queue a job of ``kind``, replacing a waiting job of the same kind.
+
+        ``factory`` is called when the job starts and returns the function to run, or None
+        to skip the job (nothing left to do by then).
+        """
+        if kind not in PRIORITY:
+            raise ValueError(f"unknown job kind {kind!r}; expected one of {PRIORITY}")
+        self._waiting[kind] = _Job(kind, factory, on_done, label or kind)
+        self._pump()
+
+    def cancel(self, kind: str) -> None:
+        """Drop a waiting job of ``kind`` (a running one finishes)."""
+        self._waiting.pop(kind, None)
+
+    def _pump(self) -> None:
+        while self._running is None and self._waiting:
+            kind = next(k for k in PRIORITY if k in self._waiting)
+            job = self._waiting.pop(kind)
+            fn = job.factory()
+            if fn is None:
+                continue
+            self._running = kind
+            self.runner.start(fn, lambda result, job=job: self._finish(job, result),
+                              lambda exc, job=job: self._fail(job, exc), job.label)
+
+    def _finish(self, job: _Job, result: Any) -> None:
+        self._running = None
+        try:
+            job.on_done(result)
+        finally:
+            self._pump()
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        self._running = None
+        try:
+            if self._on_error is not None:
+                self._on_error(job.kind, exc)
+        finally:
+            self._pump()

@@ -1,0 +1,147 @@
+"""Small Qt panels of the dock widget: classes, images (navigator), shortcuts (help).
+
+Each panel renders the session and calls the annotator's actions; none holds state of its
+own beyond what it shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_samlabel._napari.annotator import MOUSE_HELP, SHORTCUTS, Annotator
+from napari_samlabel._napari.session import STATUSES
+from napari_samlabel.core.document import ImageStatus
+
+STATUS_MARK = {ImageStatus.NEW: "○", ImageStatus.IN_PROGRESS: "◐",
+               ImageStatus.DONE: "●", ImageStatus.FLAGGED: "⚑"}
+
+
+def _swatch(rgb: Any) -> QIcon:
+    pix = QPixmap(14, 14)
+    pix.fill(QColor(int(rgb[0]), int(rgb[1]), int(rgb[2])))
+    return QIcon(pix)
+
+
+class ClassPanel(QWidget):
+    """The class list: click or number keys pick the class of the current object."""
+
+    def __init__(self, annotator: Annotator, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.annotator = annotator
+        session = annotator.session
+        self.list = QListWidget()
+        colors = session.classes.colors()
+        for i, name in enumerate(session.classes.names):
+            if i == 0:
+                continue
+            depth = name.count("/")
+            key = f"{i % 10}  " if i <= 10 else "   "
+            label = f"{key}{'    ' * depth}{name.rsplit('/', 1)[-1]}"
+            item = QListWidgetItem(_swatch(colors[i]), label)
+            item.setData(Qt.ItemDataRole.UserRole, i)
+            item.setToolTip(name)
+            self.list.addItem(item)
+        self.list.itemClicked.connect(self._clicked)
+        self.apply = QPushButton("Apply to selected object (c)")
+        self.apply.setToolTip("Alt+click an accepted object to select it")
+        self.apply.clicked.connect(annotator.apply_class)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.list)
+        lay.addWidget(self.apply)
+        session.events.current_changed.connect(self.refresh)
+        session.events.image_changed.connect(self.refresh)
+        self.refresh()
+
+    def _clicked(self, item: QListWidgetItem) -> None:
+        self.annotator.pick_class(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def refresh(self, *_: Any) -> None:
+        """Highlight the picked class."""
+        row = self.annotator.session.current_class - 1
+        if 0 <= row < self.list.count() and self.list.currentRow() != row:
+            self.list.setCurrentRow(row)
+
+
+class NavigatorPanel(QWidget):
+    """The image list with statuses; double-click opens an image."""
+
+    def __init__(self, annotator: Annotator, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.annotator = annotator
+        session = annotator.session
+        self.list = QListWidget()
+        for i in range(len(session)):
+            self.list.addItem(QListWidgetItem(""))
+            self._label(i)
+        self.list.itemDoubleClicked.connect(
+            lambda item: session.open_image(self.list.row(item)))
+        buttons = QHBoxLayout()
+        for text, action in (("◀ Prev", annotator.previous_image),
+                             ("Next ▶", annotator.next_image),
+                             ("Next unfinished", annotator.next_unfinished)):
+            b = QPushButton(text)
+            b.clicked.connect(action)
+            buttons.addWidget(b)
+        self.status = QComboBox()
+        self.status.addItems([s.value.replace("_", " ") for s in STATUSES])
+        self.status.activated.connect(lambda i: session.set_status(STATUSES[i]))
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Status:"))
+        row.addWidget(self.status, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.list)
+        lay.addLayout(buttons)
+        lay.addLayout(row)
+        session.events.image_changed.connect(self._on_image)
+        session.events.status_changed.connect(self._on_status)
+        if session.index >= 0:
+            self._on_image(session.index)
+
+    def _label(self, i: int) -> None:
+        s = self.annotator.session
+        status = s.status_of(i)
+        self.list.item(i).setText(f"{STATUS_MARK[status]}  {s.image_id(i)}   "
+                                  f"({status.value.replace('_', ' ')})")
+
+    def _on_image(self, index: int) -> None:
+        self.list.setCurrentRow(index)
+        self._on_status(index, self.annotator.session.status_of(index).value)
+
+    def _on_status(self, index: int, status: str) -> None:
+        self._label(index)
+        if index == self.annotator.session.index:
+            self.status.setCurrentIndex(STATUSES.index(ImageStatus(status)))
+
+
+def help_text() -> str:
+    """The shortcut table as rich text (from :data:`SHORTCUTS`, the bindings' source)."""
+    rows = [f"<tr><td><b>{' / '.join(sc.keys)}</b></td><td>{sc.help}</td></tr>"
+            for sc in SHORTCUTS]
+    rows += [f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in MOUSE_HELP]
+    return ("<table cellspacing='4'>" + "".join(rows) + "</table>"
+            "<p>Every accept, class change and status change is saved at once.</p>")
+
+
+class HelpPanel(QLabel):
+    """The shortcuts."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(help_text(), parent)
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setAlignment(Qt.AlignmentFlag.AlignTop)

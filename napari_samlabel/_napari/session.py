@@ -1,0 +1,508 @@
+"""The annotation session of one viewer: images, the open document, the engine, autosave.
+
+Qt-free and napari-free, so the whole annotate-accept-save loop runs headless (scripts, the
+kill test) and the GUI is a thin layer over it (:mod:`napari_samlabel._napari.bridge` turns
+layer events into :meth:`AnnotationSession.set_prompts` and renders the session's events).
+
+What the session does, and what it leaves to the layers below:
+
+- the image list and the project folder are :mod:`napari_samlabel.io.project`'s; every accept,
+  class change and status change is saved through it at once (atomic writes there);
+- undo/redo, the current object and its logits are the
+  :class:`~napari_samlabel.core.document.AnnotationDocument`'s;
+- SAM inputs are built only by :func:`napari_samlabel.engine.policies.refine_object`;
+- engine work runs on an :class:`~napari_samlabel._napari.lane.EngineLane`: encoding the
+  image, decoding the newest prompts (older waiting requests are dropped, stale answers are
+  refused by ``set_prediction``), and prefetching the next image's embedding when idle.
+
+One session per viewer; nothing here is global.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal, SignalGroup
+
+from napari_samlabel._napari.lane import EngineLane, Runner, SyncRunner
+from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.document import AnnotationDocument, CurrentObject, ImageStatus
+from napari_samlabel.core.prompts import ObjectPrompts, Prompt
+
+#: Statuses the navigator cycles through, in menu order.
+STATUSES: tuple[ImageStatus, ...] = (ImageStatus.NEW, ImageStatus.IN_PROGRESS,
+                                     ImageStatus.DONE, ImageStatus.FLAGGED)
+
+
+class SessionEvents(SignalGroup):
+    """What a session tells its views (emitted on the thread that drives the session)."""
+
+    image_changed = Signal(int)      # index of the newly opened image
+    current_changed = Signal()       # the current object (prompts, mask, class) changed
+    objects_changed = Signal()       # accepted objects changed
+    status_changed = Signal(int, str)  # image index, new status
+    engine_changed = Signal()        # an engine was set
+    encoded = Signal(int)            # the embedding of image ``index`` is ready
+    prefetched = Signal(int)         # the embedding of image ``index`` was computed ahead
+    timing = Signal(str)             # status-line text with the last encode/decode times
+    busy = Signal(str)               # what the engine is doing ("" when idle)
+    message = Signal(str)            # errors and notices for the user
+    saved = Signal(str)              # image id written to the project
+
+
+def decode_object(engine: Any, prompts: ObjectPrompts, shape: tuple[int, int],
+                  prev_logits: np.ndarray | None, policy: Any = None
+                  ) -> tuple[np.ndarray, float | None, np.ndarray | None]:
+    """Run one interactive decode through the engine's prompt policy.
+
+    Returns
+    -------
+    mask, score, logits
+        ``H x W`` bool mask, predicted IoU and the ``(1, 256, 256)`` logits to hand to the
+        next decode of the same object.
+    """
+    from napari_samlabel.engine.policies import refine_object
+
+    result = refine_object(engine, prompts, shape, prev_logits, policy)
+    return result.mask, result.score, result.logits
+
+
+class AnnotationSession:
+    """Images, the open document, the engine and autosave of one viewer.
+
+    Parameters
+    ----------
+    images : sequence of Path
+        The images to annotate, in navigator order.
+    project : object, optional
+        A :class:`napari_samlabel.io.project.Project`; documents are loaded from and saved
+        to it. Without one nothing is saved (a scratch session).
+    engine : Engine, optional
+        The mask engine; can be set later with :meth:`set_engine` (loading takes a while).
+    classes : ClassTable, optional
+        Class table (VOC by default).
+    runner : Runner, optional
+        Where engine jobs run (inline by default; the GUI passes a worker-thread runner).
+    policy : object, optional
+        Prompt policy handed to ``refine_object`` (its default when None).
+    prefetch : bool
+        Compute the next image's embedding while the annotator works.
+    prefetch_runner : Runner, optional
+        Where prefetch jobs run when the engine can encode without changing its current
+        image (default: ``runner``).
+    image_loader : callable, optional
+        ``path -> RGB uint8 array`` (``napari_samlabel.io.images.load_image`` by default).
+    """
+
+    def __init__(self, images: Sequence[Path], *, project: Any = None, engine: Any = None,
+                 classes: ClassTable | None = None, runner: Runner | None = None,
+                 policy: Any = None, prefetch: bool = True,
+                 prefetch_runner: Runner | None = None,
+                 image_loader: Callable[[Path], np.ndarray] | None = None) -> None:
+        if not images:
+            raise ValueError("no images to annotate")
+        self.images = [Path(p) for p in images]
+        self.project = project
+        self.engine = engine
+        self.classes = classes or ClassTable.voc()
+        self.policy = policy
+        self.prefetch_enabled = prefetch
+        self.events = SessionEvents()
+        self.lane = EngineLane(runner or SyncRunner(), self._job_failed)
+        self.prefetch_lane = EngineLane(prefetch_runner or runner or SyncRunner(),
+                                        self._prefetch_failed)
+        self._prefetching: int | None = None
+        self._load = image_loader or _default_loader
+        self.index = -1
+        self.image: np.ndarray | None = None
+        self.doc: AnnotationDocument | None = None
+        self.current_class = 1 if len(self.classes) > 1 else 0
+        self._statuses: list[ImageStatus] = [self._stored_status(p) for p in self.images]
+        self._engine_image: int | None = None   # index of the image the engine holds
+        self._encoded: set[int] = set()         # images encoded (or prefetched) this session
+        self._fresh: weakref.WeakSet[CurrentObject] = weakref.WeakSet()
+        self.last_encode_ms: float | None = None
+        self.last_decode_ms: float | None = None
+        self.last_encode_cached = False
+        self.decode_count = 0
+
+    # -- images ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_id(self, index: int | None = None) -> str:
+        """Id (file stem) of image ``index`` (the open one by default)."""
+        return self.images[self.index if index is None else index].stem
+
+    def status_of(self, index: int) -> ImageStatus:
+        """Status of image ``index``."""
+        return self._statuses[index]
+
+    def open_image(self, index: int) -> AnnotationDocument:
+        """Open image ``index``: load it and its saved annotation, start encoding it.
+
+        The unaccepted current object of the image being left is dropped (accepted objects
+        are already saved).
+        """
+        if not 0 <= index < len(self.images):
+            raise IndexError(f"image index {index} is outside 0..{len(self.images) - 1}")
+        path = self.images[index]
+        image = self._load(path)
+        doc = self._load_document(path, image.shape[:2])
+        if self.doc is not None:
+            self._disconnect(self.doc)
+        self.index, self.image, self.doc = index, image, doc
+        self._statuses[index] = doc.status
+        doc.events.current_changed.connect(self._on_current_changed)
+        doc.events.objects_changed.connect(self._on_objects_changed)
+        doc.events.status_changed.connect(self._on_status_changed)
+        if doc.current.class_id != self.current_class:
+            doc.set_current_class(self.current_class)
+        self.lane.cancel("decode")
+        self.events.image_changed.emit(index)
+        self._request_encode()
+        return doc
+
+    def resume_index(self) -> int:
+        """Where to resume: the first image in progress, else the first new one, else 0."""
+        for wanted in (ImageStatus.IN_PROGRESS, ImageStatus.NEW):
+            for i, status in enumerate(self._statuses):
+                if status == wanted:
+                    return i
+        return 0
+
+    def next_image(self) -> bool:
+        """Open the next image; False at the end."""
+        if self.index + 1 >= len(self.images):
+            return False
+        self.open_image(self.index + 1)
+        return True
+
+    def previous_image(self) -> bool:
+        """Open the previous image; False at the start."""
+        if self.index <= 0:
+            return False
+        self.open_image(self.index - 1)
+        return True
+
+    def next_unfinished(self) -> bool:
+        """Open the next image (wrapping around) that is neither done nor flagged."""
+        n = len(self.images)
+        for step in range(1, n + 1):
+            i = (self.index + step) % n
+            if self._statuses[i] in (ImageStatus.NEW, ImageStatus.IN_PROGRESS) and i != self.index:
+                self.open_image(i)
+                return True
+        return False
+
+    def set_status(self, status: ImageStatus | str) -> None:
+        """Set the open image's status (saved at once)."""
+        self._require_doc().set_status(status)
+
+    # -- the engine ----------------------------------------------------------------------------
+    def set_engine(self, engine: Any) -> None:
+        """Use ``engine`` from now on and encode the open image with it."""
+        self.engine = engine
+        self._engine_image = None
+        self._encoded.clear()
+        self.events.engine_changed.emit()
+        if self.doc is not None:
+            self._request_encode()
+            self._request_decode()
+
+    def _request_encode(self) -> None:
+        if self.engine is None or self.image is None:
+            return
+        index, image, engine = self.index, self.image, self.engine
+
+        def factory() -> Callable[[], Any] | None:
+            if index != self.index or engine is not self.engine:
+                return None
+            if self._engine_image == index:
+                return None
+            if self._prefetching == index:
+                return None  # being prefetched: _prefetch_done encodes (from the cache)
+            self.events.busy.emit(f"encoding {self.image_id(index)}")
+
+            def run() -> tuple[int, float]:
+                t0 = time.perf_counter()
+                engine.set_image(image)
+                return index, (time.perf_counter() - t0) * 1000.0
+            return run
+
+        self.lane.submit("encode", factory, self._encode_done,
+                         label=f"Encoding {self.image_id(index)}")
+
+    def _encode_done(self, result: tuple[int, float]) -> None:
+        index, ms = result
+        self._engine_image = index
+        self.last_encode_cached = index in self._encoded
+        self._encoded.add(index)
+        self.last_encode_ms = ms
+        self.events.busy.emit("")
+        self._emit_timing()
+        self.events.encoded.emit(index)
+        self._request_prefetch()
+
+    def _request_prefetch(self) -> None:
+        nxt = self.index + 1
+        if (not self.prefetch_enabled or self.engine is None or nxt >= len(self.images)
+                or nxt in self._encoded or self._prefetching is not None):
+            return
+        engine, current, current_index = self.engine, self.image, self.index
+        path = self.images[nxt]
+        encode = getattr(engine, "encode", None)
+        # An engine that can encode without changing its current image (SamEngine.encode)
+        # prefetches on a lane of its own, so decodes are not held up by it; otherwise the
+        # prefetch takes the engine lane: encode the next image, then set the open one back
+        # (a cache hit).
+        lane = self.prefetch_lane if callable(encode) else self.lane
+
+        def factory() -> Callable[[], Any] | None:
+            if engine is not self.engine or nxt in self._encoded or self.index != current_index:
+                return None
+            self._prefetching = nxt
+            self.events.busy.emit(f"prefetching {self.image_id(nxt)}")
+
+            def run() -> int:
+                image = self._load(path)
+                if callable(encode):
+                    encode(image)
+                else:
+                    engine.set_image(image)
+                    engine.set_image(current)
+                return nxt
+            return run
+
+        lane.submit("prefetch", factory, self._prefetch_done,
+                    label=f"Prefetching {self.image_id(nxt)}")
+
+    def _prefetch_done(self, index: int) -> None:
+        self._prefetching = None
+        self._encoded.add(index)
+        self.events.busy.emit("")
+        self.events.prefetched.emit(index)
+        if index == self.index and self._engine_image != index:
+            self._request_encode()  # the annotator got there first: encode is a cache hit now
+
+    def is_encoded(self, index: int) -> bool:
+        """True when image ``index`` was encoded or prefetched in this session."""
+        return index in self._encoded
+
+    # -- prompting ---------------------------------------------------------------------------
+    def set_prompts(self, prompts: Sequence[Prompt]) -> None:
+        """Replace the current object's prompts and decode them (off the GUI thread)."""
+        self._require_doc().set_prompts(prompts)
+        self._request_decode()
+
+    def _request_decode(self) -> None:
+        doc = self.doc
+        if doc is None or self.engine is None:
+            return
+
+        def factory() -> Callable[[], Any] | None:
+            if doc is not self.doc or self._engine_image != self.index:
+                return None
+            cur = doc.current
+            if not cur.prompts or cur in self._fresh:
+                return None
+            engine, policy, shape = self.engine, self.policy, doc.shape
+            obj = ObjectPrompts(cur.object_id or 0, cur.class_id, cur.prompts)
+            logits = cur.logits
+
+            def run() -> tuple[Any, ...]:
+                t0 = time.perf_counter()
+                mask, score, new_logits = decode_object(engine, obj, shape, logits, policy)
+                return doc, cur.prompts, mask, score, new_logits, (time.perf_counter() - t0) * 1e3
+            return run
+
+        self.lane.submit("decode", factory, self._decode_done, label="Decoding")
+
+    def _decode_done(self, result: tuple[Any, ...]) -> None:
+        doc, prompts, mask, score, logits, ms = result
+        self.last_decode_ms = ms
+        self.decode_count += 1
+        self._emit_timing()
+        if doc is not self.doc:
+            return
+        model_id = getattr(self.engine, "model_id", None)
+        if doc.set_prediction(prompts, mask, score, logits, model_id):
+            self._fresh.add(doc.current)
+
+    @property
+    def decoding(self) -> bool:
+        """True while a decode runs or waits."""
+        return self.lane._running == "decode" or self.lane.waiting("decode")
+
+    # -- object actions --------------------------------------------------------------------
+    def select_class(self, class_id: int) -> None:
+        """Pick the class of the current object (and of the objects that follow)."""
+        self.classes.index(int(class_id))
+        self.current_class = int(class_id)
+        if self.doc is not None:
+            self.doc.set_current_class(class_id)
+
+    def set_object_class(self, object_id: int, class_id: int) -> None:
+        """Change the class of an accepted object (saved at once)."""
+        self.classes.index(int(class_id))
+        self._require_doc().set_object_class(object_id, class_id)
+
+    def accept(self) -> Any:
+        """Accept the current object (saved at once); returns it, or None without a mask."""
+        return self._require_doc().accept()
+
+    def discard(self) -> None:
+        """Drop the current object; a reopened object goes back unchanged."""
+        self._require_doc().discard()
+
+    def reopen(self, object_id: int) -> None:
+        """Take accepted object ``object_id`` back into prompting, with its prompts."""
+        doc = self._require_doc()
+        doc.reopen(object_id)
+        self._fresh.add(doc.current)
+        self.current_class = doc.current.class_id
+
+    def object_at(self, row: float, col: float) -> int | None:
+        """Accepted object visible at ``(row, col)`` of the open image."""
+        return self._require_doc().object_at(int(row), int(col))
+
+    def remove_object(self, object_id: int) -> None:
+        """Delete accepted object ``object_id`` (saved at once)."""
+        self._require_doc().remove_object(object_id)
+
+    def undo(self) -> bool:
+        """Undo one step (prompt edit, accept, class or status change)."""
+        done = self._require_doc().undo()
+        self._request_decode()
+        return done
+
+    def redo(self) -> bool:
+        """Redo one undone step."""
+        done = self._require_doc().redo()
+        self._request_decode()
+        return done
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _stored_status(self, path: Path) -> ImageStatus:
+        if self.project is None:
+            return ImageStatus.NEW
+        return ImageStatus(self.project.status(path.stem))
+
+    def _load_document(self, path: Path, shape: tuple[int, int]) -> AnnotationDocument:
+        if self.project is None:
+            return AnnotationDocument(path.stem, shape, class_id=self.current_class)
+        return self.project.load_document(path.stem, class_id=self.current_class)
+
+    def save(self) -> None:
+        """Write the open document to the project (atomic; autosave calls this).
+
+        A reopened object counts as accepted until it is accepted again or discarded, so a
+        crash while refining it never loses it.
+        """
+        doc = self.doc
+        if doc is None or self.project is None:
+            return
+        original = doc.current.original
+        if original is not None:
+            snapshot = AnnotationDocument(doc.image_id, doc.shape, doc.objects + (original,),
+                                          doc.status)
+            self.project.save_document(snapshot)
+        else:
+            self.project.save_document(doc)
+        self.events.saved.emit(doc.image_id)
+
+    # -- event plumbing ---------------------------------------------------------------------------
+    def _on_current_changed(self) -> None:
+        doc = self.doc
+        if doc is not None:
+            self.current_class = doc.current.class_id
+        self.events.current_changed.emit()
+
+    def _on_objects_changed(self) -> None:
+        self.save()
+        self.events.objects_changed.emit()
+
+    def _on_status_changed(self, status: str) -> None:
+        self._statuses[self.index] = ImageStatus(status)
+        self.save()
+        self.events.status_changed.emit(self.index, status)
+
+    def _disconnect(self, doc: AnnotationDocument) -> None:
+        doc.events.current_changed.disconnect(self._on_current_changed)
+        doc.events.objects_changed.disconnect(self._on_objects_changed)
+        doc.events.status_changed.disconnect(self._on_status_changed)
+
+    def _prefetch_failed(self, kind: str, exc: BaseException) -> None:
+        self._prefetching = None
+        self._job_failed(kind, exc)
+
+    def _job_failed(self, kind: str, exc: BaseException) -> None:
+        self.events.busy.emit("")
+        self.events.message.emit(f"{kind} failed: {exc}")
+
+    def _emit_timing(self) -> None:
+        parts = []
+        if self.last_encode_ms is not None:
+            parts.append(f"encode {self.last_encode_ms:.0f} ms")
+        if self.last_decode_ms is not None:
+            parts.append(f"decode {self.last_decode_ms:.0f} ms")
+        self.events.timing.emit(" · ".join(parts))
+
+    def _require_doc(self) -> AnnotationDocument:
+        if self.doc is None:
+            raise RuntimeError("no image is open; call open_image first")
+        return self.doc
+
+    def close(self) -> None:
+        """Disconnect from the open document (the views disconnect themselves)."""
+        if self.doc is not None:
+            self._disconnect(self.doc)
+        self.doc = None
+
+
+def project_for_folder(folder: str | Path, classes: ClassTable | None = None) -> Any:
+    """Open the project in ``folder``, or make ``folder`` (a folder of images) a project.
+
+    The project files live in the image folder itself, so reopening the folder resumes.
+    ``classes`` may extend an existing project's class list (new names are appended); a
+    list that renames or reorders existing classes is refused, because saved objects refer
+    to classes by index.
+
+    Raises
+    ------
+    ValueError
+        If ``classes`` conflicts with the project's classes (both lists named).
+    """
+    from napari_samlabel.io.project import Project
+
+    folder = Path(folder)
+    if not Project.is_project(folder):
+        return Project.create(folder, folder, classes)
+    project = Project.open(folder)
+    if classes is not None and classes.names != project.classes.names:
+        have = project.classes.names
+        if classes.names[:len(have)] != have:
+            raise ValueError(
+                f"project {folder} has the classes {', '.join(have[1:])}; the given list "
+                f"({', '.join(classes.names[1:])}) does not extend it. Saved objects refer to "
+                "classes by index, so existing classes cannot be renamed or reordered.")
+        for name in classes.names[len(have):]:
+            project.add_class(name)
+    return project
+
+
+def session_for_project(project: Any, **kwargs: Any) -> AnnotationSession:
+    """An :class:`AnnotationSession` over every image of ``project``."""
+    images = [project.image_path(i) for i in project.image_ids]
+    return AnnotationSession(images, project=project, classes=project.classes, **kwargs)
+
+
+def _default_loader(path: Path) -> np.ndarray:
+    from napari_samlabel.io.images import load_image
+
+    return load_image(path)

@@ -1,0 +1,168 @@
+"""The dock widget: open a folder, classes, images, help, and the status line.
+
+Reached from napari's Plugins menu (npe2 manifest) or docked by ``samlabel annotate``.
+Opening a folder makes it a project (or reopens it) and resumes at the first unfinished
+image; the model loads in a worker thread meanwhile (prompts drawn before it is ready are
+decoded once it is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_samlabel._napari.annotator import Annotator
+from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
+from napari_samlabel._napari.session import (
+    AnnotationSession,
+    project_for_folder,
+    session_for_project,
+)
+from napari_samlabel._napari.workers import NapariRunner
+from napari_samlabel.core.classes import ClassTable
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to load the model (``samlabel annotate`` options)."""
+
+    model: str = "vit_b"
+    checkpoint: str | None = None
+    precise: bool = False
+
+
+class SamLabelWidget(QWidget):
+    """The plugin's dock widget for one viewer."""
+
+    def __init__(self, napari_viewer: Any, engine_options: EngineOptions | None = None,
+                 classes: ClassTable | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.engine_options = engine_options or EngineOptions()
+        self.classes = classes
+        self.annotator: Annotator | None = None
+        self._loader: Any = None
+        self._timing = ""
+        self._busy = ""
+        self._message = ""
+        open_button = QPushButton("Open image folder…")
+        open_button.clicked.connect(self._choose_folder)
+        top = QHBoxLayout()
+        top.addWidget(open_button)
+        self.tabs = QTabWidget()
+        self.status_line = QLabel("Open a folder of images to start.")
+        self.status_line.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.tabs, 1)
+        lay.addWidget(self.status_line)
+
+    # -- opening -------------------------------------------------------------------------------
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of images to annotate")
+        if folder:
+            self.open_folder(folder)
+
+    def open_folder(self, folder: str | Path, engine: Any = None) -> Annotator:
+        """Open (or create) the project in ``folder`` and start annotating it.
+
+        ``engine``: an engine to use as is; otherwise one is loaded in a worker thread from
+        :attr:`engine_options`.
+        """
+        project = project_for_folder(folder, self.classes)
+        session = session_for_project(project, runner=NapariRunner(),
+                                      prefetch_runner=NapariRunner())
+        return self.attach(session, engine)
+
+    def attach(self, session: AnnotationSession, engine: Any = None) -> Annotator:
+        """Annotate ``session`` in this widget's viewer (replacing a previous one)."""
+        if self.annotator is not None:
+            self.annotator.close()
+        self.tabs.clear()
+        ev = session.events
+        ev.timing.connect(self._on_timing)
+        ev.busy.connect(self._on_busy)
+        ev.message.connect(self._on_message)
+        ev.saved.connect(lambda iid: self._on_message(f"saved {iid}"))
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed):
+            signal.connect(self._render_status)
+        if engine is not None:
+            session.engine = engine
+        annotator = Annotator(self.viewer, session, start=session.resume_index())
+        annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
+        self.annotator = annotator
+        self.tabs.addTab(ClassPanel(annotator), "Classes")
+        self.tabs.addTab(NavigatorPanel(annotator), "Images")
+        self.tabs.addTab(HelpPanel(), "Shortcuts")
+        annotator.points_mode()
+        if session.engine is None:
+            self.load_engine()
+        self._render_status()
+        return annotator
+
+    def load_engine(self) -> None:
+        """Load the model in a worker thread; the session encodes once it is ready."""
+        from napari.qt.threading import create_worker
+
+        opts = self.engine_options
+
+        def load() -> Any:
+            from napari_samlabel.engine.sam import load_engine
+
+            return load_engine(opts.model, opts.checkpoint, precise=opts.precise)
+
+        self._on_busy(f"loading model {opts.model}")
+        worker = create_worker(load, _start_thread=False,
+                               _progress={"desc": f"Loading {opts.model}", "total": 0})
+        worker.returned.connect(self._engine_loaded)
+        worker.errored.connect(lambda exc: self._on_message(f"model not loaded: {exc}"))
+        worker.finished.connect(lambda: self._on_busy(""))
+        self._loader = worker
+        worker.start()
+
+    def _engine_loaded(self, engine: Any) -> None:
+        if self.annotator is not None:
+            self.annotator.session.set_engine(engine)
+
+    # -- status line ---------------------------------------------------------------------------
+    def _on_timing(self, text: str) -> None:
+        self._timing = text
+        self._render_status()
+
+    def _on_busy(self, text: str) -> None:
+        self._busy = text
+        self._render_status()
+
+    def _on_message(self, text: str) -> None:
+        self._message = text
+        self._render_status()
+
+    def _render_status(self, *_: Any) -> None:
+        parts = []
+        a = self.annotator
+        if a is not None and a.session.doc is not None:
+            s = a.session
+            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · "
+                         f"{len(s.doc.objects)} objects · class "
+                         f"{s.classes.name(s.current_class)}")
+        parts += [p for p in (self._timing, self._busy, self._message) if p]
+        self.status_line.setText("\n".join(parts) or "ready")
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        """Stop annotating when the widget closes."""
+        if self.annotator is not None:
+            self.annotator.close()
+            self.annotator = None
+        super().closeEvent(event)
