@@ -154,6 +154,14 @@ def test_scribbles_xml(tmp_path):
     assert len(w.background) == 1 and not w.background[0].positive
 
 
+def test_scribbles_xml_voc_size_and_capitalised_root(tmp_path):
+    text = ("<Annotation><filename>im.jpg</filename><size><width>50</width><height>40</height>"
+            "</size><polygon><tag>cat</tag><point><X>1</X><Y>2</Y></point></polygon>"
+            "</Annotation>")
+    w = read_scribbles_xml(write(tmp_path / "s.xml", text))["im"]
+    assert w.image_shape == (40, 50) and w.class_ids == [8]
+
+
 def test_scribbles_xml_errors(tmp_path):
     bad_point = XML_SCRIBBLE.replace("<Y>25</Y>", "<Y>abc</Y>")
     with pytest.raises(WeakLabelError, match=r"<polygon> #1, <point> #2.*not a number"):
@@ -263,7 +271,7 @@ def test_boxes_voc_xml_box_outside_image(tmp_path):
 
 
 def test_boxes_json_layouts(tmp_path):
-    voc_style = {"image": "im1", "objects": [{"name": "cat", "bbox_xyxy": [28, 1, 335, 496]}]}
+    voc_style = {"image": "im1.jpg", "objects": [{"name": "cat", "bbox_xyxy": [28, 1, 335, 496]}]}
     w = read_boxes_json(write(tmp_path / "a.json", json.dumps(voc_style)))["im1"]
     assert w.objects[0].boxes[0] == Box((0.0, 27.0), (495.0, 334.0))
     zero = dict(voc_style, index_base=0)

@@ -22,6 +22,16 @@ def image_id_from_path(path: Path) -> str:
     return _ID_SUFFIX.sub("", path.stem) or path.stem
 
 
+_IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+def normalise_image_id(name: str) -> str:
+    """An image id from a name that may carry an image extension (``"a.jpg"`` -> ``"a"``)."""
+    name = str(name).strip()
+    p = Path(name)
+    return p.stem if p.suffix.lower() in _IMAGE_EXTS else p.name
+
+
 def parse_xml(path: Path, root_tag: str = "annotation") -> Element:
     """Parse an XML file from outside safely (defusedxml) and check its root element.
 
@@ -43,7 +53,7 @@ def parse_xml(path: Path, root_tag: str = "annotation") -> Element:
         raise WeakLabelError(path, f"refused unsafe XML: {exc}") from exc
     except OSError as exc:
         raise WeakLabelError(path, f"cannot read: {exc.strerror}") from exc
-    if root.tag != root_tag:
+    if root.tag.lower() != root_tag:  # ScribbleSup files are seen with <Annotation> too
         raise WeakLabelError(path, f"root element is <{root.tag}>, expected <{root_tag}>")
     return root
 

@@ -36,7 +36,7 @@ from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.coords import xyxy_to_box_rc
 from napari_samlabel.core.prompts import Box, ObjectPrompts
 
-from ._files import image_id_from_path, parse_xml, xml_number
+from ._files import image_id_from_path, normalise_image_id, parse_xml, xml_number
 from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
 from .points import _load_json
 
@@ -91,7 +91,7 @@ def read_boxes_voc_xml(path: str | Path, classes: ClassTable | None = None
     classes = classes or ClassTable.voc()
     root = parse_xml(path)
     filename = (root.findtext("filename") or "").strip()
-    image_id = Path(filename).stem if filename else image_id_from_path(path)
+    image_id = normalise_image_id(filename) if filename else image_id_from_path(path)
     shape = None
     size = root.find("size")
     if size is not None and size.find("width") is not None:
@@ -171,7 +171,7 @@ def read_boxes_json(path: str | Path, classes: ClassTable | None = None
     if index_base not in (0, 1) or isinstance(index_base, bool):
         raise WeakLabelError(path, f"'index_base' must be 0 or 1, got {index_base!r}")
     if "objects" in data:
-        image_id = str(data.get("image") or image_id_from_path(path))
+        image_id = normalise_image_id(data.get("image") or image_id_from_path(path))
         return {image_id: _boxes_from_list(data["objects"], image_id, index_base, classes,
                                            path)}
     return {str(k): _boxes_from_list(v, str(k), index_base, classes, path)

@@ -39,6 +39,7 @@ from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.coords import xy_to_rc
 from napari_samlabel.core.prompts import ObjectPrompts, Point
 
+from ._files import image_id_from_path, normalise_image_id
 from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
 
 
@@ -123,11 +124,12 @@ def read_points_json(path: str | Path, classes: ClassTable | None = None
     classes = classes or ClassTable.voc()
     data = _load_json(path)
     if isinstance(data, list):
-        return {path.stem: points_from_entries(data, path.stem, classes, path)}
+        stem = image_id_from_path(path)
+        return {stem: points_from_entries(data, stem, classes, path)}
     if not isinstance(data, dict):
         raise WeakLabelError(path, "expected a JSON object {image_id: [points]} or a list of "
                              f"points, got {type(data).__name__}")
     if isinstance(data.get("points"), list):
-        image_id = str(data.get("image", path.stem))
+        image_id = normalise_image_id(data.get("image") or image_id_from_path(path))
         return {image_id: points_from_entries(data["points"], image_id, classes, path)}
     return {str(k): points_from_entries(v, str(k), classes, path) for k, v in data.items()}

@@ -16,11 +16,12 @@ XML (ScribbleSup)::
 
     <annotation>
       <filename>2008_000003.jpg</filename>
-      <imagesize><nrows>375</nrows><ncols>500</ncols></imagesize>
+      <size><width>500</width><height>375</height></size>
       <polygon><tag>person</tag><point><X>74</X><Y>195</Y></point>...</polygon>
     </annotation>
 
-``<tag>`` is a class name or index. The image id comes from ``<filename>`` (else the stem).
+``<tag>`` is a class name or index. The image id comes from ``<filename>`` (else the stem);
+the image size from ``<size>`` (VOC style) or ``<imagesize>`` (LabelMe style) when present.
 
 PNG: one class index per pixel, ``255`` = unlabelled, ``0`` = background. Every pixel of a
 class becomes part of a scribble: the pixels are cut into 8-connected chains
@@ -42,7 +43,13 @@ from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.coords import xy_to_rc
 from napari_samlabel.core.prompts import ObjectPrompts, Scribble
 
-from ._files import image_id_from_path, parse_xml, read_index_png, xml_number
+from ._files import (
+    image_id_from_path,
+    normalise_image_id,
+    parse_xml,
+    read_index_png,
+    xml_number,
+)
 from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
 
 _SEP = re.compile(r"[,\s]+")
@@ -121,8 +128,12 @@ def read_scribbles_xml(path: str | Path, classes: ClassTable | None = None
     classes = classes or ClassTable.voc()
     root = parse_xml(path)
     filename = (root.findtext("filename") or "").strip()
-    image_id = Path(filename).stem if filename else image_id_from_path(path)
+    image_id = normalise_image_id(filename) if filename else image_id_from_path(path)
     shape = None
+    size = root.find("size")
+    if size is not None and size.find("height") is not None:
+        shape = (int(xml_number(size, "height", path, "<size>")),
+                 int(xml_number(size, "width", path, "<size>")))
     size = root.find("imagesize")
     if size is not None:
         shape = (int(xml_number(size, "nrows", path, "<imagesize>")),
