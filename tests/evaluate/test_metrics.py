@@ -157,3 +157,34 @@ def test_evaluate_dirs_voc_root_and_errors(tmp_path):
         read_label_png(tmp_path / "pred" / "a3.png")
     with pytest.raises(EvaluationError, match="folder not found"):
         evaluate_dirs(tmp_path / "nope", tmp_path / "voc")
+
+
+def test_matches_mmsegmentation_style_histc_computation():
+    """mmsegmentation's intersect_and_union (torch.histc per image, summed, nanmean)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    n = 5
+    totals = np.zeros((3, n))  # intersect, union, label
+    cm = ConfusionMatrix(n)
+    for shape in [(20, 30), (33, 17)]:
+        gt = rng.integers(0, n - 1, shape)  # class n-1 never in GT
+        gt[rng.random(shape) < 0.2] = 255
+        pred = np.where(rng.random(shape) < 0.5, gt, rng.integers(0, n, shape))
+        pred[rng.random(shape) < 0.1] = 255
+        cm.update(pred, gt)
+        p, g = torch.from_numpy(pred), torch.from_numpy(gt)
+        keep = g != 255
+        p, g = p[keep], g[keep]
+        inter = p[p == g]
+
+        def hist(t):
+            return torch.histc(t.float(), bins=n, min=0, max=n - 1).numpy()
+        a_i, a_p, a_l = hist(inter), hist(p), hist(g)
+        totals += [a_i, a_p + a_l - a_i, a_l]
+    with np.errstate(invalid="ignore"):
+        iou = totals[0] / totals[1]
+    s = cm.scores()
+    np.testing.assert_allclose(s.iou, iou)
+    assert s.miou == pytest.approx(np.nanmean(iou))
+    assert s.pixel_accuracy == pytest.approx(totals[0].sum() / totals[2].sum())
+    assert s.iou[n - 1] == 0.0  # predicted but never in GT: union > 0, IoU 0 (not nan)
