@@ -59,11 +59,16 @@ class SamLabelWidget(QWidget):
         self._message = ""
         open_button = QPushButton("Open image folder…")
         open_button.clicked.connect(self._choose_folder)
+        samples_button = QPushButton("Sample images")
+        samples_button.setToolTip("Annotate the bundled sample images")
+        samples_button.clicked.connect(lambda: self.open_samples())
         top = QHBoxLayout()
-        top.addWidget(open_button)
+        top.addWidget(open_button, 1)
+        top.addWidget(samples_button)
         self.tabs = QTabWidget()
         self.status_line = QLabel("Open a folder of images to start.")
         self.status_line.setWordWrap(True)
+        self.setMaximumWidth(420)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.tabs, 1)
@@ -83,6 +88,14 @@ class SamLabelWidget(QWidget):
         """
         project = project_for_folder(folder, self.classes)
         session = session_for_project(project, runner=NapariRunner(),
+                                      prefetch_runner=NapariRunner())
+        return self.attach(session, engine)
+
+    def open_samples(self, engine: Any = None) -> Annotator:
+        """Annotate the bundled sample images (their project lives in the user data folder)."""
+        from napari_samlabel._napari.samples import sample_project
+
+        session = session_for_project(sample_project(self.classes), runner=NapariRunner(),
                                       prefetch_runner=NapariRunner())
         return self.attach(session, engine)
 

@@ -1,0 +1,51 @@
+"""Start napari with the annotator docked (the work of ``samlabel annotate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari_samlabel._napari.widget import EngineOptions, SamLabelWidget
+from napari_samlabel.core.classes import ClassTable
+
+
+def open_annotator(viewer: Any, folder: str | Path | None = None,
+                   classes: ClassTable | None = None,
+                   engine_options: EngineOptions | None = None,
+                   engine: Any = None) -> SamLabelWidget:
+    """Dock the annotator in ``viewer`` and open ``folder`` (the sample images if None)."""
+    widget = SamLabelWidget(viewer, engine_options, classes)
+    viewer.window.add_dock_widget(widget, name="SAM label", area="right")
+    if folder is None:
+        widget.open_samples(engine)
+    else:
+        widget.open_folder(folder, engine)
+    return widget
+
+
+def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
+           model: str = "vit_b", checkpoint: str | None = None, precise: bool = False,
+           run: bool = True) -> SamLabelWidget:
+    """Open a napari window annotating ``folder`` and run the Qt event loop until closed.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, NotADirectoryError
+        On a bad folder or class list (before any window opens when possible).
+    """
+    import napari
+
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise NotADirectoryError(f"not a folder of images: {folder}")
+    viewer = napari.Viewer(title="napari-samlabel")
+    try:
+        widget = open_annotator(viewer, folder, classes,
+                                EngineOptions(model, checkpoint, precise))
+    except Exception:
+        viewer.close()
+        raise
+    if run:
+        napari.run()
+    return widget

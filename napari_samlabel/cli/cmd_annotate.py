@@ -1,0 +1,59 @@
+"""``samlabel annotate``: open napari with the annotator on a folder of images."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from napari_samlabel.cli import CLIError
+
+_LAUNCHER = "napari_samlabel._napari.launch"  # imported by name: the CLI layer imports no Qt
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``annotate`` sub-command."""
+    p = subparsers.add_parser(
+        "annotate",
+        help="annotate a folder of images in napari with live SAM prompts",
+        description=(
+            "Open napari with the SAM label annotator on FOLDER. The folder becomes a "
+            "project (samlabel-project.json and annotations/ are written inside it); every "
+            "accept is saved at once and reopening the folder resumes. Without FOLDER the "
+            "bundled sample images open."),
+    )
+    p.add_argument("folder", nargs="?", type=Path, help="folder of images (default: samples)")
+    p.add_argument("--classes", type=Path, metavar="FILE",
+                   help="class list, one name per line or a YAML list; 'dog/head' is a part "
+                        "of 'dog' (default: the 20 PASCAL VOC classes)")
+    p.add_argument("--model", default="vit_b", help="SAM model type (default: vit_b)")
+    p.add_argument("--checkpoint", type=Path, metavar="PATH",
+                   help="local checkpoint file (default: cached official file, downloaded "
+                        "if missing)")
+    p.add_argument("--precise", action="store_true",
+                   help="encode in float32 (slower) instead of bfloat16 where supported")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, then hand over to the napari launcher."""
+    from napari_samlabel.core.classes import ClassTable
+
+    if args.folder is not None and not args.folder.is_dir():
+        raise CLIError(f"not a folder of images: {args.folder}")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise CLIError(f"checkpoint file not found: {args.checkpoint}")
+    classes = None
+    if args.classes is not None:
+        try:
+            classes = ClassTable.from_file(args.classes)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+    launcher = importlib.import_module(_LAUNCHER)
+    try:
+        launcher.launch(args.folder, classes, args.model,
+                        None if args.checkpoint is None else str(args.checkpoint),
+                        args.precise)
+    except (ValueError, OSError) as exc:
+        raise CLIError(str(exc)) from exc
+    return 0
