@@ -1,0 +1,368 @@
+"""Tests of the VOC writer and reader: palette PNGs, layout, torchvision, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from napari_samlabel.core.classes import ClassTable, voc_colormap
+from napari_samlabel.io import voc
+from napari_samlabel.io.voc import (
+    ObjectInfo,
+    VocError,
+    VocWriter,
+    encode_label_png,
+    find_voc_root,
+    mask_bbox,
+    parse_labelmap,
+    read_label_png,
+    read_voc,
+    split_ids,
+    void_band,
+)
+
+H, W = 60, 80
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[:H * 4:4, :W * 4:4])
+
+
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    """Semantic + instance maps: two dogs (12) side by side, touching, and a person (15)."""
+    sem = np.zeros((H, W), np.uint8)
+    inst = np.zeros((H, W), np.uint8)
+    sem[10:30, 5:25] = 12
+    inst[10:30, 5:15] = 4
+    inst[10:30, 15:25] = 9
+    sem[35:60, 40:70] = 15  # touches the bottom border -> truncated
+    inst[35:60, 40:70] = 2
+    return sem, inst
+
+
+def boxes_of(target: dict) -> list[tuple[str, tuple[int, int, int, int]]]:
+    objs = target["annotation"]["object"]
+    objs = objs if isinstance(objs, list) else [objs]
+    return [(o["name"], tuple(int(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax")))
+            for o in objs]
+
+
+# -- palette PNGs ---------------------------------------------------------------------------
+def test_label_png_keeps_indices_and_uses_voc_palette(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 40, size=(H, W)).astype(np.uint8)
+    labels[::7] = 255
+    p = tmp_path / "l.png"
+    p.write_bytes(encode_label_png(labels))
+    with Image.open(p) as im:
+        assert im.mode == "P"
+        np.testing.assert_array_equal(np.asarray(im), labels)
+        palette = np.asarray(im.getpalette(), dtype=np.uint8).reshape(-1, 3)
+    np.testing.assert_array_equal(palette[:256], voc_colormap(256))
+    assert tuple(palette[15]) == (192, 128, 128)  # person
+    assert tuple(palette[255]) == (224, 224, 192)  # void
+    np.testing.assert_array_equal(read_label_png(p), labels)
+
+
+def test_read_label_png_rejects_colour_pngs(tmp_path: Path):
+    colours = voc_colormap(256)[scene()[0]]
+    Image.fromarray(colours).save(tmp_path / "rgb.png")
+    with pytest.raises(VocError, match=r"rgb\.png is a RGB colour image.*indices"):
+        read_label_png(tmp_path / "rgb.png")
+    Image.fromarray(scene()[0]).save(tmp_path / "grey.png")  # mode L: indices
+    np.testing.assert_array_equal(read_label_png(tmp_path / "grey.png"), scene()[0])
+    with pytest.raises(VocError, match="not found"):
+        read_label_png(tmp_path / "missing.png")
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG junk")
+    with pytest.raises(VocError, match="junk.png"):
+        read_label_png(tmp_path / "junk.png")
+
+
+def test_bbox_is_one_based_inclusive():
+    m = np.zeros((10, 12), bool)
+    m[0, 0] = True
+    assert mask_bbox(m) == (1, 1, 1, 1)
+    m[:] = False
+    m[5:10, 3:8] = True  # rows 5..9, cols 3..7
+    assert mask_bbox(m) == (4, 6, 8, 10)
+
+
+@pytest.mark.parametrize("width", [2, 4, 5, 6])
+def test_void_band_width_straddles_the_edge(width: int):
+    labels = np.zeros((20, 40), np.int32)
+    labels[:, 20:] = 3
+    band = void_band(labels, width)
+    row = band[10]
+    half = width // 2
+    assert row.sum() == 2 * half
+    assert row[20 - half:20 + half].all()
+    assert not band[:, :20 - half].any() and not band[:, 20 + half:].any()
+    assert not void_band(labels, 0).any()
+    # Image borders are not edges.
+    assert not void_band(np.full((9, 9), 2), 5).any()
+
+
+def test_split_is_seeded_and_respects_fraction():
+    ids = [f"im{i:02d}" for i in range(20)]
+    a = split_ids(ids, 0.8, seed=0)
+    assert a == split_ids(list(reversed(ids)), 0.8, seed=0)
+    assert sum(v == "train" for v in a.values()) == 16
+    assert a != split_ids(ids, 0.8, seed=1)
+    assert set(split_ids(ids[:2], 0.99, 0).values()) == {"train", "val"}
+    assert set(split_ids(ids, 1.0, 0).values()) == {"train"}
+    with pytest.raises(ValueError):
+        split_ids(ids, 1.5, 0)
+
+
+# -- writer ---------------------------------------------------------------------------------
+def write_scene(tmp_path: Path, image: np.ndarray, border: int = 0) -> tuple[Path, Path]:
+    sem, inst = scene()
+    jpg = tmp_path / "src" / "photo.jpg"
+    jpg.parent.mkdir(exist_ok=True)
+    Image.fromarray(image).save(jpg, quality=90)
+    png = tmp_path / "src" / "drawing.png"
+    Image.fromarray(image).save(png)
+    out = tmp_path / "out"
+    with VocWriter(out, border=border, train_fraction=0.5, seed=3) as w:
+        w.add("photo", jpg, sem, inst, [ObjectInfo(9, pose="Left", difficult=True)])
+        w.add("drawing", png, sem, None, split="val")
+        w.add("array", image, np.zeros((H, W), np.uint8), None, split="excluded")
+    return out, jpg
+
+
+def test_torchvision_reads_masks_and_boxes(tmp_path: Path, image: np.ndarray):
+    tv = pytest.importorskip("torchvision.datasets")
+    out, _ = write_scene(tmp_path, image)
+    sem, inst = scene()
+    seg = tv.VOCSegmentation(str(out), year="2012", image_set="trainval", download=False)
+    assert sorted(Path(p).stem for p in seg.images) == ["drawing", "photo"]
+    for k in range(len(seg)):
+        img, target = seg[k]
+        assert img.size == (W, H)
+        assert target.mode == "P"
+        np.testing.assert_array_equal(np.asarray(target), sem)
+    det = tv.VOCDetection(str(out), year="2012", image_set="trainval", download=False)
+    by_id = {Path(p).stem: k for k, p in enumerate(det.images)}
+    _, target = det[by_id["photo"]]
+    # Instances renumbered 2, 4, 9 -> 1, 2, 3 in XML order; boxes from their masks.
+    expected = [("person", mask_bbox(inst == 2)), ("dog", mask_bbox(inst == 4)),
+                ("dog", mask_bbox(inst == 9))]
+    assert boxes_of(target) == expected
+    objs = target["annotation"]["object"]
+    assert [o["truncated"] for o in objs] == ["1", "0", "0"]
+    assert [o["difficult"] for o in objs] == ["0", "0", "1"]
+    assert objs[2]["pose"] == "Left"
+    assert target["annotation"]["size"] == {"width": str(W), "height": str(H), "depth": "3"}
+    # SegmentationObject index k is the k-th XML object.
+    obj = read_label_png(out / "VOCdevkit/VOC2012/SegmentationObject/photo.png")
+    for k, old in enumerate([2, 4, 9], 1):
+        np.testing.assert_array_equal(obj == k, inst == old)
+
+
+def test_layout_sets_jpeg_bytes_and_labelmap(tmp_path: Path, image: np.ndarray):
+    out, jpg = write_scene(tmp_path, image)
+    root = out / "VOCdevkit" / "VOC2012"
+    assert (root / "JPEGImages" / "photo.jpg").read_bytes() == jpg.read_bytes()
+    with Image.open(root / "JPEGImages" / "drawing.jpg") as im:
+        assert im.format == "JPEG" and im.size == (W, H)
+    sets = root / "ImageSets" / "Segmentation"
+    read = {n: (sets / f"{n}.txt").read_text().split() for n in
+            ("train", "val", "trainval", "excluded")}
+    assert read["val"][0] == "drawing" and "drawing" not in read["train"]
+    assert sorted(read["train"] + read["val"]) == read["trainval"] == ["drawing", "photo"]
+    assert read["excluded"] == ["array"]
+    assert (root / "ImageSets" / "Main" / "trainval.txt").read_text().split() == ["drawing",
+                                                                                  "photo"]
+    dog = dict(line.split() for line in
+               (root / "ImageSets" / "Main" / "dog_trainval.txt").read_text().splitlines())
+    assert dog == {"drawing": "1", "photo": "1"}
+    cat = (root / "ImageSets" / "Main" / "cat_trainval.txt").read_text().split()
+    assert cat[1::2] == ["-1", "-1"]
+    lines = (root / "labelmap.txt").read_text().splitlines()
+    assert lines[0] == "# label:color_rgb:parts:actions"
+    assert lines[1] == "background:0,0,0::" and lines[2] == "aeroplane:128,0,0::"
+    assert lines[16] == "person:192,128,128::"
+    assert parse_labelmap(root / "labelmap.txt") == ClassTable.voc()
+    assert not list(tmp_path.glob(".out.*"))  # no temporary folder left behind
+
+
+def test_void_band_in_both_pngs_and_boxes_from_full_masks(tmp_path: Path, image: np.ndarray):
+    out, _ = write_scene(tmp_path, image, border=4)
+    root = out / "VOCdevkit" / "VOC2012"
+    cls = read_label_png(root / "SegmentationClass" / "photo.png")
+    obj = read_label_png(root / "SegmentationObject" / "photo.png")
+    np.testing.assert_array_equal(cls == 255, obj == 255)
+    # Band between the two touching dogs (cols 13..16) and around them.
+    assert (cls[15:25, 13:17] == 255).all() and (cls[15:25, 17:23] == 12).all()
+    assert (cls[20, 3:7] == 255).all() and cls[20, 2] == 0 and cls[20, 7] == 12
+    # Bottom image border is not an edge: the person keeps its last rows.
+    assert (cls[59, 45:65] == 15).all()
+    for r in read_voc(out):
+        if r.image_id == "photo":
+            assert r.objects[0].bbox == mask_bbox(scene()[1] == 2)
+
+
+def test_custom_classes_extend_the_palette(tmp_path: Path, image: np.ndarray):
+    names = ["background"] + [f"thing{i}" for i in range(1, 40)] + ["thing1/head"]
+    classes = ClassTable(tuple(names))
+    sem = np.zeros((H, W), np.uint8)
+    sem[5:20, 5:20] = 33
+    sem[30:50, 30:50] = 40
+    with VocWriter(tmp_path / "out", classes) as w:
+        w.add("x", image, sem)
+    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
+    with Image.open(root / "SegmentationClass" / "x.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), sem)
+        pal = np.asarray(im.getpalette(), np.uint8).reshape(-1, 3)
+    np.testing.assert_array_equal(pal[33], voc_colormap(256)[33])
+    lines = (root / "labelmap.txt").read_text().splitlines()
+    r, g, b = voc_colormap(256)[40]
+    assert lines[41] == f"thing1/head:{r},{g},{b}::"
+    assert (root / "ImageSets" / "Main" / "thing1-head_train.txt").exists()
+    recs = list(read_voc(tmp_path / "out"))
+    assert [o.class_id for o in recs[0].objects] == [33, 40]
+    with pytest.raises(ValueError, match="255"):
+        VocWriter(tmp_path / "big", [f"c{i}" for i in range(300)])
+    assert not (tmp_path / "big").exists()
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_bad_records_raise_clear_errors(tmp_path: Path, image: np.ndarray):
+    sem, inst = scene()
+    with pytest.raises(VocError) as info, VocWriter(tmp_path / "out") as w:
+        w.add("ok", image, sem, inst)
+        with pytest.raises(VocError, match="given twice"):
+            w.add("ok", image, sem, inst)
+        with pytest.raises(VocError, match="not usable as a VOC file name"):
+            w.add("has space", image, sem, inst)
+        with pytest.raises(VocError, match="image shape .* does not match"):
+            w.add("small", image[:10], sem, inst)
+        with pytest.raises(VocError, match=r"class indices \[30\]"):
+            w.add("unknown", image, np.where(sem == 12, 30, sem).astype(np.uint8), inst)
+        with pytest.raises(VocError, match="instance map shape"):
+            w.add("mismatch", image, sem, inst[:, :10])
+        with pytest.raises(VocError, match="given class 'cat' but its pixels are 'dog'"):
+            w.add("wrongcls", image, sem, inst, [ObjectInfo(4, class_id=8)])
+        with pytest.raises(VocError, match=r"missing\.jpg"):
+            w.add("missing", tmp_path / "missing.jpg", sem, inst)
+        (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 not really")
+        with pytest.raises(VocError, match=r"corrupt\.jpg"):
+            w.add("corrupt", tmp_path / "corrupt.jpg", sem, inst)
+        assert w.image_ids == ["ok"]
+        raise VocError("stop")  # leaving with an error discards everything
+    assert str(info.value) == "stop"
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def test_non_empty_out_refused_and_untouched(tmp_path: Path, image: np.ndarray):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
+        VocWriter(out)
+    assert (out / "keep.txt").read_text() == "precious"
+    (tmp_path / "empty").mkdir()
+    with VocWriter(tmp_path / "empty") as w:  # an empty folder is fine
+        w.add("a", image, scene()[0])
+    with VocWriter(out, overwrite=True) as w:
+        w.add("a", image, scene()[0])
+    assert not (out / "keep.txt").exists()
+    assert (out / "VOCdevkit/VOC2012/SegmentationClass/a.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]
+
+
+def test_write_failure_midway_leaves_existing_output_untouched(tmp_path: Path, image,
+                                                               monkeypatch):
+    out = tmp_path / "out"
+    with VocWriter(out) as w:
+        w.add("old", image, scene()[0])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real = voc._write_file
+    calls = []
+
+    def failing(path: Path, data: bytes) -> None:
+        calls.append(path)
+        if len(calls) > 6:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(voc, "_write_file", failing)
+    with pytest.raises(OSError, match="No space"), VocWriter(out, overwrite=True) as w:
+        for k in range(4):
+            w.add(f"new{k}", image, scene()[0])
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_failure_in_finish_keeps_old_output(tmp_path: Path, image, monkeypatch):
+    out = tmp_path / "out"
+    with VocWriter(out) as w:
+        w.add("old", image, scene()[0])
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def boom(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(voc, "labelmap_text", boom)
+    with pytest.raises(OSError), VocWriter(out, overwrite=True) as w:
+        w.add("new", image, scene()[0])
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# -- reader ---------------------------------------------------------------------------------
+def test_reader_finds_roots_and_reads_instances(tmp_path: Path, image: np.ndarray):
+    out, _ = write_scene(tmp_path, image)
+    root = out / "VOCdevkit" / "VOC2012"
+    assert find_voc_root(out) == find_voc_root(out / "VOCdevkit") == find_voc_root(root) == root
+    recs = {r.image_id: r for r in read_voc(out)}
+    assert set(recs) == {"photo", "drawing", "array"}
+    photo = recs["photo"]
+    assert photo.instances_from == "SegmentationObject"
+    np.testing.assert_array_equal(photo.semantic, scene()[0])
+    assert [(o.instance_id, o.class_id, o.difficult) for o in photo.objects] == [
+        (1, 15, False), (2, 12, False), (3, 12, True)]
+    assert recs["drawing"].split == "val" and recs["array"].split is None
+    with pytest.raises(VocError, match="not a VOC dataset"):
+        find_voc_root(tmp_path / "src")
+
+
+def test_reader_without_instances_uses_components(tmp_path: Path, image: np.ndarray):
+    root = tmp_path / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    sem, _ = scene()
+    sem[0:5, 70:80] = 12  # a second, separate dog region
+    sem[30, :] = 255
+    Image.fromarray(image).save(root / "JPEGImages" / "a.jpg")
+    (root / "SegmentationClass" / "a.png").write_bytes(encode_label_png(sem))
+    [rec] = list(read_voc(tmp_path))
+    assert rec.instances_from == "components"
+    assert len(set(np.unique(rec.instance)) - {0, 255}) == 3  # two touching dogs = one region
+    assert (rec.instance[30] == 255).all()
+
+
+def test_reader_reports_bad_files(tmp_path: Path, image: np.ndarray):
+    out, _ = write_scene(tmp_path, image)
+    root = out / "VOCdevkit" / "VOC2012"
+    xml = root / "Annotations" / "photo.xml"
+    xml.write_text(xml.read_text().replace("<name>person</name>", "<name>unicorn</name>"))
+    with pytest.raises(VocError, match=r"photo\.xml: object 1: unknown class 'unicorn'"):
+        list(read_voc(out))
+    xml.write_text("<annotation><object>")
+    with pytest.raises(VocError, match=r"cannot parse annotation .*photo\.xml"):
+        list(read_voc(out))
+    xml.unlink()
+    Image.fromarray(np.zeros((H, W + 1), np.uint8)).save(root / "SegmentationClass" / "photo.png")
+    with pytest.raises(VocError, match=r"photo\.png is 60x81 but its image"):
+        list(read_voc(out))
+    (root / "JPEGImages" / "photo.jpg").unlink()
+    with pytest.raises(VocError, match="image of 'drawing'|image of 'photo'"):
+        list(read_voc(out))
