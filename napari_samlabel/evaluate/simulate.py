@@ -21,9 +21,10 @@ What is simulated
   "What's the point"). Written as one dataset file ``points.json`` in the "What's the point"
   layout ``{id: [{"x", "y", "cls", "rank"}]}``.
 - scribbles: the object's skeleton (:func:`skimage.morphology.skeletonize`) cut into pixel
-  chains and subsampled to every ``step``-th pixel (default 4) as short polylines; with
-  ``background=True`` (default) the background's skeleton too, as class 0 scribbles. Written
-  as ``<id>.txt``, one ``cls,x1,y1,x2,y2,...`` line per polyline.
+  chains (chains shorter than 8 pixels, the skeleton's spurs into corners, are dropped, the
+  longest chain is always kept) and subsampled to every ``step``-th pixel (default 4) as
+  polylines; with ``background=True`` (default) the background's skeleton too, as class 0
+  scribbles. Written as ``<id>.txt``, one ``cls,x1,y1,x2,y2,...`` line per polyline.
 - boxes: the tight box of each object, written as ``<id>.json``
   ``{"image", "index_base": 1, "objects": [{"name", "bbox_xyxy"}]}`` in VOC's 1-based
   inclusive convention (see :mod:`napari_samlabel.io.weak.boxes`).
@@ -52,6 +53,7 @@ from .metrics import EvaluationError, read_label_png
 SIM_KINDS = ("points", "scribbles", "boxes")
 MIN_AREA = 20
 SCRIBBLE_STEP = 4
+SPUR_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,16 @@ def _subsample(chain: np.ndarray, step: int) -> np.ndarray:
     return chain[keep]
 
 
-def _skeleton_polylines(mask: np.ndarray, offset: tuple[int, int], step: int) -> list[np.ndarray]:
+def _skeleton_polylines(mask: np.ndarray, offset: tuple[int, int], step: int,
+                        min_length: int = SPUR_LENGTH) -> list[np.ndarray]:
     from skimage.morphology import skeletonize
 
     skel = skeletonize(np.pad(mask, 1))[1:-1, 1:-1]
+    chains = sorted(mask_to_polylines(skel), key=len, reverse=True)
+    # Short chains are spurs of the skeleton running into corners; keep at least the longest.
+    chains = chains[:1] + [ch for ch in chains[1:] if len(ch) >= min_length]
     off = np.asarray(offset)
-    return [_subsample(ch, step) + off for ch in mask_to_polylines(skel)]
+    return [_subsample(ch, step) + off for ch in chains]
 
 
 def simulate_weak_labels(label_map: np.ndarray, kind: str, *, image_id: str = "",

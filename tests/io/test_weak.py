@@ -385,6 +385,8 @@ def test_weak_labels_round_trip_dict_and_validation():
         WeakLabels("i", "points", background=(Point((0.0, 0.0)),))
     with pytest.raises(ValueError, match="class 0"):
         WeakLabels("i", "points", (ObjectPrompts(1, 0, ()),))
+    with pytest.raises(ValueError, match="cannot merge points of 'i' with boxes"):
+        w.merged_with(WeakLabels("i", "boxes"))
 
 
 # --------------------------------------------------------------------------- real samples

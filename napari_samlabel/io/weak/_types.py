@@ -155,13 +155,12 @@ class WeakLabels:
 
     def merged_with(self, other: WeakLabels) -> WeakLabels:
         """Combine the labels of the same image read from two files (objects renumbered)."""
-        if other.image_id != self.image_id:
-            raise ValueError(f"cannot merge weak labels of {self.image_id!r} and "
-                             f"{other.image_id!r}")
+        if other.image_id != self.image_id or other.kind != self.kind:
+            raise ValueError(f"cannot merge {self.kind} of {self.image_id!r} with "
+                             f"{other.kind} of {other.image_id!r}")
         objects = renumber(self.objects + other.objects)
         sources = ", ".join(s for s in (self.source, other.source) if s)
-        kind = self.kind if self.kind == other.kind else self.kind
-        return replace(self, kind=kind, objects=objects,
+        return replace(self, objects=objects,
                        background=self.background + other.background, source=sources,
                        image_shape=self.image_shape or other.image_shape)
 
