@@ -1,0 +1,267 @@
+"""Tests of the project folder: round trips, cheap crash-safe autosave, validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.prompts import Box, Point, Scribble
+from napari_samlabel.io import project as project_mod
+from napari_samlabel.io.project import (
+    OBJECTS_FILE,
+    PROJECT_FILE,
+    SCHEMA_VERSION,
+    Project,
+    ProjectError,
+)
+
+H, W = 48, 64
+
+
+@pytest.fixture()
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    base = data.astronaut()[: H * 8 : 8, : W * 8 : 8]
+    for name in ("a.jpg", "b.png", "c.jpg"):
+        Image.fromarray(base).save(folder / name)
+    return folder
+
+
+@pytest.fixture()
+def project(tmp_path: Path, images: Path) -> Project:
+    return Project.create(tmp_path / "proj", images, ["cat", "dog", "dog/head"])
+
+
+def rect(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[r0:r1, c0:c1] = True
+    return m
+
+
+def accept(doc: AnnotationDocument, mask: np.ndarray, class_id: int = 1, score: float = 0.9,
+           prompts=None) -> AnnotatedObject:
+    doc.set_current_class(class_id)
+    doc.set_prompts(prompts or [Point((float(mask.nonzero()[0][0]), float(mask.nonzero()[1][0])))])
+    doc.set_prediction(doc.current.prompts, mask, score, np.zeros((256, 256), np.float32), "tiny")
+    obj = doc.accept(signals={"stability": 0.5})
+    assert obj is not None
+    return obj
+
+
+def files(folder: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_create_and_open(project: Project, tmp_path: Path):
+    assert project.image_ids == ["a", "b", "c"]
+    assert project.entry("a").path == "../images/a.jpg"
+    assert project.entry("b").shape == (H, W)
+    assert project.image_path("b") == (tmp_path / "images" / "b.png").resolve()
+    again = Project.open(tmp_path / "proj")
+    assert again.image_ids == project.image_ids
+    assert again.classes.names == ("background", "cat", "dog", "dog/head")
+    assert [e.status for e in again] == [ImageStatus.NEW] * 3
+    raw = json.loads((tmp_path / "proj" / PROJECT_FILE).read_text())
+    assert raw["schema_version"] == SCHEMA_VERSION and raw["format"] == "samlabel-project"
+    with pytest.raises(FileExistsError):
+        Project.create(tmp_path / "proj", tmp_path / "images")
+    assert Project.open_or_create(tmp_path / "proj", []).image_ids == ["a", "b", "c"]
+    with pytest.raises(KeyError, match="'zzz' is not in project"):
+        project.entry("zzz")
+
+
+def test_document_round_trip_keeps_everything(project: Project, tmp_path: Path):
+    doc = project.load_document("a")
+    assert doc.objects == () and doc.status == ImageStatus.NEW
+    prompts = [Point((5.5, 6.0)), Point((1, 2), positive=False), Box((3, 4), (20, 30)),
+               Scribble(np.array([[1, 1], [10, 12.5]]), positive=False, width=3)]
+    o1 = accept(doc, rect(2, 20, 3, 30), 2, 0.91, prompts)
+    o2 = accept(doc, rect(10, 40, 20, 60), 3, 0.75)  # overlaps o1: both full masks kept
+    project.save_document(doc)
+    loaded = Project.open(tmp_path / "proj").load_document("a")
+    assert loaded.status == ImageStatus.IN_PROGRESS
+    assert [o.object_id for o in loaded.objects] == [o1.object_id, o2.object_id]
+    for a, b in zip(doc.objects, loaded.objects, strict=True):
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert (a.class_id, a.score, a.model_id, a.prompts) == (b.class_id, b.score,
+                                                               b.model_id, b.prompts)
+        assert dict(a.signals) == dict(b.signals)
+        assert (a.created, a.modified) == (b.created, b.modified)
+    np.testing.assert_array_equal(loaded.label_maps()[0], doc.label_maps()[0])
+
+
+def test_one_accept_writes_one_mask_and_edits_replace_files(project: Project):
+    doc = project.load_document("b")
+    for k in range(3):
+        accept(doc, rect(5 * k, 5 * k + 4, 0, 10))
+    project.save_document(doc)
+    folder = project.annotation_dir("b")
+    before = files(folder)
+    assert len(before) == 4  # 3 masks + objects.json
+    accept(doc, rect(30, 40, 30, 40))
+    project.save_document(doc)
+    after = files(folder)
+    new = set(after) - set(before)
+    assert len(new) == 1 and next(iter(new)).startswith("obj-004-")
+    for name, mtime in before.items():
+        if name != OBJECTS_FILE:
+            assert after[name] == mtime  # untouched
+    # Reopen object 2 with a new mask: its old PNG goes, a new one replaces it.
+    doc.reopen(2)
+    doc.set_prompts(doc.current.prompts + (Point((20, 20)),))
+    doc.set_prediction(doc.current.prompts, rect(15, 25, 15, 25), 0.8, None, "tiny")
+    doc.accept()
+    project.save_document(doc)
+    final = files(folder)
+    assert len(final) == 5
+    assert not any(n.startswith("obj-002-") and n in before for n in final)
+    reloaded = project.load_document("b")
+    np.testing.assert_array_equal(reloaded.get(2).mask, rect(15, 25, 15, 25))
+
+
+def test_crash_during_save_keeps_previous_state(project: Project, tmp_path: Path,
+                                                monkeypatch):
+    doc = project.load_document("a")
+    accept(doc, rect(0, 10, 0, 10))
+    project.save_document(doc)
+    accept(doc, rect(20, 30, 20, 30))
+
+    def crash(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(project_mod, "atomic_write_text", crash)
+    with pytest.raises(OSError):
+        project.save_document(doc)
+    monkeypatch.undo()
+    folder = project.annotation_dir("a")
+    assert len([p for p in folder.iterdir() if p.name.startswith("obj-")]) == 2  # orphan PNG
+    reopened = Project.open(tmp_path / "proj").load_document("a")
+    assert [o.object_id for o in reopened.objects] == [1]
+    # The next successful save removes the orphan and anything stale.
+    (folder / ".objects.json.x.tmp").write_text("half")
+    project.save_document(reopened)
+    assert sorted(p.name[:7] for p in folder.iterdir()) == ["obj-001", "objects"]
+
+
+def test_status_is_saved(project: Project, tmp_path: Path):
+    project.set_status("c", "flagged")
+    doc = project.load_document("a")
+    doc.set_status(ImageStatus.DONE)
+    project.save_document(doc)
+    again = Project.open(tmp_path / "proj")
+    assert [again.status(i) for i in again.image_ids] == [ImageStatus.DONE, ImageStatus.NEW,
+                                                          ImageStatus.FLAGGED]
+    assert again.next_unfinished() == "b" and again.next_unfinished("b") == "b"
+    with pytest.raises(ValueError):
+        project.set_status("a", "finished")
+
+
+def test_duplicate_image_ids_refused(tmp_path: Path, images: Path):
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(images / "a.png")
+    with pytest.raises(ProjectError, match=r"two images have the id 'a'.*a\.(jpg|png)"):
+        Project.create(tmp_path / "p", images)
+    assert not (tmp_path / "p" / PROJECT_FILE).exists()
+
+
+def test_missing_image_at_create(tmp_path: Path):
+    with pytest.raises(ProjectError, match=r"not found: .*nope\.jpg"):
+        Project.create(tmp_path / "p", [tmp_path / "nope.jpg"])
+
+
+def test_newer_schema_is_refused(project: Project, tmp_path: Path):
+    path = tmp_path / "proj" / PROJECT_FILE
+    raw = json.loads(path.read_text())
+    raw["schema_version"] = SCHEMA_VERSION + 1
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProjectError, match="newer napari-samlabel.*Upgrade"):
+        Project.open(tmp_path / "proj")
+
+
+def saved_project(project: Project) -> Path:
+    doc = project.load_document("a")
+    accept(doc, rect(0, 10, 0, 10), 2)
+    accept(doc, rect(20, 30, 20, 30), 1)
+    project.save_document(doc)
+    return project.annotation_dir("a") / OBJECTS_FILE
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["objects"][0].update(class_id="dog"),
+     r"objects\[0\]: field 'class_id' must be an integer"),
+    (lambda d: d["objects"][1].update(class_id=9), r"objects\[1\]: field 'class_id' 9"),
+    (lambda d: d["objects"][1].update(object_id=1), r"objects\[1\]: duplicate object_id 1"),
+    (lambda d: d["objects"][0].pop("mask"), r"objects\[0\]: missing field 'mask'"),
+    (lambda d: d["objects"][0].update(mask="../../x.png"), "must be a file name"),
+    (lambda d: d["objects"][0].update(mask="obj-nope.png"), r"mask file .*obj-nope\.png"),
+    (lambda d: d["objects"][0].update(class_name="cat"), "the class list was changed"),
+    (lambda d: d["objects"][0].update(score="high"), "field 'score' must be a finite"),
+    (lambda d: d["objects"][0]["prompts"]["prompts"].append({"type": "lasso"}),
+     "field 'prompts': unknown prompt type 'lasso'"),
+    (lambda d: d.update(shape=[10, 10]), "field 'shape' is"),
+    (lambda d: d.update(schema_version=99), "newer napari-samlabel"),
+])
+def test_bad_annotation_files_name_file_and_field(project: Project, edit, match):
+    path = saved_project(project)
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProjectError, match=match) as info:
+        project.load_document("a")
+    assert str(path) in str(info.value)
+
+
+def test_bad_json_and_bad_masks(project: Project):
+    path = saved_project(project)
+    good = path.read_text()
+    path.write_text(good[:-20])
+    with pytest.raises(ProjectError, match=r"objects\.json: invalid JSON at line \d+"):
+        project.load_document("a")
+    path.write_text(good)
+    mask = next(project.annotation_dir("a").glob("obj-001-*.png"))
+    Image.fromarray(np.zeros((H, W + 2), bool)).save(mask)
+    with pytest.raises(ProjectError, match=r"is 48x66 but the image is 48x64"):
+        project.load_document("a")
+    mask.write_bytes(b"garbage")
+    with pytest.raises(ProjectError, match="cannot read mask"):
+        project.load_document("a")
+
+
+def test_bad_project_file(project: Project, tmp_path: Path):
+    path = tmp_path / "proj" / PROJECT_FILE
+    raw = json.loads(path.read_text())
+    raw["images"][1]["status"] = "finished"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProjectError, match=r"images\[1\]: field 'status' is 'finished'"):
+        Project.open(tmp_path / "proj")
+    raw["images"][1]["status"] = "new"
+    raw["images"][1]["id"] = "a"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProjectError, match=r"images\[1\]: duplicate image id 'a'"):
+        Project.open(tmp_path / "proj")
+    raw["images"][1]["id"] = "../evil"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProjectError, match="not a valid image id"):
+        Project.open(tmp_path / "proj")
+    with pytest.raises(ProjectError, match="not a napari-samlabel project"):
+        Project.open(tmp_path)
+
+
+def test_only_json_and_png_on_disk(project: Project, tmp_path: Path):
+    saved_project(project)
+    suffixes = {p.suffix for p in (tmp_path / "proj").rglob("*") if p.is_file()}
+    assert suffixes == {".json", ".png"}
+
+
+def test_add_class_keeps_indices(project: Project, tmp_path: Path):
+    saved_project(project)
+    assert project.add_class("bird") == 4
+    again = Project.open(tmp_path / "proj")
+    assert again.classes.names[-1] == "bird"
+    assert [o.class_id for o in again.load_document("a").objects] == [2, 1]
