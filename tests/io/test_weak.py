@@ -343,6 +343,8 @@ def test_read_cam_npy_with_sidecar_and_argument(tmp_path):
     write(tmp_path / "im3.json", json.dumps({"classes": ["dog", "horse"]}))
     w = read_weak_labels(tmp_path, "cams")["im3"]  # the sidecar is not read as labels
     assert w.class_ids == [12, 13] and w.by_class()[12].points[0].rc == (10.0, 10.0)
+    write(tmp_path / "im3.json", json.dumps({"classes": ["dog", "horse"], "labels": ["horse"]}))
+    assert read_cam_npy(tmp_path / "im3.npy")["im3"].class_ids == [13]  # image-level labels
     write(tmp_path / "im3.json", json.dumps(["dog"]))
     with pytest.raises(WeakLabelError, match="2 channels but 1 classes"):
         read_cam_npy(tmp_path / "im3.npy")

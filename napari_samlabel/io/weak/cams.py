@@ -7,7 +7,9 @@ present in the image, at image resolution. Which class each channel is comes fro
 
 1. the ``cam_classes`` argument (one list for every file), or
 2. a sidecar ``<id>.json`` beside the array: a list ``["cat", "dog"]`` / ``[8, 12]`` or an
-   object ``{"classes": [...]}``.
+   object ``{"classes": [...]}``. The object may also hold the image-level labels,
+   ``{"classes": [all 20 channels], "labels": ["cat"]}``: channels of classes not in
+   ``labels`` are then ignored (CAM codes that compute every class's map write this).
 
 Arrays are loaded with ``allow_pickle=False``: the pickled dictionaries some CAM codes save
 (``{"keys": ..., "high_res": ...}``) must be re-saved as plain arrays plus a sidecar, since
@@ -109,19 +111,24 @@ def cam_peak_points(cams: np.ndarray, classes: Sequence[int], threshold: float =
     return list(renumber(objects))
 
 
-def _sidecar_classes(path: Path) -> list | None:
+def _sidecar(path: Path) -> tuple[list | None, list | None]:
+    """The channel classes and, optionally, the image-level labels from ``<id>.json``."""
     side = path.with_suffix(".json")
     if not side.exists():
-        return None
+        return None, None
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise WeakLabelError(side, f"cannot read the CAM class list: {exc}") from exc
+    labels = None
     if isinstance(data, dict):
+        labels = data.get("labels")
         data = data.get("classes")
+        if labels is not None and not isinstance(labels, list):
+            raise WeakLabelError(side, "'labels' (the image-level labels) must be a list")
     if not isinstance(data, list):
         raise WeakLabelError(side, "the CAM class list must be a list or {\"classes\": [...]}")
-    return data
+    return data, labels
 
 
 def read_cam_npy(path: str | Path, classes: ClassTable | None = None, *,
@@ -150,13 +157,19 @@ def read_cam_npy(path: str | Path, classes: ClassTable | None = None, *,
     if cams.ndim != 3 or not np.issubdtype(cams.dtype, np.number):
         raise WeakLabelError(path, f"expected a numeric C x H x W array, got {cams.dtype} "
                              f"of shape {cams.shape}")
-    names = list(cam_classes) if cam_classes is not None else _sidecar_classes(path)
+    side_names, labels = _sidecar(path)
+    names = list(cam_classes) if cam_classes is not None else side_names
     if names is None:
         raise WeakLabelError(path, f"no class list: add {path.with_suffix('.json').name} "
                              "(the class of each channel) or pass cam_classes")
     if len(names) != cams.shape[0]:
         raise WeakLabelError(path, f"{cams.shape[0]} channels but {len(names)} classes listed")
     ids = [resolve_class(classes, n, path, f"channel {i}") for i, n in enumerate(names)]
+    if labels is not None:
+        # Image-level labels: CAMs of absent classes give no points.
+        present = {resolve_class(classes, n, path, "labels") for n in labels}
+        keep = [i for i, cid in enumerate(ids) if cid in present]
+        cams, ids = cams[keep], [ids[i] for i in keep]
     objects = cam_peak_points(cams, ids, threshold=threshold, min_distance=min_distance,
                               max_points=max_points)
     image_id = path.stem
