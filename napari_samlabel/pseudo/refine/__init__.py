@@ -1,0 +1,70 @@
+"""Refining coarse labels: SAM automatic masks, SEPL voting, SAMS seeds, SLIC snapping.
+
+- :mod:`.automask`: SAM's automatic masks with their multimask level, cached on disk;
+- :mod:`.sepl`: SEPL voting of automatic masks into the classes of a coarse map;
+- :mod:`.sams`: SAMS quasi-superpixels classified by CAMs (or network scores) into seeds;
+- :mod:`.slic`: SLIC superpixel snapping and the adaptive-ratio confidence threshold;
+- :mod:`.inputs`: reading per-image class maps.
+
+torch and segment_anything are imported only when automatic masks are generated.
+"""
+
+from napari_samlabel.pseudo.refine.automask import (
+    LEVEL_NAMES,
+    LEVEL_PART,
+    LEVEL_SUBPART,
+    LEVEL_WHOLE,
+    SAMS_PARAMS,
+    AutoMask,
+    AutoMaskCache,
+    AutoMaskParams,
+    automatic_masks,
+    generate_automasks,
+    stack_masks,
+)
+from napari_samlabel.pseudo.refine.inputs import RefineInputError, load_class_maps
+from napari_samlabel.pseudo.refine.sams import (
+    SamsResult,
+    classify_quasi_superpixels,
+    paint_seeds,
+    sams_seeds,
+    select_quasi_superpixels,
+)
+from napari_samlabel.pseudo.refine.sepl import sepl_refine, sepl_votes
+from napari_samlabel.pseudo.refine.slic import (
+    adaptive_threshold,
+    label_confidence,
+    mark_low_confidence,
+    slic_refine,
+    snap_to_superpixels,
+    superpixels,
+)
+
+__all__ = [
+    "LEVEL_NAMES",
+    "LEVEL_PART",
+    "LEVEL_SUBPART",
+    "LEVEL_WHOLE",
+    "SAMS_PARAMS",
+    "AutoMask",
+    "AutoMaskCache",
+    "AutoMaskParams",
+    "RefineInputError",
+    "SamsResult",
+    "adaptive_threshold",
+    "automatic_masks",
+    "classify_quasi_superpixels",
+    "generate_automasks",
+    "label_confidence",
+    "load_class_maps",
+    "mark_low_confidence",
+    "paint_seeds",
+    "sams_seeds",
+    "select_quasi_superpixels",
+    "sepl_refine",
+    "sepl_votes",
+    "slic_refine",
+    "snap_to_superpixels",
+    "stack_masks",
+    "superpixels",
+]
