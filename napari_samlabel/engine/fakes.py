@@ -1,0 +1,337 @@
+"""Deterministic fake engines for logic tests and composition checks.
+
+FOR TESTS AND DEVELOPMENT RUNS ONLY. They implement the engine protocol
+(:mod:`napari_samlabel.engine.protocol`) with exactly SAM's output shapes — three masks
+(sub-part, part, whole) at image resolution, ``(3,)`` predicted IoUs and ``(3, 256, 256)``
+low-res logits laid out as SAM lays them out (the image, resized so its long side is 1024,
+sits in the top-left corner of a 1024 x 1024 frame seen at 1/4 resolution) — or one of each
+with ``multimask_output=False``. They validate their inputs like the SAM engine and record
+every call (``engine.calls``), so tests can spy on what a policy sends.
+
+- :class:`DiskEngine`: the whole mask is the union of disks around the positive points,
+  the box, and the ``mask_input`` (when given, upsampled from its logits), minus disks around
+  the negative points. Since ``mask_input`` shows in the output, a lost logits hand-over is
+  visible.
+- :class:`OracleEngine`: returns the ground-truth object under the prompts (the instance, or
+  the connected component of the class, under each positive point; for a box, the object with
+  most pixels inside it, clipped to the box), optionally dilated to mimic masks that spill
+  over borders; its predicted IoU is the true IoU of that mask to the ground-truth object.
+  ``mask_input`` is ignored. It knows images by content (see :func:`image_fingerprint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from napari_samlabel.core.coords import xy_to_rc
+from napari_samlabel.engine.protocol import Prediction, SamInputs
+
+LOW_RES_SIZE = 256
+_LOGIT = 8.0
+
+
+def image_fingerprint(image: np.ndarray) -> str:
+    """SHA-1 of an image's shape, dtype and bytes (how the oracle recognises images)."""
+    arr = np.ascontiguousarray(image)
+    h = hashlib.sha1(f"{arr.shape}|{arr.dtype}|".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _lowres_region(shape: tuple[int, int]) -> tuple[int, int, float]:
+    """``(rows, cols, scale)`` of the image inside SAM's 256 x 256 low-res frame."""
+    h, w = shape
+    scale = 1024.0 / max(h, w)
+    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)  # ResizeLongestSide
+    return -(-newh // 4), -(-neww // 4), scale / 4.0
+
+
+def mask_to_lowres_logits(mask: np.ndarray) -> np.ndarray:
+    """``(256, 256)`` logits (+8 inside, -8 outside and in the padding) of an ``H x W`` mask."""
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols, s = _lowres_region(mask.shape)
+    out = np.full((LOW_RES_SIZE, LOW_RES_SIZE), -_LOGIT, dtype=np.float32)
+    ri = np.minimum(((np.arange(rows) + 0.5) / s).astype(int), mask.shape[0] - 1)
+    ci = np.minimum(((np.arange(cols) + 0.5) / s).astype(int), mask.shape[1] - 1)
+    out[:rows, :cols] = np.where(mask[np.ix_(ri, ci)], _LOGIT, -_LOGIT)
+    return out
+
+
+def lowres_logits_to_mask(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``H x W`` bool mask of low-res logits (nearest upsampling of the image region, > 0)."""
+    lg = np.asarray(logits, dtype=np.float32).reshape(LOW_RES_SIZE, LOW_RES_SIZE)
+    _, _, s = _lowres_region(shape)
+    ri = np.minimum(((np.arange(shape[0]) + 0.5) * s).astype(int), LOW_RES_SIZE - 1)
+    ci = np.minimum(((np.arange(shape[1]) + 0.5) * s).astype(int), LOW_RES_SIZE - 1)
+    return lg[np.ix_(ri, ci)] > 0
+
+
+def _validate(inputs: SamInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                          np.ndarray | None]:
+    """Check ``inputs`` as the SAM engine does; return ``(xy, labels, box, mask_input)``."""
+    if inputs.is_empty:
+        raise ValueError("SAM needs at least one point or a box; got neither")
+    xy = np.zeros((0, 2), np.float32)
+    labels = np.zeros(0, np.int32)
+    if inputs.point_coords is not None and len(inputs.point_coords):
+        xy = np.asarray(inputs.point_coords, dtype=np.float32)
+        if xy.ndim != 2 or xy.shape[1] != 2:
+            raise ValueError(f"point_coords must have shape (N, 2) as (x, y), got {xy.shape}")
+        if inputs.point_labels is None:
+            raise ValueError("point_labels are required with point_coords")
+        labels = np.asarray(inputs.point_labels).astype(np.int32).ravel()
+        if labels.shape[0] != xy.shape[0]:
+            raise ValueError(f"got {xy.shape[0]} points but {labels.shape[0]} point labels")
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"point labels must be 0 or 1, got {labels}")
+    box = None
+    if inputs.box is not None:
+        box = np.asarray(inputs.box, dtype=np.float32).ravel()
+        if box.shape != (4,):
+            raise ValueError(f"box must be [x0, y0, x1, y1], got {inputs.box}")
+    mask_input = None
+    if inputs.mask_input is not None:
+        mask_input = np.asarray(inputs.mask_input, dtype=np.float32)
+        if mask_input.shape == (LOW_RES_SIZE, LOW_RES_SIZE):
+            mask_input = mask_input[None]
+        if mask_input.shape != (1, LOW_RES_SIZE, LOW_RES_SIZE):
+            raise ValueError(f"mask_input must be (1, 256, 256), got {mask_input.shape}")
+    return xy, labels, box, mask_input
+
+
+class FakeEngine:
+    """Base of the fakes: image bookkeeping, validation, call log, SAM-shaped output.
+
+    Subclasses implement :meth:`whole_mask` (and may override :meth:`predicted_ious`).
+
+    Attributes
+    ----------
+    model_id : str
+    calls : list of SamInputs
+        Every ``predict`` input, in order (arrays copied).
+    images_set : int
+        Number of ``set_image`` calls.
+    """
+
+    model_id = "fake"
+
+    def __init__(self, ious: Iterable[float] = (0.6, 0.7, 0.8)) -> None:
+        self.ious = np.asarray(list(ious), dtype=np.float32)
+        if self.ious.shape != (3,):
+            raise ValueError(f"ious must be three numbers, got {self.ious}")
+        self.calls: list[SamInputs] = []
+        self.images_set = 0
+        self.shape: tuple[int, int] | None = None
+        self.image: np.ndarray | None = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Remember the image (``H x W x 3`` ``uint8``)."""
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+            raise ValueError(f"image must be uint8 RGB (H x W x 3), got {arr.dtype} {arr.shape}")
+        self.image = arr
+        self.shape = (int(arr.shape[0]), int(arr.shape[1]))
+        self.images_set += 1
+
+    def whole_mask(self, xy: np.ndarray, labels: np.ndarray, box: np.ndarray | None,
+                   mask_input: np.ndarray | None) -> np.ndarray:
+        """The "whole" level mask for these prompts (``H x W`` bool)."""
+        raise NotImplementedError
+
+    def predicted_ious(self, whole: np.ndarray) -> np.ndarray:
+        """``(3,)`` predicted IoUs of (sub-part, part, whole)."""
+        return self.ious.copy()
+
+    def predict(self, inputs: SamInputs) -> Prediction:
+        """Decode like SAM: three masks (or one), their IoUs and low-res logits."""
+        if self.shape is None:
+            raise RuntimeError("no image set: call set_image() before predict()")
+        xy, labels, box, mask_input = _validate(inputs)
+        self.calls.append(SamInputs(
+            point_coords=None if inputs.point_coords is None else xy.copy(),
+            point_labels=None if inputs.point_labels is None else labels.copy(),
+            box=None if box is None else box.copy(),
+            mask_input=None if mask_input is None else mask_input.copy(),
+            multimask_output=inputs.multimask_output))
+        whole = self.whole_mask(xy, labels, box, mask_input)
+        masks = np.stack([_shrink(whole, 2), _shrink(whole, 1), whole])
+        ious = self.predicted_ious(whole).astype(np.float32)
+        if not inputs.multimask_output:
+            masks, ious = masks[2:], ious[2:]
+        logits = np.stack([mask_to_lowres_logits(m) for m in masks])
+        return Prediction(masks=masks, iou_predictions=ious, low_res_logits=logits)
+
+    @property
+    def last(self) -> SamInputs:
+        """The last ``predict`` input."""
+        return self.calls[-1]
+
+
+def _shrink(mask: np.ndarray, level: int) -> np.ndarray:
+    """A smaller "part" of ``mask``: its top rows cut by 1/4 of its height per level."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    out = mask.copy()
+    if rows.size:
+        cut = rows[0] + (rows[-1] - rows[0] + 1) * level // 4
+        out[:cut] = False
+    return out
+
+
+def _disks(shape: tuple[int, int], xy: np.ndarray, radius: float) -> np.ndarray:
+    rr, cc = np.ogrid[:shape[0], :shape[1]]
+    out = np.zeros(shape, dtype=bool)
+    for r, c in xy_to_rc(xy).reshape(-1, 2):
+        out |= (rr - r) ** 2 + (cc - c) ** 2 <= radius ** 2
+    return out
+
+
+def _box_mask(shape: tuple[int, int], box: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    out = np.zeros(shape, dtype=bool)
+    r0, r1 = int(np.floor(max(y0, 0))), int(np.ceil(min(y1, shape[0] - 1)))
+    c0, c1 = int(np.floor(max(x0, 0))), int(np.ceil(min(x1, shape[1] - 1)))
+    out[r0:r1 + 1, c0:c1 + 1] = True
+    return out
+
+
+class DiskEngine(FakeEngine):
+    """Whole mask = disks around positives + box + ``mask_input``, minus disks around negatives.
+
+    Parameters
+    ----------
+    radius : float
+        Disk radius in pixels.
+    ious : three floats
+        Predicted IoUs returned for (sub-part, part, whole).
+    """
+
+    model_id = "fake-disk"
+
+    def __init__(self, radius: float = 6.0, ious: Iterable[float] = (0.6, 0.7, 0.8)) -> None:
+        super().__init__(ious)
+        self.radius = float(radius)
+
+    def whole_mask(self, xy: np.ndarray, labels: np.ndarray, box: np.ndarray | None,
+                   mask_input: np.ndarray | None) -> np.ndarray:
+        """Disks around positives, box and ``mask_input``, minus disks around negatives."""
+        assert self.shape is not None
+        out = _disks(self.shape, xy[labels == 1], self.radius)
+        if box is not None:
+            out |= _box_mask(self.shape, box)
+        if mask_input is not None:
+            out |= lowres_logits_to_mask(mask_input[0], self.shape)
+        out &= ~_disks(self.shape, xy[labels == 0], self.radius)
+        return out
+
+
+def _components(semantic: np.ndarray) -> np.ndarray:
+    """Instance map from the 8-connected components of each class (0 and 255 excluded)."""
+    from skimage.measure import label
+
+    out = np.zeros(semantic.shape, dtype=np.int32)
+    n = 0
+    for c in np.unique(semantic):
+        if c in (0, 255):
+            continue
+        comp, k = label(semantic == c, connectivity=2, return_num=True)
+        out[comp > 0] = comp[comp > 0] + n
+        n += k
+    return out
+
+
+class OracleEngine(FakeEngine):
+    """Returns the ground-truth object under the prompts (see the module docstring).
+
+    Parameters
+    ----------
+    ground_truth : mapping
+        ``{image_fingerprint(image): (semantic, instance_or_None)}``; build it with
+        :meth:`from_pairs`. Without an instance map, objects are the connected components
+        of each class.
+    dilate : int
+        Grow the returned mask by this many pixels (mimics SAM spilling over borders, and
+        makes neighbouring objects' masks overlap so the overlap rule matters).
+    """
+
+    model_id = "fake-oracle"
+
+    def __init__(self, ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+                 dilate: int = 0) -> None:
+        super().__init__()
+        self.ground_truth = dict(ground_truth)
+        self.dilate = int(dilate)
+        self._instances: np.ndarray | None = None
+
+    @classmethod
+    def from_pairs(cls, items: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                   dilate: int = 0) -> OracleEngine:
+        """Build from ``(image, semantic, instance_or_None)`` triples."""
+        return cls({image_fingerprint(img): (np.asarray(sem), inst)
+                    for img, sem, inst in items}, dilate=dilate)
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Look the image up by content; raises ``KeyError`` for an unknown image."""
+        key = image_fingerprint(np.asarray(image))
+        if key not in self.ground_truth:
+            raise KeyError("the oracle has no ground truth for this image "
+                           f"({np.asarray(image).shape})")
+        super().set_image(image)
+        sem, inst = self.ground_truth[key]
+        if sem.shape != self.shape:
+            raise ValueError(f"ground truth {sem.shape} does not match the image {self.shape}")
+        objects = _components(sem) if inst is None else np.asarray(inst, dtype=np.int32).copy()
+        objects[(sem == 0) | (sem == 255)] = 0
+        objects[objects == 255] = 0
+        self._instances = objects
+        self._gt_mask: np.ndarray | None = None
+
+    def _object_ids_at(self, xy: np.ndarray) -> set[int]:
+        assert self._instances is not None
+        h, w = self._instances.shape
+        ids = set()
+        for r, c in np.rint(xy_to_rc(xy)).astype(int).reshape(-1, 2):
+            if 0 <= r < h and 0 <= c < w and self._instances[r, c] > 0:
+                ids.add(int(self._instances[r, c]))
+        return ids
+
+    def whole_mask(self, xy: np.ndarray, labels: np.ndarray, box: np.ndarray | None,
+                   mask_input: np.ndarray | None) -> np.ndarray:
+        """The ground-truth objects under the positive points and the box (dilated)."""
+        assert self._instances is not None and self.shape is not None
+        inst = self._instances
+        ids = self._object_ids_at(xy[labels == 1])
+        # A negative click on an object no positive click chose removes nothing; one on a
+        # chosen object is an annotation conflict: the positive wins.
+        region = np.ones(self.shape, dtype=bool)
+        if box is not None:
+            region = _box_mask(self.shape, box)
+            inside = inst[region]
+            counts = np.bincount(inside[inside > 0]) if (inside > 0).any() else np.zeros(1)
+            if counts.max() > 0:
+                ids.add(int(np.argmax(counts)))
+        gt = np.isin(inst, list(ids)) if ids else np.zeros(self.shape, dtype=bool)
+        self._gt_mask = gt & region
+        out = self._gt_mask
+        if self.dilate > 0 and out.any():
+            from scipy.ndimage import binary_dilation
+
+            out = binary_dilation(out, iterations=self.dilate)
+        return out
+
+    def predicted_ious(self, whole: np.ndarray) -> np.ndarray:
+        """True IoU of the whole mask to the ground-truth object (parts scaled down)."""
+        gt = self._gt_mask if self._gt_mask is not None else whole
+        union = np.logical_or(gt, whole).sum()
+        iou = float(np.logical_and(gt, whole).sum() / union) if union else 0.0
+        return np.array([0.5 * iou, 0.8 * iou, iou], dtype=np.float32)
+
+
+def engine_from_name(name: str, **kwargs: Any) -> FakeEngine:
+    """Build a fake by name (``"disk"``); used by picklable engine specs."""
+    if name == "disk":
+        return DiskEngine(**kwargs)
+    raise KeyError(f"unknown fake engine {name!r} (known: disk)")
