@@ -71,6 +71,9 @@ class ConfusionMatrix:
                                   f"{_hw(gt)}")
         n = self.num_classes
         for arr, what in ((gt, "ground truth"), (pred, "prediction")):
+            if not np.issubdtype(arr.dtype, np.integer) and np.any(arr != np.round(arr)):
+                raise EvaluationError(f"{name}: {what} holds non-integer values; label maps "
+                                      "are class indices")
             if arr.size and (arr.min() < 0 or np.any((arr >= n) & (arr != VOID))):
                 bad = np.unique(arr[(arr < 0) | ((arr >= n) & (arr != VOID))])[:10]
                 raise EvaluationError(f"{name}: {what} has values {bad.tolist()} outside the "

@@ -104,6 +104,9 @@ def test_square_matrix_and_errors():
         cm.update(np.full((2, 2), 7), np.zeros((2, 2)), name="x")
     with pytest.raises(EvaluationError, match=r"ground truth has values \[3\]"):
         cm.update(np.zeros((2, 2)), np.full((2, 2), 3), name="x")
+    with pytest.raises(EvaluationError, match="x: prediction holds non-integer values"):
+        cm.update(np.full((2, 2), 0.5), np.zeros((2, 2)), name="x")
+    assert cm.images == 0 and cm.matrix.sum() == 0  # failed updates leave no trace
 
 
 def save_palette(path, arr):

@@ -69,6 +69,12 @@ def test_points_same_rank_is_one_object(tmp_path):
     assert len(obj.points) == 2
 
 
+def test_points_class_names_tolerate_case(tmp_path):
+    labels = read_points_json(write(tmp_path / "p.json", json.dumps(
+        {"im": [{"x": 1, "y": 1, "cls": " Person "}]})))
+    assert labels["im"].class_ids == [15]
+
+
 def test_points_per_image_object(tmp_path):
     data = {"image": "x1", "points": [{"x": 3, "y": 4, "cls": 1}]}
     labels = read_points_json(write(tmp_path / "p.json", json.dumps(data)))
@@ -88,6 +94,7 @@ def test_points_custom_class_table(tmp_path):
     ({"x": -1, "y": 2, "cls": 1}, ">= 0"),
     ({"x": 1, "y": 2, "cls": 21}, "outside 0..20"),
     ({"x": 1, "y": 2, "cls": "unicorn"}, "unknown class 'unicorn'"),
+    ({"x": 1, "y": 2, "cls": True}, "index or a name"),
     ([1, 2], "must be an object"),
 ])
 def test_points_bad_entry_names_file_image_and_entry(tmp_path, entry, message):

@@ -222,6 +222,11 @@ def resolve_class(classes: ClassTable, value: Any, path: str | Path, where: str)
     try:
         return classes.index(value)
     except KeyError as exc:
+        if isinstance(value, str):
+            # Tolerate case differences ("Cat" for "cat") when unambiguous.
+            folded = [i for i, n in enumerate(classes.names) if n.lower() == value.lower()]
+            if len(folded) == 1:
+                return folded[0]
         raise WeakLabelError(path, str(exc.args[0]), where) from None
 
 
