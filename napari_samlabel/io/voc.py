@@ -125,7 +125,7 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as exc:
         raise VocError(f"cannot read label PNG {path}: {exc}") from exc
     if mode in ("P", "L"):
-        return np.ascontiguousarray(arr, dtype=np.uint8)
+        return np.array(arr, dtype=np.uint8)  # a writable copy
     if mode.startswith("I") and arr.ndim == 2:
         if arr.size and (arr.min() < 0 or arr.max() > 255):
             raise VocError(f"label PNG {path} holds values {int(arr.min())}..{int(arr.max())}; "

@@ -1,0 +1,211 @@
+"""Project <-> VOC: round trips, status filtering, failures that leave everything untouched."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.prompts import Point
+from napari_samlabel.io import voc
+from napari_samlabel.io.project import Project, ProjectError
+from napari_samlabel.io.voc import VocError, encode_label_png, mask_bbox, read_label_png
+from napari_samlabel.io.voc_project import export_project, import_voc, voc_id
+
+H, W = 40, 56
+CLASSES = ["cat", "dog", "dog/head", "tree"]
+
+
+def rect(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[r0:r1, c0:c1] = True
+    return m
+
+
+LAYOUTS = {
+    "a": [(1, 2, rect(2, 12, 2, 20)), (2, 4, rect(20, 38, 5, 15)), (3, 2, rect(20, 38, 30, 50))],
+    "b": [(1, 1, rect(0, 40, 0, 10)), (2, 3, rect(5, 10, 40, 56))],
+    "c": [(1, 4, rect(10, 30, 10, 40))],
+    "d": [(1, 1, rect(1, 5, 1, 5))],
+}
+
+
+def build(tmp_path: Path, statuses: dict[str, str] | None = None) -> Project:
+    folder = tmp_path / "images"
+    folder.mkdir(exist_ok=True)
+    base = data.coffee()[: H * 8 : 8, : W * 8 : 8]
+    for iid in LAYOUTS:
+        Image.fromarray(base).save(folder / f"{iid}.jpg")
+    project = Project.create(tmp_path / "proj", folder, CLASSES)
+    for iid, objs in LAYOUTS.items():
+        status = (statuses or {}).get(iid, "done")
+        objects = [AnnotatedObject(oid, cid, m, (Point((1.0, 1.0)),), 0.9, "tiny")
+                   for oid, cid, m in objs]
+        project.save_document(AnnotationDocument(iid, (H, W), objects, status))
+    return project
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_round_trip_keeps_every_object_and_class(tmp_path: Path):
+    project = build(tmp_path)
+    report = export_project(project, tmp_path / "out", train_fraction=0.5, seed=1)
+    assert sorted(report.splits["train"] + report.splits["val"]) == ["a", "b", "c", "d"]
+    back = import_voc(tmp_path / "out", tmp_path / "back")
+    assert back.classes == project.classes
+    assert back.image_ids == project.image_ids
+    for iid in project.image_ids:
+        src = {o.object_id: o for o in project.read_objects(iid)}
+        dst = {o.object_id: o for o in back.read_objects(iid)}
+        assert set(src) == set(dst)
+        for oid, o in src.items():
+            assert dst[oid].class_id == o.class_id
+            np.testing.assert_array_equal(dst[oid].mask, o.mask)
+        assert back.status(iid) == ImageStatus.DONE
+        assert back.image_path(iid).parent == (tmp_path / "out/VOCdevkit/VOC2012/JPEGImages")
+
+
+def test_overlaps_follow_the_compose_rule_and_torchvision_agrees(tmp_path: Path):
+    tv = pytest.importorskip("torchvision.datasets")
+    project = build(tmp_path)
+    doc = project.load_document("a")
+    # A low-score object under object 1 and a high-score one on top of object 2.
+    hidden = AnnotatedObject(7, 1, rect(3, 8, 3, 10), (), 0.1, "tiny")
+    top = AnnotatedObject(9, 1, rect(25, 30, 8, 20), (), 0.99, "tiny")
+    project.save_document(AnnotationDocument("a", (H, W), doc.objects + (hidden, top), "done"))
+    doc = project.load_document("a")
+    semantic, instance = doc.label_maps()
+    report = export_project(project, tmp_path / "out", train_fraction=1.0)
+    assert report.dropped_objects == [("a", 7)]
+    seg = tv.VOCSegmentation(str(tmp_path / "out"), year="2012", image_set="train")
+    det = tv.VOCDetection(str(tmp_path / "out"), year="2012", image_set="train")
+    k = [Path(p).stem for p in seg.images].index("a")
+    np.testing.assert_array_equal(np.asarray(seg[k][1]), semantic)
+    objs = det[k][1]["annotation"]["object"]
+    visible = [o for o in doc.objects if o.object_id != 7]
+    names = [project.classes.names[o.class_id] for o in visible]
+    boxes = [mask_bbox(instance == o.object_id) for o in visible]
+    assert [o["name"] for o in objs] == names
+    assert [tuple(int(o["bndbox"][c]) for c in ("xmin", "ymin", "xmax", "ymax"))
+            for o in objs] == boxes
+
+
+def test_status_decides_what_is_exported(tmp_path: Path):
+    project = build(tmp_path, {"b": "flagged", "c": "in_progress", "d": "new"})
+    report = export_project(project, tmp_path / "out", train_fraction=1.0)
+    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
+    sets = root / "ImageSets" / "Segmentation"
+    assert (sets / "train.txt").read_text().split() == ["a"]
+    assert (sets / "excluded.txt").read_text().split() == ["b"]
+    assert (root / "SegmentationClass" / "b.png").exists()
+    assert not (root / "SegmentationClass" / "c.png").exists()
+    assert not (root / "SegmentationClass" / "d.png").exists()
+    assert report.skipped == {"in_progress": ["c"], "new": ["d"]}
+    export_project(project, tmp_path / "out2", train_fraction=1.0, include_flagged=True,
+                   include_unfinished=True)
+    sets2 = tmp_path / "out2" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert (sets2 / "train.txt").read_text().split() == ["a", "b", "c"]
+
+
+def test_border_band_and_ids_with_spaces(tmp_path: Path):
+    project = build(tmp_path)
+    Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(tmp_path / "my photo.png")
+    [iid] = project.add_images([tmp_path / "my photo.png"])
+    project.save_document(AnnotationDocument(iid, (H, W), [
+        AnnotatedObject(1, 2, rect(10, 30, 10, 30))], "done"))
+    report = export_project(project, tmp_path / "out", border=4)
+    assert report.renamed == {"my photo": "my_photo"}
+    cls = read_label_png(tmp_path / "out/VOCdevkit/VOC2012/SegmentationClass/my_photo.png")
+    assert (cls[20, 8:12] == 255).all() and (cls[20, 12:28] == 2).all()
+    assert voc_id(".x y") == "_x_y"
+
+
+def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monkeypatch):
+    project = build(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old export")
+    before_project = tree_digest(tmp_path / "proj")
+    before_out = tree_digest(out)
+    with pytest.raises(FileExistsError):
+        export_project(project, out)
+    real = voc._write_file
+    count = [0]
+
+    def failing(path: Path, data: bytes) -> None:
+        count[0] += 1
+        if count[0] == 9:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(voc, "_write_file", failing)
+    with pytest.raises(OSError, match="No space"):
+        export_project(project, out, overwrite=True)
+    assert tree_digest(out) == before_out
+    assert tree_digest(tmp_path / "proj") == before_project
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "out", "proj"]
+
+
+@pytest.mark.parametrize("damage, error, match", [
+    (lambda t: (t / "images" / "c.jpg").unlink(), VocError, r"c\.jpg"),
+    (lambda t: next((t / "proj/annotations/b").glob("obj-002-*.png")).write_bytes(b"x"),
+     ProjectError, "cannot read mask"),
+    (lambda t: Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(t / "images" / "a.jpg"),
+     VocError, r"a\.jpg is 9x9 \(HxW\) but the label map is 40x56"),
+])
+def test_bad_project_content_gives_clear_error_and_no_output(tmp_path: Path, damage, error,
+                                                              match):
+    project = build(tmp_path)
+    damage(tmp_path)
+    with pytest.raises(error, match=match):
+        export_project(project, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_import_refuses_non_empty_target_and_cleans_up_on_error(tmp_path: Path):
+    project = build(tmp_path)
+    export_project(project, tmp_path / "out")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        import_voc(tmp_path / "out", tmp_path / "full")
+    seg = tmp_path / "out/VOCdevkit/VOC2012/SegmentationClass"
+    sem = read_label_png(seg / "c.png")
+    sem[0, 0] = 77  # not in the class list
+    (seg / "c.png").write_bytes(encode_label_png(sem))
+    with pytest.raises(VocError, match=r"c\.png: class indices \[77\]"):
+        import_voc(tmp_path / "out", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_import_components_fill_void_and_copy(tmp_path: Path):
+    root = tmp_path / "voc" / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(root / "JPEGImages" / "x.jpg")
+    sem = np.zeros((H, W), np.uint8)
+    sem[10:20, 10:20] = 8
+    sem[25:35, 30:50] = 8
+    band = np.zeros((H, W), bool)
+    band[8:22, 8:22] = True
+    band[10:20, 10:20] = False
+    sem[band] = 255  # a 2-px void ring around the first cat
+    (root / "SegmentationClass" / "x.png").write_bytes(encode_label_png(sem))
+    plain = import_voc(tmp_path / "voc", tmp_path / "p1")
+    objs = plain.read_objects("x")
+    assert [(o.class_id, o.area, o.model_id) for o in objs] == [(8, 100, "voc-import"),
+                                                                (8, 200, "voc-import")]
+    filled = import_voc(tmp_path / "voc", tmp_path / "p2", fill_void=2, copy_images=True)
+    first = filled.read_objects("x")[0]
+    assert first.area > 100 and first.mask[9, 9] and not first.mask[8, 8]
+    assert filled.image_path("x") == (tmp_path / "p2" / "images" / "x.jpg").resolve()
