@@ -1,0 +1,141 @@
+"""The HTML report: parsed with html.parser; thumbnails exist, worst first, overlays drawn."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.prompts import Box, Point, Scribble
+from napari_samlabel.evaluate.curation import assess_image, rank_images
+from napari_samlabel.evaluate.report import (
+    NEGATIVE,
+    POSITIVE,
+    object_colour,
+    render_overlay,
+    write_report,
+)
+
+SHAPE = (120, 160)
+
+
+class ReportParser(HTMLParser):
+    """Collects thumbnails and item sections in document order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.items: list[str] = []
+        self.errors = 0
+        self._in_err = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        if tag == "section" and "item" in a.get("class", ""):
+            self.items.append(a["data-image-id"])
+        if tag == "p" and a.get("class") == "err":
+            self.errors += 1
+
+
+def make_obj(oid, rows, cols, score, prompts=()):
+    m = np.zeros(SHAPE, dtype=bool)
+    m[rows, cols] = True
+    return AnnotatedObject(oid, 1, m, prompts, score)
+
+
+@pytest.fixture()
+def dataset():
+    """Five images, each with one object of decreasing quality (id i_k: lower k worse)."""
+    rng = np.random.default_rng(1)
+    images, objects = {}, {}
+    for k, score in enumerate([0.3, 0.6, 0.8, 0.9, 0.97]):
+        iid = f"img {k}&<x>"  # odd characters must survive paths and HTML
+        images[iid] = rng.integers(0, 255, size=SHAPE + (3,), dtype=np.uint8)
+        objects[iid] = [make_obj(1, slice(20, 80), slice(30, 110), score,
+                                 (Point((50, 70)), Box((20, 30), (79, 109))))]
+    return images, objects
+
+
+def test_report_renders_worst_first(tmp_path, dataset):
+    images, objects = dataset
+    ranked = rank_images(assess_image(i, SHAPE, objects[i]) for i in sorted(images))
+    # Rank 4 loses its image: the report carries on with a message.
+    lost = ranked[3].image_id
+
+    def load(iid):
+        if iid == lost:
+            raise OSError(f"cannot read {iid}.jpg")
+        return images[iid], objects[iid]
+
+    calls = []
+    path = write_report(tmp_path, ranked, load, top=4,
+                        progress=lambda d, t, m: calls.append((d, t)))
+    assert path == tmp_path / "report.html"
+    parser = ReportParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    assert parser.items == [a.image_id for a in ranked[:4]]
+    assert parser.items[0] == "img 0&<x>"  # the lowest predicted IoU is the worst
+    assert len(parser.images) == 3 and parser.errors == 1
+    for src in parser.images:
+        from urllib.parse import unquote
+
+        assert (tmp_path / unquote(src)).is_file(), src
+    assert "0001_" in parser.images[0]
+    assert calls[-1] == (4, 4)
+    thumbs = sorted(p.name for p in (tmp_path / "thumbnails").iterdir())
+    assert len(thumbs) == 3
+
+    # A second run replaces the thumbnail folder as a whole (no stale files).
+    write_report(tmp_path, ranked[:1], load, top=1)
+    assert len(list((tmp_path / "thumbnails").iterdir())) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_overlay_draws_masks_points_and_boxes():
+    image = np.full(SHAPE + (3,), 128, dtype=np.uint8)
+    obj = make_obj(2, slice(20, 60), slice(20, 60), 0.9,
+                   (Point((40, 40)), Point((100, 140), positive=False),
+                    Box((10, 100), (50, 150)),
+                    Scribble(np.array([[90, 10], [90, 60]]), positive=True, width=3)))
+    thumb = render_overlay(image, [obj], max_side=80)  # scale 0.5
+    assert thumb.shape == (60, 80, 3) and thumb.dtype == np.uint8
+    colour = np.array(object_colour(2))
+    # Points at half scale: positive (40, 40) -> (20, 20), negative (100, 140) -> (50, 70).
+    assert tuple(thumb[20, 20]) == POSITIVE
+    assert tuple(thumb[50, 70]) == NEGATIVE
+    # Box outline at rows 5..25, cols 50..75 in the object's colour; its inside untouched.
+    assert tuple(thumb[5, 60]) == tuple(colour)
+    assert tuple(thumb[15, 65]) == (128, 128, 128)
+    # Scribble along row 45.
+    assert tuple(thumb[45, 15]) == POSITIVE
+    # Mask fill: a blend between grey and the object colour, inside the mask only.
+    inside = thumb[25, 12].astype(float)
+    expected = 0.55 * 128 + 0.45 * colour
+    np.testing.assert_allclose(inside, expected, atol=2)
+    assert tuple(thumb[55, 5]) == (128, 128, 128)
+
+
+def test_overlay_keeps_tiny_objects_and_accepts_grey():
+    image = np.zeros((400, 400), dtype=np.uint8)
+    obj = make_obj(1, slice(0, 2), slice(0, 2), 0.9)
+    obj = AnnotatedObject(1, 1, np.pad(obj.mask[:2, :2], ((100, 298), (100, 298))))
+    thumb = render_overlay(image, [obj], max_side=100)  # 4x4 pixels -> one thumbnail pixel
+    assert thumb.shape == (100, 100, 3)
+    assert thumb[25, 25].any()
+    with pytest.raises(ValueError, match="RGB"):
+        render_overlay(np.zeros((4, 4, 2), np.uint8), [])
+
+
+def test_thumbnail_png_is_valid(tmp_path, dataset):
+    images, objects = dataset
+    ranked = rank_images(assess_image(i, SHAPE, objects[i]) for i in images)
+    write_report(tmp_path, ranked, lambda i: (images[i], objects[i]), top=2, max_side=64)
+    for p in Path(tmp_path / "thumbnails").iterdir():
+        with Image.open(p) as im:
+            assert im.format == "PNG" and max(im.size) == 64
