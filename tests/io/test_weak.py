@@ -270,6 +270,13 @@ def test_boxes_voc_xml_errors(tmp_path, old, new, message):
         read_boxes_voc_xml(path)
 
 
+def test_boxes_from_a_voc_root(tmp_path):
+    (tmp_path / "VOC2012" / "Annotations").mkdir(parents=True)
+    write(tmp_path / "VOC2012" / "Annotations" / "2007_000027.xml", VOC_XML)
+    labels = read_weak_labels(tmp_path / "VOC2012", "boxes")
+    assert list(labels) == ["2007_000027"] and len(labels["2007_000027"].objects) == 2
+
+
 def test_boxes_voc_xml_box_outside_image(tmp_path):
     text = VOC_XML.replace("<xmin>1</xmin>", "<xmin>490</xmin>").replace(
         "<xmax>486</xmax>", "<xmax>495</xmax>")

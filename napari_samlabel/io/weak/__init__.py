@@ -64,7 +64,7 @@ def read_weak_labels(path: str | Path, kind: str,
     path : str or pathlib.Path
         A weak-label file, or a directory whose files of the kind's suffixes are read (not
         recursively; other files, such as images next to scribbles or the class-list
-        sidecars of CAMs, are skipped).
+        sidecars of CAMs, are skipped). For boxes, a VOC root means its ``Annotations/``.
     kind : str
         ``"points"``, ``"scribbles"``, ``"boxes"`` or ``"cams"``.
     classes : ClassTable or list of str, optional
@@ -94,6 +94,8 @@ def read_weak_labels(path: str | Path, kind: str,
     readers = READERS[kind]
     if not path.exists():
         raise FileNotFoundError(f"weak labels not found: {path}")
+    if path.is_dir() and kind == "boxes" and (path / "Annotations").is_dir():
+        path = path / "Annotations"  # a VOC root
     if path.is_dir():
         files = sorted(p for p in path.iterdir()
                        if p.is_file() and p.suffix.lower() in readers
