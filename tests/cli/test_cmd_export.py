@@ -1,0 +1,70 @@
+"""``samlabel export`` end to end on a small project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from napari_samlabel.cli import main
+from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.io.project import Project
+from napari_samlabel.io.voc import read_label_png
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "images").mkdir()
+    img = data.coffee()[::10, ::10]
+    for k in range(5):
+        Image.fromarray(img).save(tmp_path / "images" / f"im{k}.jpg")
+    proj = Project.create(tmp_path / "proj", tmp_path / "images", ["cup", "table"])
+    h, w = img.shape[:2]
+    for k, iid in enumerate(proj.image_ids):
+        mask = np.zeros((h, w), bool)
+        mask[10:30, 10 + k:40 + k] = True
+        status = "flagged" if k == 4 else "done"
+        proj.save_document(AnnotationDocument(iid, (h, w), [AnnotatedObject(1, 1, mask)],
+                                              status))
+    return tmp_path / "proj"
+
+
+def test_export_writes_split_and_band(project: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", str(project), str(out), "--split", "0.5", "--seed", "2",
+                 "--border", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 train, 2 val, 1 excluded" in printed
+    root = out / "VOCdevkit" / "VOC2012"
+    sets = root / "ImageSets" / "Segmentation"
+    assert (sets / "excluded.txt").read_text().split() == ["im4"]
+    assert len((sets / "trainval.txt").read_text().split()) == 4
+    cls = read_label_png(root / "SegmentationClass" / "im0.png")
+    assert cls[20, 9] == 255 and cls[20, 10] == 255 and cls[20, 11] == 1
+    # Same seed, same split.
+    assert main(["export", str(project), str(tmp_path / "again"), "--split", "0.5", "--seed",
+                 "2"]) == 0
+    again = tmp_path / "again" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert (again / "train.txt").read_text() == (sets / "train.txt").read_text()
+    assert main(["export", str(project), str(tmp_path / "all"), "--include-flagged"]) == 0
+    allsets = tmp_path / "all" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert len((allsets / "trainval.txt").read_text().split()) == 5
+
+
+def test_export_errors_are_one_line(project: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_text("keep")
+    assert main(["export", str(project), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "samlabel export: error:" in err and "--overwrite" in err
+    assert (out / "x").read_text() == "keep"
+    assert main(["export", str(project), str(out), "--overwrite"]) == 0
+    assert not (out / "x").exists()
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "o2")]) == 2
+    assert "not a napari-samlabel project" in capsys.readouterr().err
+    assert main(["export", str(project), str(tmp_path / "o3"), "--split", "2"]) == 2
+    assert "--split" in capsys.readouterr().err
