@@ -433,3 +433,22 @@ def test_real_sample_files_read_and_fall_inside_ground_truth():
             assert 0 <= r0 <= r1 < gt.shape[0] and 0 <= c0 <= c1 < gt.shape[1]
             assert (gt[r0:r1 + 1, c0:c1 + 1] == obj.class_id).any()
     assert hits / total >= 0.8
+
+
+def test_check_within_image_shape():
+    pts = WeakLabels("im", "points", (ObjectPrompts(1, 8, (Point((9.4, 19.0)),)),),
+                     source="pts.json")
+    pts.check_within((10, 20))
+    with pytest.raises(WeakLabelError, match=r"pts.json \(object 1 \(class 8\)\): point lies "
+                                             r"outside the 10 x 20 image 'im'"):
+        pts.check_within((20, 10))  # as if x and y were swapped
+    scr = WeakLabels("im", "scribbles", background=(Scribble([[0, 0], [30, 0]], False),))
+    with pytest.raises(WeakLabelError, match="background prompt"):
+        scr.check_within((10, 10))
+    box = WeakLabels("im", "boxes", (ObjectPrompts(1, 8, (Box((5.0, 5.0), (50.0, 50.0)),)),))
+    box.check_within((10, 10))  # overlapping boxes are clipped later, not rejected
+    with pytest.raises(WeakLabelError, match="box lies outside"):
+        box.check_within((4, 4))
+    sized = WeakLabels("im", "boxes", image_shape=(10, 20), source="a.xml")
+    with pytest.raises(WeakLabelError, match="labels are for a 20 x 10 image"):
+        sized.check_within((20, 10))

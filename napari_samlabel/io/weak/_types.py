@@ -7,8 +7,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.prompts import (
+    Box,
     ObjectPrompts,
     Point,
     Prompt,
@@ -163,6 +166,40 @@ class WeakLabels:
         return replace(self, objects=objects,
                        background=self.background + other.background, source=sources,
                        image_shape=self.image_shape or other.image_shape)
+
+    def check_within(self, shape: tuple[int, int]) -> None:
+        """Check that the prompts fit an image of ``shape`` ``(height, width)``.
+
+        Readers cannot know the image size; the pipeline calls this once it has loaded the
+        image. Points (and scribble vertices) may lie up to half a pixel outside; a box must
+        overlap the image. The usual cause of a failure is swapped x/y or the wrong image.
+
+        Raises
+        ------
+        WeakLabelError
+            Naming the source file, the image and the first offending object.
+        """
+        h, w = float(shape[0]), float(shape[1])
+        if self.image_shape is not None and tuple(self.image_shape) != tuple(shape[:2]):
+            raise WeakLabelError(self.source or self.image_id,
+                                 f"labels are for a {self.image_shape[1]} x "
+                                 f"{self.image_shape[0]} image but image {self.image_id!r} "
+                                 f"is {int(w)} x {int(h)} (width x height)")
+        items = [(f"object {o.object_id} (class {o.class_id})", p)
+                 for o in self.objects for p in o.prompts]
+        items += [("background prompt", p) for p in self.background]
+        for where, p in items:
+            if isinstance(p, Box):
+                bad = (p.top_left[0] > h - 0.5 or p.top_left[1] > w - 0.5
+                       or p.bottom_right[0] < -0.5 or p.bottom_right[1] < -0.5)
+            else:
+                rc = np.asarray(p.rc if isinstance(p, Point) else p.path).reshape(-1, 2)
+                bad = bool(((rc < -0.5) | (rc > np.array([h, w]) - 0.5)).any())
+            if bad:
+                raise WeakLabelError(self.source or self.image_id,
+                                     f"{type(p).__name__.lower()} lies outside the "
+                                     f"{int(w)} x {int(h)} image {self.image_id!r} "
+                                     "(swapped x/y or the wrong image?)", where)
 
     def describe(self, classes: ClassTable | None = None) -> str:
         """One line: image id, kind and the prompt count per class (by name if a table is given)."""
