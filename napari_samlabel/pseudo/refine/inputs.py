@@ -4,7 +4,10 @@ File convention (the same as the CAM weak labels of :mod:`napari_samlabel.io.wea
 ``<id>.npy`` holds a ``C x H x W`` float array (``H x W`` for one class) at image resolution,
 one channel per foreground class present; the class of each channel comes from the
 ``cam_classes`` argument or from a sidecar ``<id>.json`` beside it (a list of names or
-indices, or ``{"classes": [...]}``). Arrays are read with ``allow_pickle=False``.
+indices, or ``{"classes": [...]}``). The object may also list the image-level labels,
+``{"classes": [every channel], "labels": ["cat"]}``: only the channels of the labelled
+classes are then returned (the refiners work on the classes present in the image). Arrays
+are read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def load_class_maps(path: str | Path, classes: ClassTable | None = None, *,
                                f"of shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise RefineInputError(f"{path}: contains NaN or infinite values")
+    labels = None
     if cam_classes is not None:
         names = list(cam_classes)
         source = path
@@ -88,6 +92,9 @@ def load_class_maps(path: str | Path, classes: ClassTable | None = None, *,
         except (OSError, json.JSONDecodeError) as exc:
             raise RefineInputError(f"{source}: cannot read the class list: {exc}") from exc
         if isinstance(data, dict):
+            labels = data.get("labels")
+            if labels is not None and not isinstance(labels, list):
+                raise RefineInputError(f"{source}: \"labels\" must be a list of classes")
             data = data.get("classes")
         if not isinstance(data, list):
             raise RefineInputError(f"{source}: the class list must be a list or "
@@ -99,4 +106,8 @@ def load_class_maps(path: str | Path, classes: ClassTable | None = None, *,
     ids = [_class_index(classes, n, source, f"channel {i}") for i, n in enumerate(names)]
     if len(set(ids)) != len(ids):
         raise RefineInputError(f"{source}: a class is listed twice: {names}")
+    if labels is not None:
+        present = {_class_index(classes, n, source, "labels") for n in labels}
+        keep = [i for i, c in enumerate(ids) if c in present]
+        arr, ids = arr[keep], [ids[i] for i in keep]
     return arr.astype(np.float32, copy=False), ids

@@ -139,7 +139,7 @@ def select_quasi_superpixels(masks: Sequence[AutoMask] | np.ndarray,
     stacked = stack_masks(masks, shape)
     n = stacked.shape[0]
     lv = _levels(masks, levels, n)
-    flat = stacked.reshape(n, -1)
+    flat = stacked.reshape(n, stacked.shape[1] * stacked.shape[2])
     areas = flat.sum(axis=1, dtype=np.int64)
     kept: list[int] = []
     union = np.zeros(flat.shape[1], dtype=bool)

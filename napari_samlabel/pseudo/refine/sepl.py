@@ -69,7 +69,7 @@ def sepl_votes(coarse: np.ndarray, masks: Sequence[AutoMask] | np.ndarray, *,
     seg_t = as_fraction(segment_ratio, "segment_ratio")
     cls_t = as_fraction(class_ratio, "class_ratio")
     n = stacked.shape[0]
-    flat = stacked.reshape(n, -1)
+    flat = stacked.reshape(n, stacked.shape[1] * stacked.shape[2])
     sizes = flat.sum(axis=1, dtype=np.int64)
     joined = np.zeros(n, dtype=np.int64)
     for c in _classes(coarse, ignore_index):
