@@ -343,6 +343,29 @@ class Project:
         self._write_project_file()
         return ids
 
+    def add_new_images(self, folder: str | os.PathLike[str]) -> list[str]:
+        """Add the images of ``folder`` that the project does not list yet; return their ids.
+
+        For a folder that received new images since the project was made. A file whose id
+        is already taken by another file is skipped with a warning (ids must be unique),
+        so a stray ``x.png`` next to ``x.jpg`` does not stop the project from opening.
+        """
+        import warnings
+
+        known = {self.image_path(i) for i in self._images}
+        fresh = []
+        for p in list_images(folder):
+            if p.resolve() in known:
+                continue
+            iid = stem_of(p)
+            if iid in self._images or iid in {stem_of(q) for q in fresh}:
+                warnings.warn(f"{p} is not added: the id {iid!r} is already used by "
+                              f"{self.image_path(iid) if iid in self._images else 'another file'}",
+                              stacklevel=2)
+                continue
+            fresh.append(p)
+        return self.add_images(fresh) if fresh else []
+
     def _add(self, paths: Sequence[Path]) -> list[str]:
         new: dict[str, ImageEntry] = {}
         origin: dict[str, Path] = {}

@@ -427,7 +427,9 @@ class VocWriter:
             ``H x W`` ``uint8`` class indices (0 background, 255 void).
         instance : numpy.ndarray, optional
             ``H x W`` ``uint8`` instance ids (0 none, 255 void). None: instances are the
-            8-connected components of each class in ``semantic``.
+            8-connected components of each class in ``semantic``. The semantic map is
+            authoritative: instance pixels on background or void follow it, and class pixels
+            no instance covers become extra instances (their connected components).
         objects : sequence of ObjectInfo, optional
             Metadata per instance id (pose, difficult, ...); instances without an entry get
             the defaults.
@@ -465,6 +467,7 @@ class VocWriter:
             if inst.shape != shape:
                 raise VocError(f"image {image_id}: instance map shape {inst.shape} does not "
                                f"match the semantic map shape {shape}")
+            inst = _consistent_instances(image_id, sem, inst)
         infos = {}
         for info in objects or ():
             if info.instance_id in infos:
@@ -661,6 +664,29 @@ def _components(semantic: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+def _consistent_instances(image_id: str, semantic: np.ndarray,
+                          instance: np.ndarray) -> np.ndarray:
+    """Make an instance map agree with the semantic map, which is authoritative.
+
+    Instance pixels where the semantic map says background or void take that value; class
+    pixels no instance covers become extra instances, one per 8-connected component of each
+    class (VOC expects every object pixel in ``SegmentationObject``).
+    """
+    inst = instance.copy()
+    inst[semantic == BACKGROUND] = 0
+    inst[semantic == VOID] = VOID
+    leftover = (inst == 0) & (semantic != BACKGROUND) & (semantic != VOID)
+    if leftover.any():
+        extra = _components(np.where(leftover, semantic, 0).astype(np.uint8))
+        used = int(inst[inst != VOID].max(initial=0))
+        n_extra = int(extra[extra != VOID].max(initial=0))
+        if used + n_extra >= VOID:
+            raise VocError(f"image {image_id}: {used} instances and {n_extra} uncovered class "
+                           f"regions do not fit an 8-bit instance map (at most {VOID - 1})")
+        inst[leftover] = extra[leftover] + used
+    return inst
+
+
 def _majority_class(semantic: np.ndarray, mask: np.ndarray) -> int | None:
     vals = semantic[mask]
     vals = vals[(vals != BACKGROUND) & (vals != VOID)]
@@ -815,7 +841,10 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
         if bad.size:
             raise VocError(f"{png}: class indices {bad.tolist()} are outside the class list "
                            f"(0..{len(classes) - 1})")
-        size = image_size(image)
+        try:
+            size = image_size(image)
+        except ImageReadError as exc:
+            raise VocError(str(exc)) from exc
         if size != semantic.shape:
             raise VocError(f"{png} is {semantic.shape[0]}x{semantic.shape[1]} but its image "
                            f"{image} is {size[0]}x{size[1]} (HxW)")

@@ -265,3 +265,14 @@ def test_add_class_keeps_indices(project: Project, tmp_path: Path):
     again = Project.open(tmp_path / "proj")
     assert again.classes.names[-1] == "bird"
     assert [o.class_id for o in again.load_document("a").objects] == [2, 1]
+
+
+def test_add_new_images_from_the_folder(project: Project, images: Path, tmp_path: Path):
+    assert project.add_new_images(images) == []
+    Image.fromarray(np.zeros((8, 9, 3), np.uint8)).save(images / "d.png")
+    Image.fromarray(np.zeros((8, 9, 3), np.uint8)).save(images / "a.bmp")  # id taken
+    with pytest.warns(UserWarning, match=r"a\.bmp is not added: the id 'a'"):
+        assert project.add_new_images(images) == ["d"]
+    again = Project.open(tmp_path / "proj")
+    assert again.image_ids == ["a", "b", "c", "d"]
+    assert again.entry("d").shape == (8, 9) and again.status("d") == ImageStatus.NEW

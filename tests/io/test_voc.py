@@ -366,3 +366,32 @@ def test_reader_reports_bad_files(tmp_path: Path, image: np.ndarray):
     (root / "JPEGImages" / "photo.jpg").unlink()
     with pytest.raises(VocError, match="image of 'drawing'|image of 'photo'"):
         list(read_voc(out))
+
+
+def test_instances_follow_the_semantic_map(tmp_path: Path, image: np.ndarray):
+    sem, inst = scene()
+    inst[0:5, 0:5] = 7          # instance on background -> dropped
+    sem[40:50, 5:15] = 8        # a cat no instance covers -> an extra instance
+    with VocWriter(tmp_path / "out") as w:
+        w.add("x", image, sem, inst)
+    [rec] = list(read_voc(tmp_path / "out"))
+    assert [(o.instance_id, o.class_id) for o in rec.objects] == [(1, 15), (2, 12), (3, 12),
+                                                                   (4, 8)]
+    np.testing.assert_array_equal(rec.instance == 4, sem == 8)
+    assert (rec.instance[0:5, 0:5] == 0).all()
+    np.testing.assert_array_equal(rec.instance > 0, sem > 0)
+
+
+def test_exif_rotated_jpeg_is_re_encoded_upright(tmp_path: Path, image: np.ndarray):
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated; viewers turn it 90 degrees
+    src = tmp_path / "phone.jpg"
+    Image.fromarray(np.rot90(image, k=-1)).save(src, exif=exif)
+    with VocWriter(tmp_path / "out") as w:
+        w.add("phone", src, scene()[0])
+    out = tmp_path / "out/VOCdevkit/VOC2012/JPEGImages/phone.jpg"
+    assert out.read_bytes() != src.read_bytes()
+    with Image.open(out) as im:
+        assert im.size == (W, H)
+        assert im.getexif().get(0x0112, 1) == 1
+        assert np.abs(np.asarray(im).astype(int) - image.astype(int)).mean() < 10
