@@ -352,61 +352,121 @@ def fragmentation(mask: np.ndarray) -> dict[str, float]:
     }
 
 
-@dataclass(frozen=True)
 class GroundTruth:
-    """Ground truth of one image.
+    """Ground truth of one image, and how a mask is matched against it.
 
-    Attributes
+    Two modes, after what the ground truth holds:
+
+    - **Instances** (``instance`` given, e.g. VOC ``SegmentationObject``): a mask's
+      ``gt_iou`` is its best IoU with any ground-truth instance; the class of that instance
+      is the matched class. A ground-truth instance is *missed* when no mask reaches IoU
+      ``gt_match`` with it.
+    - **Class regions** (``instance`` None): several objects of a class share one region,
+      so a mask is compared with the part of a class region it belongs to. The matched class
+      is the majority ground-truth class under the mask (background and void aside), and the
+      region is the union of that class's 8-connected components the mask overlaps
+      (``gt_iou`` 0 for a mask on background only). Two touching objects of one class form
+      one component, so a mask that covers only one of them scores low.
+      A connected component (at least ``min_area`` of the image) is *missed* when all
+      masks together cover less than ``gt_match`` of it.
+
+    Void (255) pixels count in neither intersection nor union.
+
+    Parameters
     ----------
     semantic : numpy.ndarray
-        ``H x W`` class indices, 0 background, 255 void (ignored).
-    instance : numpy.ndarray or None
-        ``H x W`` instance indices (0 none, 255 void), or None to compare with whole class
-        regions instead.
+        ``H x W`` class indices, 0 background, 255 void.
+    instance : numpy.ndarray, optional
+        ``H x W`` instance indices, 0 none, 255 void.
     """
 
-    semantic: np.ndarray
-    instance: np.ndarray | None = None
-
-    def regions(self) -> list[tuple[int, np.ndarray]]:
-        """``(class_id, mask)`` of every ground-truth object (instances, else class regions)."""
-        sem = np.asarray(self.semantic)
-        out: list[tuple[int, np.ndarray]] = []
-        if self.instance is not None:
-            inst = np.asarray(self.instance)
-            for k in np.unique(inst):
-                if k in (0, VOID):
-                    continue
-                m = inst == k
-                vals = sem[m]
-                vals = vals[(vals != BACKGROUND) & (vals != VOID)]
-                cls = int(np.bincount(vals).argmax()) if vals.size else BACKGROUND
-                out.append((cls, m))
-        else:
-            for c in np.unique(sem):
-                if c in (BACKGROUND, VOID):
-                    continue
-                out.append((int(c), sem == c))
-        return out
+    def __init__(self, semantic: np.ndarray, instance: np.ndarray | None = None) -> None:
+        self.semantic = np.asarray(semantic)
+        self.instance = None if instance is None else np.asarray(instance)
+        if self.semantic.ndim != 2:
+            raise ValueError(f"ground truth must be an H x W label map, got shape "
+                             f"{self.semantic.shape}")
+        if self.instance is not None and self.instance.shape != self.semantic.shape:
+            raise ValueError(f"ground-truth instances {self.instance.shape} and classes "
+                             f"{self.semantic.shape} differ in size")
+        self.valid = self.semantic != VOID
+        self._instances: list[tuple[int, np.ndarray]] | None = None
+        self._components: dict[int, np.ndarray] = {}
 
     @property
-    def valid(self) -> np.ndarray:
-        """Pixels that count (not void)."""
-        return np.asarray(self.semantic) != VOID
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return (int(self.semantic.shape[0]), int(self.semantic.shape[1]))
 
+    def _majority_class(self, mask: np.ndarray) -> int | None:
+        vals = self.semantic[mask]
+        vals = vals[(vals != BACKGROUND) & (vals != VOID)]
+        return int(np.bincount(vals).argmax()) if vals.size else None
 
-def gt_match(mask: np.ndarray, regions: Sequence[tuple[int, np.ndarray]],
-             valid: np.ndarray | None = None) -> tuple[float, int | None]:
-    """Best IoU of ``mask`` with a ground-truth region, and that region's index (None if none).
+    def instances(self) -> list[tuple[int, np.ndarray]]:
+        """``(class_id, mask)`` of every ground-truth instance (empty in class-region mode)."""
+        if self.instance is None:
+            return []
+        if self._instances is None:
+            self._instances = []
+            for k in np.unique(self.instance):
+                if k in (0, VOID):
+                    continue
+                m = self.instance == k
+                self._instances.append((self._majority_class(m) or BACKGROUND, m))
+        return self._instances
 
-    Void pixels (``valid`` False) are left out of both intersection and union.
-    """
-    best, arg = 0.0, None
-    for i, (_, region) in enumerate(regions):
-        iou = mask_iou(mask, region, valid)
-        if iou > best:
-            best, arg = iou, i
-    return best, arg
+    def components(self, class_id: int) -> np.ndarray:
+        """8-connected component labels of ``class_id``'s ground-truth pixels (0 elsewhere)."""
+        if class_id not in self._components:
+            from skimage.measure import label
+
+            self._components[class_id] = label(self.semantic == class_id, connectivity=2)
+        return self._components[class_id]
+
+    def match(self, mask: np.ndarray) -> tuple[float, int | None]:
+        """``(gt_iou, matched ground-truth class)`` of an object's mask (see the class doc)."""
+        mask = np.asarray(mask, dtype=bool)
+        if self.instance is not None:
+            best, cls = 0.0, None
+            for c, region in self.instances():
+                iou = mask_iou(mask, region, self.valid)
+                if iou > best:
+                    best, cls = iou, c
+            return best, cls
+        cls = self._majority_class(mask)
+        if cls is None:
+            return 0.0, None
+        comp = self.components(cls)
+        touched = np.unique(comp[mask])
+        touched = touched[touched > 0]
+        return mask_iou(mask, np.isin(comp, touched), self.valid), cls
+
+    def missed(self, masks: Sequence[np.ndarray], match: float,
+               min_area: float = 0.0) -> tuple[int, int]:
+        """``(ground-truth objects, how many of them no mask matches)`` (see the class doc)."""
+        if self.instance is not None:
+            regions = [r for _, r in self.instances()]
+            missed = sum(1 for r in regions
+                         if max((mask_iou(m, r, self.valid) for m in masks), default=0.0)
+                         < match)
+            return len(regions), missed
+        covered = np.zeros(self.shape, dtype=bool)
+        for m in masks:
+            covered |= np.asarray(m, dtype=bool)
+        total = missed = 0
+        min_pixels = min_area * self.semantic.size
+        for c in np.unique(self.semantic):
+            if c in (BACKGROUND, VOID):
+                continue
+            comp = self.components(int(c))
+            sizes = np.bincount(comp.ravel())
+            hits = np.bincount(comp[covered], minlength=len(sizes))
+            for k in range(1, len(sizes)):
+                if sizes[k] and sizes[k] >= min_pixels:
+                    total += 1
+                    missed += int(hits[k] / sizes[k] < match)
+        return total, missed
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,7 +571,6 @@ def assess_object(
     *,
     multimask: np.ndarray | None = None,
     gt: GroundTruth | None = None,
-    gt_regions: Sequence[tuple[int, np.ndarray]] | None = None,
     thresholds: Thresholds = Thresholds(),
     stability_offset: float = 1.0,
 ) -> ObjectAssessment:
@@ -529,9 +588,7 @@ def assess_object(
     multimask : numpy.ndarray, optional
         ``(K, H, W)`` SAM candidate masks of the object's last prediction.
     gt : GroundTruth, optional
-        Ground truth of the image.
-    gt_regions : sequence, optional
-        ``gt.regions()`` computed once per image (saves work for many objects).
+        Ground truth of the image (see :class:`GroundTruth` for how masks are matched).
     thresholds : Thresholds
         Flag thresholds.
     stability_offset : float
@@ -572,11 +629,9 @@ def assess_object(
         sig.update(prompt_consistency(mask, obj.prompts))
     wrong_class = False
     if gt is not None:
-        regions = gt_regions if gt_regions is not None else gt.regions()
-        best, arg = gt_match(mask, regions, gt.valid)
+        best, matched = gt.match(mask)
         sig["gt_iou"] = best
-        if arg is not None:
-            wrong_class = regions[arg][0] != obj.class_id
+        wrong_class = matched is not None and matched != obj.class_id
 
     bad: dict[str, float] = {}
     for name, spec in SIGNAL_SPECS.items():
@@ -655,20 +710,16 @@ def assess_image(
         Logit offset of the stability score.
     """
     shape = (int(image_shape[0]), int(image_shape[1]))
-    if gt is not None and np.shape(gt.semantic) != shape:
-        raise ValueError(f"image {image_id}: ground truth is {np.shape(gt.semantic)} but the "
-                         f"image is {shape} (HxW)")
-    if gt is not None and gt.instance is not None and np.shape(gt.instance) != shape:
-        raise ValueError(f"image {image_id}: ground-truth instances are "
-                         f"{np.shape(gt.instance)} but the image is {shape} (HxW)")
-    regions = gt.regions() if gt is not None else None
+    if gt is not None and gt.shape != shape:
+        raise ValueError(f"image {image_id}: ground truth is {gt.shape} but the image is "
+                         f"{shape} (HxW)")
     multimasks = multimasks or {}
     assessed = []
     for obj in objects:
         try:
             assessed.append(assess_object(
                 obj, shape, multimask=multimasks.get(obj.object_id), gt=gt,
-                gt_regions=regions, thresholds=thresholds, stability_offset=stability_offset))
+                thresholds=thresholds, stability_offset=stability_offset))
         except ValueError as exc:
             raise ValueError(f"image {image_id}: {exc}") from exc
 
@@ -678,17 +729,14 @@ def assess_image(
     if not assessed:
         flags.append("no_objects")
         score = max(score, NO_OBJECTS_SCORE)
-    if gt is not None and regions is not None:
-        valid = gt.valid
-        missed = sum(1 for _, region in regions
-                     if max((mask_iou(o.mask, region, valid) for o in objects), default=0.0)
-                     < thresholds.gt_match)
-        signals["gt_objects"] = float(len(regions))
+    if gt is not None:
+        total, missed = gt.missed([o.mask for o in objects], thresholds.gt_match,
+                                  min_area=thresholds.tiny)
+        signals["gt_objects"] = float(total)
         signals["gt_missed"] = float(missed)
         if missed:
             flags.append("gt_missed")
-            score = max(score, GT_MISSED_SPEC.weight
-                        * GT_MISSED_SPEC.badness(missed / len(regions)))
+            score = max(score, GT_MISSED_SPEC.weight * GT_MISSED_SPEC.badness(missed / total))
     status_value = None if status is None else ImageStatus(status).value
     if status_value == ImageStatus.FLAGGED.value:
         flags.append("flagged")
@@ -710,6 +758,6 @@ __all__ = [
     "AREA_HUGE_SPEC", "AREA_TINY_SPEC", "FLAGS", "GT_CLASS_WEIGHT", "GT_MISSED_SPEC",
     "NO_OBJECTS_SCORE", "SIGNAL_SPECS", "GroundTruth", "ImageAssessment", "ObjectAssessment",
     "SignalSpec", "Thresholds", "assess_image", "assess_object", "box_region", "combine",
-    "fragmentation", "gt_match", "logits_to_image", "mask_iou", "multimask_disagreement",
+    "fragmentation", "logits_to_image", "mask_iou", "multimask_disagreement",
     "prompt_consistency", "rank_images", "stability_score",
 ]

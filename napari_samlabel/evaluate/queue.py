@@ -29,15 +29,26 @@ import io
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_samlabel import __version__
 from napari_samlabel.core.classes import ClassTable, as_class_table
+from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_write_text
-from napari_samlabel.evaluate.curation import FLAGS, ImageAssessment, Thresholds
+from napari_samlabel.core.progress import ProgressCallback, no_progress
+from napari_samlabel.evaluate.curation import (
+    FLAGS,
+    GroundTruth,
+    ImageAssessment,
+    Thresholds,
+    assess_image,
+    rank_images,
+)
 
 QUEUE_FORMAT = "samlabel-curation-queue"
 SCHEMA_VERSION = 1
@@ -201,8 +212,316 @@ def read_queue(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+# --------------------------------------------------------------------------------------------
+# Sources: a project folder or a VOC tree, and ground truth
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CurationItem:
+    """One image to assess: its objects (masks, prompts, scores) and status."""
+
+    image_id: str
+    shape: tuple[int, int]
+    objects: list[AnnotatedObject]
+    status: str | None = None
+
+
+class ProjectSource:
+    """The annotated images of a project folder (:mod:`napari_samlabel.io.project`).
+
+    Images with status ``new`` and no saved object are not annotated yet and are skipped.
+    Objects carry their prompts, SAM score and stored signals.
+    """
+
+    kind = "project"
+
+    def __init__(self, folder: Path) -> None:
+        from napari_samlabel.io.project import Project
+
+        self.project = Project.open(folder)
+        self.folder = self.project.folder
+        self.classes = self.project.classes
+
+    def __len__(self) -> int:
+        return len(self.project)
+
+    def items(self) -> Iterator[CurationItem | tuple[str, Exception]]:
+        """Yield an item per annotated image, or ``(image_id, error)`` for a broken one."""
+        from napari_samlabel.core.document import ImageStatus
+        from napari_samlabel.io.project import ProjectError
+
+        for entry in self.project:
+            try:
+                objects = self.project.read_objects(entry.image_id)
+            except (ProjectError, OSError) as exc:
+                yield entry.image_id, exc
+                continue
+            if entry.status == ImageStatus.NEW and not objects:
+                yield CurationItem(entry.image_id, entry.shape, [], None)
+                continue
+            yield CurationItem(entry.image_id, entry.shape, objects, entry.status.value)
+
+    def load(self, image_id: str) -> tuple[np.ndarray, Sequence[AnnotatedObject]]:
+        """Image and objects of ``image_id`` (for the report)."""
+        from napari_samlabel.io.images import load_image
+
+        return load_image(self.project.image_path(image_id)), \
+            self.project.read_objects(image_id)
+
+
+class VocSource:
+    """The images of a VOC tree (ground truth or pseudo labels, :mod:`napari_samlabel.io.voc`).
+
+    Each instance (``SegmentationObject``, else each connected class region) becomes one
+    object; its class is its ``Annotations`` entry's, else the majority class of its pixels.
+    Without prompts and SAM scores only the mask-based signals apply.
+    """
+
+    kind = "voc"
+
+    def __init__(self, folder: Path) -> None:
+        from napari_samlabel.io.voc import find_voc_root, read_voc_classes
+
+        self.folder = find_voc_root(folder)
+        self.classes = read_voc_classes(self.folder)
+        self._paths: dict[str, Path] = {}
+
+    def __len__(self) -> int:
+        seg = self.folder / "SegmentationClass"
+        return sum(1 for p in seg.glob("*.png") if not p.name.startswith("."))
+
+    def _objects(self, record: Any) -> list[AnnotatedObject]:
+        # The VOC -> objects rule of `samlabel import-voc`, so that both agree.
+        from napari_samlabel.io.voc_project import _objects_of
+
+        return _objects_of(record.semantic, record.instance, record.objects, self.classes,
+                           record.image_id)
+
+    def items(self) -> Iterator[CurationItem | tuple[str, Exception]]:
+        """Yield an item per image with a ``SegmentationClass`` PNG."""
+        from napari_samlabel.io.voc import read_voc
+
+        records = read_voc(self.folder, self.classes)
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                return
+            self._paths[rec.image_id] = rec.image_path
+            try:
+                objects = self._objects(rec)
+            except ValueError as exc:
+                yield rec.image_id, exc
+                continue
+            yield CurationItem(rec.image_id, rec.semantic.shape, objects, None)
+
+    def load(self, image_id: str) -> tuple[np.ndarray, Sequence[AnnotatedObject]]:
+        """Image and objects of ``image_id`` (for the report)."""
+        from napari_samlabel.io.images import load_image
+        from napari_samlabel.io.voc import VocRecord, parse_annotation, read_label_png
+
+        seg = read_label_png(self.folder / "SegmentationClass" / f"{image_id}.png")
+        obj_png = self.folder / "SegmentationObject" / f"{image_id}.png"
+        xml = self.folder / "Annotations" / f"{image_id}.xml"
+        if obj_png.is_file():
+            inst = read_label_png(obj_png)
+            infos = parse_annotation(xml, self.classes)[1] if xml.is_file() else []
+        else:
+            from napari_samlabel.io.voc import _components
+
+            inst, infos = _components(seg), []
+        path = self._paths[image_id]
+        objects = self._objects(VocRecord(image_id, path, seg, inst, infos))
+        return load_image(path), objects
+
+
+def open_source(path: str | os.PathLike[str]) -> ProjectSource | VocSource:
+    """Open ``path`` as a project folder when it holds one, else as a VOC tree.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is neither (the message says what was looked for).
+    """
+    from napari_samlabel.io.project import Project
+    from napari_samlabel.io.voc import VocError
+
+    folder = Path(path)
+    if not folder.exists():
+        raise ValueError(f"{folder} not found")
+    if Project.is_project(folder):
+        return ProjectSource(folder)
+    try:
+        return VocSource(folder)
+    except VocError as exc:
+        raise ValueError(f"{folder} is neither a napari-samlabel project (no "
+                         f"samlabel-project.json) nor a VOC tree: {exc}") from None
+
+
+class GroundTruthFolder:
+    """Ground-truth label PNGs by image id.
+
+    ``path`` is a VOC tree (``SegmentationClass/`` and, when present, ``SegmentationObject/``
+    for instances) or a plain folder of ``<id>.png`` class maps (compared with whole class
+    regions then).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from napari_samlabel.io.voc import VocError, find_voc_root
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ValueError(f"ground-truth folder not found: {folder}")
+        self.semantic_dir = folder
+        self.instance_dir: Path | None = None
+        try:
+            voc = find_voc_root(folder)
+        except VocError:
+            voc = None
+        if voc is not None and (voc / "SegmentationClass").is_dir():
+            self.semantic_dir = voc / "SegmentationClass"
+            if (voc / "SegmentationObject").is_dir():
+                self.instance_dir = voc / "SegmentationObject"
+        if not any(self.semantic_dir.glob("*.png")):
+            raise ValueError(f"no ground-truth PNGs in {self.semantic_dir}")
+
+    def get(self, image_id: str, shape: tuple[int, int]) -> GroundTruth | None:
+        """Ground truth of ``image_id`` (None when it has none).
+
+        Raises
+        ------
+        ValueError
+            If a PNG is unreadable or its size differs from ``shape`` (names the file).
+        """
+        from napari_samlabel.io.voc import read_label_png
+
+        png = self.semantic_dir / f"{image_id}.png"
+        if not png.is_file():
+            return None
+        semantic = read_label_png(png)
+        instance = None
+        if self.instance_dir is not None and (self.instance_dir / png.name).is_file():
+            instance = read_label_png(self.instance_dir / png.name)
+        for p, arr in ((png, semantic), (self.instance_dir and self.instance_dir / png.name,
+                                         instance)):
+            if arr is not None and arr.shape != tuple(shape):
+                raise ValueError(f"ground truth {p} is {arr.shape[0]}x{arr.shape[1]} but the "
+                                 f"image is {shape[0]}x{shape[1]} (HxW)")
+        return GroundTruth(semantic, instance)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole run
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CurationResult:
+    """What :func:`curate` did."""
+
+    ranked: list[ImageAssessment]
+    paths: dict[str, Path]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unannotated: int = 0
+    without_gt: int = 0
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        flagged = len(failures(self.ranked))
+        lines = [f"{len(self.ranked)} images assessed, {flagged} flagged "
+                 f"(failures: {self.paths['failures']})",
+                 f"report: {self.paths['report']}"]
+        if self.ranked:
+            worst = ", ".join(f"{a.image_id} ({a.score:.2f})" for a in self.ranked[:5])
+            lines.insert(1, f"worst: {worst}")
+        if self.unannotated:
+            lines.append(f"{self.unannotated} images not annotated yet (status new) were left "
+                         "out")
+        if self.without_gt:
+            lines.append(f"{self.without_gt} images have no ground truth")
+        for iid, msg in self.skipped:
+            lines.append(f"skipped {iid}: {msg}")
+        return "\n".join(lines)
+
+
+def curate(
+    source: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    gt: str | os.PathLike[str] | None = None,
+    top: int = 50,
+    thresholds: Thresholds | None = None,
+    max_side: int = 320,
+    progress: ProgressCallback = no_progress,
+    report_progress: ProgressCallback = no_progress,
+) -> CurationResult:
+    """Assess every image of a project or VOC tree, rank them, write the queue and report.
+
+    Parameters
+    ----------
+    source : path
+        A project folder or a VOC tree (see :func:`open_source`).
+    out_dir : path
+        Output folder (created if needed); only the queue files, ``report.html`` and
+        ``thumbnails/`` in it are replaced.
+    gt : path, optional
+        Ground truth (see :class:`GroundTruthFolder`).
+    top : int
+        Number of images in the HTML report.
+    thresholds : Thresholds, optional
+        Flag thresholds (default: the documented defaults).
+    max_side : int
+        Longest thumbnail side.
+    progress, report_progress : callable
+        ``progress(done, total, image_id)`` while assessing and while rendering thumbnails.
+
+    Raises
+    ------
+    ValueError
+        If the source or the ground-truth folder cannot be opened. A broken image (unreadable
+        mask, bad ground truth) is skipped and listed in ``CurationResult.skipped`` and in
+        ``queue.json`` instead.
+    """
+    from napari_samlabel.evaluate.report import write_report
+
+    thresholds = thresholds or Thresholds()
+    src = open_source(source)
+    truth = GroundTruthFolder(gt) if gt is not None else None
+    total = len(src)
+    assessed: list[ImageAssessment] = []
+    skipped: list[tuple[str, str]] = []
+    unannotated = without_gt = 0
+    for n, item in enumerate(src.items(), 1):
+        if isinstance(item, tuple):
+            skipped.append((item[0], str(item[1])))
+            progress(n, total, item[0])
+            continue
+        if src.kind == "project" and item.status is None:
+            unannotated += 1
+            progress(n, total, item.image_id)
+            continue
+        try:
+            truth_item = truth.get(item.image_id, item.shape) if truth is not None else None
+            if truth is not None and truth_item is None:
+                without_gt += 1
+            assessed.append(assess_image(item.image_id, item.shape, item.objects,
+                                         gt=truth_item, status=item.status,
+                                         thresholds=thresholds))
+        except ValueError as exc:
+            skipped.append((item.image_id, str(exc)))
+        progress(n, total, item.image_id)
+    ranked = rank_images(assessed)
+    meta = {"source": str(src.folder), "source_kind": src.kind,
+            "ground_truth": None if truth is None else str(truth.semantic_dir),
+            "skipped": [{"image_id": i, "error": m} for i, m in skipped],
+            "unannotated": unannotated, "without_gt": without_gt}
+    paths = write_queue(out_dir, ranked, src.classes, thresholds, meta)
+    paths["report"] = write_report(out_dir, ranked, src.load, src.classes, top=top,
+                                   max_side=max_side, progress=report_progress,
+                                   title=f"Curation report: {src.folder.name}")
+    return CurationResult(ranked, paths, skipped, unannotated, without_gt)
+
+
 __all__ = [
     "CSV_COLUMNS", "FAILURES_TXT", "IMAGE_SCORE_RULE", "QUEUE_CSV", "QUEUE_FORMAT",
-    "QUEUE_JSON", "SCHEMA_VERSION", "csv_text", "failures", "queue_records", "read_queue",
-    "summary", "write_queue",
+    "QUEUE_JSON", "SCHEMA_VERSION", "CurationItem", "CurationResult", "GroundTruthFolder",
+    "ProjectSource", "VocSource", "csv_text", "curate", "failures", "open_source",
+    "queue_records", "read_queue", "summary", "write_queue",
 ]

@@ -247,9 +247,29 @@ def test_gt_uses_instances_and_ignores_void():
     assert a.signals["gt_iou"] == pytest.approx(1.0)  # void row ignored on both sides
     img = assess_image("x", SHAPE, [obj], gt=GroundTruth(sem, inst))
     assert "gt_missed" in img.flags and img.signals["gt_missed"] == 1
-    # Without the instance map, the class region includes both blobs: IoU < 1.
-    b = assess_object(obj, SHAPE, gt=GroundTruth(sem))
-    assert b.signals["gt_iou"] < 0.9
+    assert img.signals["gt_objects"] == 2
+
+
+def test_gt_class_regions_split_into_components():
+    sem = np.zeros(SHAPE, dtype=np.uint8)
+    sem[30:50, 30:60] = 1
+    sem[80:90, 80:90] = 1  # another object of class 1, apart from the first
+    gt = GroundTruth(sem)
+    obj, _ = clean_object()
+    # The mask is compared with its own component only, not with the whole class region.
+    assert assess_object(obj, SHAPE, gt=gt).signals["gt_iou"] == pytest.approx(1.0)
+    img = assess_image("x", SHAPE, [obj], gt=gt)
+    assert img.signals["gt_objects"] == 2 and img.signals["gt_missed"] == 1
+    # Half the mask on background: IoU 0.5 against the component.
+    half, _ = clean_object(mask=_with(clean_mask(), slice(30, 50), slice(60, 90), True))
+    assert assess_object(half, SHAPE, gt=gt).signals["gt_iou"] == pytest.approx(600 / 1200)
+    # A mask on background only matches nothing.
+    off, _ = clean_object(mask=_moved(clean_mask(), 0, -25))
+    away = assess_object(off, SHAPE, gt=gt)
+    assert away.signals["gt_iou"] < 0.2 and "gt_mismatch" in away.flags
+    # Both objects found: nothing missed.
+    both, _ = clean_object(object_id=2, mask=sem == 1)
+    assert "gt_missed" not in assess_image("y", SHAPE, [obj, both], gt=gt).flags
 
 
 def test_image_level_flags():
