@@ -1,0 +1,167 @@
+"""``samlabel embed``: precompute SAM image embeddings into the embedding cache.
+
+Later runs (the napari widget, ``samlabel pseudo``, ``refine``...) that use the same model
+and cache find the embeddings and skip the expensive encoder. Images whose embedding is
+already cached are skipped. The cache root is ``--cache DIR`` (alias ``--cache-dir``), else
+``$SAMLABEL_CACHE_DIR``, else the user cache directory; embeddings live in
+``<cache root>/embeddings`` and downloaded checkpoints in ``<cache root>/checkpoints``.
+
+``torch.compile`` makes each encode about a third faster on CPU but costs a one-off
+compilation (about half a minute) at the first encode; ``--compile auto`` (the default)
+compiles when at least :data:`COMPILE_MIN_IMAGES` images are given and the device is a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._progress import tqdm_progress
+
+#: With ``--compile auto``, compile the encoder for at least this many images.
+COMPILE_MIN_IMAGES = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``embed`` sub-command."""
+    p = subparsers.add_parser(
+        "embed",
+        help="precompute SAM image embeddings (skips cached ones)",
+        description="Encode images with SAM's image encoder and store the embeddings in the "
+        "embedding cache, so that labelling and batch commands start instantly.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER",
+                   help="image files and/or folders of images (not recursive)")
+    p.add_argument("--model", default="vit_b",
+                   help="SAM model type: vit_b (default), vit_l, vit_h")
+    p.add_argument("--checkpoint", metavar="PATH", type=Path,
+                   help="local checkpoint file (default: the cached official one, downloaded "
+                        "once)")
+    p.add_argument("--cache", "--cache-dir", dest="cache_dir", metavar="DIR", type=Path,
+                   help="cache root (default: $SAMLABEL_CACHE_DIR or the user cache dir)")
+    p.add_argument("--precise", action="store_true",
+                   help="encode in float32 (default: bfloat16 where the CPU/GPU supports it)")
+    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help=f"torch.compile the encoder (auto: for >= {COMPILE_MIN_IMAGES} "
+                        "images on CPU; costs ~30 s once, saves ~1/3 per image)")
+    p.add_argument("--max-cache-gb", type=float, default=None,
+                   help="bound of the embedding cache on disk (default 4 GB; oldest "
+                        "evicted first)")
+    p.add_argument("--no-download", action="store_true", help="never download a checkpoint")
+    p.set_defaults(func=run)
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    """Load ``path`` as RGB ``uint8`` (the shared image loader of ``napari_samlabel.io``)."""
+    from napari_samlabel.io.images import load_image
+
+    return load_image(path)
+
+
+def _collect(inputs: list[str]) -> list[Path]:
+    from napari_samlabel.io.images import list_images
+
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = list_images(p)
+            if not found:
+                raise CLIError(f"no images found in folder {p}")
+            paths.extend(found)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise CLIError(f"no such file or folder: {p}")
+    # Keep order, drop duplicates (a file given twice, or also inside a given folder).
+    seen: set[Path] = set()
+    unique = []
+    for p in paths:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _load_engine(args: argparse.Namespace, n_images: int) -> Any:
+    from napari_samlabel.core.progress import no_progress
+    from napari_samlabel.engine.cache import DEFAULT_MAX_DISK_BYTES
+    from napari_samlabel.engine.checkpoint import CheckpointError
+    from napari_samlabel.engine.device import choose_device
+    from napari_samlabel.engine.sam import default_embedding_cache, load_engine
+
+    try:
+        device = choose_device(args.device)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.compile == "auto":
+        compile_ = device.type == "cpu" and n_images >= COMPILE_MIN_IMAGES
+    else:
+        compile_ = args.compile == "on"
+    if args.max_cache_gb is not None and args.max_cache_gb <= 0:
+        raise CLIError(f"--max-cache-gb must be > 0, got {args.max_cache_gb}")
+    max_bytes = (DEFAULT_MAX_DISK_BYTES if args.max_cache_gb is None
+                 else int(args.max_cache_gb * 1024**3))
+    cache = default_embedding_cache(args.cache_dir, max_disk_bytes=max_bytes, memory_items=0)
+    # A download bar only when a download can happen (no local file given).
+    bar = (contextlib.nullcontext(no_progress) if args.checkpoint is not None
+           else tqdm_progress("checkpoint", unit="B"))
+    try:
+        with bar as progress:
+            return load_engine(args.model, args.checkpoint, device=str(device),
+                               precise=args.precise, compile=compile_, cache=cache,
+                               cache_dir=args.cache_dir, download=not args.no_download,
+                               progress=progress)
+    except (CheckpointError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    except KeyError as exc:
+        raise CLIError(str(exc.args[0])) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Encode every image not yet cached; print a summary."""
+    from napari_samlabel.io.images import ImageReadError
+
+    paths = _collect(args.inputs)
+    engine = _load_engine(args, len(paths))
+    encoded = cached = 0
+    failed: list[str] = []
+    encode_seconds: list[float] = []
+    start = time.perf_counter()
+    with tqdm_progress(f"embed ({args.model})") as progress:
+        progress(0, len(paths), "")
+        for i, path in enumerate(paths):
+            try:
+                image = _load_rgb(path)
+            except ImageReadError as exc:
+                failed.append(str(exc))
+                progress(i + 1, len(paths), "unreadable")
+                continue
+            t0 = time.perf_counter()
+            _, from_cache = engine.encode(image)
+            if from_cache:
+                cached += 1
+            else:
+                encoded += 1
+                encode_seconds.append(time.perf_counter() - t0)
+            progress(i + 1, len(paths), f"{path.name}: {'cached' if from_cache else 'encoded'}")
+    total = time.perf_counter() - start
+    print(f"embed: {len(paths)} image(s): {encoded} encoded, {cached} already cached, "
+          f"{len(failed)} unreadable, in {total:.1f} s")
+    if encode_seconds:
+        note = " (first includes compilation)" if engine.compiled else ""
+        print(f"  encode time per image: median {np.median(encode_seconds):.2f} s, first "
+              f"{encode_seconds[0]:.2f} s{note}; {engine!r}")
+    if engine.cache is not None and engine.cache.directory is not None:
+        print(f"  cache: {engine.cache.directory}")
+    for msg in failed:
+        print(f"  unreadable: {msg}")
+    return 1 if failed else 0

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_samlabel.cli import main
+from napari_samlabel.engine.cache import EmbeddingCache, image_key
+from napari_samlabel.engine.checkpoint import file_sha256, make_model_id
+from napari_samlabel.engine.testing import TINY_MODEL_TYPE
+
+
+@pytest.fixture()
+def images(tmp_path, astronaut, rect_image):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(astronaut).save(folder / "a.png")
+    # RGBA input: embed must see the same RGB pixels as every other command.
+    rgba = np.dstack([rect_image, np.full(rect_image.shape[:2], 255, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "b.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _args(*extra, checkpoint, cache):
+    return ["embed", *extra, "--model", TINY_MODEL_TYPE, "--checkpoint", str(checkpoint),
+            "--cache", str(cache), "--device", "cpu"]
+
+
+def test_embed_folder_then_skip(images, tiny_checkpoint, tmp_path, capsys, astronaut,
+                                rect_image):
+    cache_root = tmp_path / "cache"
+    assert main(_args(str(images), checkpoint=tiny_checkpoint, cache=cache_root)) == 0
+    out = capsys.readouterr().out
+    assert "2 image(s): 2 encoded, 0 already cached" in out
+
+    model_id = make_model_id(TINY_MODEL_TYPE, file_sha256(tiny_checkpoint, cache_root))
+    cache = EmbeddingCache(cache_root / "embeddings")
+    for img in (astronaut, rect_image):
+        emb = cache.get(model_id, image_key(img))
+        assert emb is not None and emb.original_size == img.shape[:2]
+
+    # Second run (a file given twice and inside the folder counts once): all cached.
+    assert main(_args(str(images), str(images / "a.png"), checkpoint=tiny_checkpoint,
+                      cache=cache_root)) == 0
+    assert "2 image(s): 0 encoded, 2 already cached" in capsys.readouterr().out
+
+
+def test_embed_errors(tmp_path, tiny_checkpoint, capsys, images):
+    assert main(_args(str(tmp_path / "missing"), checkpoint=tiny_checkpoint,
+                      cache=tmp_path)) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+    assert main(["embed", str(images), "--model", TINY_MODEL_TYPE, "--cache",
+                 str(tmp_path)]) == 2
+    assert "--checkpoint PATH" in capsys.readouterr().err
+
+    assert main(["embed", str(images), "--model", "vit_q", "--cache", str(tmp_path)]) == 2
+    assert "unknown model type 'vit_q'" in capsys.readouterr().err
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    assert main(_args(str(bad), checkpoint=tiny_checkpoint, cache=tmp_path)) == 1
+    out = capsys.readouterr().out
+    assert "1 unreadable" in out and "bad.png" in out
