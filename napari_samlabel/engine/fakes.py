@@ -14,8 +14,9 @@ every call (``engine.calls``), so tests can spy on what a policy sends.
   visible.
 - :class:`OracleEngine`: returns the ground-truth object under the prompts (the instance, or
   the connected component of the class, under each positive point; for a box, the object with
-  most pixels inside it, clipped to the box), optionally dilated to mimic masks that spill
-  over borders; its predicted IoU is the true IoU of that mask to the ground-truth object.
+  most pixels inside it, clipped to the box), optionally grown into neighbouring objects so
+  that touching objects' masks overlap; its predicted IoU is the true IoU of that mask to the
+  ground-truth object.
   ``mask_input`` is ignored. It knows images by content (see :func:`image_fingerprint`).
 """
 
@@ -252,26 +253,27 @@ class OracleEngine(FakeEngine):
         ``{image_fingerprint(image): (semantic, instance_or_None)}``; build it with
         :meth:`from_pairs`. Without an instance map, objects are the connected components
         of each class.
-    dilate : int
-        Grow the returned mask by this many pixels (mimics SAM spilling over borders, and
-        makes neighbouring objects' masks overlap so the overlap rule matters).
+    overlap : int
+        Grow the returned mask by this many pixels into neighbouring ground-truth objects
+        (not into background): touching objects' masks then overlap, as SAM's do, and the
+        composition's overlap rule decides who keeps the contested pixels.
     """
 
     model_id = "fake-oracle"
 
     def __init__(self, ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
-                 dilate: int = 0) -> None:
+                 overlap: int = 0) -> None:
         super().__init__()
         self.ground_truth = dict(ground_truth)
-        self.dilate = int(dilate)
+        self.overlap = int(overlap)
         self._instances: np.ndarray | None = None
 
     @classmethod
     def from_pairs(cls, items: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
-                   dilate: int = 0) -> OracleEngine:
+                   overlap: int = 0) -> OracleEngine:
         """Build from ``(image, semantic, instance_or_None)`` triples."""
         return cls({image_fingerprint(img): (np.asarray(sem), inst)
-                    for img, sem, inst in items}, dilate=dilate)
+                    for img, sem, inst in items}, overlap=overlap)
 
     def set_image(self, image: np.ndarray) -> None:
         """Look the image up by content; raises ``KeyError`` for an unknown image."""
@@ -300,7 +302,7 @@ class OracleEngine(FakeEngine):
 
     def whole_mask(self, xy: np.ndarray, labels: np.ndarray, box: np.ndarray | None,
                    mask_input: np.ndarray | None) -> np.ndarray:
-        """The ground-truth objects under the positive points and the box (dilated)."""
+        """The ground-truth objects under the positive points and the box (grown)."""
         assert self._instances is not None and self.shape is not None
         inst = self._instances
         ids = self._object_ids_at(xy[labels == 1])
@@ -316,10 +318,11 @@ class OracleEngine(FakeEngine):
         gt = np.isin(inst, list(ids)) if ids else np.zeros(self.shape, dtype=bool)
         self._gt_mask = gt & region
         out = self._gt_mask
-        if self.dilate > 0 and out.any():
+        if self.overlap > 0 and out.any():
             from scipy.ndimage import binary_dilation
 
-            out = binary_dilation(out, iterations=self.dilate)
+            grown = binary_dilation(out, iterations=self.overlap)
+            out = out | (grown & (inst > 0))
         return out
 
     def predicted_ious(self, whole: np.ndarray) -> np.ndarray:
