@@ -1,0 +1,170 @@
+"""``samlabel curate`` end to end on a small synthetic project and VOC trees."""
+
+from __future__ import annotations
+
+import csv
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_samlabel.cli import main
+from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.prompts import Box, Point
+
+SHAPE = (64, 80)
+
+
+class Sections(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.srcs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.ids.append(a["data-image-id"])
+        if tag == "img":
+            self.srcs.append(a["src"])
+
+
+def _images(folder, ids):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for iid in ids:
+        Image.fromarray(rng.integers(0, 255, SHAPE + (3,), dtype=np.uint8)).save(
+            folder / f"{iid}.png")
+
+
+def _rect(r0, r1, c0, c1):
+    m = np.zeros(SHAPE, dtype=bool)
+    m[r0:r1, c0:c1] = True
+    return m
+
+
+@pytest.fixture()
+def project(tmp_path):
+    from napari_samlabel.io.project import Project
+
+    _images(tmp_path / "images", ["a", "b", "c", "d"])
+    proj = Project.create(tmp_path / "proj", tmp_path / "images", ["cat", "dog"])
+    clean = _rect(10, 40, 10, 50)
+    good = AnnotatedObject(1, 1, clean, (Point((25, 30)), Box((10, 10), (39, 49))), 0.97)
+    broken = clean.copy()
+    broken[50:60, 60:75] = True  # a stray second piece
+    bad = AnnotatedObject(1, 2, broken, (Point((60, 5)), Point((20, 20), positive=False)),
+                          0.62)
+    for iid, objects, status in (("a", [good], ImageStatus.DONE),
+                                 ("b", [good, AnnotatedObject(2, 2, broken, bad.prompts, 0.62)],
+                                  ImageStatus.DONE),
+                                 ("c", [good], ImageStatus.FLAGGED)):
+        proj.save_document(AnnotationDocument(iid, SHAPE, objects, status))
+        proj.set_status(iid, status)
+    return proj
+
+
+def test_curate_project_end_to_end(tmp_path, project, capsys):
+    out = tmp_path / "review"
+    rc = main(["curate", str(project.folder), "--out", str(out), "--top", "2"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "3 images assessed, 2 flagged" in captured.out
+    assert "1 images not annotated yet" in captured.out  # "d" has status new
+
+    assert (out / "failures.txt").read_text() == "c\nb\n"
+    data = json.loads((out / "queue.json").read_text())
+    assert [i["image_id"] for i in data["images"]] == ["c", "b", "a"]
+    assert data["source_kind"] == "project" and data["unannotated"] == 1
+    b = data["images"][1]
+    assert {"positive_outside", "negative_inside", "fragmented", "low_iou"} <= set(b["flags"])
+    worst_obj = max(b["objects"], key=lambda o: o["score"])
+    assert worst_obj["object_id"] == 2 and worst_obj["class_name"] == "dog"
+
+    rows = list(csv.DictReader((out / "queue.csv").open(newline="")))
+    assert [r["image_id"] for r in rows] == ["c", "b", "b", "a"]
+
+    page = Sections()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert page.ids == ["c", "b"]  # --top 2, worst first
+    assert all((out / s).is_file() for s in page.srcs) and len(page.srcs) == 2
+
+    # A rerun into the same folder replaces the outputs cleanly.
+    assert main(["curate", str(project.folder), "--out", str(out), "--top", "1"]) == 0
+    assert len(list((out / "thumbnails").iterdir())) == 1
+
+
+def _voc(root, classes, maps):
+    from napari_samlabel.io.voc import VocWriter
+
+    rng = np.random.default_rng(1)
+    with VocWriter(root, classes) as w:
+        for iid, (sem, inst) in maps.items():
+            w.add(iid, rng.integers(0, 255, SHAPE + (3,), dtype=np.uint8), sem, inst)
+    return root
+
+
+def _labels(*rects):
+    sem = np.zeros(SHAPE, np.uint8)
+    inst = np.zeros(SHAPE, np.uint8)
+    for k, (cls, r) in enumerate(rects, 1):
+        sem[r] = cls
+        inst[r] = k
+    return sem, inst
+
+
+def test_curate_voc_against_ground_truth(tmp_path, capsys):
+    classes = ["background", "cat", "dog"]
+    truth = {"x": _labels((1, _rect(5, 30, 5, 30)), (2, _rect(35, 60, 40, 75))),
+             "y": _labels((1, _rect(10, 50, 10, 60))),
+             "z": _labels((2, _rect(10, 40, 10, 40)))}
+    pseudo = {"x": _labels((1, _rect(5, 30, 5, 30))),  # the dog is missing
+              "y": _labels((1, _rect(10, 50, 10, 60))),  # perfect
+              "z": _labels((1, _rect(10, 40, 10, 40)))}  # right shape, wrong class
+    gt = _voc(tmp_path / "gt", classes, truth)
+    pred = _voc(tmp_path / "pseudo", classes, pseudo)
+    out = tmp_path / "out"
+    rc = main(["curate", str(pred), "--gt", str(gt), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((out / "queue.json").read_text())
+    by_id = {i["image_id"]: i for i in data["images"]}
+    assert data["source_kind"] == "voc"
+    assert [i["image_id"] for i in data["images"]][-1] == "y"
+    assert "gt_missed" in by_id["x"]["flags"]
+    assert "gt_wrong_class" in by_id["z"]["flags"]
+    assert by_id["y"]["flags"] == [] and by_id["y"]["objects"][0]["signals"]["gt_iou"] == 1.0
+    # Without prompts or SAM scores only the mask signals are there.
+    assert "predicted_iou" not in by_id["y"]["objects"][0]["signals"]
+    assert (out / "failures.txt").read_text().split() == [i["image_id"] for i in
+                                                         data["images"][:2]]
+
+
+def test_curate_user_errors_and_skipped_images(tmp_path, capsys):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    assert main(["curate", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "neither a napari-samlabel project" in capsys.readouterr().err
+
+    classes = ["background", "cat"]
+    pred = _voc(tmp_path / "pseudo", classes, {"p": _labels((1, _rect(5, 30, 5, 30))),
+                                                "q": _labels((1, _rect(5, 30, 5, 30)))})
+    assert main(["curate", str(pred), "--out", str(tmp_path / "o"),
+                 "--threshold", "nonsense=1"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+
+    # Ground truth of the wrong size for "q": that image is skipped, the run goes on.
+    gt = tmp_path / "gtpng"
+    gt.mkdir()
+    Image.fromarray(np.zeros(SHAPE, np.uint8), mode="L").save(gt / "p.png")
+    Image.fromarray(np.zeros((10, 10), np.uint8), mode="L").save(gt / "q.png")
+    rc = main(["curate", str(pred), "--gt", str(gt), "--out", str(tmp_path / "o"),
+               "--threshold", "gt_mismatch=0.9"])
+    text = capsys.readouterr().out
+    assert rc == 1
+    assert "skipped q: ground truth" in text and "q.png is 10x10" in text
+    data = json.loads((tmp_path / "o" / "queue.json").read_text())
+    assert [i["image_id"] for i in data["images"]] == ["p"]
+    assert data["skipped"][0]["image_id"] == "q"
+    assert data["thresholds"]["gt_mismatch"] == 0.9
