@@ -35,7 +35,9 @@ Conventions (the development kit's, which torchvision and most trainers follow):
   255. With ``border=N`` every pixel within ``N // 2`` pixels of an edge between two
   different labels (class or instance; background counts as a label) becomes 255 in both
   PNGs, so the band is ``2 * (N // 2)`` pixels wide, straddling the edge (``N = 1`` marks
-  the one-pixel outline just inside each object). The image border is not an edge.
+  the one-pixel outline just inside each object). The image border is not an edge. An
+  object thinner than the band keeps all its pixels, so the band never erases an object
+  that ``Annotations`` lists.
 """
 
 from __future__ import annotations
@@ -515,6 +517,13 @@ class VocWriter:
         sem = sem.copy()
         if self.border:
             band = void_band(sem.astype(np.int32) * 256 + new_inst, self.border)
+            # The band never erases an object: one thinner than the band keeps its pixels.
+            before = np.bincount(new_inst.ravel(), minlength=256)
+            after = np.bincount(new_inst[~band], minlength=256)
+            erased = np.flatnonzero((before > 0) & (after == 0))
+            erased = erased[(erased != 0) & (erased != VOID)]
+            if erased.size:
+                band &= ~np.isin(new_inst, erased)
             sem[band] = VOID
             new_inst[band] = VOID
 
@@ -642,10 +651,11 @@ class VocWriter:
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def _components(semantic: np.ndarray) -> np.ndarray:
+def _components(semantic: np.ndarray, min_area: int = 0) -> np.ndarray:
     """Instance map from the 8-connected components of each class (void and 0 excluded).
 
-    Raises ``VocError`` when there are more than 254 components.
+    Components smaller than ``min_area`` pixels get no instance (0). Raises ``VocError``
+    when more than 254 components remain.
     """
     from skimage.measure import label
 
@@ -655,6 +665,15 @@ def _components(semantic: np.ndarray) -> np.ndarray:
         if c in (BACKGROUND, VOID):
             continue
         comp, k = label(semantic == c, connectivity=2, return_num=True)
+        if min_area > 1 and k:
+            sizes = np.bincount(comp.ravel(), minlength=k + 1)
+            keep = sizes >= min_area
+            keep[0] = False
+            # Renumber the kept components 1..m in label order.
+            new_ids = np.zeros(k + 1, dtype=np.int32)
+            new_ids[keep] = np.arange(1, int(keep.sum()) + 1)
+            comp = new_ids[comp]
+            k = int(keep.sum())
         out[comp > 0] = comp[comp > 0] + n
         n += k
     if n >= VOID:
@@ -800,13 +819,16 @@ def _read_set(path: Path) -> list[str]:
 
 
 def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
-             progress: ProgressCallback = no_progress) -> Iterator[VocRecord]:
+             progress: ProgressCallback = no_progress,
+             min_area: int = 0) -> Iterator[VocRecord]:
     """Yield the images of a VOC dataset that have a ``SegmentationClass`` PNG, sorted by id.
 
     Instances come from ``SegmentationObject/<id>.png`` when it exists; otherwise they are
     the 8-connected components of each class of the semantic map (``instances_from`` says
-    which). Objects come from ``Annotations/<id>.xml`` when it exists. The split is
-    ``train`` / ``val`` from ``ImageSets/Segmentation`` (None when listed in neither).
+    which); components smaller than ``min_area`` pixels then get no instance (VOC's ground
+    truth has specks of a few pixels between its void bands, which are not objects).
+    Objects come from ``Annotations/<id>.xml`` when it exists. The split is ``train`` /
+    ``val`` from ``ImageSets/Segmentation`` (None when listed in neither).
 
     Parameters
     ----------
@@ -855,7 +877,7 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
                 raise VocError(f"{obj_png} is {instance.shape} but {png} is {semantic.shape}")
             source = "SegmentationObject"
         else:
-            instance = _components(semantic)
+            instance = _components(semantic, min_area)
             source = "components"
         xml = voc / "Annotations" / f"{iid}.xml"
         objects: list[ObjectInfo] = []

@@ -161,6 +161,7 @@ def import_voc(
     classes: ClassTable | None = None,
     copy_images: bool = False,
     fill_void: int = 0,
+    min_area: int = 10,
     status: ImageStatus | str = ImageStatus.DONE,
     progress: ProgressCallback = no_progress,
 ) -> Project:
@@ -184,6 +185,10 @@ def import_voc(
         Default: the dataset's ``labelmap.txt``, else the 21 VOC classes.
     copy_images : bool
         Copy the images into ``folder/images`` instead of referring to them where they are.
+    min_area : int
+        Without ``SegmentationObject``, class regions smaller than this many pixels are not
+        made objects (VOC's ground truth has specks of 1-5 pixels between its void bands);
+        their pixels become background. Instances of ``SegmentationObject`` are always kept.
 
     Raises
     ------
@@ -204,7 +209,7 @@ def import_voc(
                                 dir=target.parent))
     try:
         project = Project.create(tmp, [], classes)
-        for rec in read_voc(voc, classes, progress=progress):
+        for rec in read_voc(voc, classes, progress=progress, min_area=min_area):
             image = rec.image_path
             if copy_images:
                 (tmp / "images").mkdir(exist_ok=True)

@@ -395,3 +395,32 @@ def test_exif_rotated_jpeg_is_re_encoded_upright(tmp_path: Path, image: np.ndarr
         assert im.size == (W, H)
         assert im.getexif().get(0x0112, 1) == 1
         assert np.abs(np.asarray(im).astype(int) - image.astype(int)).mean() < 10
+
+
+def test_band_never_erases_a_thin_object(tmp_path: Path, image: np.ndarray):
+    sem = np.zeros((H, W), np.uint8)
+    sem[10:13, 10:40] = 5     # a 3-pixel-thin bottle
+    sem[30:50, 30:60] = 7
+    with VocWriter(tmp_path / "out", border=6) as w:
+        w.add("x", image, sem)
+    [rec] = list(read_voc(tmp_path / "out"))
+    assert (rec.semantic[10:13, 10:40] == 5).all()
+    assert (rec.semantic[40, 28:31] == 255).all() and (rec.semantic[40, 36:50] == 7).all()
+    assert sorted(set(np.unique(rec.instance)) - {0, 255}) == [1, 2]
+
+
+def test_reader_min_area_drops_specks_only_in_components_mode(tmp_path: Path, image):
+    root = tmp_path / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    sem = np.zeros((H, W), np.uint8)
+    sem[10:30, 10:30] = 12
+    sem[40, 40] = 12          # a one-pixel speck
+    sem[50:52, 50:52] = 3     # a 4-pixel bird
+    Image.fromarray(image).save(root / "JPEGImages" / "a.jpg")
+    (root / "SegmentationClass" / "a.png").write_bytes(encode_label_png(sem))
+    [rec] = list(read_voc(tmp_path, min_area=5))
+    assert sorted(set(np.unique(rec.instance)) - {0}) == [1]
+    assert (rec.instance[10:30, 10:30] == 1).all() and rec.instance[40, 40] == 0
+    [rec] = list(read_voc(tmp_path))
+    assert len(set(np.unique(rec.instance)) - {0}) == 3
