@@ -108,7 +108,7 @@ def run_on_cluster(scheduler: Any, spec: EngineSpec,
                                 classes, out, fp, loader, key=f"samlabel-{image_id}-{fp[:12]}",
                                 pure=False, retries=0)
             futures[fut] = image_id
-        for fut in as_completed(list(futures)):
+        for fut in as_completed(list(futures), loop=client.loop):
             image_id = futures[fut]
             try:
                 outcome = fut.result()
