@@ -135,11 +135,13 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
+            # Pillow's TIFF reader applies the orientation tag itself (size included).
+            oriented = im.format == "TIFF"
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         if path.suffix.lower() in _TIFF_EXTENSIONS:
             return load_image(path).shape[:2]  # type: ignore[return-value]
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    if exif_orientation(path) in (5, 6, 7, 8):  # the transposing orientations
+    if not oriented and exif_orientation(path) in (5, 6, 7, 8):  # transposing orientations
         width, height = height, width
     return height, width
 
@@ -242,13 +244,29 @@ def _read_tiff(path: Path) -> np.ndarray | None:
             if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
                 return None  # tifffile returns the indices; Pillow applies the palette
             arr = np.asarray(page.asarray())
+            tag = page.tags.get(274)  # Orientation, as Pillow's path applies it
+            orientation = int(tag.value) if tag is not None else 1
     except Exception as exc:  # tifffile raises many types on bad files
         raise ImageReadError(f"cannot read TIFF {path}: {exc}") from exc
     arr = np.squeeze(arr)
     # Planar (C, H, W) storage: move the channels last.
     if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (1, 2, 3, 4):
         arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim >= 2 and orientation in _ORIENT:
+        arr = _ORIENT[orientation](arr)
     return arr
+
+
+# The TIFF/EXIF orientations as array operations, matching PIL.ImageOps.exif_transpose.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, -1)[::-1],
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 def _read_with_pillow(path: Path) -> np.ndarray:

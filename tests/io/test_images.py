@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from skimage import data
 
 from napari_samlabel.io.images import (
@@ -144,3 +144,16 @@ def test_list_images_sorted_case_insensitive_no_hidden(tmp_path: Path, rgb: np.n
     assert image_id(tmp_path / "b.JPG") == "b"
     with pytest.raises(FileNotFoundError, match="nowhere"):
         list_images(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 7, 8])
+def test_tiff_orientation_matches_pillow_and_header(tmp_path: Path, rgb: np.ndarray,
+                                                    orientation: int):
+    tifffile = pytest.importorskip("tifffile")
+    p = tmp_path / "o.tif"
+    tifffile.imwrite(p, rgb, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    with Image.open(p) as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    out = load_image(p)
+    np.testing.assert_array_equal(out, expected)
+    assert image_size(p) == out.shape[:2]
