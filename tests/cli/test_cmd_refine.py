@@ -1,0 +1,154 @@
+"""``samlabel refine`` end to end on tiny synthetic data (SAM runs use the tiny test model)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_samlabel.cli import main
+from napari_samlabel.io.voc import read_label_png, write_label_png
+from napari_samlabel.pseudo.refine import (
+    SAMS_PARAMS,
+    AutoMaskCache,
+    AutoMaskParams,
+    sams_seeds,
+    sepl_refine,
+    slic_refine,
+)
+
+IDS = ("a", "b")
+# One grid point and no quality filter, so the random-weight model yields masks quickly.
+SAM_ARGS = ["--model", "vit_tiny_test", "--device", "cpu", "--points-per-side", "1",
+            "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
+
+
+@pytest.fixture()
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    images, coarse, cams = (tmp_path / d for d in ("images", "coarse", "cams"))
+    for d in (images, coarse, cams):
+        d.mkdir()
+    for k, iid in enumerate(IDS):
+        img = np.full((40, 56, 3), 25, dtype=np.uint8)
+        img[8:28, 10 + k:40 + k] = (210, 190, 50)
+        img = np.clip(img + rng.integers(0, 15, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(images / f"{iid}.png")
+        lab = np.zeros((40, 56), dtype=np.uint8)
+        lab[10:30, 12 + k:42 + k] = 8  # cat, a bit off the object
+        lab[0, :] = 255
+        write_label_png(coarse / f"{iid}.png", lab)
+        cam = np.zeros((2, 40, 56), dtype=np.float32)
+        cam[0, 8:28, 10 + k:40 + k] = 0.9
+        cam[1, 30:, :20] = 0.4
+        np.save(cams / f"{iid}.npy", cam)
+        (cams / f"{iid}.json").write_text(json.dumps({"classes": ["cat", "dog"]}))
+    return tmp_path
+
+
+def _labels(out, iid):
+    return read_label_png(out / "VOCdevkit" / "VOC2012" / "SegmentationClass" / f"{iid}.png")
+
+
+def _image(data, iid):
+    return np.asarray(Image.open(data / "images" / f"{iid}.png").convert("RGB"))
+
+
+def _cached(cache_dir, image, params):
+    (model_dir,) = (cache_dir / "automasks").iterdir()
+    cache = AutoMaskCache(cache_dir / "automasks")
+    masks = cache.load(cache.path_for(model_dir.name.replace("-", ":", 1), image, params))
+    assert masks is not None
+    return masks
+
+
+def test_sepl_end_to_end_then_from_the_cache(data, tiny_checkpoint, capsys):
+    out, cache = data / "out", data / "cache"
+    argv = ["refine", "--method", "sepl", "--images", str(data / "images"), "--coarse",
+            str(data / "coarse"), "--out", str(out), "--checkpoint", str(tiny_checkpoint),
+            "--cache-dir", str(cache), *SAM_ARGS]
+    assert main(argv) == 0
+    assert "0 of 2 images from the cache" in capsys.readouterr().out
+    params = AutoMaskParams(points_per_side=1, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    for iid in IDS:
+        image = _image(data, iid)
+        masks = _cached(cache, image, params)
+        expected = sepl_refine(read_label_png(data / "coarse" / f"{iid}.png"), masks)
+        np.testing.assert_array_equal(_labels(out, iid), expected)
+    voc = out / "VOCdevkit" / "VOC2012"
+    assert sorted(p.stem for p in (voc / "JPEGImages").iterdir()) == list(IDS)
+    # A second run reads every image's masks from the cache.
+    assert main([*argv, "--overwrite", "--class-ratio", "0.5"]) == 0
+    assert "2 of 2 images from the cache" in capsys.readouterr().out
+
+
+def test_sams_end_to_end(data, tiny_checkpoint):
+    out, cache = data / "out", data / "cache"
+    assert main(["refine", "--method", "sams", "--images", str(data / "images"), "--cams",
+                 str(data / "cams"), "--out", str(out), "--checkpoint", str(tiny_checkpoint),
+                 "--cache-dir", str(cache), "--alpha", "0.5", *SAM_ARGS]) == 0
+    params = AutoMaskParams(points_per_side=1, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                            level_iou_offset=SAMS_PARAMS.level_iou_offset,
+                            level_nms_offset=SAMS_PARAMS.level_nms_offset)
+    for iid in IDS:
+        masks = _cached(cache, _image(data, iid), params)
+        cam = np.load(data / "cams" / f"{iid}.npy")
+        expected = sams_seeds(cam, [8, 12], masks, alpha=0.5).seeds
+        np.testing.assert_array_equal(_labels(out, iid), expected)
+
+
+def test_slic_end_to_end_without_a_model(data):
+    out = data / "out"
+    assert main(["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+                 str(data / "coarse"), "--cams", str(data / "cams"), "--out", str(out),
+                 "--n-segments", "30", "--rule", "all", "--ignore-ratio", "0.1"]) == 0
+    for iid in IDS:
+        image = _image(data, iid)
+        expected = slic_refine(image, read_label_png(data / "coarse" / f"{iid}.png"),
+                               maps=np.load(data / "cams" / f"{iid}.npy"), class_ids=[8, 12],
+                               n_segments=30, rule="all", ignore_ratio=0.1)
+        got = _labels(out, iid)
+        np.testing.assert_array_equal(got, expected)
+        assert {0, 8, 255} <= set(np.unique(got).tolist())
+
+
+def test_image_level_labels_in_the_sidecar_drop_absent_classes(data):
+    (data / "cams" / "a.json").write_text(json.dumps({"classes": ["cat", "dog"],
+                                                      "labels": ["dog"]}))
+    from napari_samlabel.pseudo.refine import load_class_maps
+
+    maps, ids = load_class_maps(data / "cams" / "a.npy")
+    assert ids == [12] and maps.shape == (1, 40, 56)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: None, "needs --coarse"),
+    (lambda d: (d / "coarse" / "b.png").unlink(), "missing input files: .*b.png"),
+    (lambda d: write_label_png(d / "coarse" / "a.png", np.zeros((5, 5), np.uint8)),
+     "a.png is 5x5 but image a.png is 40x56"),
+    (lambda d: (d / "cams" / "a.json").unlink(), "no class list; add a.json"),
+    (lambda d: (d / "cams" / "b.json").write_text('["cat", "unicorn"]'),
+     "b.json: channel 1: unknown class 'unicorn'"),
+])
+def test_user_errors_are_one_line_messages(data, capsys, change, message):
+    import re
+
+    change(data)
+    argv = ["refine", "--method", "slic", "--images", str(data / "images"), "--cams",
+            str(data / "cams"), "--out", str(data / "out")]
+    if message != "needs --coarse":
+        argv += ["--coarse", str(data / "coarse")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not (data / "out").exists()  # nothing half written
+
+
+def test_sams_needs_cams_and_a_usable_checkpoint(data, capsys):
+    base = ["refine", "--method", "sams", "--images", str(data / "images"), "--out",
+            str(data / "out")]
+    assert main(base) == 2
+    assert "needs --cams" in capsys.readouterr().err
+    assert main([*base, "--cams", str(data / "cams"), "--model", "vit_tiny_test",
+                 "--checkpoint", str(data / "nope.pth"), "--cache-dir", str(data / "c")]) == 2
+    assert "nope.pth" in capsys.readouterr().err
