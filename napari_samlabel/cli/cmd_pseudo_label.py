@@ -1,0 +1,148 @@
+"""``samlabel pseudo-label``: weak labels + SAM -> a pseudo-label VOC dataset.
+
+Reads the weak labels (:func:`napari_samlabel.io.weak.read_weak_labels`), runs the batch
+pipeline (:func:`napari_samlabel.pseudo.pipeline.pseudo_label`) locally or on a
+dask.distributed cluster (``--scheduler``), and writes ``OUT`` (layout in
+:mod:`napari_samlabel.pseudo.store`; the VOC tree is ``OUT/voc``). Rerunning the same command
+skips finished images. Failing images are listed at the end (and in ``OUT/failures.json``);
+the exit code is 1 only when every image failed, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._progress import tqdm_progress
+
+KINDS = ("points", "scribbles", "boxes", "cams")
+MAX_LISTED = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pseudo-label`` sub-command."""
+    from napari_samlabel.engine.policies import DEFAULT_POLICY_FOR_KIND, PRESETS
+
+    defaults = ", ".join(f"{k}: {v}" for k, v in DEFAULT_POLICY_FOR_KIND.items())
+    p = subparsers.add_parser(
+        "pseudo-label",
+        help="turn weak labels (points, scribbles, boxes, CAMs) into a VOC pseudo-label dataset",
+        description="Prompt SAM with weak labels and write pseudo labels as a VOC dataset "
+        "(OUT/voc) plus per-image label PNGs and per-object scores. Reruns skip finished "
+        "images.",
+    )
+    p.add_argument("--images", required=True, type=Path, metavar="DIR",
+                   help="folder of images (ids = file names without extension)")
+    p.add_argument("--weak", required=True, type=Path, metavar="DIR_OR_FILE",
+                   help="weak-label file or folder of files")
+    p.add_argument("--kind", required=True, choices=KINDS, help="kind of weak labels")
+    p.add_argument("--out", required=True, type=Path, metavar="OUT", help="output folder")
+    p.add_argument("--policy", choices=sorted(PRESETS),
+                   help=f"prompt policy (default per kind: {defaults})")
+    p.add_argument("--multimask", choices=("best", "whole", "single"),
+                   help="which of SAM's masks to keep (default: the policy's, 'best' = "
+                        "highest predicted IoU; 'whole' = the paper's choice)")
+    p.add_argument("--sample-fraction", type=float, metavar="F",
+                   help="fraction of scribble pixels used as points (default: policy's, 0.2)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of scribble sampling and of the train/val split")
+    p.add_argument("--classes", type=Path, metavar="FILE",
+                   help="class list, one name per line, background first (default: VOC)")
+    p.add_argument("--model", default="vit_b", help="SAM model type (default vit_b)")
+    p.add_argument("--checkpoint", type=Path, metavar="PATH",
+                   help="local checkpoint file (default: cached official one, downloaded once)")
+    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    p.add_argument("--precise", action="store_true", help="encode in float32")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="cache root for checkpoints and embeddings")
+    p.add_argument("--no-download", action="store_true", help="never download a checkpoint")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on this dask.distributed scheduler (e.g. tcp://host:8786); the "
+                        "output folder must be reachable from the workers")
+    p.add_argument("--border", type=int, default=0, metavar="N",
+                   help="void (255) band of N pixels along borders in the VOC export")
+    p.add_argument("--no-export", action="store_true",
+                   help="write per-image results only, no VOC tree")
+    p.add_argument("--cam-threshold", type=float, help="CAM peak threshold (kind cams)")
+    p.add_argument("--cam-max-points", type=int, help="CAM peaks per class (kind cams)")
+    p.set_defaults(func=run)
+
+
+def _engine_spec(args: argparse.Namespace) -> Any:
+    from napari_samlabel.pseudo.engines import EngineSpec
+
+    kwargs: dict[str, Any] = {"precise": bool(args.precise), "download": not args.no_download}
+    if args.device:
+        kwargs["device"] = args.device
+    if args.cache:
+        kwargs["cache_dir"] = str(args.cache)
+    return EngineSpec.sam(args.model, args.checkpoint, **kwargs)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; return the exit code."""
+    from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.engine.policies import get_policy
+    from napari_samlabel.io.weak import WeakLabelError, read_weak_labels
+    from napari_samlabel.pseudo.pipeline import pseudo_label
+
+    if not args.images.is_dir():
+        raise CLIError(f"image folder not found: {args.images}")
+    if args.sample_fraction is not None and not 0 < args.sample_fraction <= 1:
+        raise CLIError(f"--sample-fraction must be in (0, 1], got {args.sample_fraction}")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise CLIError(f"checkpoint file not found: {args.checkpoint}")
+    try:
+        classes = ClassTable.from_file(args.classes) if args.classes else ClassTable.voc()
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    options: dict[str, Any] = {}
+    if args.kind == "cams":
+        if args.cam_threshold is not None:
+            options["threshold"] = args.cam_threshold
+        if args.cam_max_points is not None:
+            options["max_points"] = args.cam_max_points
+    elif args.cam_threshold is not None or args.cam_max_points is not None:
+        raise CLIError("--cam-threshold/--cam-max-points apply to --kind cams only")
+    try:
+        weak = read_weak_labels(args.weak, args.kind, classes, **options)
+    except (WeakLabelError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    if not weak:
+        raise CLIError(f"no weak labels in {args.weak}")
+    overrides: dict[str, Any] = {"seed": args.seed}
+    if args.multimask:
+        overrides["multimask_choice"] = args.multimask
+    if args.sample_fraction is not None:
+        overrides["sample_fraction"] = args.sample_fraction
+    policy = get_policy(args.policy, kind=args.kind, **overrides)
+
+    from napari_samlabel.engine.checkpoint import CheckpointError
+
+    spec = _engine_spec(args)
+    try:
+        with tqdm_progress("pseudo-label") as progress:
+            report = pseudo_label(args.images, weak, args.out, spec, policy=policy,
+                                  kind=args.kind, classes=classes, progress=progress,
+                                  scheduler=args.scheduler, export=not args.no_export,
+                                  border=args.border, seed=args.seed)
+    except (CheckpointError, KeyError, FileNotFoundError, NotADirectoryError) as exc:
+        raise CLIError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+    except OSError as exc:  # scheduler unreachable, output not writable
+        raise CLIError(f"{type(exc).__name__}: {exc}") from None
+
+    print(f"{report.summary()} in {report.seconds:.1f} s (policy {policy.name})")
+    if report.voc_root is not None:
+        print(f"VOC dataset: {report.voc_root}")
+    if report.failed:
+        print(f"{len(report.failed)} image(s) failed (see {args.out / 'failures.json'}):",
+              file=sys.stderr)
+        for image_id, reason in list(report.failed.items())[:MAX_LISTED]:
+            print(f"  {image_id}: {reason}", file=sys.stderr)
+        if len(report.failed) > MAX_LISTED:
+            print(f"  ... and {len(report.failed) - MAX_LISTED} more", file=sys.stderr)
+    all_failed = bool(report.failed) and not report.finished
+    return 1 if all_failed else 0

@@ -1,0 +1,84 @@
+"""``samlabel pseudo-label`` with the tiny random-weight SAM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from napari_samlabel.cli import main
+from tests.pseudo.test_pipeline import make_dataset
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    img_dir, weak, _ = make_dataset(tmp_path, n=2)
+    records = {}
+    for image_id, w in weak.items():
+        records[image_id] = [{"x": o.points[0].rc[1], "y": o.points[0].rc[0], "cls": o.class_id,
+                              "rank": 1} for o in w.objects]
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps(records))
+    return img_dir, points
+
+
+def _args(tmp_path, img_dir, weak, tiny_checkpoint, *extra):
+    return ["pseudo-label", "--images", str(img_dir), "--weak", str(weak), "--kind", "points",
+            "--out", str(tmp_path / "out"), "--model", "vit_tiny_test", "--checkpoint",
+            str(tiny_checkpoint), "--cache", str(tmp_path / "cache"), "--device", "cpu",
+            *extra]
+
+
+def test_pseudo_label_writes_voc_and_resumes(tmp_path, dataset, tiny_checkpoint, capsys):
+    img_dir, points = dataset
+    (img_dir / "img1.png").write_bytes(b"broken")
+    code = main(_args(tmp_path, img_dir, points, tiny_checkpoint, "--multimask", "whole"))
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "1 labelled, 0 already done, 1 failed" in out
+    assert "img1:" in err and "img1.png" in err
+    voc = tmp_path / "out" / "voc" / "VOCdevkit" / "VOC2012"
+    assert (voc / "SegmentationClass" / "img0.png").is_file()
+    rec = json.loads((tmp_path / "out" / "scores" / "img0.json").read_text())
+    assert rec["policy"]["name"] == "points" and rec["policy"]["multimask_choice"] == "whole"
+    assert all(o["mask_index"] == 2 for o in rec["objects"])
+    # rerun: the finished image is skipped
+    code = main(_args(tmp_path, img_dir, points, tiny_checkpoint, "--multimask", "whole"))
+    out, _ = capsys.readouterr()
+    assert code == 0 and "0 labelled, 1 already done, 1 failed" in out
+
+
+def test_all_failed_exits_1(tmp_path, dataset, tiny_checkpoint, capsys):
+    img_dir, points = dataset
+    for p in img_dir.glob("*.png"):
+        p.write_bytes(b"broken")
+    assert main(_args(tmp_path, img_dir, points, tiny_checkpoint)) == 1
+    assert "2 image(s) failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.__setitem__(2, "/no/such/dir"), "image folder not found"),
+    (lambda a: a.__setitem__(4, "/no/such/points.json"), "not found"),
+    (lambda a: a.__setitem__(12, "/no/such.pth"), "checkpoint file not found"),
+])
+def test_usage_errors_exit_2(tmp_path, dataset, tiny_checkpoint, capsys, change, message):
+    img_dir, points = dataset
+    args = _args(tmp_path, img_dir, points, tiny_checkpoint)
+    change(args)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_weak_file_names_the_file(tmp_path, dataset, tiny_checkpoint, capsys):
+    img_dir, points = dataset
+    points.write_text('{"img0": [{"x": 1, "cls": 8}]}')
+    assert main(_args(tmp_path, img_dir, points, tiny_checkpoint)) == 2
+    err = capsys.readouterr().err
+    assert "points.json" in err
+
+
+def test_unknown_policy_is_rejected(tmp_path, dataset, tiny_checkpoint, capsys):
+    img_dir, points = dataset
+    with pytest.raises(SystemExit) as exc:
+        main(_args(tmp_path, img_dir, points, tiny_checkpoint, "--policy", "nope"))
+    assert exc.value.code == 2
