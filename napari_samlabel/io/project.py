@@ -33,6 +33,7 @@ import json
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ ANNOTATIONS_DIR = "annotations"
 OBJECTS_FILE = "objects.json"
 PROJECT_FORMAT = "samlabel-project"
 ANNOTATION_FORMAT = "samlabel-annotation"
+_MASK_CACHE_IMAGES = 4
 
 
 class ProjectError(ValueError):
@@ -190,9 +192,10 @@ class Project:
         for entry in images:
             self._images[entry.image_id] = entry
         self.created = time.time() if created is None else created
-        # Mask file names of the objects saved last, keyed by the mask array object, so that
-        # saving after one accept hashes and writes only the new mask.
-        self._saved_masks: dict[tuple[str, int], tuple[np.ndarray, str]] = {}
+        # Mask file names of the objects of the last few images loaded or saved, with the
+        # mask array they hold, so that saving after one accept hashes and writes only the
+        # new mask. Bounded: a session over thousands of images keeps a handful of masks.
+        self._mask_names: OrderedDict[str, dict[int, tuple[np.ndarray, str]]] = OrderedDict()
 
     # -- creating and opening ---------------------------------------------------------------
     @staticmethod
@@ -456,10 +459,20 @@ class Project:
             raise ProjectError(f"{path}: field 'shape' is {stored_shape}, but the image is "
                                f"{list(shape)} (HxW)")
         objects = []
+        names: dict[int, tuple[np.ndarray, str]] = {}
         seen: set[int] = set()
         for k, rec in enumerate(_field(data, "objects", list, where)):
-            objects.append(self._read_object(folder, rec, f"{path}: objects[{k}]", shape, seen))
+            obj = self._read_object(folder, rec, f"{path}: objects[{k}]", shape, seen)
+            objects.append(obj)
+            names[obj.object_id] = (obj.mask, rec["mask"])
+        self._remember(image_id, names)
         return objects
+
+    def _remember(self, image_id: str, names: dict[int, tuple[np.ndarray, str]]) -> None:
+        self._mask_names.pop(image_id, None)
+        self._mask_names[image_id] = names
+        while len(self._mask_names) > _MASK_CACHE_IMAGES:
+            self._mask_names.popitem(last=False)
 
     def _read_object(self, folder: Path, rec: Any, where: str, shape: tuple[int, int],
                      seen: set[int]) -> AnnotatedObject:
@@ -501,7 +514,6 @@ class Project:
             model_id, {k: v for k, v in signals.items() if v is not None}, None,
             created if created is not None else time.time(),
             modified if modified is not None else time.time())
-        self._saved_masks[(folder.name, oid)] = (obj.mask, mask_name)
         return obj
 
     @staticmethod
@@ -536,10 +548,10 @@ class Project:
         folder.mkdir(parents=True, exist_ok=True)
         records = []
         keep: set[str] = set()
-        saved: dict[tuple[str, int], tuple[np.ndarray, str]] = {}
+        saved: dict[int, tuple[np.ndarray, str]] = {}
+        known = self._mask_names.get(doc.image_id, {})
         for obj in doc.objects:
-            key = (doc.image_id, obj.object_id)
-            cached = self._saved_masks.get(key)
+            cached = known.get(obj.object_id)
             if cached is not None and cached[0] is obj.mask and (folder / cached[1]).is_file():
                 name = cached[1]
             else:
@@ -547,16 +559,14 @@ class Project:
                 if not (folder / name).is_file():
                     data = _mask_png(obj.mask)
                     atomic_save(folder / name, lambda fh, data=data: fh.write(data))
-            saved[key] = (obj.mask, name)
+            saved[obj.object_id] = (obj.mask, name)
             keep.add(name)
             records.append(self._object_record(obj, name))
         payload = {"format": ANNOTATION_FORMAT, "schema_version": SCHEMA_VERSION,
                    "image_id": doc.image_id, "shape": list(doc.shape), "saved": time.time(),
                    "objects": records}
         atomic_write_text(folder / OBJECTS_FILE, json.dumps(payload, indent=1) + "\n")
-        for key in [k for k in self._saved_masks if k[0] == doc.image_id]:
-            del self._saved_masks[key]
-        self._saved_masks.update(saved)
+        self._remember(doc.image_id, saved)
         if doc.status != entry.status:
             self.set_status(doc.image_id, doc.status)
         for p in folder.iterdir():

@@ -276,3 +276,15 @@ def test_add_new_images_from_the_folder(project: Project, images: Path, tmp_path
     again = Project.open(tmp_path / "proj")
     assert again.image_ids == ["a", "b", "c", "d"]
     assert again.entry("d").shape == (8, 9) and again.status("d") == ImageStatus.NEW
+
+
+def test_mask_name_cache_is_bounded(tmp_path: Path, images: Path):
+    for k in range(6):
+        Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(images / f"x{k}.png")
+    project = Project.create(tmp_path / "p", images)
+    for iid in project.image_ids:
+        doc = project.load_document(iid)
+        accept(doc, rect(0, 5, 0, 5))
+        project.save_document(doc)
+    assert len(project._mask_names) <= 4  # a long session keeps a handful of masks alive
+    assert [len(project.read_objects(i)) for i in project.image_ids] == [1] * 9
