@@ -24,12 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Exits with 1 when some images had to be skipped (listed at the end). "
                     "Signals, scores and thresholds: docs/curation.md.")
     p.add_argument("source", metavar="PROJECT_OR_VOC", type=Path,
-                   help="a napari-samlabel project folder, or a VOC tree (VOCdevkit/VOC2012, "
-                        "its parent, or a folder with SegmentationClass/) such as the "
-                        "output of samlabel pseudo-label")
+                   help="a napari-samlabel project folder, the output folder of samlabel "
+                        "pseudo-label (with run.json and scores/: SAM scores are used), or a "
+                        "VOC tree (VOCdevkit/VOC2012, its parent, or a folder with "
+                        "SegmentationClass/: mask signals only)")
     p.add_argument("--gt", metavar="DIR", type=Path,
                    help="ground truth: a VOC tree (instances from SegmentationObject/ when "
                         "present) or a folder of <id>.png class maps")
+    p.add_argument("--weak", metavar="PATH", type=Path,
+                   help="with a pseudo-label output folder: the weak labels the run used (same "
+                        "file or folder as its --weak; the kind is read from run.json), so "
+                        "that prompts outside / inside the masks are checked")
     p.add_argument("--out", metavar="DIR", type=Path, required=True,
                    help="output folder (created; only the files curate writes are replaced)")
     p.add_argument("--top", metavar="N", type=int, default=50,
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                     bars.append(stack.enter_context(tqdm_progress("report", unit="thumb")))
                 bars[0](done, total, message)
 
-            result = curate(args.source, args.out, gt=args.gt, top=args.top,
+            result = curate(args.source, args.out, gt=args.gt, weak=args.weak, top=args.top,
                             thresholds=thresholds, max_side=args.thumb_size,
                             progress=progress, report_progress=report_progress)
     except (ValueError, OSError) as exc:

@@ -64,6 +64,7 @@ SIGNAL_SPECS: dict[str, SignalSpec] = {
     "outside_box": SignalSpec(good=0.02, bad=0.30, weight=0.7),
     "fragment_fraction": SignalSpec(good=0.01, bad=0.30, weight=0.5),
     "hole_fraction": SignalSpec(good=0.02, bad=0.30, weight=0.3),
+    "overlap_lost": SignalSpec(good=0.05, bad=0.60, weight=0.5),
     "gt_iou": SignalSpec(good=0.90, bad=0.30, weight=1.0),
 }
 AREA_TINY_SPEC = SignalSpec(good=0.01, bad=0.0005, weight=0.6)
@@ -102,6 +103,9 @@ class Thresholds:
         connected component.
     holes : float
         ``holes`` when enclosed holes make up more than this fraction of the filled mask.
+    overlapped : float
+        ``overlapped`` when more than this fraction of the object's own mask went to
+        overlapping objects with a higher predicted IoU when the label map was composed.
     tiny, huge : float
         ``tiny`` / ``huge`` when the mask covers less / more than this fraction of the image.
     gt_mismatch : float
@@ -119,6 +123,7 @@ class Thresholds:
     outside_box: float = 0.10
     fragmented: float = 0.05
     holes: float = 0.10
+    overlapped: float = 0.30
     tiny: float = 0.001
     huge: float = 0.90
     gt_mismatch: float = 0.50
@@ -137,6 +142,7 @@ FLAGS: dict[str, str] = {
     "outside_box": "part of the mask lies outside its box",
     "fragmented": "the mask is in several pieces",
     "holes": "the mask has enclosed holes",
+    "overlapped": "much of the mask went to overlapping objects with a higher predicted IoU",
     "tiny": "the mask is tiny relative to the image",
     "huge": "the mask covers almost the whole image",
     "gt_mismatch": "the mask overlaps little with any ground-truth object",
@@ -622,6 +628,11 @@ def assess_object(
         dis = multimask_disagreement(multimask)
     if dis is not None:
         sig["disagreement"] = dis
+    # Other stored values (e.g. ``overlap_lost`` of a pseudo-label run) are kept as given.
+    for name in given:
+        v = _given(given, name)
+        if v is not None:
+            sig.setdefault(name, v)
     if area:
         sig.update(prompt_consistency(mask, obj.prompts))
         sig.update(fragmentation(mask))
@@ -658,6 +669,7 @@ def assess_object(
     check("outside_box", "outside_box", lambda v: v > t.outside_box)
     check("fragmented", "fragment_fraction", lambda v: v > t.fragmented)
     check("holes", "hole_fraction", lambda v: v > t.holes)
+    check("overlapped", "overlap_lost", lambda v: v > t.overlapped)
     if area:
         check("tiny", "area_fraction", lambda v: v < t.tiny)
     check("huge", "area_fraction", lambda v: v > t.huge)

@@ -334,8 +334,125 @@ class VocSource:
         return load_image(path), objects
 
 
-def open_source(path: str | os.PathLike[str]) -> ProjectSource | VocSource:
-    """Open ``path`` as a project folder when it holds one, else as a VOC tree.
+class PseudoSource:
+    """The output folder of ``samlabel pseudo-label`` (:mod:`napari_samlabel.pseudo.store`).
+
+    Reads ``scores/<id>.json`` (one record per segmented unit: class, SAM's predicted IoU
+    ``score``, the predicted IoUs of all candidate masks ``ious``) and the unit map
+    ``SegmentationObject/<id>.png`` (unit ``k`` has value ``k``): each unit becomes one object
+    whose mask is the pixels it kept after composition. With ``weak`` (the weak labels the
+    run used) each unit also gets its prompts: its own positive prompts (all prompts of its
+    class for a run by class, its own for a run by object) plus, as negatives, the
+    background prompts and the other classes' points and scribbles, whether or not the
+    policy fed them to SAM: another class's click inside the mask is a failure either way.
+    """
+
+    kind = "pseudo"
+
+    def __init__(self, folder: Path, weak: str | os.PathLike[str] | None = None) -> None:
+        from napari_samlabel.core.classes import ClassTable
+        from napari_samlabel.pseudo.store import SCORES_DIR, ResultStore
+
+        self.folder = Path(folder).absolute()
+        self.store = ResultStore(self.folder)
+        run_file = self.folder / "run.json"
+        try:
+            run = json.loads(run_file.read_text(encoding="utf-8"))
+            names = run["classes"]
+            self.classes = ClassTable(tuple(names))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{run_file}: cannot read the run settings ({exc})") from None
+        self.weak_kind = run.get("kind")
+        self.ids = sorted(p.stem for p in (self.folder / SCORES_DIR).glob("*.json")
+                          if not p.name.startswith("."))
+        self.weak: dict[str, Any] | None = None
+        if weak is not None:
+            from napari_samlabel.io.weak import read_weak_labels
+
+            if self.weak_kind is None:
+                raise ValueError(f"{run_file} does not say which kind of weak labels the "
+                                 "run used (field 'kind')")
+            self.weak = read_weak_labels(weak, self.weak_kind, self.classes)
+
+    @staticmethod
+    def is_pseudo(folder: str | os.PathLike[str]) -> bool:
+        """True when ``folder`` looks like a pseudo-label output folder."""
+        from napari_samlabel.pseudo.store import CLASS_DIR, OBJECT_DIR, SCORES_DIR
+
+        f = Path(folder)
+        return all((f / d).is_dir() for d in (CLASS_DIR, OBJECT_DIR, SCORES_DIR)) and \
+            (f / "run.json").is_file()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _prompts(self, image_id: str, rec: Mapping[str, Any], unit: str) -> tuple:
+        from napari_samlabel.core.prompts import ObjectPrompts
+
+        weak = (self.weak or {}).get(image_id)
+        if weak is None:
+            return ()
+        cid = int(rec["class_id"])
+        if unit == "class":
+            own: ObjectPrompts | None = weak.by_class().get(cid)
+        else:
+            own = next((o for o in weak.objects if o.object_id == int(rec["object_id"])), None)
+        positives = own.prompts if own is not None else ()
+        return tuple(positives) + tuple(weak.negatives_for(cid))
+
+    def _read(self, image_id: str) -> tuple[dict[str, Any], list[AnnotatedObject]]:
+        rec = self.store.read_record(image_id)
+        where = self.store.record_path(image_id)
+        if rec is None:
+            raise ValueError(f"{where}: missing or not JSON")
+        semantic, instance = self.store.read_maps(image_id)
+        unit = str(rec.get("unit", "object"))
+        objects = []
+        units = rec.get("objects")
+        if not isinstance(units, list):
+            raise ValueError(f"{where}: field 'objects' must be a list")
+        for n, u in enumerate(units):
+            try:
+                k = int(u["unit"])
+                score = u.get("score")
+                ious = [float(v) for v in u.get("ious") or []]
+                signals = {}
+                if len(ious) > 1:
+                    signals["iou_spread"] = max(ious) - min(ious)
+                if u.get("mask_pixels"):
+                    signals["overlap_lost"] = 1.0 - float(u.get("pixels", 0)) / float(
+                        u["mask_pixels"])
+                objects.append(AnnotatedObject(
+                    k, int(u["class_id"]), instance == k, self._prompts(image_id, u, unit),
+                    None if score is None else float(score), rec.get("model_id"), signals))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: objects[{n}]: {exc}") from None
+        return rec, objects
+
+    def items(self) -> Iterator[CurationItem | tuple[str, Exception]]:
+        """Yield an item per finished image."""
+        for iid in self.ids:
+            try:
+                rec, objects = self._read(iid)
+                shape = tuple(int(v) for v in rec.get("shape") or objects[0].mask.shape)
+            except (ValueError, OSError, IndexError) as exc:
+                yield iid, exc
+                continue
+            yield CurationItem(iid, (shape[0], shape[1]), objects, None)
+
+    def load(self, image_id: str) -> tuple[np.ndarray, Sequence[AnnotatedObject]]:
+        """Image and objects of ``image_id`` (for the report)."""
+        from napari_samlabel.io.images import load_image
+
+        rec, objects = self._read(image_id)
+        return load_image(rec["image"]), objects
+
+
+def open_source(path: str | os.PathLike[str], weak: str | os.PathLike[str] | None = None
+                ) -> ProjectSource | PseudoSource | VocSource:
+    """Open ``path`` as a project folder, a pseudo-label output folder, or a VOC tree.
+
+    ``weak`` (the weak labels of a pseudo-label run) applies to a pseudo-label folder only.
 
     Raises
     ------
@@ -348,13 +465,19 @@ def open_source(path: str | os.PathLike[str]) -> ProjectSource | VocSource:
     folder = Path(path)
     if not folder.exists():
         raise ValueError(f"{folder} not found")
+    if PseudoSource.is_pseudo(folder):
+        return PseudoSource(folder, weak)
+    if weak is not None:
+        raise ValueError(f"weak labels apply to the output folder of samlabel pseudo-label "
+                         f"(with run.json and scores/), and {folder} is not one")
     if Project.is_project(folder):
         return ProjectSource(folder)
     try:
         return VocSource(folder)
     except VocError as exc:
         raise ValueError(f"{folder} is neither a napari-samlabel project (no "
-                         f"samlabel-project.json) nor a VOC tree: {exc}") from None
+                         f"samlabel-project.json), nor a pseudo-label output (no run.json and "
+                         f"scores/), nor a VOC tree: {exc}") from None
 
 
 class GroundTruthFolder:
@@ -446,6 +569,7 @@ def curate(
     out_dir: str | os.PathLike[str],
     *,
     gt: str | os.PathLike[str] | None = None,
+    weak: str | os.PathLike[str] | None = None,
     top: int = 50,
     thresholds: Thresholds | None = None,
     max_side: int = 320,
@@ -457,12 +581,15 @@ def curate(
     Parameters
     ----------
     source : path
-        A project folder or a VOC tree (see :func:`open_source`).
+        A project folder, a pseudo-label output folder or a VOC tree (see
+        :func:`open_source`).
     out_dir : path
         Output folder (created if needed); only the queue files, ``report.html`` and
         ``thumbnails/`` in it are replaced.
     gt : path, optional
         Ground truth (see :class:`GroundTruthFolder`).
+    weak : path, optional
+        The weak labels of a pseudo-label run (see :class:`PseudoSource`).
     top : int
         Number of images in the HTML report.
     thresholds : Thresholds, optional
@@ -482,7 +609,7 @@ def curate(
     from napari_samlabel.evaluate.report import write_report
 
     thresholds = thresholds or Thresholds()
-    src = open_source(source)
+    src = open_source(source, weak)
     truth = GroundTruthFolder(gt) if gt is not None else None
     total = len(src)
     assessed: list[ImageAssessment] = []
@@ -522,6 +649,6 @@ def curate(
 __all__ = [
     "CSV_COLUMNS", "FAILURES_TXT", "IMAGE_SCORE_RULE", "QUEUE_CSV", "QUEUE_FORMAT",
     "QUEUE_JSON", "SCHEMA_VERSION", "CurationItem", "CurationResult", "GroundTruthFolder",
-    "ProjectSource", "VocSource", "csv_text", "curate", "failures", "open_source",
+    "ProjectSource", "PseudoSource", "VocSource", "csv_text", "curate", "failures", "open_source",
     "queue_records", "read_queue", "summary", "write_queue",
 ]

@@ -168,3 +168,46 @@ def test_curate_user_errors_and_skipped_images(tmp_path, capsys):
     assert [i["image_id"] for i in data["images"]] == ["p"]
     assert data["skipped"][0]["image_id"] == "q"
     assert data["thresholds"]["gt_mismatch"] == 0.9
+
+
+def test_curate_pseudo_label_output_with_weak_labels(tmp_path, capsys):
+    """The real pipeline's output folder (deterministic disk engine), read back with prompts."""
+    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.io.weak import read_weak_labels
+    from napari_samlabel.pseudo.pipeline import pseudo_label
+
+    _images(tmp_path / "images", ["apart", "close"])
+    points = {  # (x, y, VOC class): cat 8, dog 12
+        "apart": [{"x": 15, "y": 15, "cls": 8}, {"x": 60, "y": 45, "cls": 12}],
+        # The dog click is 5.7 px from the cat click: the dog's disk (later unit, same
+        # predicted IoU) takes the cat's click and most of its disk.
+        "close": [{"x": 20, "y": 20, "cls": 8}, {"x": 24, "y": 24, "cls": 12}],
+    }
+    weak_file = tmp_path / "points.json"
+    weak_file.write_text(json.dumps(points))
+    weak = read_weak_labels(weak_file, "points")
+    out = tmp_path / "pseudo"
+    pseudo_label(tmp_path / "images", weak, out, DiskEngine(radius=8.0, ious=(0.5, 0.6, 0.9)))
+
+    review = tmp_path / "review"
+    rc = main(["curate", str(out), "--weak", str(weak_file), "--out", str(review)])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((review / "queue.json").read_text())
+    assert data["source_kind"] == "pseudo"
+    assert [i["image_id"] for i in data["images"]] == ["close", "apart"]
+    close = {o["class_name"]: o for o in data["images"][0]["objects"]}
+    assert {"positive_outside", "overlapped"} <= set(close["cat"]["flags"])
+    assert close["cat"]["signals"]["predicted_iou"] == pytest.approx(0.9)
+    assert close["cat"]["signals"]["iou_spread"] == pytest.approx(0.4)
+    assert data["images"][1]["flags"] == []
+    assert (review / "failures.txt").read_text() == "close\n"
+
+    # Without the weak labels the prompt checks are absent, the SAM scores still there.
+    assert main(["curate", str(out), "--out", str(review)]) == 0
+    data = json.loads((review / "queue.json").read_text())
+    cat = data["images"][0]["objects"][0]
+    assert "positive_outside" not in cat["signals"] and "predicted_iou" in cat["signals"]
+    # --weak makes no sense for a VOC tree.
+    assert main(["curate", str(out / "voc"), "--weak", str(weak_file), "--out",
+                 str(review)]) == 2
+    assert "pseudo-label" in capsys.readouterr().err

@@ -142,7 +142,7 @@ def clean_object(**changes) -> tuple[AnnotatedObject, dict]:
     fields = dict(object_id=1, class_id=1, mask=mask,
                   prompts=(Point((40, 45)), Point((35, 35)), Point((80, 80), positive=False),
                            Box((30, 30), (49, 59))),
-                  score=0.97, logits=logits)
+                  score=0.97, logits=logits, signals={"overlap_lost": 0.0})
     extra = {"multimask": np.stack([mask, mask, mask]),
              "gt": GroundTruth(np.where(clean_mask(), 1, 0).astype(np.uint8))}
     for k in list(changes):
@@ -192,6 +192,7 @@ FIRING = {
     "outside_box": dict(prompts=(Point((40, 45)), Box((30, 30), (49, 44)))),
     "fragmented": dict(mask=_with(clean_mask(), slice(80, 90), slice(80, 90), True)),
     "holes": dict(mask=_with(clean_mask(), slice(35, 45), slice(35, 50), False)),
+    "overlapped": dict(signals={"overlap_lost": 0.5}),
     "tiny": dict(mask=_with(np.zeros(SHAPE, bool), slice(40, 43), slice(40, 43), True),
                  prompts=(Point((41, 41)),)),
     "huge": dict(mask=_with(np.zeros(SHAPE, bool), slice(1, 99), slice(1, 99), True),
