@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,13 @@ def build(tmp_path: Path, statuses: dict[str, str] | None = None) -> Project:
                    for oid, cid, m in objs]
         project.save_document(AnnotationDocument(iid, (H, W), objects, status))
     return project
+
+
+def edit_objects(tmp_path: Path, iid: str, change) -> None:
+    path = tmp_path / "proj" / "annotations" / iid / "objects.json"
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -160,6 +168,10 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
      ProjectError, "cannot read mask"),
     (lambda t: Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(t / "images" / "a.jpg"),
      VocError, r"a\.jpg is 9x9 \(HxW\) but the label map is 40x56"),
+    (lambda t: edit_objects(t, "a", lambda d: d["objects"][0].update(class_id=77)),
+     ProjectError, r"objects\[0\]: field 'class_id' 77 is not a class"),
+    (lambda t: edit_objects(t, "a", lambda d: d["objects"][1].update(object_id=1)),
+     ProjectError, r"objects\[1\]: duplicate object_id 1"),
 ])
 def test_bad_project_content_gives_clear_error_and_no_output(tmp_path: Path, damage, error,
                                                               match):
