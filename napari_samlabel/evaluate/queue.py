@@ -416,7 +416,9 @@ class PseudoSource:
                 k = int(u["unit"])
                 score = u.get("score")
                 ious = [float(v) for v in u.get("ious") or []]
-                signals = {}
+                # Signals a run may store per unit are used as given.
+                signals = {name: float(u[name]) for name in ("stability", "disagreement")
+                           if isinstance(u.get(name), (int, float))}
                 if len(ious) > 1:
                     signals["iou_spread"] = max(ious) - min(ious)
                 if u.get("mask_pixels"):

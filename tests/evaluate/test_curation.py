@@ -304,3 +304,15 @@ def test_ranking_worst_first():
     assert ranked[1].score == pytest.approx(max(o.score for o in ranked[1].objects))
     d = ranked[1].to_dict()
     assert d["rank"] == 2 and d["objects"][0]["flags"]
+
+
+def test_combined_score_worked_example_of_the_docs():
+    # docs/curation.md: predicted IoU 0.80 and 10 % of the mask in a stray piece -> 0.372.
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[30:48, 30:60] = True  # 540 px
+    mask[80:86, 80:90] = True  # 60 px stray: 60 / 600 = 10 %
+    a = assess_object(AnnotatedObject(1, 1, mask, (), 0.80), SHAPE)
+    assert a.signals["fragment_fraction"] == pytest.approx(0.10)
+    expected = 1 - (1 - 0.6 * (0.95 - 0.80) / 0.35) * (1 - 0.5 * (0.10 - 0.01) / 0.29)
+    assert a.score == pytest.approx(expected) and round(a.score, 3) == 0.372
+    assert a.flags == ["fragmented"]
