@@ -35,6 +35,8 @@ from napari_samlabel.evaluate.queue import FAILURES_TXT, IMAGE_SCORE_RULE, QUEUE
 
 REPORT_HTML = "report.html"
 THUMBNAILS = "thumbnails"
+#: Objects listed per image in the report (worst first); the rest are in queue.csv.
+MAX_TABLE_ROWS = 25
 POSITIVE = (40, 220, 60)
 NEGATIVE = (235, 40, 40)
 #: Distinct object colours (Okabe-Ito and Tableau hues); object k gets colour k mod 10.
@@ -188,7 +190,8 @@ def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
     cols = [(k, t) for k, t in _COLUMNS if any(k in o.signals for o in a.objects)]
     head = "".join(f"<th>{html.escape(t)}</th>" for _, t in cols)
     rows = []
-    for o in sorted(a.objects, key=lambda o: -o.score):
+    ordered = sorted(a.objects, key=lambda o: -o.score)
+    for o in ordered[:MAX_TABLE_ROWS]:
         r, g, b = object_colour(o.object_id)
         try:
             name = classes.name(o.class_id)
@@ -199,8 +202,11 @@ def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
             f"</span> {o.object_id}</td><td class=\"l\">{html.escape(name)}</td>"
             f"<td>{o.score:.3f}</td><td class=\"l\">{_flag_chips(o.flags)}</td>"
             + "".join(_cell(o.signals.get(k)) for k, _ in cols) + "</tr>")
+    more = len(ordered) - MAX_TABLE_ROWS
+    note = (f"<p>{more} more objects with lower scores: see {QUEUE_CSV}.</p>"
+            if more > 0 else "")
     return (f'<table><tr><th class="l">object</th><th class="l">class</th><th>score</th>'
-            f'<th class="l">flags</th>{head}</tr>{"".join(rows)}</table>')
+            f'<th class="l">flags</th>{head}</tr>{"".join(rows)}</table>{note}')
 
 
 def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None],

@@ -139,3 +139,16 @@ def test_thumbnail_png_is_valid(tmp_path, dataset):
     for p in Path(tmp_path / "thumbnails").iterdir():
         with Image.open(p) as im:
             assert im.format == "PNG" and max(im.size) == 64
+
+
+def test_object_table_is_capped_worst_first():
+    from napari_samlabel.evaluate.report import MAX_TABLE_ROWS, report_html
+
+    objs = [make_obj(k, slice(k, k + 1), slice(0, 3), 0.5 + k / 100)
+            for k in range(1, MAX_TABLE_ROWS + 6)]
+    [a] = rank_images([assess_image("many", SHAPE, objs)])
+    page = report_html([a], {"many": None})
+    assert "5 more objects with lower scores" in page
+    # The worst object (lowest predicted IoU, id 1) is listed; the best (the last id) is not.
+    assert "</span> 1</td>" in page
+    assert f"</span> {MAX_TABLE_ROWS + 5}</td>" not in page
