@@ -189,14 +189,29 @@ def stability_score(logits: np.ndarray, offset: float = 1.0,
     return float(score) if arr.ndim == 2 else score.astype(np.float64)
 
 
+def _linear_taps(n_out: int, step: float, n_in: int) -> tuple[np.ndarray, np.ndarray,
+                                                                 np.ndarray]:
+    """Source indices and weights of a 1-D linear resampling (pixel centres aligned).
+
+    Output pixel ``i`` samples the input at ``(i + 0.5) * step - 0.5``, clamped to the input,
+    as ``torch.nn.functional.interpolate(..., align_corners=False)`` does.
+    """
+    pos = np.clip((np.arange(n_out) + 0.5) * step - 0.5, 0.0, n_in - 1.0)
+    i0 = np.floor(pos).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (pos - i0).astype(np.float32)
+
+
 def logits_to_image(logits: np.ndarray, image_shape: tuple[int, int],
                     encoder_size: int = ENCODER_SIZE) -> np.ndarray:
     """Upsample SAM's low-resolution logits to the image, as SAM's post-processing does.
 
     The ``256 x 256`` logits cover the padded ``encoder_size`` square into which the image
-    was resized (long side to ``encoder_size``); the image occupies its top-left corner.
-    That corner is cropped and resized bilinearly to ``image_shape``. Logits already at
-    ``image_shape`` are returned as they are.
+    was resized (long side to ``encoder_size``, ``int(side * scale + 0.5)``); the image
+    occupies its top-left corner. SAM upsamples bilinearly to the square, crops that corner
+    and resizes it bilinearly to the image; this samples the low-resolution logits bilinearly
+    at the same positions in one pass. Logits already at ``image_shape`` are returned as
+    they are.
 
     Parameters
     ----------
@@ -212,8 +227,6 @@ def logits_to_image(logits: np.ndarray, image_shape: tuple[int, int],
     numpy.ndarray
         ``float32`` logits of shape ``image_shape``.
     """
-    from skimage.transform import resize
-
     arr = np.asarray(logits, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
@@ -223,12 +236,12 @@ def logits_to_image(logits: np.ndarray, image_shape: tuple[int, int],
     if arr.shape == (h, w):
         return arr
     scale = encoder_size / max(h, w)
-    # ResizeLongestSide: int(x * scale + 0.5); then the low-res grid is encoder_size / side.
-    rows = (int(h * scale + 0.5)) * arr.shape[0] / encoder_size
-    cols = (int(w * scale + 0.5)) * arr.shape[1] / encoder_size
-    crop = arr[:max(1, math.ceil(rows)), :max(1, math.ceil(cols))]
-    return resize(crop, (h, w), order=1, mode="edge", anti_aliasing=False,
-                  preserve_range=True).astype(np.float32)
+    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)  # ResizeLongestSide
+    # Low-res pixels per image pixel along each axis.
+    r0, r1, fr = _linear_taps(h, newh / h * arr.shape[0] / encoder_size, arr.shape[0])
+    c0, c1, fc = _linear_taps(w, neww / w * arr.shape[1] / encoder_size, arr.shape[1])
+    rows = arr[r0] * (1.0 - fr)[:, None] + arr[r1] * fr[:, None]
+    return (rows[:, c0] * (1.0 - fc) + rows[:, c1] * fc).astype(np.float32)
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:

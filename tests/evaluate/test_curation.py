@@ -67,6 +67,27 @@ def test_logits_to_image_follows_sam_geometry():
         logits_to_image(np.zeros(5), (20, 30))
 
 
+def test_logits_to_image_agrees_with_sam_postprocessing():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    low = ndi.gaussian_filter(rng.normal(0, 40, (256, 256)), 6).astype(np.float32)
+    h, w = 300, 451
+    # SamPredictor.postprocess_masks: to 1024 x 1024, crop the resized image, to (h, w).
+    scale = 1024 / max(h, w)
+    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)
+    t = F.interpolate(torch.from_numpy(low)[None, None], (1024, 1024), mode="bilinear",
+                      align_corners=False)[..., :newh, :neww]
+    ref = F.interpolate(t, (h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+    ours = logits_to_image(low, (h, w))
+    # One bilinear pass at SAM's sample positions vs SAM's two passes: nearly identical.
+    assert np.abs(ours - ref).max() < 0.05
+    assert np.mean((ours > 0) == (ref > 0)) > 0.999
+    assert stability_score(ours) == pytest.approx(stability_score(ref), abs=0.002)
+
+
 # -- individual signals -------------------------------------------------------------------------
 def test_multimask_disagreement():
     a = np.zeros((3, 10, 10), dtype=bool)
