@@ -211,3 +211,32 @@ def test_curate_pseudo_label_output_with_weak_labels(tmp_path, capsys):
     assert main(["curate", str(out / "voc"), "--weak", str(weak_file), "--out",
                  str(review)]) == 2
     assert "pseudo-label" in capsys.readouterr().err
+
+
+def test_curate_plain_voc_tree_without_instances(tmp_path, capsys):
+    """Only JPEGImages + SegmentationClass (like VOC's own ground truth): components."""
+    from napari_samlabel.io.voc import write_label_png
+
+    voc = tmp_path / "VOCdevkit" / "VOC2012"
+    (voc / "JPEGImages").mkdir(parents=True)
+    sem = np.zeros(SHAPE, np.uint8)
+    sem[5:30, 5:30] = 8
+    sem[40:60, 40:75] = 8  # a second cat, apart: a second object
+    sem[29, 5:30] = 255  # void band row
+    Image.fromarray(np.full(SHAPE + (3,), 90, np.uint8)).save(voc / "JPEGImages" / "v.jpg")
+    write_label_png(voc / "SegmentationClass" / "v.png", sem)
+    gt = tmp_path / "gt" / "SegmentationClass"
+    gt_sem = sem.copy()
+    gt_sem[40:60, 40:75] = 0  # the ground truth has only the first cat
+    write_label_png(gt / "v.png", gt_sem)
+    out = tmp_path / "out"
+    assert main(["curate", str(tmp_path), "--gt", str(tmp_path / "gt"), "--out",
+                 str(out)]) == 0, capsys.readouterr().err
+    data = json.loads((out / "queue.json").read_text())
+    [image] = data["images"]
+    ious = sorted(o["signals"]["gt_iou"] for o in image["objects"])
+    assert ious == [0.0, 1.0]  # void row ignored; the extra cat matches nothing
+    assert "gt_mismatch" in image["flags"] and "gt_missed" not in image["flags"]
+    page = Sections()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert page.ids == ["v"] and (out / page.srcs[0]).is_file()
