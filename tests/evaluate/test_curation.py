@@ -88,6 +88,27 @@ def test_logits_to_image_agrees_with_sam_postprocessing():
     assert stability_score(ours) == pytest.approx(stability_score(ref), abs=0.002)
 
 
+def test_stability_from_low_res_logits_of_the_real_sam_code_path(astronaut):
+    """The tiny random-weight SAM through SamPredictor: our upsampling of its low-res logits
+    matches its own full-resolution logits, so the stability scores agree."""
+    pytest.importorskip("segment_anything")
+    from segment_anything import SamPredictor
+
+    from napari_samlabel.engine.testing import build_tiny_sam
+
+    image = astronaut[:96]  # 96 x 128: not square, so the padding geometry matters
+    predictor = SamPredictor(build_tiny_sam())
+    predictor.set_image(image)
+    full, _, low = predictor.predict(point_coords=np.array([[60.0, 40.0]]),
+                                     point_labels=np.array([1]), multimask_output=True,
+                                     return_logits=True)
+    for k in range(3):
+        ours = logits_to_image(low[k], image.shape[:2])
+        scale = max(1.0, float(np.abs(full[k]).max()))
+        assert np.abs(ours - full[k]).max() < 0.02 * scale
+        assert stability_score(ours) == pytest.approx(stability_score(full[k]), abs=0.01)
+
+
 # -- individual signals -------------------------------------------------------------------------
 def test_multimask_disagreement():
     a = np.zeros((3, 10, 10), dtype=bool)
