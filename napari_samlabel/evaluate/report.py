@@ -3,7 +3,8 @@
 ``OUT/report.html`` lists the ``top`` worst images in rank order; each shows an overlay
 thumbnail from ``OUT/thumbnails/`` (the image, each object's mask in its own colour with its
 outline and its object id, and the prompts: positive points and scribbles green, negative
-ones red, boxes as rectangles in the object's colour), the image's flags and a table of its
+ones red, boxes as rectangles in the object's colour; where a positive and a negative prompt
+fall on the same spot the positive one shows), the image's flags and a table of its
 objects' signals. The page is static and self-contained apart from the thumbnails, so it opens
 from disk in any browser.
 
@@ -113,19 +114,25 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
     def xy(rc: Sequence[float]) -> tuple[float, float]:
         return (float(rc[1]) * scale, float(rc[0]) * scale)
 
-    for obj, m, _colour in masks:
+    for obj, _m, _colour in masks:
         colour = object_colour(obj.object_id)
         for p in obj.prompts:
             if isinstance(p, Box):
                 (x0, y0), (x1, y1) = xy(p.top_left), xy(p.bottom_right)
                 draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
-            elif isinstance(p, Scribble):
-                pts = [xy(v) for v in p.path]
-                fill = POSITIVE if p.positive else NEGATIVE
-                if len(pts) > 1:
-                    draw.line(pts, fill=fill, width=max(2, round(p.width * scale)))
-                else:
-                    draw.point(pts, fill=fill)
+    # Negatives first, positives over them: a pseudo-label unit's negatives are often the
+    # other classes' clicks, which must still show as those classes' positive clicks.
+    for positive in (False, True):
+        fill = POSITIVE if positive else NEGATIVE
+        for obj, _m, _colour in masks:
+            for p in obj.prompts:
+                if isinstance(p, Scribble) and p.positive == positive:
+                    pts = [xy(v) for v in p.path]
+                    if len(pts) > 1:
+                        draw.line(pts, fill=fill, width=max(2, round(p.width * scale)))
+                    else:
+                        draw.point(pts, fill=fill)
+    for obj, m, _colour in masks:
         if m.any():
             rows, cols = np.nonzero(m)
             cy, cx = float(rows.mean()), float(cols.mean())
@@ -134,13 +141,14 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
             tx, ty = cx - (right - left) / 2, cy - (bottom - top) / 2
             draw.text((tx + 1, ty + 1), label, fill=(0, 0, 0))
             draw.text((tx, ty), label, fill=(255, 255, 255))
-    for obj, _m, _colour in masks:  # points on top of everything else
-        for p in obj.prompts:
-            if isinstance(p, Point):
-                x, y = xy(p.rc)
-                draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=(255, 255, 255))
-                draw.ellipse((x - 3, y - 3, x + 3, y + 3),
-                             fill=POSITIVE if p.positive else NEGATIVE)
+    for positive in (False, True):  # points on top of everything else
+        fill = POSITIVE if positive else NEGATIVE
+        for obj, _m, _colour in masks:
+            for p in obj.prompts:
+                if isinstance(p, Point) and p.positive == positive:
+                    x, y = xy(p.rc)
+                    draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=(255, 255, 255))
+                    draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=fill)
     return np.asarray(out)
 
 

@@ -152,3 +152,16 @@ def test_object_table_is_capped_worst_first():
     # The worst object (lowest predicted IoU, id 1) is listed; the best (the last id) is not.
     assert "</span> 1</td>" in page
     assert f"</span> {MAX_TABLE_ROWS + 5}</td>" not in page
+
+
+def test_positive_click_shows_over_the_same_click_as_another_objects_negative():
+    image = np.full(SHAPE + (3,), 128, dtype=np.uint8)
+    # Object 1's positive click is object 2's negative (a pseudo-label unit's negatives are
+    # the other classes' clicks); object 2 comes later but must not paint it red.
+    a = make_obj(1, slice(20, 60), slice(20, 60), 0.9, (Point((40, 40)),))
+    b = make_obj(2, slice(70, 100), slice(90, 140), 0.9,
+                 (Point((85, 115)), Point((40, 40), positive=False),
+                  Point((110, 10), positive=False)))
+    thumb = render_overlay(image, [a, b], max_side=160)  # scale 1
+    assert tuple(thumb[40, 40]) == POSITIVE
+    assert tuple(thumb[110, 10]) == NEGATIVE  # a negative of its own still shows
