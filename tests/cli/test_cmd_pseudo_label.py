@@ -82,3 +82,35 @@ def test_unknown_policy_is_rejected(tmp_path, dataset, tiny_checkpoint, capsys):
     with pytest.raises(SystemExit) as exc:
         main(_args(tmp_path, img_dir, points, tiny_checkpoint, "--policy", "nope"))
     assert exc.value.code == 2
+
+
+def test_scheduler_option_runs_on_the_cluster(tmp_path, dataset, tiny_checkpoint, capsys):
+    from distributed import LocalCluster
+
+    img_dir, points = dataset
+    (img_dir / "img1.png").unlink()  # one image is enough here
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        code = main(_args(tmp_path, img_dir, points, tiny_checkpoint, "--no-export",
+                          "--scheduler", cluster.scheduler_address))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "1 labelled" in out and "1 failed" in out  # img1's labels have no image
+    assert (tmp_path / "out" / "scores" / "img0.json").is_file()
+    assert not (tmp_path / "out" / "voc").exists()
+
+
+def test_unreachable_scheduler_is_a_usage_error(tmp_path, dataset, tiny_checkpoint, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import dask
+
+    img_dir, points = dataset
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main(_args(tmp_path, img_dir, points, tiny_checkpoint,
+                          "--scheduler", f"tcp://127.0.0.1:{port}"))
+    assert code == 2
+    assert "127.0.0.1" in capsys.readouterr().err
