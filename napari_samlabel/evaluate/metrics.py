@@ -184,21 +184,16 @@ def _nanmean(values: np.ndarray) -> float:
 def read_label_png(path: str | Path) -> np.ndarray:
     """Read a label PNG's index values (palette 'P' or greyscale 'L'), never its colours.
 
-    Raises
-    ------
-    EvaluationError
-        When the file cannot be read or is not an 8-bit index image.
+    The one label-PNG reader is :func:`napari_samlabel.io.voc.read_label_png`; this wraps
+    its errors as :class:`EvaluationError`.
     """
-    from PIL import Image, UnidentifiedImageError
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc import read_label_png as _read
 
     try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise EvaluationError(f"{path}: image mode is {im.mode!r}; label maps must be "
-                                      "palette ('P') or greyscale ('L') PNGs of class indices")
-            return np.asarray(im).copy()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise EvaluationError(f"{path}: cannot read label image: {exc}") from exc
+        return _read(path)
+    except VocError as exc:
+        raise EvaluationError(str(exc)) from exc
 
 
 def _pngs(folder: Path, what: str) -> dict[str, Path]:

@@ -226,7 +226,7 @@ def test_scribbles_png(tmp_path):
 
 def test_scribbles_png_errors(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
-    with pytest.raises(WeakLabelError, match="mode is 'RGB'"):
+    with pytest.raises(WeakLabelError, match="is a RGB colour image"):
         read_scribbles_png(tmp_path / "rgb.png")
     Image.fromarray(np.full((4, 4), 30, np.uint8)).save(tmp_path / "big.png")
     with pytest.raises(WeakLabelError, match=r"values \[30\]"):

@@ -76,19 +76,18 @@ def xml_number(elem: Element | None, tag: str, path: Path, where: str) -> float:
 def read_index_png(path: Path) -> np.ndarray:
     """Read a label PNG as its index values (palette 'P' or greyscale 'L'), not its colours.
 
+    Wraps :func:`napari_samlabel.io.voc.read_label_png` (the one label-PNG reader).
+
     Raises
     ------
     WeakLabelError
         When the file cannot be read or is not an 8-bit index image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from napari_samlabel.io.voc import VocError, read_label_png
 
     try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise WeakLabelError(path, f"image mode is {im.mode!r}; label PNGs must be "
-                                     "palette ('P') or greyscale ('L') images of class indices "
-                                     "(colours carry no meaning)")
-            return np.asarray(im).copy()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise WeakLabelError(path, f"cannot read image: {exc}") from exc
+        return read_label_png(path)
+    except VocError as exc:
+        # WeakLabelError puts the path first; say it once.
+        raise WeakLabelError(path, str(exc).replace(f" {path}", "")) from None
+
