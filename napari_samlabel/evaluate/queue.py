@@ -642,9 +642,16 @@ def curate(
             "skipped": [{"image_id": i, "error": m} for i, m in skipped],
             "unannotated": unannotated, "without_gt": without_gt}
     paths = write_queue(out_dir, ranked, src.classes, thresholds, meta)
+    shapes = {a.image_id: a.shape for a in ranked}
+
+    def load_gt(image_id: str) -> np.ndarray | None:
+        g = truth.get(image_id, shapes[image_id]) if truth is not None else None
+        return None if g is None else g.semantic
+
     paths["report"] = write_report(out_dir, ranked, src.load, src.classes, top=top,
                                    max_side=max_side, progress=report_progress,
-                                   title=f"Curation report: {src.folder.name}")
+                                   title=f"Curation report: {src.folder.name}",
+                                   load_gt=load_gt if truth is not None else None)
     return CurationResult(ranked, paths, skipped, unannotated, without_gt)
 
 

@@ -4,7 +4,8 @@
 thumbnail from ``OUT/thumbnails/`` (the image, each object's mask in its own colour with its
 outline and its object id, and the prompts: positive points and scribbles green, negative
 ones red, boxes as rectangles in the object's colour; where a positive and a negative prompt
-fall on the same spot the positive one shows), the image's flags and a table of its
+fall on the same spot the positive one shows; ground-truth objects outlined in white when
+given), the image's flags and a table of its
 objects' signals. The page is static and self-contained apart from the thumbnails, so it opens
 from disk in any browser.
 
@@ -26,7 +27,7 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image, ImageDraw
 
-from napari_samlabel.core.classes import ClassTable, as_class_table
+from napari_samlabel.core.classes import BACKGROUND, VOID, ClassTable, as_class_table
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
@@ -39,6 +40,7 @@ THUMBNAILS = "thumbnails"
 #: Objects listed per image in the report (worst first); the rest are in queue.csv.
 MAX_TABLE_ROWS = 25
 POSITIVE = (40, 220, 60)
+GT_OUTLINE = (255, 255, 255)
 NEGATIVE = (235, 40, 40)
 #: Distinct object colours (Okabe-Ito and Tableau hues); object k gets colour k mod 10.
 OBJECT_COLOURS = np.array([
@@ -66,7 +68,8 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
-                   max_side: int = 320, alpha: float = 0.45) -> np.ndarray:
+                   max_side: int = 320, alpha: float = 0.45,
+                   gt: np.ndarray | None = None) -> np.ndarray:
     """Render the overlay thumbnail of one image.
 
     Parameters
@@ -80,6 +83,9 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
         Longest side of the thumbnail; smaller images keep their size.
     alpha : float
         Opacity of the mask fill.
+    gt : numpy.ndarray, optional
+        ``H x W`` ground-truth class map; the outlines of its objects (classes other than
+        background and void) are drawn in white.
 
     Returns
     -------
@@ -108,6 +114,16 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
     for _obj, m, colour in masks:
         edge = m & ~ndi.binary_erosion(m)
         base[edge] = colour
+    if gt is not None:
+        from skimage.segmentation import find_boundaries
+
+        labels = np.asarray(gt)
+        if labels.shape != (h, w):
+            raise ValueError(f"ground truth is {labels.shape} but the image is {(h, w)} (HxW)")
+        small = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(
+            size, Image.Resampling.NEAREST))
+        fg = (small != BACKGROUND) & (small != VOID)
+        base[find_boundaries(small, mode="inner") & fg] = GT_OUTLINE
     out = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(out)
 
@@ -269,7 +285,7 @@ def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None]
         f'Full lists: <a href="{QUEUE_CSV}">{QUEUE_CSV}</a>, '
         f'<a href="{QUEUE_JSON}">{QUEUE_JSON}</a>, '
         f'<a href="{FAILURES_TXT}">{FAILURES_TXT}</a>. Prompts: positive green, negative red, '
-        "boxes in the object's colour.</p>"
+        "boxes in the object's colour; ground truth, when given, outlined in white.</p>"
         f"<details><summary>Flags</summary><ul>{legend}</ul></details></header>"
         f"<main>{''.join(items)}</main></body></html>\n")
 
@@ -283,6 +299,7 @@ def write_report(
     max_side: int = 320,
     title: str = "napari-samlabel curation report",
     progress: ProgressCallback = no_progress,
+    load_gt: Callable[[str], np.ndarray | None] | None = None,
 ) -> Path:
     """Render the thumbnails of the ``top`` worst images and write ``report.html``.
 
@@ -307,6 +324,8 @@ def write_report(
         Page title.
     progress : callable
         ``progress(done, total, image_id)`` after each thumbnail.
+    load_gt : callable, optional
+        ``load_gt(image_id) -> class map or None``: ground-truth outlines for the thumbnails.
 
     Returns
     -------
@@ -324,7 +343,8 @@ def write_report(
         for k, a in enumerate(shown, 1):
             try:
                 image, objects = load(a.image_id)
-                thumb = render_overlay(image, objects, max_side=max_side)
+                gt = load_gt(a.image_id) if load_gt is not None else None
+                thumb = render_overlay(image, objects, max_side=max_side, gt=gt)
             except (OSError, ValueError) as exc:
                 errors[a.image_id] = f"thumbnail unavailable: {exc}"
                 thumbs[a.image_id] = None

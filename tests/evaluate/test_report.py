@@ -165,3 +165,18 @@ def test_positive_click_shows_over_the_same_click_as_another_objects_negative():
     thumb = render_overlay(image, [a, b], max_side=160)  # scale 1
     assert tuple(thumb[40, 40]) == POSITIVE
     assert tuple(thumb[110, 10]) == NEGATIVE  # a negative of its own still shows
+
+
+def test_ground_truth_outline():
+    from napari_samlabel.evaluate.report import GT_OUTLINE
+
+    image = np.full(SHAPE + (3,), 128, dtype=np.uint8)
+    gt = np.zeros(SHAPE, dtype=np.uint8)
+    gt[30:70, 40:100] = 3
+    gt[30, 40:100] = 255  # void is not outlined
+    thumb = render_overlay(image, [], max_side=160, gt=gt)
+    assert tuple(thumb[50, 40]) == GT_OUTLINE and tuple(thumb[69, 70]) == GT_OUTLINE
+    assert tuple(thumb[50, 70]) == (128, 128, 128)  # inside
+    assert tuple(thumb[30, 70]) == (128, 128, 128)  # void row
+    with pytest.raises(ValueError, match="ground truth"):
+        render_overlay(image, [], gt=gt[:10])
