@@ -224,9 +224,10 @@ def process_image(engine: Any, image_id: str, image_path: Path, weak: WeakLabels
         ResultStore(out).write(image_id, semantic, instance, record)
     except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
         msg = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-        if not isinstance(exc, (ValueError, OSError, KeyError)):
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames and not isinstance(exc, (ValueError, OSError, KeyError)):
             # Unexpected: keep the place in the code for the failures file.
-            msg += " | " + traceback.format_exc(limit=-1).strip().splitlines()[-3].strip()
+            msg += f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})"
         return ImageOutcome(image_id, "failed", msg, seconds=time.perf_counter() - t0,
                             worker=worker, engine_token=id(engine))
     return ImageOutcome(image_id, "done", None, len(records),

@@ -272,3 +272,18 @@ def test_tiny_sam_end_to_end(tmp_path, tiny_checkpoint):
     assert all(len(o["ious"]) == 3 and o["decoder_calls"] == 1 for o in rec["objects"])
     sem = read_label_png(tmp_path / "out" / "SegmentationClass" / "img0.png")
     assert sem.shape == SHAPE and set(np.unique(sem)) <= {0, CAT, DOG, PERSON}
+
+
+def test_engine_error_on_one_image_does_not_stop_the_run(tmp_path):
+    img_dir, weak, _ = make_dataset(tmp_path, n=3)
+
+    class Flaky(DiskEngine):
+        def set_image(self, image):
+            super().set_image(image)
+            if self.images_set == 2:
+                raise RuntimeError("device lost")
+
+    report = pseudo_label(img_dir, weak, tmp_path / "out", Flaky())
+    assert sorted(report.done) == ["img0", "img2"]
+    msg = report.failed["img1"]
+    assert msg.startswith("RuntimeError: device lost") and "test_pipeline.py:" in msg
