@@ -22,7 +22,6 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,11 +168,11 @@ def import_voc(
 
     Each instance of ``SegmentationObject`` (or, without it, each 8-connected component of a
     class, see :func:`napari_samlabel.io.voc.read_voc`) becomes one accepted object with no
-    prompts and ``model_id = "voc-import"``; its class is the one its ``Annotations`` entry
-    names, else the majority class of its pixels. Void (255) pixels belong to no object (they
-    become background in the project) unless ``fill_void`` gives those within that many pixels
-    of a label to the nearest label, object or background (VOC's ~5 px border band:
-    ``fill_void=3``).
+    prompts and ``model_id = "voc-import"``; its class is the majority class of its pixels in
+    ``SegmentationClass`` (the ``Annotations`` class only for an instance that is all void).
+    Void (255) pixels belong to no object (they become background in the project) unless
+    ``fill_void`` gives those within that many pixels of a label to the nearest label, object
+    or background (VOC's ~5 px border band: ``fill_void=3``).
 
     Parameters
     ----------
@@ -233,6 +232,11 @@ def import_voc(
 
 def _objects_of(semantic: np.ndarray, instance: np.ndarray, infos: list[ObjectInfo],
                 classes: ClassTable, image_id: str) -> list[AnnotatedObject]:
+    """One object per instance; its class is the majority class of its pixels.
+
+    ``SegmentationClass`` is what trainers read, so its pixels decide; the ``Annotations``
+    class is used only for an instance with no class pixels (all void).
+    """
     by_id = {o.instance_id: o for o in infos}
     objects = []
     for k in np.unique(instance):
@@ -240,15 +244,17 @@ def _objects_of(semantic: np.ndarray, instance: np.ndarray, infos: list[ObjectIn
         if k in (0, VOID):
             continue
         mask = instance == k
-        cls = by_id[k].class_id if k in by_id and by_id[k].class_id else None
-        if cls is None:
-            vals = semantic[mask]
-            vals = vals[(vals != 0) & (vals != VOID)]
-            if vals.size == 0:
-                raise VocError(f"image {image_id}: instance {k} covers no class pixels")
-            cls = Counter(vals.tolist()).most_common(1)[0][0]
+        vals = semantic[mask]
+        vals = vals[(vals != 0) & (vals != VOID)]
+        if vals.size:
+            cls = int(np.bincount(vals).argmax())
+        elif k in by_id and by_id[k].class_id:
+            cls = int(by_id[k].class_id)  # type: ignore[arg-type]
+        else:
+            raise VocError(f"image {image_id}: instance {k} of SegmentationObject covers no "
+                           "class pixels in SegmentationClass")
         if not 0 < cls < len(classes):
             raise ProjectError(f"image {image_id}: instance {k} has class index {cls}, outside "
                                f"the class list (1..{len(classes) - 1})")
-        objects.append(AnnotatedObject(k, int(cls), mask, (), None, IMPORT_MODEL_ID))
+        objects.append(AnnotatedObject(k, cls, mask, (), None, IMPORT_MODEL_ID))
     return objects
