@@ -221,3 +221,12 @@ def test_import_components_fill_void_and_copy(tmp_path: Path):
     first = filled.read_objects("x")[0]
     assert first.area > 100 and first.mask[9, 9] and not first.mask[8, 8]
     assert filled.image_path("x") == (tmp_path / "p2" / "images" / "x.jpg").resolve()
+
+
+def test_import_takes_classes_from_pixels_not_xml(tmp_path: Path):
+    project = build(tmp_path)
+    export_project(project, tmp_path / "out")
+    xml = tmp_path / "out/VOCdevkit/VOC2012/Annotations/c.xml"
+    xml.write_text(xml.read_text().replace("<name>tree</name>", "<name>cat</name>"))
+    back = import_voc(tmp_path / "out", tmp_path / "back")
+    assert [back.classes.names[o.class_id] for o in back.read_objects("c")] == ["tree"]
