@@ -279,59 +279,72 @@ class VocSource:
     kind = "voc"
 
     def __init__(self, folder: Path) -> None:
-        from napari_samlabel.io.voc import find_voc_root, read_voc_classes
+        from napari_samlabel.io.voc import VocError, find_voc_root, read_voc_classes
 
         self.folder = find_voc_root(folder)
         self.classes = read_voc_classes(self.folder)
-        self._paths: dict[str, Path] = {}
+        seg = self.folder / "SegmentationClass"
+        if not seg.is_dir():
+            raise VocError(f"{self.folder} has no SegmentationClass folder")
+        self.ids = sorted(p.stem for p in seg.glob("*.png") if not p.name.startswith("."))
 
     def __len__(self) -> int:
-        seg = self.folder / "SegmentationClass"
-        return sum(1 for p in seg.glob("*.png") if not p.name.startswith("."))
+        return len(self.ids)
 
-    def _objects(self, record: Any) -> list[AnnotatedObject]:
-        # The VOC -> objects rule of `samlabel import-voc`, so that both agree.
+    def _read(self, image_id: str) -> tuple[Path, tuple[int, int], list[AnnotatedObject]]:
+        """Image path, shape and objects of one image, read the way ``read_voc`` reads them.
+
+        Read image by image (not through the ``read_voc`` generator) so that one broken file
+        skips one image instead of ending the run.
+        """
+        from napari_samlabel.io.images import image_size
+        from napari_samlabel.io.voc import (
+            VocError,
+            _components,
+            _find_image,
+            parse_annotation,
+            read_label_png,
+        )
         from napari_samlabel.io.voc_project import _objects_of
 
-        return _objects_of(record.semantic, record.instance, record.objects, self.classes,
-                           record.image_id)
+        png = self.folder / "SegmentationClass" / f"{image_id}.png"
+        semantic = read_label_png(png)
+        image = _find_image(self.folder / "JPEGImages", image_id)
+        size = image_size(image)
+        if size != semantic.shape:
+            raise VocError(f"{png} is {semantic.shape[0]}x{semantic.shape[1]} but its image "
+                           f"{image} is {size[0]}x{size[1]} (HxW)")
+        obj_png = self.folder / "SegmentationObject" / png.name
+        xml = self.folder / "Annotations" / f"{image_id}.xml"
+        infos: list[Any] = []
+        if obj_png.is_file():
+            instance = read_label_png(obj_png)
+            if instance.shape != semantic.shape:
+                raise VocError(f"{obj_png} is {instance.shape} but {png} is {semantic.shape}")
+            if xml.is_file():
+                infos = parse_annotation(xml, self.classes)[1]
+        else:
+            instance = _components(semantic)  # XML order would not match components
+        # The VOC -> objects rule of `samlabel import-voc`, so that both agree.
+        objects = _objects_of(semantic, instance, infos, self.classes, image_id)
+        return image, (int(semantic.shape[0]), int(semantic.shape[1])), objects
 
     def items(self) -> Iterator[CurationItem | tuple[str, Exception]]:
-        """Yield an item per image with a ``SegmentationClass`` PNG."""
-        from napari_samlabel.io.voc import read_voc
-
-        records = read_voc(self.folder, self.classes)
-        while True:
+        """Yield an item per image with a ``SegmentationClass`` PNG (sorted by id)."""
+        for iid in self.ids:
             try:
-                rec = next(records)
-            except StopIteration:
-                return
-            self._paths[rec.image_id] = rec.image_path
-            try:
-                objects = self._objects(rec)
-            except ValueError as exc:
-                yield rec.image_id, exc
+                _, shape, objects = self._read(iid)
+            except (ValueError, OSError) as exc:
+                yield iid, exc
                 continue
-            yield CurationItem(rec.image_id, rec.semantic.shape, objects, None)
+            yield CurationItem(iid, shape, objects, None)
 
     def load(self, image_id: str) -> tuple[np.ndarray, Sequence[AnnotatedObject]]:
         """Image and objects of ``image_id`` (for the report)."""
         from napari_samlabel.io.images import load_image
-        from napari_samlabel.io.voc import VocRecord, parse_annotation, read_label_png
 
-        seg = read_label_png(self.folder / "SegmentationClass" / f"{image_id}.png")
-        obj_png = self.folder / "SegmentationObject" / f"{image_id}.png"
-        xml = self.folder / "Annotations" / f"{image_id}.xml"
-        if obj_png.is_file():
-            inst = read_label_png(obj_png)
-            infos = parse_annotation(xml, self.classes)[1] if xml.is_file() else []
-        else:
-            from napari_samlabel.io.voc import _components
-
-            inst, infos = _components(seg), []
-        path = self._paths[image_id]
-        objects = self._objects(VocRecord(image_id, path, seg, inst, infos))
-        return load_image(path), objects
+        image, _, objects = self._read(image_id)
+        return load_image(image), objects
 
 
 class PseudoSource:

@@ -240,3 +240,17 @@ def test_curate_plain_voc_tree_without_instances(tmp_path, capsys):
     page = Sections()
     page.feed((out / "report.html").read_text(encoding="utf-8"))
     assert page.ids == ["v"] and (out / page.srcs[0]).is_file()
+
+
+def test_curate_voc_skips_a_broken_image_and_goes_on(tmp_path, capsys):
+    classes = ["background", "cat"]
+    pred = _voc(tmp_path / "pseudo", classes, {"p": _labels((1, _rect(5, 30, 5, 30))),
+                                                "q": _labels((1, _rect(5, 30, 5, 30))),
+                                                "r": _labels((1, _rect(5, 30, 5, 30)))})
+    seg = next((tmp_path / "pseudo").rglob("SegmentationClass"))
+    (seg / "q.png").write_bytes(b"not a png")
+    rc = main(["curate", str(pred), "--out", str(tmp_path / "o")])
+    text = capsys.readouterr().out
+    assert rc == 1 and "skipped q:" in text and "q.png" in text
+    data = json.loads((tmp_path / "o" / "queue.json").read_text())
+    assert sorted(i["image_id"] for i in data["images"]) == ["p", "r"]
