@@ -65,7 +65,7 @@ IMAGE_SCORE_RULE = ("max of the image's object scores (noisy-OR of weighted sign
 CSV_SIGNALS = (
     "area", "area_fraction", "predicted_iou", "stability", "disagreement", "positive_outside",
     "negative_inside", "box_fill", "outside_box", "components", "fragment_fraction", "holes",
-    "hole_fraction", "gt_iou",
+    "hole_fraction", "overlap_lost", "iou_spread", "gt_iou",
 )
 CSV_COLUMNS = ("rank", "image_id", "image_score", "image_flags", "status", "object_id",
                "class_id", "class_name", "object_score", "object_flags") + CSV_SIGNALS

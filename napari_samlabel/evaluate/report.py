@@ -33,7 +33,13 @@ from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, Point, Scribble
 from napari_samlabel.evaluate.curation import FLAGS, ImageAssessment
-from napari_samlabel.evaluate.queue import FAILURES_TXT, IMAGE_SCORE_RULE, QUEUE_CSV, QUEUE_JSON
+from napari_samlabel.evaluate.queue import (
+    FAILURES_TXT,
+    IMAGE_SCORE_RULE,
+    QUEUE_CSV,
+    QUEUE_JSON,
+    summary,
+)
 
 REPORT_HTML = "report.html"
 THUMBNAILS = "thumbnails"
@@ -194,7 +200,8 @@ _COLUMNS = (("predicted_iou", "pred. IoU"), ("stability", "stability"),
             ("disagreement", "disagree"), ("positive_outside", "pos. out"),
             ("negative_inside", "neg. in"), ("box_fill", "box fill"),
             ("outside_box", "out of box"), ("components", "pieces"),
-            ("hole_fraction", "holes"), ("area_fraction", "area"), ("gt_iou", "GT IoU"))
+            ("hole_fraction", "holes"), ("overlap_lost", "lost"), ("area_fraction", "area"),
+            ("gt_iou", "GT IoU"))
 
 
 def _flag_chips(flags: Sequence[str]) -> str:
@@ -276,6 +283,10 @@ def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None]
             "</section>")
     legend = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
                      for k, v in FLAGS.items())
+    counts = summary(ranked)["images_per_flag"]
+    per_flag = ", ".join(f'<span class="flag" title="{html.escape(FLAGS.get(k, k))}">'
+                         f"{html.escape(k)}</span> {n}" for k, n in counts.items())
+    per_flag_line = f"<p>Images per flag: {per_flag}</p>" if counts else ""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
@@ -286,7 +297,7 @@ def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None]
         f'<a href="{QUEUE_JSON}">{QUEUE_JSON}</a>, '
         f'<a href="{FAILURES_TXT}">{FAILURES_TXT}</a>. Prompts: positive green, negative red, '
         "boxes in the object's colour; ground truth, when given, outlined in white.</p>"
-        f"<details><summary>Flags</summary><ul>{legend}</ul></details></header>"
+        f"{per_flag_line}<details><summary>Flags</summary><ul>{legend}</ul></details></header>"
         f"<main>{''.join(items)}</main></body></html>\n")
 
 

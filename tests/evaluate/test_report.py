@@ -77,8 +77,11 @@ def test_report_renders_worst_first(tmp_path, dataset):
     path = write_report(tmp_path, ranked, load, top=4,
                         progress=lambda d, t, m: calls.append((d, t)))
     assert path == tmp_path / "report.html"
+    text = path.read_text(encoding="utf-8")
+    n_low = sum("low_iou" in a.flags for a in ranked)
+    assert n_low and f'low_iou</span> {n_low}' in text  # the header counts images per flag
     parser = ReportParser()
-    parser.feed(path.read_text(encoding="utf-8"))
+    parser.feed(text)
     assert parser.items == [a.image_id for a in ranked[:4]]
     assert parser.items[0] == "img 0&<x>"  # the lowest predicted IoU is the worst
     assert len(parser.images) == 3 and parser.errors == 1
