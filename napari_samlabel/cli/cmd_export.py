@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--include-unfinished", action="store_true",
                    help="export images still in progress too")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace OUT if it exists and is not empty")
+                   help="replace a previous export in OUT (a folder holding nothing but "
+                        "VOCdevkit/; any other content is never deleted)")
     p.set_defaults(func=run)
 
 

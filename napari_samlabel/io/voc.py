@@ -328,8 +328,10 @@ class VocWriter:
     train_fraction, seed : float, int
         Seeded split of the images added with ``split=None`` (see :func:`split_ids`).
     overwrite : bool
-        Replace an existing non-empty ``out``. Without it such an ``out`` raises
-        ``FileExistsError`` up front (and again at :meth:`finish` if it appeared meanwhile).
+        Replace an existing non-empty ``out`` that holds a previous export (nothing but
+        ``VOCdevkit`` and hidden files). Without it, or when ``out`` holds anything else, a
+        non-empty ``out`` raises ``FileExistsError`` up front (and again at :meth:`finish`
+        if it changed meanwhile).
     progress : callable
         ``progress(done, total, message)`` after each image (see core/progress.py).
     total : int, optional
@@ -401,6 +403,16 @@ class VocWriter:
             if not self.overwrite and not _dir_is_empty(self.out):
                 raise FileExistsError(f"output folder {self.out} is not empty; choose another "
                                       "folder or allow overwriting (--overwrite)")
+            # Overwriting replaces a previous export, never anything else: a mistyped OUT
+            # (the project, the image folder, a home directory) must not be deleted.
+            foreign = sorted(p.name for p in self.out.iterdir()
+                             if p.name != DEVKIT and not p.name.startswith("."))
+            if foreign:
+                raise FileExistsError(
+                    f"output folder {self.out} holds files that are not a VOC export "
+                    f"({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
+                    "overwriting only replaces a folder that contains nothing but VOCdevkit. "
+                    "Choose another folder")
 
     # -- adding images ----------------------------------------------------------------------
     @property

@@ -92,6 +92,10 @@ def export_project(
     """
     if not isinstance(project, Project):
         project = Project.open(project)
+    target = Path(out).absolute().resolve()
+    if target == project.folder.resolve() or target in project.folder.resolve().parents:
+        raise VocError(f"output folder {target} would contain the project {project.folder}; "
+                       "choose a folder outside the project")
     chosen: list[tuple[str, str | None]] = []
     skipped: dict[str, list[str]] = {s.value: [] for s in ImageStatus}
     for entry in project:
@@ -114,6 +118,12 @@ def export_project(
         owner[safe] = iid
         if safe != iid:
             renamed[iid] = safe
+    if overwrite and target.exists():
+        for iid, _ in chosen:
+            if target in project.image_path(iid).parents:
+                raise VocError(f"image {project.image_path(iid)} of the project lies inside "
+                               f"{target}, which overwriting would delete; export to another "
+                               "folder (or import with --copy-images)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # dropped objects are in the report
         with VocWriter(out, project.classes, border=border, train_fraction=train_fraction,

@@ -62,8 +62,12 @@ def test_export_errors_are_one_line(project: Path, tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "samlabel export: error:" in err and "--overwrite" in err
     assert (out / "x").read_text() == "keep"
-    assert main(["export", str(project), str(out), "--overwrite"]) == 0
-    assert not (out / "x").exists()
+    assert main(["export", str(project), str(out), "--overwrite"]) == 2
+    assert "not a VOC export (x)" in capsys.readouterr().err
+    (out / "x").unlink()
+    assert main(["export", str(project), str(out)]) == 0
+    assert main(["export", str(project), str(out)]) == 2
+    assert main(["export", str(project), str(out), "--overwrite", "--seed", "3"]) == 0
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "o2")]) == 2
     assert "not a napari-samlabel project" in capsys.readouterr().err
     assert main(["export", str(project), str(tmp_path / "o3"), "--split", "2"]) == 2

@@ -270,10 +270,16 @@ def test_non_empty_out_refused_and_untouched(tmp_path: Path, image: np.ndarray):
     (tmp_path / "empty").mkdir()
     with VocWriter(tmp_path / "empty") as w:  # an empty folder is fine
         w.add("a", image, scene()[0])
-    with VocWriter(out, overwrite=True) as w:
-        w.add("a", image, scene()[0])
-    assert not (out / "keep.txt").exists()
-    assert (out / "VOCdevkit/VOC2012/SegmentationClass/a.png").is_file()
+    # Overwriting replaces a previous export only, never other files.
+    with pytest.raises(FileExistsError, match=r"not a VOC export \(keep\.txt\)"):
+        VocWriter(out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "precious"
+    prev = tmp_path / "empty"
+    first = (prev / "VOCdevkit/VOC2012/SegmentationClass/a.png").read_bytes()
+    with VocWriter(prev, overwrite=True) as w:
+        w.add("b", image, np.zeros((H, W), np.uint8))
+    assert not (prev / "VOCdevkit/VOC2012/SegmentationClass/a.png").exists()
+    assert (prev / "VOCdevkit/VOC2012/SegmentationClass/b.png").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "out"]
 
 

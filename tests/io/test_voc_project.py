@@ -139,8 +139,7 @@ def test_border_band_and_ids_with_spaces(tmp_path: Path):
 def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monkeypatch):
     project = build(tmp_path)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old export")
+    export_project(project, out, seed=5)
     before_project = tree_digest(tmp_path / "proj")
     before_out = tree_digest(out)
     with pytest.raises(FileExistsError):
@@ -150,7 +149,7 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
 
     def failing(path: Path, data: bytes) -> None:
         count[0] += 1
-        if count[0] == 9:
+        if count[0] == 9:  # the first file of the third image
             raise OSError(28, "No space left on device")
         real(path, data)
 
@@ -230,3 +229,16 @@ def test_import_takes_classes_from_pixels_not_xml(tmp_path: Path):
     xml.write_text(xml.read_text().replace("<name>tree</name>", "<name>cat</name>"))
     back = import_voc(tmp_path / "out", tmp_path / "back")
     assert [back.classes.names[o.class_id] for o in back.read_objects("c")] == ["tree"]
+
+
+def test_export_never_deletes_the_project_or_its_images(tmp_path: Path):
+    project = build(tmp_path)
+    with pytest.raises(VocError, match="would contain the project"):
+        export_project(project, tmp_path, overwrite=True)
+    with pytest.raises(VocError, match="would contain the project"):
+        export_project(project, tmp_path / "proj", overwrite=True)
+    export_project(project, tmp_path / "out")
+    back = import_voc(tmp_path / "out", tmp_path / "back")  # images stay in out/
+    with pytest.raises(VocError, match="lies inside .*out, which overwriting would delete"):
+        export_project(back, tmp_path / "out", overwrite=True)
+    assert back.image_path("a").is_file()
