@@ -385,7 +385,7 @@ class PseudoSource:
             if self.weak_kind is None:
                 raise ValueError(f"{run_file} does not say which kind of weak labels the "
                                  "run used (field 'kind')")
-            self.weak = read_weak_labels(weak, self.weak_kind, self.classes)
+            self.weak = read_weak_labels(Path(weak), self.weak_kind, self.classes)
 
     @staticmethod
     def is_pseudo(folder: str | os.PathLike[str]) -> bool:

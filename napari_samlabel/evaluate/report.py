@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
 
 import numpy as np
@@ -137,11 +138,11 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
         return (float(rc[1]) * scale, float(rc[0]) * scale)
 
     for obj, _m, _colour in masks:
-        colour = object_colour(obj.object_id)
+        rgb = object_colour(obj.object_id)
         for p in obj.prompts:
             if isinstance(p, Box):
                 (x0, y0), (x1, y1) = xy(p.top_left), xy(p.bottom_right)
-                draw.rectangle((x0, y0, x1, y1), outline=colour, width=2)
+                draw.rectangle((x0, y0, x1, y1), outline=rgb, width=2)
     # Negatives first, positives over them: a pseudo-label unit's negatives are often the
     # other classes' clicks, which must still show as those classes' positive clicks.
     for positive in (False, True):
@@ -172,6 +173,16 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
                     draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=(255, 255, 255))
                     draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=fill)
     return np.asarray(out)
+
+
+def _png_writer(rgb: np.ndarray) -> Callable[[IO[bytes]], None]:
+    """A writer for :func:`napari_samlabel.core.fsutil.atomic_save` that saves ``rgb`` as PNG."""
+    im = Image.fromarray(rgb)
+
+    def write(fh: IO[bytes]) -> None:
+        im.save(fh, format="PNG")
+
+    return write
 
 
 def thumbnail_name(rank: int, image_id: str) -> str:
@@ -361,8 +372,7 @@ def write_report(
                 thumbs[a.image_id] = None
             else:
                 name = thumbnail_name(a.rank or k, a.image_id)
-                pil = Image.fromarray(thumb)
-                atomic_save(fresh / name, lambda fh, pil=pil: pil.save(fh, format="PNG"))
+                atomic_save(fresh / name, _png_writer(thumb))
                 thumbs[a.image_id] = f"{THUMBNAILS}/{name}"
             progress(k, len(shown), a.image_id)
         target = out / THUMBNAILS
