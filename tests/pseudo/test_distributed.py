@@ -94,3 +94,20 @@ def test_tiny_sam_on_the_cluster(tmp_path, cluster, tiny_checkpoint):
     assert rec["objects"][0]["class_id"] == CAT and len(rec["objects"][0]["ious"]) == 3
     # points policy: iterative, one decode per point
     assert all(o["decoder_calls"] == o["positive_points"] for o in rec["objects"])
+
+
+def test_engine_spec_is_picklable_and_names_bad_factories():
+    import pickle
+
+    from napari_samlabel.engine.fakes import DiskEngine
+
+    spec = EngineSpec.fake("disk", radius=3)
+    again = pickle.loads(pickle.dumps(spec))
+    assert again == spec and hash(again) == hash(spec)
+    eng = again.build()
+    assert isinstance(eng, DiskEngine) and eng.radius == 3
+    assert "radius=3" in spec.describe()
+    with pytest.raises(ImportError, match="no_such_module:make"):
+        EngineSpec.create("no_such_module:make").build()
+    with pytest.raises(ValueError, match="package.module:name"):
+        EngineSpec.create("no_colon")
