@@ -233,10 +233,11 @@ class Project:
         if cls.is_project(folder):
             raise FileExistsError(f"{folder} already holds a project ({PROJECT_FILE})")
         project = cls(folder, as_class_table(classes), ())
-        paths = list_images(images) if isinstance(images, (str, os.PathLike)) \
-            and Path(images).is_dir() else [Path(p) for p in
-                                             ([images] if isinstance(images, (str, os.PathLike))
-                                              else images)]
+        if isinstance(images, (str, os.PathLike)):
+            one = Path(images)
+            paths = list_images(one) if one.is_dir() else [one]
+        else:
+            paths = [Path(p) for p in images]
         project._add(paths)
         folder.mkdir(parents=True, exist_ok=True)
         project._write_project_file()
