@@ -241,7 +241,8 @@ def _read_tiff(path: Path) -> np.ndarray | None:
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
-            if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
+            if not isinstance(page, tifffile.TiffPage) or \
+                    page.photometric == tifffile.PHOTOMETRIC.PALETTE:
                 return None  # tifffile returns the indices; Pillow applies the palette
             arr = np.asarray(page.asarray())
             tag = page.tags.get(274)  # Orientation, as Pillow's path applies it
@@ -274,11 +275,11 @@ def _read_with_pillow(path: Path) -> np.ndarray:
         with warnings.catch_warnings():
             # A decompression-bomb warning would only go to stderr; large images are fine.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.seek(0)
-                im = ImageOps.exif_transpose(im)
-                im.load()
-                return _pil_to_array(im)
+            with Image.open(path) as opened:
+                opened.seek(0)
+                upright = ImageOps.exif_transpose(opened)
+                upright.load()
+                return _pil_to_array(upright)
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"image {path} is too large to load safely: {exc}") from exc
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:

@@ -50,7 +50,7 @@ from napari_samlabel.core.document import (
     AnnotationDocument,
     ImageStatus,
 )
-from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
+from napari_samlabel.core.fsutil import atomic_write_bytes, atomic_write_text
 from napari_samlabel.core.prompts import ObjectPrompts
 from napari_samlabel.io.images import image_id as stem_of
 from napari_samlabel.io.images import image_size, list_images
@@ -357,7 +357,7 @@ class Project:
         import warnings
 
         known = {self.image_path(i) for i in self._images}
-        fresh = []
+        fresh: list[Path] = []
         for p in list_images(folder):
             if p.resolve() in known:
                 continue
@@ -558,8 +558,7 @@ class Project:
             else:
                 name = f"obj-{obj.object_id:03d}-{_mask_digest(obj.mask)}.png"
                 if not (folder / name).is_file():
-                    data = _mask_png(obj.mask)
-                    atomic_save(folder / name, lambda fh, data=data: fh.write(data))
+                    atomic_write_bytes(folder / name, _mask_png(obj.mask))
             saved[obj.object_id] = (obj.mask, name)
             keep.add(name)
             records.append(self._object_record(obj, name))

@@ -794,8 +794,8 @@ def parse_annotation(path: str | os.PathLike[str],
     def num(node: Any, tag: str, where: str) -> int:
         text = node.findtext(tag) if node is not None else None
         try:
-            return int(round(float(text)))  # some tools write "12.0"
-        except (TypeError, ValueError):
+            return int(round(float(text or "")))  # some tools write "12.0"
+        except ValueError:
             raise VocError(f"{path}: {where}: <{tag}> is {text!r}, expected a number") from None
 
     size = None
