@@ -288,3 +288,44 @@ def test_mask_name_cache_is_bounded(tmp_path: Path, images: Path):
         project.save_document(doc)
     assert len(project._mask_names) <= 4  # a long session keeps a handful of masks alive
     assert [len(project.read_objects(i)) for i in project.image_ids] == [1] * 9
+
+
+CHILD = r"""
+import sys, numpy as np
+from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.io.project import Project
+project = Project.open(sys.argv[1])
+h, w = int(sys.argv[2]), int(sys.argv[3])
+objects = []
+for k in range(1, 250):
+    m = np.zeros((h, w), bool)
+    m[k % 40:k % 40 + 5, k % 60:k % 60 + 5] = True
+    objects.append(AnnotatedObject(k, 1 + k % 3, m))
+    project.save_document(AnnotationDocument("a", (h, w), objects, "in_progress"))
+    print(k, flush=True)
+"""
+
+
+@pytest.mark.parametrize("kill_after", [5, 23])
+def test_sigkill_during_autosave_loses_nothing_saved(project: Project, tmp_path: Path,
+                                                     kill_after: int):
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "proj"), str(H), str(W)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        last = 0
+        while last < kill_after:
+            line = child.stdout.readline()
+            assert line, "the child process stopped early"
+            last = int(line)
+        child.send_signal(signal.SIGKILL)  # most likely in the middle of the next save
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+    doc = Project.open(tmp_path / "proj").load_document("a")
+    ids = [o.object_id for o in doc.objects]
+    assert ids[:last] == list(range(1, last + 1)) and len(ids) in (last, last + 1)
+    assert all(o.mask.sum() == 25 for o in doc.objects)
