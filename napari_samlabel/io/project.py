@@ -196,6 +196,8 @@ class Project:
         # mask array they hold, so that saving after one accept hashes and writes only the
         # new mask. Bounded: a session over thousands of images keeps a handful of masks.
         self._mask_names: OrderedDict[str, dict[int, tuple[np.ndarray, str]]] = OrderedDict()
+        self._batch_depth = 0
+        self._dirty = False
 
     # -- creating and opening ---------------------------------------------------------------
     @staticmethod
@@ -594,7 +596,30 @@ class Project:
         }
 
     # -- the project file -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Project]:
+        """Defer writing ``samlabel-project.json`` to the end of the block.
+
+        For bulk changes (importing thousands of images, setting many statuses): each
+        change would otherwise rewrite the whole project file. Annotation files are still
+        written immediately. If the block raises, the project file is not written (the
+        in-memory project keeps the changes).
+        """
+        self._batch_depth += 1
+        try:
+            yield self
+        except BaseException:
+            self._batch_depth -= 1
+            raise
+        self._batch_depth -= 1
+        if self._batch_depth == 0 and self._dirty:
+            self._write_project_file()
+
     def _write_project_file(self) -> None:
+        if self._batch_depth:
+            self._dirty = True
+            return
+        self._dirty = False
         payload = {
             "format": PROJECT_FORMAT,
             "schema_version": SCHEMA_VERSION,

@@ -218,19 +218,19 @@ def import_voc(
                                 dir=target.parent))
     try:
         project = Project.create(tmp, [], classes)
-        for rec in read_voc(voc, classes, progress=progress, min_area=min_area):
-            image = rec.image_path
-            if copy_images:
-                (tmp / "images").mkdir(exist_ok=True)
-                image = tmp / "images" / rec.image_path.name
-                shutil.copyfile(rec.image_path, image)
-            [iid] = project.add_images([image])
-            doc = AnnotationDocument(iid, rec.semantic.shape,
-                                     _objects_of(rec.semantic, _fill_void(rec.instance, fill_void),
-                                                 rec.objects, classes, rec.image_id),
-                                     status=status)
-            project.save_document(doc)
-            project.set_status(iid, status)
+        with project.batch():  # one write of the project file, not two per image
+            for rec in read_voc(voc, classes, progress=progress, min_area=min_area):
+                image = rec.image_path
+                if copy_images:
+                    (tmp / "images").mkdir(exist_ok=True)
+                    image = tmp / "images" / rec.image_path.name
+                    shutil.copyfile(rec.image_path, image)
+                [iid] = project.add_images([image])
+                instance = _fill_void(rec.instance, fill_void)
+                objects = _objects_of(rec.semantic, instance, rec.objects, classes,
+                                      rec.image_id)
+                project.save_document(AnnotationDocument(iid, rec.semantic.shape, objects,
+                                                         status=status))
         if target.exists():
             target.rmdir()
         os.replace(tmp, target)

@@ -329,3 +329,17 @@ def test_sigkill_during_autosave_loses_nothing_saved(project: Project, tmp_path:
     ids = [o.object_id for o in doc.objects]
     assert ids[:last] == list(range(1, last + 1)) and len(ids) in (last, last + 1)
     assert all(o.mask.sum() == 25 for o in doc.objects)
+
+
+def test_batch_writes_the_project_file_once(project: Project, tmp_path: Path, monkeypatch):
+    writes = []
+    real = project_mod.atomic_write_text
+    monkeypatch.setattr(project_mod, "atomic_write_text",
+                        lambda path, text: (writes.append(Path(path).name), real(path, text)))
+    with project.batch():
+        for iid in project.image_ids:
+            project.set_status(iid, "done")
+        assert writes == []
+        assert Project.open(tmp_path / "proj").status("a") == ImageStatus.NEW
+    assert writes == [PROJECT_FILE]
+    assert [e.status for e in Project.open(tmp_path / "proj")] == [ImageStatus.DONE] * 3
