@@ -188,8 +188,19 @@ class SamEngine:
     device : torch.device
     precision : str
         ``"float32"`` or ``"bfloat16"``: how the encoder runs.
+    compiled : bool
+        Whether the encoder runs through ``torch.compile`` (False after a fallback).
+    cache : EmbeddingCache or None
+        The embedding cache ``set_image`` and ``encode`` use.
+    encode_count : int
+        How many times the image encoder ran (cache misses); handy for tests and reports.
     predictor : segment_anything.SamPredictor
         The wrapped predictor (for advanced use; prefer the methods below).
+
+    Notes
+    -----
+    One engine holds one current image: calls from several threads must be serialised
+    (the GUI runs them in one worker). The embedding cache itself is thread-safe.
     """
 
     def __init__(
