@@ -78,7 +78,9 @@ def test_level_iou_offset_lowers_one_levels_threshold(engine, image, all_masks):
     # No prediction reaches 5; +10 on the whole level lets exactly the whole masks through.
     params = AutoMaskParams(points_per_side=1, pred_iou_thresh=5.0, stability_score_thresh=0.0,
                             box_nms_thresh=1.0, level_iou_offset=(0, 0, 10))
-    masks = generate_automasks(engine, image, params)
+    calls = []
+    masks = generate_automasks(engine, image, params, progress=lambda *a: calls.append(a))
+    assert calls == [(1, 1, "automatic masks")]  # one batch of points
     assert [m.level for m in masks] == [2]
     (whole,) = [m for m in all_masks if m.level == 2]
     assert masks[0].predicted_iou == pytest.approx(whole.predicted_iou)  # offset not stored

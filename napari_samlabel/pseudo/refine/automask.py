@@ -374,6 +374,8 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
     generator = _generator_class()(model, params, progress, engine)
     with torch.no_grad():
         data = generator._generate_masks(image)
+    if engine is not None and params.crop_n_layers > 0:
+        engine.set_image(image)  # crops went through its predictor; the whole image is cached
     out = []
     for i, rle in enumerate(data["rles"]):
         mask = rle_to_mask(rle).astype(bool)
