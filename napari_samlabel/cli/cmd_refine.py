@@ -22,8 +22,7 @@ from typing import Any
 
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._progress import tqdm_progress
-
-METHODS = ("sepl", "sams", "slic")
+from napari_samlabel.pseudo.refine.api import METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -231,13 +230,11 @@ def run(args: argparse.Namespace) -> int:
                                        f"{maps.shape[2]} but image {path.name} is "
                                        f"{image.shape[0]}x{image.shape[1]}; class maps must "
                                        "be at image resolution")
-                masks = None
-                if engine is not None and params is not None:
-                    if cache is not None and cache.path_for(engine.model_id, image,
-                                                            params).is_file():
-                        hits += 1
-                    masks = refine.automatic_masks(engine, image, params, cache=cache)
-                labels = _refine_one(args, refine, image, coarse, maps, class_ids, masks)
+                if engine is not None and cache is not None and params is not None:
+                    hits += cache.path_for(engine.model_id, image, params).is_file()
+                labels = refine.refine_labels(
+                    args.method, image, coarse=coarse, maps=maps, class_ids=class_ids,
+                    sam=engine, params=params, cache=cache, **_options(args))
                 writer.add(iid, path, labels)
     except (ImageReadError, VocError, refine.RefineInputError, FileExistsError) as exc:
         raise CLIError(str(exc)) from None
@@ -248,15 +245,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refine_one(args: argparse.Namespace, refine: Any, image: Any, coarse: Any, maps: Any,
-                class_ids: Any, masks: Any) -> Any:
-    """Run the chosen refiner on one image."""
-    if args.method == "sepl":
-        return refine.sepl_refine(coarse, masks, segment_ratio=args.segment_ratio,
-                                  class_ratio=args.class_ratio)
-    if args.method == "sams":
-        return refine.sams_seeds(maps, class_ids, masks, occupation_ratio=args.occupation_ratio,
-                                 occupation=args.occupation, alpha=args.alpha).seeds
-    return refine.slic_refine(image, coarse, maps=maps, class_ids=class_ids,
-                              n_segments=args.n_segments, compactness=args.compactness,
-                              sigma=args.sigma, rule=args.rule, ignore_ratio=args.ignore_ratio)
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The chosen method's own parameters from the command line."""
+    names = {"sepl": ("segment_ratio", "class_ratio"),
+             "sams": ("occupation_ratio", "occupation", "alpha"),
+             "slic": ("n_segments", "compactness", "sigma", "rule", "ignore_ratio")}
+    return {n: getattr(args, n) for n in names[args.method]}

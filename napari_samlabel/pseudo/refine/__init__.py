@@ -4,11 +4,13 @@
 - :mod:`.sepl`: SEPL voting of automatic masks into the classes of a coarse map;
 - :mod:`.sams`: SAMS quasi-superpixels classified by CAMs (or network scores) into seeds;
 - :mod:`.slic`: SLIC superpixel snapping and the adaptive-ratio confidence threshold;
-- :mod:`.inputs`: reading per-image class maps.
+- :mod:`.inputs`: reading per-image class maps;
+- :func:`refine_labels`: one entry point for the three methods (CLI, napari plugin).
 
 torch and segment_anything are imported only when automatic masks are generated.
 """
 
+from napari_samlabel.pseudo.refine.api import METHODS, default_params, refine_labels
 from napari_samlabel.pseudo.refine.automask import (
     LEVEL_NAMES,
     LEVEL_PART,
@@ -45,6 +47,7 @@ __all__ = [
     "LEVEL_PART",
     "LEVEL_SUBPART",
     "LEVEL_WHOLE",
+    "METHODS",
     "SAMS_PARAMS",
     "AutoMask",
     "AutoMaskCache",
@@ -54,11 +57,13 @@ __all__ = [
     "adaptive_threshold",
     "automatic_masks",
     "classify_quasi_superpixels",
+    "default_params",
     "generate_automasks",
     "label_confidence",
     "load_class_maps",
     "mark_low_confidence",
     "paint_seeds",
+    "refine_labels",
     "sams_seeds",
     "select_quasi_superpixels",
     "sepl_refine",
