@@ -3,8 +3,10 @@
 Chen et al., "Segment Anything Model (SAM) Enhanced Pseudo Labels for Weakly Supervised
 Semantic Segmentation" (arXiv 2305.05803). For each class ``c`` present in the coarse map and
 each automatic mask ``s``, with ``o = |s ∩ coarse_c|``: ``s`` is added to class ``c`` if
-``o / |s| > 0.5`` or ``o / |coarse_c| > 0.85`` (both strict; a ratio exactly at the threshold
-does not vote).
+``o / |s| > 0.5`` or ``o / |coarse_c| > 0.85`` (both strict, as the paper writes them; a
+ratio exactly at the threshold does not vote. The authors' code tests the class share with
+``>= 0.85``, which differs only when exactly 85 % of a class lies in one mask). Ratios are
+compared exactly, as fractions of integers.
 
 The paper states only the vote. The rules for what the vote leaves open follow the authors'
 public code (github.com/cskyl/SAM_WSSS, ``merge/max_iou_imp2.py``), except where noted:
