@@ -158,3 +158,15 @@ def test_bad_image_and_params():
         AutoMaskParams(level_iou_offset=(0.1, 0.2))
     with pytest.raises(ValueError, match="points_per_side"):
         AutoMaskParams(points_per_side=0)
+
+
+@pytest.mark.slow
+def test_crop_layer_through_the_engine(engine, image, all_masks):
+    # One crop layer: the whole image (from the engine's cache) plus 4 crops (encoded).
+    calls = []
+    params = AutoMaskParams(crop_n_layers=1, box_nms_thresh=1.0, **OPEN)
+    masks = generate_automasks(engine, image, params, progress=lambda *a: calls.append(a))
+    assert [c[:2] for c in calls] == [(k, 5) for k in range(1, 6)]
+    assert {m.level for m in masks} <= {0, 1, 2}
+    assert all(m.segmentation.shape == image.shape[:2] for m in masks)
+    assert engine.is_image_set  # the whole image is current again after the crop passes
