@@ -85,6 +85,9 @@ def test_level_iou_offset_lowers_one_levels_threshold(engine, image, all_masks):
     (whole,) = [m for m in all_masks if m.level == 2]
     assert masks[0].predicted_iou == pytest.approx(whole.predicted_iou)  # offset not stored
     np.testing.assert_array_equal(masks[0].segmentation, whole.segmentation)
+    # Without the offset nothing passes: an empty list, not an error.
+    assert generate_automasks(engine, image, AutoMaskParams(
+        points_per_side=1, pred_iou_thresh=5.0, stability_score_thresh=0.0)) == []
 
 
 def test_level_nms_offset_prefers_whole_masks(engine, image):
