@@ -165,8 +165,9 @@ class LayerBridge:
         pos = self.positive if positive is None else positive
         for layer in (self.points_layer, self.shapes_layer):
             layer.feature_defaults = {"positive": pos}
+        # Points take their colour from the feature; shapes are recoloured after each edit,
+        # this only shows the right colour while drawing.
         self.shapes_layer.current_edge_color = POSITIVE_COLOR if pos else NEGATIVE_COLOR
-        self.points_layer.current_face_color = POSITIVE_COLOR if pos else NEGATIVE_COLOR
 
     def _recolor_shapes(self) -> None:
         sh = self.shapes_layer

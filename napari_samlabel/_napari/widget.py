@@ -101,8 +101,7 @@ class SamLabelWidget(QWidget):
 
     def attach(self, session: AnnotationSession, engine: Any = None) -> Annotator:
         """Annotate ``session`` in this widget's viewer (replacing a previous one)."""
-        if self.annotator is not None:
-            self.annotator.close()
+        self.shutdown()
         self.tabs.clear()
         ev = session.events
         ev.timing.connect(self._on_timing)
@@ -132,7 +131,10 @@ class SamLabelWidget(QWidget):
         opts = self.engine_options
 
         def load() -> Any:
+            from napari_samlabel._napari.torch_guard import keep_triton_out
             from napari_samlabel.engine.sam import load_engine
+
+            keep_triton_out()
 
             return load_engine(opts.model, opts.checkpoint, precise=opts.precise)
 
@@ -173,9 +175,28 @@ class SamLabelWidget(QWidget):
         parts += [p for p in (self._timing, self._busy, self._message) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
+    def shutdown(self, timeout_ms: int = 60000) -> None:
+        """Stop annotating: drop waiting jobs, let running ones finish, remove the layers."""
+        a, self.annotator = self.annotator, None
+        if a is None:
+            return
+        s = a.session
+        for lane in (s.lane, s.prefetch_lane):
+            for kind in ("encode", "decode", "prefetch"):
+                lane.cancel(kind)
+        for runner in {id(r): r for r in (s.lane.runner, s.prefetch_lane.runner)}.values():
+            wait = getattr(runner, "wait", None)
+            if wait is not None:
+                wait(timeout_ms)
+        ev = s.events
+        for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
+                             (ev.message, self._on_message)):
+            signal.disconnect(slot)
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved):
+            signal.disconnect()
+        a.close()
+
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Stop annotating when the widget closes."""
-        if self.annotator is not None:
-            self.annotator.close()
-            self.annotator = None
+        self.shutdown()
         super().closeEvent(event)

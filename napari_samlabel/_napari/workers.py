@@ -32,6 +32,16 @@ class NapariRunner:
         worker.finished.connect(lambda: self._workers.discard(worker))
         worker.start()
 
+    def wait(self, timeout_ms: int = 60000) -> bool:
+        """Process events until this runner's workers have finished; False on timeout."""
+        from qtpy.QtCore import QCoreApplication, QDeadlineTimer, QThread
+
+        deadline = QDeadlineTimer(timeout_ms)
+        while self._workers and not deadline.hasExpired():
+            QCoreApplication.processEvents()
+            QThread.msleep(5)
+        return not self._workers
+
     @property
     def active(self) -> int:
         """Number of workers not finished yet."""

@@ -1,0 +1,132 @@
+"""Click-to-preview latency of the napari plugin against the raw SAM decoder call.
+
+Real ViT-B architecture with random weights (no pretrained weights needed: the decoder's
+cost does not depend on the weights' values). One real 500 x 375 VOC image is encoded once;
+then, for each of N clicks:
+
+- **plugin path**: a point is added to the plugin's Points layer (as a click does) and the
+  clock stops when the preview Labels layer has been given the new mask. This covers the
+  layer event, prompt conversion, the document, the engine lane and its worker thread, the
+  prompt policy, ``SamPredictor.predict``, the hand-back to the GUI thread, and the render.
+- **raw decoder**: ``engine.predict`` on the very same decoder inputs (same points, same
+  previous logits as ``mask_input``), called directly, measured right after each click so
+  both see the same machine load.
+
+Prints p50/p95 of both and their ratio (target: plugin p50 <= 1.2 x raw p50).
+
+Run under a display, e.g.::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/bench_click_latency.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+VOC = Path("/work/shared/data/voc-sample/VOC2012/JPEGImages")
+
+
+def sample_image(folder: Path) -> Path:
+    """A real photo: a VOC sample if present, else the bundled cat."""
+    src = next(iter(sorted(VOC.glob("*.jpg"))), None) if VOC.is_dir() else None
+    if src is None:
+        from napari_samlabel._napari.samples import sample_paths
+
+        src = sample_paths()[0]
+    dst = folder / src.name
+    shutil.copy(src, dst)
+    return dst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clicks", type=int, default=40)
+    parser.add_argument("--model", default="vit_b")
+    parser.add_argument("--per-object", type=int, default=4,
+                        help="clicks per object before it is discarded and a new one starts")
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_samlabel._napari.torch_guard import keep_triton_out
+
+    keep_triton_out()
+    import torch
+
+    from napari_samlabel._napari.launch import open_annotator
+    from napari_samlabel.engine.cache import EmbeddingCache
+    from napari_samlabel.engine.policies import to_sam_inputs
+    from napari_samlabel.engine.registry import get_model_spec
+    from napari_samlabel.engine.sam import SamEngine
+
+    spec = get_model_spec(args.model)
+    engine = SamEngine(spec.build(), f"{args.model}:random-weights", device="cpu",
+                       cache=EmbeddingCache(None))
+    print(f"model {args.model} (random weights), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, encoder precision {engine.precision}")
+
+    tmp = Path(tempfile.mkdtemp(prefix="samlabel-bench-"))
+    try:
+        folder = tmp / "images"
+        folder.mkdir()
+        path = sample_image(folder)
+        viewer = napari.Viewer(show=True)
+        app = QApplication.instance()
+        t0 = time.perf_counter()
+        widget = open_annotator(viewer, folder, engine=engine)
+        s = widget.annotator.session
+        bridge = widget.annotator.bridge
+        while not s.lane.idle:
+            app.processEvents()
+            time.sleep(0.005)
+        h, w = s.doc.shape
+        print(f"image {path.name} {w}x{h}; encode {time.perf_counter() - t0:.1f} s "
+              f"(session says {s.last_encode_ms:.0f} ms)")
+
+        rendered = []
+        bridge.preview_layer.events.data.connect(lambda e: rendered.append(time.perf_counter()))
+        rng = np.random.default_rng(0)
+        plugin_ms, raw_ms = [], []
+        for k in range(args.clicks + 2):  # the first two clicks warm up and are dropped
+            if k and k % args.per_object == 0:
+                widget.annotator.discard()
+            rc = [float(rng.integers(h // 4, 3 * h // 4)), float(rng.integers(w // 4, 3 * w // 4))]
+            logits_before = s.doc.current.logits
+            n = s.decode_count
+            rendered.clear()
+            start = time.perf_counter()
+            bridge.points_layer.add(rc)
+            while s.decode_count == n or not rendered:
+                app.processEvents()
+            end = rendered[-1]
+            # The raw decoder on the same inputs, right away (same load).
+            cur = s.doc.current
+            inputs = to_sam_inputs(cur.prompts, (h, w), mask_input=logits_before)
+            r0 = time.perf_counter()
+            engine.predict(inputs)
+            r1 = time.perf_counter()
+            if k >= 2:
+                plugin_ms.append((end - start) * 1e3)
+                raw_ms.append((r1 - r0) * 1e3)
+        viewer.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    p = np.percentile
+    print(f"clicks measured: {len(plugin_ms)}")
+    print(f"raw decoder   p50 {p(raw_ms, 50):7.1f} ms   p95 {p(raw_ms, 95):7.1f} ms")
+    print(f"plugin click  p50 {p(plugin_ms, 50):7.1f} ms   p95 {p(plugin_ms, 95):7.1f} ms")
+    ratio = p(plugin_ms, 50) / p(raw_ms, 50)
+    verdict = "met" if ratio <= 1.2 else "NOT met"
+    print(f"plugin / raw (p50): {ratio:.2f}  (target <= 1.20: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

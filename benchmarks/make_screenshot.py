@@ -1,0 +1,104 @@
+"""Save ``docs/screenshot.png``: the annotator in a real napari window (run under Xvfb).
+
+No pretrained SAM weights exist on the build machine, so the masks in the picture come from
+the ground-truth oracle engine (``napari_samlabel.engine.fakes.OracleEngine``) on real PASCAL
+VOC images from ``/work/shared/data/voc-sample``; everything else (layers, prompts, panels,
+status line) is the plugin as an annotator sees it. Prompts are given through the plugin's
+layers, exactly as clicks and drags give them.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/make_screenshot.py
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+VOC = Path("/work/shared/data/voc-sample/VOC2012")
+IMAGES = ("2010_004370", "2010_002139", "2010_003541")
+OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+
+
+def inner_point(mask: np.ndarray) -> list[float]:
+    """The pixel deepest inside ``mask`` (a click an annotator would make)."""
+    from scipy.ndimage import distance_transform_edt
+
+    d = distance_transform_edt(mask)
+    r, c = np.unravel_index(int(np.argmax(d)), d.shape)
+    return [float(r), float(c)]
+
+
+def main() -> None:
+    import napari
+    from qtpy.QtWidgets import QApplication
+    from skimage.measure import label
+
+    from napari_samlabel._napari.launch import open_annotator
+    from napari_samlabel.engine.fakes import OracleEngine
+    from napari_samlabel.io.images import load_image
+
+    tmp = Path(tempfile.mkdtemp(prefix="samlabel-shot-"))
+    try:
+        folder = tmp / "voc"
+        folder.mkdir()
+        pairs = []
+        for iid in IMAGES:
+            shutil.copy(VOC / "JPEGImages" / f"{iid}.jpg", folder / f"{iid}.jpg")
+            sem = np.array(Image.open(VOC / "SegmentationClass" / f"{iid}.png"))
+            pairs.append((load_image(folder / f"{iid}.jpg"), sem, None))
+        engine = OracleEngine.from_pairs(pairs)
+        viewer = napari.Viewer(title="napari-samlabel", show=True)
+        viewer.window.resize(1500, 900)
+        app = QApplication.instance()
+        widget = open_annotator(viewer, folder, engine=engine)
+        a = widget.annotator
+        s = a.session
+
+        def settle(seconds: float = 0.3) -> None:
+            end = time.time() + seconds
+            while time.time() < end or not s.lane.idle:
+                app.processEvents()
+                time.sleep(0.01)
+
+        settle()
+        sem = pairs[0][1]
+        people = label(sem == 15)
+        dog = sem == 12
+        # Person 1: one click. Dog: a box. Then person 2 in progress (click + negative).
+        a.pick_class(15)
+        a.bridge.points_layer.add(inner_point(people == 1))
+        settle()
+        a.accept()
+        a.pick_class(12)
+        rows, cols = np.nonzero(dog)
+        a.box_mode()
+        a.bridge.shapes_layer.add_rectangles(
+            np.array([[rows.min() - 3, cols.min() - 3], [rows.max() + 3, cols.max() + 3]]))
+        settle()
+        a.accept()
+        a.points_mode()
+        a.pick_class(15)
+        a.bridge.points_layer.add(inner_point(people == 2))
+        a.toggle_polarity()
+        a.bridge.points_layer.add(inner_point(dog))
+        a.toggle_polarity()
+        settle(1.0)
+        viewer.layers.selection.active = a.bridge.points_layer
+        viewer.reset_view()
+        settle(1.0)
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(str(OUT), canvas_only=False)
+        print(f"wrote {OUT}")
+        widget.shutdown()
+        viewer.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

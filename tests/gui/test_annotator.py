@@ -1,0 +1,204 @@
+"""The annotator in a real napari viewer with the tiny SAM: prompts, preview, accept, undo."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from napari_samlabel.core.prompts import Box, Point, Scribble
+from napari_samlabel.io.project import Project
+
+from .conftest import wait_idle
+
+pytestmark = pytest.mark.gui
+
+
+def _preview_matches(annotator) -> bool:
+    doc = annotator.session.doc
+    cur = doc.current
+    if cur.mask is None:
+        return False
+    expected = cur.mask.astype(np.uint8) * cur.class_id
+    return np.array_equal(annotator.bridge.preview_layer.data, expected)
+
+
+def _press(position, modifiers):
+    return types.SimpleNamespace(modifiers=modifiers, position=position, type="mouse_press")
+
+
+def test_layers_are_owned_and_polarity_is_a_feature(annotate, image_folder, qtbot):
+    viewer, _, a = annotate(image_folder)
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["image", "semantic", "instances", "current object",
+                     "SAM boxes & scribbles", "SAM points"]
+    b = a.bridge
+    pts = b.points_layer
+    pts.add([10, 12])
+    a.toggle_polarity()                                   # key "n"
+    pts.add([20, 22])
+    a.toggle_polarity()
+    b._on_press(pts, _press((30, 30), ["Shift"]))         # Shift+click: one negative point
+    pts.add([30, 30])
+    b._on_press(pts, _press((31, 31), []))
+    pts.add([31, 31])
+    assert pts.features["positive"].tolist() == [True, False, False, True]
+    assert [p.positive for p in a.session.doc.current.prompts] == [True, False, False, True]
+    # The colour follows the feature (display only).
+    assert not np.allclose(pts.face_color[0], pts.face_color[1])
+    # Boxes and scribbles come from the shapes layer, in the order given.
+    sh = b.shapes_layer
+    sh.add_rectangles(np.array([[10, 20], [50, 70]]))
+    a.toggle_polarity()
+    sh.add_paths(np.array([[30.0, 30.0], [35.0, 40.0], [40.0, 45.0]]))
+    wait_idle(qtbot, a.session)
+    prompts = a.session.doc.current.prompts
+    assert prompts[4] == Box((10, 20), (50, 70))
+    assert isinstance(prompts[5], Scribble) and prompts[5].positive is False
+    assert sh.features["positive"].tolist() == [True, False]
+    assert _preview_matches(a)
+    # Moving a point replaces that prompt (the others keep their order).
+    data = pts.data.copy()
+    data[0] = [12, 14]
+    pts.data = data
+    assert a.session.doc.current.prompts[-1] == Point((12, 14), True)
+    assert len(a.session.doc.current.prompts) == 6
+
+
+def _latest_request_wins_and_logits_hand_over(a, qtbot):
+    """A burst of edits costs two decodes; the next one gets the newest answer's logits."""
+    s = a.session
+    engine = s.engine
+    pts = a.bridge.points_layer
+    for k in range(5):  # the first decode's answer cannot land before the burst ends
+        pts.add([20 + 5 * k, 30 + 5 * k])
+    wait_idle(qtbot, s)
+    assert s.decode_count == 2                      # waiting requests were superseded
+    assert len(engine.calls[-1].point_coords) == 5  # the newest prompts were decoded
+    assert _preview_matches(a)
+    pts.add([60, 70])
+    wait_idle(qtbot, s)
+    last = engine.calls[-1]
+    assert len(last.point_coords) == 6 and last.mask_input is not None
+    # The disk fake paints its mask_input into its output: earlier disks stay.
+    assert s.doc.current.mask[20, 30] and s.doc.current.mask[60, 70]
+
+
+def test_tiny_sam_preview_logits_and_accept(annotate, image_folder, qtbot, monkeypatch,
+                                            tiny_engine):
+    """The real SAM path: prompt -> worker decode -> preview; logits back; accept -> layers."""
+    import napari_samlabel.engine.policies as policies
+
+    calls = []
+    real = policies.refine_object
+
+    def spy(engine, prompts, shape, prev_logits, policy=None, **kw):
+        result = real(engine, prompts, shape, prev_logits, policy, **kw)
+        calls.append((prompts.prompts, prev_logits, result.logits))
+        return result
+
+    monkeypatch.setattr(policies, "refine_object", spy)
+    _, widget, a = annotate(image_folder, engine=tiny_engine)
+    s = a.session
+    a.pick_class(8)  # cat
+    a.bridge.points_layer.add([40, 50])
+    qtbot.waitUntil(lambda: len(calls) == 1 and _preview_matches(a), timeout=30000)
+    cur = s.doc.current
+    assert cur.prompts == (Point((40.0, 50.0), True),)
+    assert cur.mask.shape == s.image.shape[:2] and cur.logits.shape == (1, 256, 256)
+    assert "decode" in widget.status_line.text() and "ms" in widget.status_line.text()
+    a.bridge.points_layer.add([45, 60])
+    qtbot.waitUntil(lambda: len(calls) == 2 and _preview_matches(a), timeout=30000)
+    assert calls[0][1] is None                      # a new object starts without logits
+    np.testing.assert_array_equal(calls[1][1], calls[0][2])  # first answer's logits go back
+    if not s.doc.current.has_mask:  # random weights: make sure there is a mask to accept
+        pytest.skip("the tiny random SAM gave an empty mask here")
+    mask = s.doc.current.mask.copy()
+    obj = a.accept()
+    assert obj.class_id == 8
+    np.testing.assert_array_equal(a.bridge.semantic_layer.data, np.where(mask, 8, 0))
+    np.testing.assert_array_equal(a.bridge.instance_layer.data,
+                                  np.where(mask, obj.object_id, 0))
+    assert len(a.bridge.points_layer.data) == 0 and not a.bridge.preview_layer.data.any()
+    a.bridge.points_layer.add([10, 10])
+    qtbot.waitUntil(lambda: len(calls) == 3, timeout=30000)
+    assert calls[2][1] is None                      # ... and never leak into the next object
+    stored = Project.open(image_folder).read_objects(s.image_id())
+    assert [o.class_id for o in stored] == [8]
+    np.testing.assert_array_equal(stored[0].mask, mask)
+    assert stored[0].model_id == tiny_engine.model_id
+
+
+def test_latest_wins_then_undo_redo_restore_state_and_layers(annotate, image_folder, qtbot):
+    _, _, a = annotate(image_folder)
+    _latest_request_wins_and_logits_hand_over(a, qtbot)
+    a.discard()
+    s = a.session
+    pts = a.bridge.points_layer
+    pts.add([40, 50])
+    qtbot.waitUntil(lambda: _preview_matches(a), timeout=20000)
+    first_logits = s.doc.current.logits
+    pts.add([20, 30])
+    qtbot.waitUntil(lambda: _preview_matches(a) and len(s.doc.current.prompts) == 2,
+                    timeout=20000)
+    a.accept()
+    assert a.bridge.semantic_layer.data.any()
+    a.undo()   # back to the two prompts, not accepted
+    wait_idle(qtbot, s)
+    assert not a.bridge.semantic_layer.data.any()
+    assert len(pts.data) == 2
+    a.undo()   # back to one prompt, with the logits of that state
+    wait_idle(qtbot, s)
+    assert len(pts.data) == 1 and s.doc.current.logits is first_logits
+    assert _preview_matches(a)
+    a.redo()
+    a.redo()
+    wait_idle(qtbot, s)
+    assert len(pts.data) == 0 and a.bridge.semantic_layer.data.any()
+    assert len(Project.open(image_folder).read_objects(s.image_id())) == 1
+
+
+def test_keys_and_modifier_clicks(annotate, image_folder, qtbot):
+    viewer, _, a = annotate(image_folder)
+    s = a.session
+    keys = viewer.window._qt_viewer._key_map_handler
+    viewer.layers.selection.active = a.bridge.points_layer
+    keys.press_key("3")                     # "3" would switch the points layer to select mode
+    assert s.current_class == 3 and a.bridge.points_layer.mode == "add"
+    a.bridge.points_layer.add([40, 50])
+    qtbot.waitUntil(lambda: _preview_matches(a), timeout=20000)
+    keys.press_key("a")
+    assert [o.class_id for o in s.doc.objects] == [3]
+    a.bridge.points_layer.add([10, 10])
+    wait_idle(qtbot, s)
+    keys.press_key("Escape")
+    assert s.doc.current.prompts == () and len(a.bridge.points_layer.data) == 0
+    keys.press_key("Control-z")
+    assert len(a.bridge.points_layer.data) == 1
+    keys.press_key("Control-Shift-z")
+    assert len(a.bridge.points_layer.data) == 0
+    # Alt+click selects an accepted object, Ctrl+click reopens it.
+    b = a.bridge
+    b.points_layer.add([60, 90])
+    qtbot.waitUntil(lambda: _preview_matches(a), timeout=20000)
+    obj = a.accept()
+    rows, cols = np.nonzero(obj.mask)
+    at = (float(rows[0]), float(cols[0]))
+    # Alt+click: select only; the point the click adds is dropped.
+    b._on_press(b.points_layer, _press(at, ["Alt"]))
+    b.points_layer.add(list(at))
+    assert b.selected_object == obj.object_id and s.doc.current.prompts == ()
+    a.pick_class(12)
+    a.apply_class()
+    assert s.doc.get(obj.object_id).class_id == 12
+    assert Project.open(image_folder).read_objects(s.image_id())[1].class_id == 12
+    # Ctrl+click: reopen with its prompts.
+    b._on_press(b.points_layer, _press(at, ["Control"]))
+    b.points_layer.add(list(at))
+    qtbot.waitUntil(lambda: len(b.points_layer.data) == 1, timeout=5000)
+    assert s.doc.current.original is not None
+    assert s.doc.current.prompts == obj.prompts
+    np.testing.assert_array_equal(b.points_layer.data, [[60.0, 90.0]])
+    # A reopened object is still on disk (a crash now would not lose it).
+    assert len(Project.open(image_folder).read_objects(s.image_id())) == 2
