@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 VOC = Path("/work/shared/data/voc-sample/VOC2012")
-IMAGES = ("2010_004370", "2010_002139", "2010_003541")
+IMAGES = ("2010_002139", "2010_004370", "2010_003541")  # the first has a cow and two people
+COW, PERSON = 10, 15
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
 
 
@@ -35,7 +36,7 @@ def inner_point(mask: np.ndarray) -> list[float]:
 
 def main() -> None:
     import napari
-    from qtpy.QtWidgets import QApplication
+    from qtpy.QtWidgets import QApplication, QWidget
     from skimage.measure import label
 
     from napari_samlabel._napari.launch import open_annotator
@@ -52,6 +53,9 @@ def main() -> None:
             sem = np.array(Image.open(VOC / "SegmentationClass" / f"{iid}.png"))
             pairs.append((load_image(folder / f"{iid}.jpg"), sem, None))
         engine = OracleEngine.from_pairs(pairs)
+        from napari.settings import get_settings
+
+        get_settings().application.gui_notification_level = "none"  # no toasts in the picture
         viewer = napari.Viewer(title="napari-samlabel", show=True)
         viewer.window.resize(1500, 900)
         app = QApplication.instance()
@@ -66,31 +70,33 @@ def main() -> None:
                 time.sleep(0.01)
 
         settle()
-        sem = pairs[0][1]
-        people = label(sem == 15)
-        dog = sem == 12
-        # Person 1: one click. Dog: a box. Then person 2 in progress (click + negative).
-        a.pick_class(15)
-        a.bridge.points_layer.add(inner_point(people == 1))
-        settle()
-        a.accept()
-        a.pick_class(12)
-        rows, cols = np.nonzero(dog)
+        sem = pairs[IMAGES.index(s.image_id())][1]
+        people = label(sem == PERSON)
+        cow = sem == COW
+        # Two people accepted with one click each; the cow in progress: a box and a
+        # negative click on the person standing behind it.
+        a.pick_class(PERSON)
+        for k in (1, 2):
+            a.bridge.points_layer.add(inner_point(people == k))
+            settle()
+            a.accept()
+        a.pick_class(COW)
+        rows, cols = np.nonzero(cow)
         a.box_mode()
         a.bridge.shapes_layer.add_rectangles(
-            np.array([[rows.min() - 3, cols.min() - 3], [rows.max() + 3, cols.max() + 3]]))
-        settle()
-        a.accept()
+            np.array([[rows.min() - 4, cols.min() - 4], [rows.max() + 4, cols.max() + 4]]))
         a.points_mode()
-        a.pick_class(15)
-        a.bridge.points_layer.add(inner_point(people == 2))
         a.toggle_polarity()
-        a.bridge.points_layer.add(inner_point(dog))
+        a.bridge.points_layer.add(inner_point(people == 1))
         a.toggle_polarity()
         settle(1.0)
         viewer.layers.selection.active = a.bridge.points_layer
         viewer.reset_view()
         settle(1.0)
+        for w in app.topLevelWidgets() + viewer.window._qt_window.findChildren(QWidget):
+            if type(w).__name__ == "NapariQtNotification":  # the PyQt5 deprecation toast
+                w.close()
+        settle(0.5)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         viewer.screenshot(str(OUT), canvas_only=False)
         print(f"wrote {OUT}")
