@@ -247,6 +247,8 @@ class AnnotationSession:
         self.events.busy.emit("")
         self._emit_timing()
         self.events.encoded.emit(index)
+        if index == self.index:
+            self._request_decode()  # prompts drawn while the image was encoding
         self._request_prefetch()
 
     def _request_prefetch(self) -> None:

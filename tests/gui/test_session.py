@@ -129,3 +129,23 @@ def test_class_list_may_extend_a_project_but_not_rename(image_folder):
 def test_session_needs_images():
     with pytest.raises(ValueError, match="no images"):
         AnnotationSession([])
+
+
+def test_prompts_drawn_before_the_encode_finishes_are_decoded(image_folder):
+    runner = ManualRunner()
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(),
+                            runner=runner, prefetch=False)
+    s.open_image(0)                                     # encode starts
+    s.set_prompts([Point((20, 30))])                    # decode waits behind it
+    runner.finish()                                     # encode
+    runner.finish()                                     # decode
+    assert s.doc.current.has_mask and s.lane.idle
+
+
+def test_engine_arriving_late_encodes_and_decodes(image_folder):
+    s = session_for_project(project_for_folder(image_folder), prefetch=False)
+    s.open_image(0)
+    s.set_prompts([Point((20, 30))])                    # no model yet: nothing to run
+    assert s.doc.current.mask is None
+    s.set_engine(DiskEngine())
+    assert s.is_encoded(0) and s.doc.current.has_mask
