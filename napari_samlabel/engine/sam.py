@@ -223,15 +223,21 @@ class SamEngine:
         for p in sam.parameters():  # inference only: no autograd bookkeeping
             p.requires_grad_(False)
         self.predictor = SamPredictor(sam)
-        _use_lean_attention(sam.image_encoder)  # the engine owns ``sam`` from here on
-        self._encoder = sam.image_encoder
+        encoder = sam.image_encoder
+        _use_lean_attention(encoder)  # the engine owns ``sam`` from here on
+        self._eager_forward = encoder.forward
+        self._encoder = self._eager_forward
         self.compiled = False
         if compile:
             try:
-                self._encoder = torch.compile(sam.image_encoder, dynamic=False)
+                self._encoder = torch.compile(self._eager_forward, dynamic=False)
                 self.compiled = True
             except Exception as exc:  # noqa: BLE001 - any backend failure: stay eager
                 warnings.warn(f"torch.compile unavailable ({exc}); encoding eagerly", stacklevel=2)
+        # Installed in the model itself, so that every encode takes the fast path, also
+        # ``predictor.set_image`` called directly (e.g. for the crops of the automatic
+        # mask generator); the output is float32 whatever the precision.
+        encoder.forward = self._encoder_forward
         self._current_key: str | None = None
         self.encode_count = 0
 
@@ -253,6 +259,26 @@ class SamEngine:
         else:
             yield
 
+    def _encoder_forward(self, x: Any) -> Any:
+        """The image encoder's forward as installed in the model (precision, compile)."""
+        try:
+            with self._autocast():
+                out = self._encoder(x)
+        except Exception as exc:
+            if not self.compiled:
+                raise
+            # A compiled graph that fails (missing compiler, unsupported op) must not
+            # break labelling: fall back to eager for the rest of the session.
+            warnings.warn(
+                f"compiled encoder failed ({type(exc).__name__}: {exc}); encoding eagerly",
+                stacklevel=2,
+            )
+            self._encoder = self._eager_forward
+            self.compiled = False
+            with self._autocast():
+                out = self._encoder(x)
+        return out.float()
+
     def _run_encoder(self, image: np.ndarray) -> Embedding:
         """Run SAM's preprocessing and image encoder on ``image`` (no cache)."""
         import torch
@@ -263,23 +289,7 @@ class SamEngine:
         model = self.predictor.model
         with torch.inference_mode():
             x = model.preprocess(x.float())  # normalise and pad to 1024 x 1024
-            try:
-                with self._autocast():
-                    features = self._encoder(x)
-            except Exception as exc:
-                if not self.compiled:
-                    raise
-                # A compiled graph that fails (missing compiler, unsupported op) must not
-                # break labelling: fall back to eager for the rest of the session.
-                warnings.warn(
-                    f"compiled encoder failed ({type(exc).__name__}: {exc}); encoding eagerly",
-                    stacklevel=3,
-                )
-                self._encoder = model.image_encoder
-                self.compiled = False
-                with self._autocast():
-                    features = self._encoder(x)
-            features = features.float().cpu().numpy()
+            features = model.image_encoder(x).cpu().numpy()
         self.encode_count += 1
         return Embedding(
             features=features,

@@ -195,3 +195,12 @@ def test_fast_precision_is_close_to_precise(tiny_checkpoint, engine, astronaut):
     engine.set_image(astronaut)
     b = engine.get_embedding().features.astype(np.float64).ravel()
     assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.999
+
+    # SamPredictor.set_image called directly (as SAM's automatic mask generator does)
+    # takes the same encoder path and still yields float32 features.
+    spy = EncoderSpy(fast)
+    fast.predictor.set_image(astronaut)
+    assert spy.calls == 1
+    assert str(fast.predictor.features.dtype) == "torch.float32"
+    c = fast.predictor.features.numpy().astype(np.float64).ravel()
+    assert a @ c / np.linalg.norm(a) / np.linalg.norm(c) > 0.9999
