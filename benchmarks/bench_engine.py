@@ -43,12 +43,18 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
+CPU_SECONDS: list[float] = []  # process CPU time of each _timed call, in order
+
+
 def _timed(fn, repeats: int) -> list[float]:
-    out = []
+    """Wall times of ``repeats`` calls; the CPU time of the fastest goes to CPU_SECONDS."""
+    out, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    CPU_SECONDS.append(cpu[int(np.argmin(out))])
     return out
 
 
@@ -75,7 +81,6 @@ def main() -> None:
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_supports_bf16()}")
     print(f"load average before: {os.getloadavg()}")
     image = _image()
-    rows: list[tuple[str, str, str, str]] = []
 
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
@@ -89,20 +94,23 @@ def main() -> None:
         torch.save(sam.state_dict(), ckpt)
         del sam
 
-        # Stock segment-anything, float32.
+        # Stock segment-anything (float32) and our modes. Timed round-robin, one encode
+        # per mode per round, so that load from other processes hits all modes alike.
         stock = SamPredictor(load_sam("vit_b", ckpt))
         stock.set_image(image)
         ref = stock.features.numpy().copy()
-        if not args.no_stock:
-            times = _timed(lambda s=stock: s.set_image(image), args.repeats)
-            rows.append(("stock SamPredictor fp32", f"{min(times):.2f}", "-", "1.000000"))
-        del stock
 
         def engine(precise: bool, compile_: bool, cache_dir: str | None) -> SamEngine:
             return SamEngine(load_sam("vit_b", ckpt), model_id="vit_b:bench", device="cpu",
                              precise=precise, compile=compile_,
                              cache=EmbeddingCache(cache_dir, memory_items=0))
 
+        fns: dict[str, object] = {}
+        first: dict[str, str] = {}
+        cos: dict[str, str] = {}
+        if not args.no_stock:
+            fns["stock SamPredictor fp32"] = lambda s=stock: s.set_image(image)
+            first["stock SamPredictor fp32"], cos["stock SamPredictor fp32"] = "-", "1.000000"
         modes = [("ours precise fp32", True, False), ("ours bf16 (default)", False, False)]
         if not args.no_compile:
             modes.append(("ours compile + bf16", False, True))
@@ -111,19 +119,29 @@ def main() -> None:
             eng = engine(precise, compile_, None)
             t = time.perf_counter()
             emb, _ = eng.encode(image)
-            first = time.perf_counter() - t
-            times = _timed(lambda eng=eng: eng._run_encoder(image), args.repeats)
-            rows.append((f"{name} [{eng.precision}]", f"{min(times):.2f}", f"{first:.2f}",
-                         f"{_cos(eng._run_encoder(image).features, ref):.6f}"))
+            first[name] = f"{time.perf_counter() - t:.2f}"
+            cos[name] = f"{_cos(emb.features, ref):.6f}"
+            fns[name] = lambda eng=eng: eng._run_encoder(image)
             if not precise and not compile_:
                 fast = eng
-            else:
-                del eng
+        best: dict[str, float] = {n: float("inf") for n in fns}
+        cpu: dict[str, float] = {}
+        for _ in range(args.repeats):
+            for name, fn in fns.items():
+                wall = _timed(fn, 1)[0]
+                if wall < best[name]:
+                    best[name], cpu[name] = wall, CPU_SECONDS[-1]
 
-        print(f"\nencode, 500 x 375 image, ViT-B (best of {args.repeats}, seconds)")
-        print(f"{'mode':38s} {'encode':>8s} {'1st call':>9s} {'cos fp32':>10s}")
-        for r in rows:
-            print(f"{r[0]:38s} {r[1]:>8s} {r[2]:>9s} {r[3]:>10s}")
+        print(f"\nencode, 500 x 375 image, ViT-B (best of {args.repeats} round-robin rounds, s)")
+        print("(cpu s: process CPU time of that encode; on 2 idle cores wall ~ cpu s / 2)")
+        print(f"{'mode':28s} {'encode':>7s} {'x stock':>8s} {'1st call':>9s} {'cos fp32':>9s} "
+              f"{'cpu s':>6s}")
+        base = best.get("stock SamPredictor fp32")
+        for name in fns:
+            ratio = f"{base / best[name]:.2f}" if base else "-"
+            print(f"{name:28s} {best[name]:7.2f} {ratio:>8s} {first[name]:>9s} "
+                  f"{cos[name]:>9s} {cpu[name]:6.1f}")
+        del stock
 
         # Decode latency: clicks added one at a time, previous logits fed back.
         assert fast is not None
@@ -148,8 +166,7 @@ def main() -> None:
               f"p95 {np.percentile(lat_ms, 95):.1f} ms")
 
         # Cache hits.
-        encode_s = float(rows[-1][1]) if args.no_compile else float(
-            next(r[1] for r in rows if r[0].startswith("ours bf16")))
+        encode_s = best["ours bf16 (default)"]
         mem = engine(False, False, None)
         mem.cache = EmbeddingCache(None, memory_items=4)
         mem.set_image(image)
