@@ -10,20 +10,24 @@ Typical use::
 
 Fast CPU encoding
 -----------------
-The image encoder is the only expensive step (ViT-B: 16-18 s per image in float32 on two
-CPU cores). Three switches control how it runs; the decoder (``predict``) always runs in
-float32 (segment-anything's decoder fails under bfloat16 autocast):
+The image encoder is the only expensive step (ViT-B: 16-18 s per image with stock
+segment-anything in float32 on two idle CPU cores). ``benchmarks/bench_engine.py`` measures
+every mode below on the machine at hand. Three switches control how it runs; the decoder
+(``predict``) always runs in float32 (segment-anything's decoder fails under bfloat16
+autocast):
 
 ``precise``
     False (default): where the hardware runs bfloat16 natively (CPUs with AVX512-BF16/AMX,
-    CUDA GPUs with bf16), the encoder runs under ``torch.autocast(dtype=bfloat16)``, about
-    3x faster on CPU with cosine > 0.9999 to the float32 embedding. True: float32 always.
+    CUDA GPUs with bf16), the encoder runs under ``torch.autocast(dtype=bfloat16)``: with
+    the lean attention below about 2-3x faster than stock on CPU, cosine 0.99996 to the
+    float32 embedding (random ViT-B weights). True: float32 always.
 ``compile``
     ``torch.compile`` the encoder (``dynamic=False``: the input is always 1 x 3 x 1024 x 1024).
-    Saves another ~35 % per image, but the first encode pays a one-off compilation of about
-    half a minute (per process), so it is off by default and meant for batch work
-    (``samlabel embed`` turns it on for larger batches). Falls back to eager with a warning
-    if compilation fails.
+    Saves up to a third of the wall time per image, but the first encode pays a one-off
+    compilation of 20-40 s per process (inductor's on-disk cache makes later processes
+    faster), so it is off by default and meant for batch work (``samlabel embed`` turns it
+    on for 20 images or more; :meth:`SamEngine.warmup` pays it up front, e.g. in a worker
+    thread). Falls back to eager with a warning if compilation fails.
 ``device``
     cuda > mps > cpu unless given.
 
