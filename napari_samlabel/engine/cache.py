@@ -231,7 +231,17 @@ class EmbeddingCache:
                 "model_id": np.asarray(emb.model_id),
                 "format_version": np.asarray(FORMAT_VERSION, dtype=np.int64),
             }
-            atomic_save(path, lambda fh: np.savez(fh, **arrays))
+            try:
+                atomic_save(path, lambda fh: np.savez(fh, **arrays))
+            except OSError as exc:
+                # A full or read-only cache must not stop labelling: the embedding is
+                # still in memory and simply recomputed next time.
+                warnings.warn(
+                    f"cannot write embedding cache file {path} ({exc}); continuing without "
+                    "the disk cache for this image",
+                    stacklevel=2,
+                )
+                return emb
             self._evict(keep=path)
         return emb
 

@@ -186,3 +186,12 @@ def test_concurrent_writer_processes(tmp_path):
     assert got is not None
     assert [p.name for p in EmbeddingCache(tmp_path).path_for(MODEL, "same").parent.iterdir()] \
         == ["same.npz"]
+
+
+def test_unwritable_disk_cache_warns_and_keeps_memory(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache directory should be")
+    cache = EmbeddingCache(blocker)
+    with pytest.warns(UserWarning, match="cannot write embedding cache file"):
+        stored = cache.put("k", _emb())
+    assert cache.get(MODEL, "k") is stored
