@@ -57,6 +57,7 @@ class LayerBridge:
         self._syncing = 0
         self._swallow_click = False
         self._one_shot: bool | None = None
+        self._shown: tuple[Any, ...] | None = None  # (mask, class, document) on show
         #: How to run a callable once the current napari event is over (the GUI passes a
         #: zero-delay timer; the default runs it at once).
         self.defer: Any = lambda fn: fn()
@@ -233,6 +234,11 @@ class LayerBridge:
         if doc is None:
             return
         cur = doc.current
+        shown = (cur.mask, cur.class_id, doc)
+        old = self._shown
+        if old is not None and old[0] is cur.mask and old[1] == cur.class_id and old[2] is doc:
+            return  # a prompt edit keeps the old mask until its prediction arrives
+        self._shown = shown
         if cur.mask is None:
             data = np.zeros(doc.shape, dtype=np.uint8)
         else:

@@ -30,7 +30,7 @@ from napari_samlabel._napari.session import (
     project_for_folder,
     session_for_project,
 )
-from napari_samlabel._napari.workers import NapariRunner
+from napari_samlabel._napari.workers import ThreadRunner
 from napari_samlabel.core.classes import ClassTable
 
 
@@ -87,16 +87,16 @@ class SamLabelWidget(QWidget):
         :attr:`engine_options`.
         """
         project = project_for_folder(folder, self.classes)
-        session = session_for_project(project, runner=NapariRunner(),
-                                      prefetch_runner=NapariRunner())
+        session = session_for_project(project, runner=ThreadRunner(),
+                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
         return self.attach(session, engine)
 
     def open_samples(self, engine: Any = None) -> Annotator:
         """Annotate the bundled sample images (their project lives in the user data folder)."""
         from napari_samlabel._napari.samples import sample_project
 
-        session = session_for_project(sample_project(self.classes), runner=NapariRunner(),
-                                      prefetch_runner=NapariRunner())
+        session = session_for_project(sample_project(self.classes), runner=ThreadRunner(),
+                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
         return self.attach(session, engine)
 
     def attach(self, session: AnnotationSession, engine: Any = None) -> Annotator:
@@ -188,6 +188,9 @@ class SamLabelWidget(QWidget):
             wait = getattr(runner, "wait", None)
             if wait is not None:
                 wait(timeout_ms)
+            close = getattr(runner, "close", None)
+            if close is not None:
+                close()
         ev = s.events
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
                              (ev.message, self._on_message)):
