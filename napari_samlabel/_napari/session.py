@@ -315,7 +315,9 @@ class AnnotationSession:
                 return None
             engine, policy, shape = self.engine, self.policy, doc.shape
             obj = ObjectPrompts(cur.object_id or 0, cur.class_id, cur.prompts)
-            logits = cur.logits
+            # A writable copy: torch warns on (and must not write into) the document's
+            # read-only array.
+            logits = None if cur.logits is None else np.array(cur.logits)
 
             def run() -> tuple[Any, ...]:
                 t0 = time.perf_counter()
