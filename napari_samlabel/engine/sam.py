@@ -31,7 +31,7 @@ autocast):
 ``device``
     cuda > mps > cpu unless given.
 
-Independently of these, the encoder's attention layers get a leaner forward
+Without ``compile``, the encoder's attention layers get a leaner forward
 (:func:`_lean_attention_forward`): the same arithmetic as segment-anything's, but the
 relative-position terms are added in place and the 4096 x 4096 attention matrices of the
 global blocks stay in the encoder's dtype instead of being copied to float32 by autocast.
@@ -174,7 +174,8 @@ class SamEngine:
     ----------
     sam : segment_anything.modeling.Sam
         A loaded model (see :func:`load_engine`, which also resolves the checkpoint). The
-        engine takes it over: it is moved to ``device`` and its encoder's attention layers
+        engine takes it over: it is moved to ``device``, its encoder's forward is replaced
+        by the engine's (precision, compile) and, when not compiling, its attention layers
         get :func:`_lean_attention_forward`.
     model_id : str
         Identity of the weights (``"vit_b:ec2df62732614e57"``); keys the embedding cache.
@@ -229,7 +230,9 @@ class SamEngine:
             p.requires_grad_(False)
         self.predictor = SamPredictor(sam)
         encoder = sam.image_encoder
-        _use_lean_attention(encoder)  # the engine owns ``sam`` from here on
+        if not compile:
+            # Eager only: inductor fuses segment-anything's own bias-add + softmax better.
+            _use_lean_attention(encoder)  # the engine owns ``sam`` from here on
         self._eager_forward = encoder.forward
         self._encoder = self._eager_forward
         self.compiled = False
