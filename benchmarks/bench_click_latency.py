@@ -143,7 +143,8 @@ def main() -> None:
             end = rendered[-1]
             # The raw decoder on the same inputs, right away (same load).
             cur = s.doc.current
-            inputs = to_sam_inputs(cur.prompts, (h, w), mask_input=logits_before)
+            inputs = to_sam_inputs(cur.prompts, (h, w), mask_input=None if logits_before is None
+                                   else np.array(logits_before))
             time.sleep(args.pause)  # the same idle gap before both, as between real clicks
             r0 = time.perf_counter()
             engine.predict(inputs)
