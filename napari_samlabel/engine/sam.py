@@ -94,7 +94,7 @@ def _check_inputs(inputs: SamInputs) -> dict[str, Any]:
         raise ValueError("SAM needs at least one point or a box; got neither")
     kwargs: dict[str, Any] = {"multimask_output": bool(inputs.multimask_output)}
     if inputs.point_coords is not None and len(inputs.point_coords) > 0:
-        coords = np.asarray(inputs.point_coords, dtype=np.float32)
+        coords = np.array(inputs.point_coords, dtype=np.float32, copy=True)
         if coords.ndim != 2 or coords.shape[1] != 2:
             raise ValueError(f"point_coords must have shape (N, 2) as (x, y), got {coords.shape}")
         if inputs.point_labels is None:
@@ -111,12 +111,14 @@ def _check_inputs(inputs: SamInputs) -> dict[str, Any]:
         kwargs["point_coords"] = coords
         kwargs["point_labels"] = labels
     if inputs.box is not None:
-        box = np.asarray(inputs.box, dtype=np.float32).ravel()
+        box = np.array(inputs.box, dtype=np.float32, copy=True).ravel()
         if box.shape != (4,) or not np.isfinite(box).all():
             raise ValueError(f"box must be 4 finite numbers [x0, y0, x1, y1], got {inputs.box}")
         kwargs["box"] = box
     if inputs.mask_input is not None:
-        mask = np.asarray(inputs.mask_input, dtype=np.float32)
+        # A private, writable copy: callers may hand in read-only arrays (torch warns on
+        # them) and SamPredictor must never write into a caller's logits.
+        mask = np.array(inputs.mask_input, dtype=np.float32, copy=True)
         if mask.shape == (256, 256):
             mask = mask[None]
         if mask.shape != (1, 256, 256):

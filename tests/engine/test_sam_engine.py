@@ -120,6 +120,17 @@ def test_mask_input_hand_over(engine, rect_image, monkeypatch):
                                       point_labels=np.array([1, 1]), mask_input=prev,
                                       multimask_output=False))
     np.testing.assert_array_equal(seen["mask"].numpy(), prev[None])
+
+    # Read-only logits (as a document stores them) are accepted without torch warnings.
+    frozen = prev.copy()
+    frozen.flags.writeable = False
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine.predict(SamInputs(point_coords=np.array([[60, 40]], np.float32),
+                                 point_labels=np.array([1]), mask_input=frozen,
+                                 multimask_output=False))
     without = engine.predict(SamInputs(point_coords=np.array([[60, 40], [70, 30]], np.float32),
                                        point_labels=np.array([1, 1]), multimask_output=False))
     assert not np.array_equal(second.low_res_logits, without.low_res_logits)
