@@ -43,6 +43,13 @@ class EngineOptions:
     precise: bool = False
 
 
+@dataclass(frozen=True)
+class _LoadFailed:
+    """Why the model could not be loaded."""
+
+    error: BaseException
+
+
 class SamLabelWidget(QWidget):
     """The plugin's dock widget for one viewer."""
 
@@ -135,19 +142,28 @@ class SamLabelWidget(QWidget):
             from napari_samlabel.engine.sam import load_engine
 
             keep_triton_out()
-
-            return load_engine(opts.model, opts.checkpoint, precise=opts.precise)
+            try:
+                return load_engine(opts.model, opts.checkpoint, precise=opts.precise)
+            except Exception as exc:  # shown as a message, not re-raised as a traceback
+                return _LoadFailed(exc)  # (a worker returning an exception re-raises it)
 
         self._on_busy(f"loading model {opts.model}")
         worker = create_worker(load, _start_thread=False,
                                _progress={"desc": f"Loading {opts.model}", "total": 0})
         worker.returned.connect(self._engine_loaded)
-        worker.errored.connect(lambda exc: self._on_message(f"model not loaded: {exc}"))
         worker.finished.connect(lambda: self._on_busy(""))
         self._loader = worker
         worker.start()
 
     def _engine_loaded(self, engine: Any) -> None:
+        if isinstance(engine, _LoadFailed):
+            from napari.utils.notifications import show_error
+
+            exc = engine.error
+            text = f"model not loaded ({type(exc).__name__}): {exc}"
+            self._on_message(text + "\nPrompts are kept; reopen with --checkpoint PATH.")
+            show_error(text)
+            return
         if self.annotator is not None:
             self.annotator.session.set_engine(engine)
 
