@@ -354,7 +354,7 @@ class AnnotationDocument:
         the same class, no prompts and no logits.
         """
         cur = self._state.current
-        if not cur.has_mask:
+        if cur.mask is None or not cur.mask.any():
             return None
         now = time.time()
         oid = cur.object_id if cur.object_id is not None else self.next_object_id()
