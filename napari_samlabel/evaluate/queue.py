@@ -300,16 +300,16 @@ class VocSource:
         from napari_samlabel.io.images import image_size
         from napari_samlabel.io.voc import (
             VocError,
-            _components,
-            _find_image,
+            find_image,
+            instances_from_components,
             parse_annotation,
             read_label_png,
         )
-        from napari_samlabel.io.voc_project import _objects_of
+        from napari_samlabel.io.voc_project import objects_from_maps
 
         png = self.folder / "SegmentationClass" / f"{image_id}.png"
         semantic = read_label_png(png)
-        image = _find_image(self.folder / "JPEGImages", image_id)
+        image = find_image(self.folder / "JPEGImages", image_id)
         size = image_size(image)
         if size != semantic.shape:
             raise VocError(f"{png} is {semantic.shape[0]}x{semantic.shape[1]} but its image "
@@ -324,9 +324,9 @@ class VocSource:
             if xml.is_file():
                 infos = parse_annotation(xml, self.classes)[1]
         else:
-            instance = _components(semantic)  # XML order would not match components
+            instance = instances_from_components(semantic)  # XML order would not match components
         # The VOC -> objects rule of `samlabel import-voc`, so that both agree.
-        objects = _objects_of(semantic, instance, infos, self.classes, image_id)
+        objects = objects_from_maps(semantic, instance, infos, self.classes, image_id)
         return image, (int(semantic.shape[0]), int(semantic.shape[1])), objects
 
     def items(self) -> Iterator[CurationItem | tuple[str, Exception]]:

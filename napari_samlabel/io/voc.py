@@ -475,7 +475,7 @@ class VocWriter:
             raise VocError(f"image {image_id}: class indices {bad.tolist()} are not in the "
                            f"class list (0..{len(self.classes) - 1}, 255 void)")
         if instance is None:
-            inst = _components(sem)
+            inst = instances_from_components(sem)
         else:
             inst = self._check_map(image_id, "instance", instance)
             if inst.shape != shape:
@@ -663,7 +663,7 @@ class VocWriter:
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def _components(semantic: np.ndarray, min_area: int = 0) -> np.ndarray:
+def instances_from_components(semantic: np.ndarray, min_area: int = 0) -> np.ndarray:
     """Instance map from the 8-connected components of each class (void and 0 excluded).
 
     Components smaller than ``min_area`` pixels get no instance (0). Raises ``VocError``
@@ -708,7 +708,7 @@ def _consistent_instances(image_id: str, semantic: np.ndarray,
     inst[semantic == VOID] = VOID
     leftover = (inst == 0) & (semantic != BACKGROUND) & (semantic != VOID)
     if leftover.any():
-        extra = _components(np.where(leftover, semantic, 0).astype(np.uint8))
+        extra = instances_from_components(np.where(leftover, semantic, 0).astype(np.uint8))
         used = int(inst[inst != VOID].max(initial=0))
         n_extra = int(extra[extra != VOID].max(initial=0))
         if used + n_extra >= VOID:
@@ -868,7 +868,7 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
             split_of.setdefault(i, s)
     for n, png in enumerate(pngs, 1):
         iid = png.stem
-        image = _find_image(voc / "JPEGImages", iid)
+        image = find_image(voc / "JPEGImages", iid)
         semantic = read_label_png(png)
         bad = np.setdiff1d(np.unique(semantic), [VOID])
         bad = bad[bad >= len(classes)]
@@ -889,7 +889,7 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
                 raise VocError(f"{obj_png} is {instance.shape} but {png} is {semantic.shape}")
             source = "SegmentationObject"
         else:
-            instance = _components(semantic, min_area)
+            instance = instances_from_components(semantic, min_area)
             source = "components"
         xml = voc / "Annotations" / f"{iid}.xml"
         objects: list[ObjectInfo] = []
@@ -901,7 +901,7 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
         yield VocRecord(iid, image, semantic, instance, objects, split_of.get(iid), source)
 
 
-def _find_image(folder: Path, iid: str) -> Path:
+def find_image(folder: Path, iid: str) -> Path:
     jpg = folder / f"{iid}.jpg"
     if jpg.is_file():
         return jpg

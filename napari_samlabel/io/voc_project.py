@@ -227,7 +227,7 @@ def import_voc(
                     shutil.copyfile(rec.image_path, image)
                 [iid] = project.add_images([image])
                 instance = _fill_void(rec.instance, fill_void)
-                objects = _objects_of(rec.semantic, instance, rec.objects, classes,
+                objects = objects_from_maps(rec.semantic, instance, rec.objects, classes,
                                       rec.image_id)
                 project.save_document(AnnotationDocument(iid, rec.semantic.shape, objects,
                                                          status=status))
@@ -240,7 +240,7 @@ def import_voc(
     return Project.open(target)
 
 
-def _objects_of(semantic: np.ndarray, instance: np.ndarray, infos: list[ObjectInfo],
+def objects_from_maps(semantic: np.ndarray, instance: np.ndarray, infos: list[ObjectInfo],
                 classes: ClassTable, image_id: str) -> list[AnnotatedObject]:
     """One object per instance; its class is the majority class of its pixels.
 
