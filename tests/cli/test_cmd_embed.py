@@ -35,7 +35,7 @@ def test_embed_folder_then_skip(images, tiny_checkpoint, tmp_path, capsys, astro
     model_id = make_model_id(TINY_MODEL_TYPE, file_sha256(tiny_checkpoint, cache_root))
     cache = EmbeddingCache(cache_root / "embeddings")
     for img in (astronaut, rect_image):
-        emb = cache.get(model_id, image_key(img))
+        emb = cache.get(model_id, image_key(img), "bfloat16")  # either precision
         assert emb is not None and emb.original_size == img.shape[:2]
 
     # Second run (a file given twice and inside the folder counts once): all cached.
