@@ -1,13 +1,15 @@
 """An HTML report of the worst images: overlay thumbnails with their signals and flags.
 
-``OUT/report.html`` lists the ``top`` worst images in rank order; each shows an overlay
-thumbnail from ``OUT/thumbnails/`` (the image, each object's mask in its own colour with its
-outline and its object id, and the prompts: positive points and scribbles green, negative
-ones red, boxes as rectangles in the object's colour; where a positive and a negative prompt
-fall on the same spot the positive one shows; ground-truth objects outlined in white when
-given), the image's flags and a table of its
-objects' signals. The page is static and self-contained apart from the thumbnails, so it opens
-from disk in any browser.
+``OUT/report.html`` lists the ``top`` worst images in rank order, after an overview table of
+them. Each shows an overlay thumbnail from ``OUT/thumbnails/`` that links to a full-size one
+in ``OUT/thumbnails/full/`` (the image, each object's mask in its own colour with its outline
+and its object id, and the prompts: positive points and scribbles green, negative ones red,
+boxes as rectangles in the object's colour; where a positive and a negative prompt fall on
+the same spot the positive one shows; ground-truth objects outlined in white when given, each
+instance apart when the ground truth has instances), the main reason of its score in words,
+its flags and a table of its objects' signals (values past their threshold in red, the main
+reason's cell outlined, counts as integers, fractions as percentages). The page is static
+and self-contained apart from the images, so it opens from disk in any browser.
 
 Rendering uses numpy and Pillow only. The thumbnails are written into a fresh folder that
 replaces ``thumbnails/`` when complete, and ``report.html`` is written last, atomically.
@@ -226,6 +228,7 @@ td, th { border: 1px solid #ddd; padding: .15em .5em; text-align: right; }
 th { background: #f3f3f3; }
 th[title] { text-decoration: underline dotted; cursor: help; }
 td.l, th.l { text-align: left; }
+td.flags { min-width: 13em; }
 td.bad { background: #fde2e1; color: #8a1c1c; font-weight: 600; }
 td.main { outline: 2px solid #8a1c1c; outline-offset: -2px; }
 table.overview td { vertical-align: top; }
@@ -305,6 +308,8 @@ def describe_reason(reason: Mapping[str, Any] | None, a: ImageAssessment | None 
         text = (f"{format_value('gt_missed', value)} of "
                 f"{format_value('gt_objects', total)} ground-truth objects matched by no mask"
                 if total else text)
+    elif name == "area" and value is not None:
+        text = f"area {percent(value)} of the image"
     elif name not in ("flagged", "no_objects", "empty", "gt_class") and value is not None:
         text += f" {format_value(BADNESS_SIGNAL.get(name, name), value)}"
     oid = reason.get("object_id")
@@ -344,7 +349,7 @@ def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
             f'<tr><td class="l"><span class="swatch" style="background:rgb({r},{g},{b})">'
             f"</span> {o.object_id}</td><td{cls_class}>"
             f"{html.escape(class_name(classes, o.class_id))}</td>"
-            f"<td>{o.score:.2f}</td><td class=\"l\">{_flag_chips(o.flags)}</td>"
+            f"<td>{o.score:.2f}</td><td class=\"l flags\">{_flag_chips(o.flags)}</td>"
             + "".join(cells) + "</tr>")
     more = len(ordered) - MAX_TABLE_ROWS
     note = (f"<p>{more} more objects with lower scores: see {QUEUE_CSV}.</p>"
@@ -355,11 +360,13 @@ def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
 
 def _image_facts(a: ImageAssessment) -> str:
     """One line of image-level counts (objects, ground truth)."""
-    parts = [f"{format_value('objects', a.signals.get('objects', len(a.objects)))} objects"]
+    def count(n: float, what: str) -> str:
+        return f"{round(n):,} {what}{'' if round(n) == 1 else 's'}"
+
+    parts = [count(a.signals.get("objects", len(a.objects)), "object")]
     if "gt_objects" in a.signals:
-        parts.append(f"ground truth: {format_value('gt_objects', a.signals['gt_objects'])} "
-                     f"objects, {format_value('gt_missed', a.signals.get('gt_missed', 0))} "
-                     "missed")
+        parts.append(f"ground truth: {count(a.signals['gt_objects'], 'object')}, "
+                     f"{round(a.signals.get('gt_missed', 0)):,} missed")
     parts.append(f"{a.shape[1]} \u00d7 {a.shape[0]} px")
     return " \u00b7 ".join(parts)
 

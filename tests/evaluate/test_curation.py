@@ -590,3 +590,51 @@ def test_class_region_merges_count_other_classes_only():
     person = AnnotatedObject(1, 15, sem == 15, (), 0.97)
     p = assess_object(person, SHAPE, gt=gt)
     assert p.signals["gt_merge"] == 0.0 and "gt_merged" not in p.flags
+
+
+# -- the docs say what the code does ------------------------------------------------------------
+def test_docs_signal_table_matches_the_code():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "curation.md").read_text(encoding="utf-8")
+    t = Thresholds()
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"\| `(\w+)` \|.*\| ([\d.]+) → ([\d.]+) → ([\d.]+) \| ([\d.]+) \| "
+                     r"`(\w+)` \([<>≤]+ ([\d.]+)", line)
+        if m:
+            rows[m.group(1)] = m.groups()[1:]
+    assert set(rows) == set(SIGNAL_SPECS)
+    for name, spec in SIGNAL_SPECS.items():
+        good, knee, bad, weight, flag, shown = rows[name]
+        assert (float(good), float(bad), float(weight)) == (spec.good, spec.bad, spec.weight)
+        assert float(knee) == float(shown) == getattr(t, spec.flag) and flag == spec.flag
+    area = (f"small: {AREA_TINY_SPEC.good:g} → {t.tiny:g} → {AREA_TINY_SPEC.bad:g}; "
+            f"large: {AREA_HUGE_SPEC.good:.2f} → {t.huge:.2f} → {AREA_HUGE_SPEC.bad:.2f} "
+            f"| {AREA_TINY_SPEC.weight:g} |")
+    assert area in text
+    assert f"`tiny` (< {t.tiny:g}), `huge` (> {t.huge:.2f})" in text
+    for key in ("area", "gt_class"):  # badness keys that are not signal names
+        assert f"badness key `{key}`" in text
+    for flag in FLAGS:
+        assert f"`{flag}`" in text, flag
+    assert f"**{FLAG_LEVEL:g}** (`FLAG_LEVEL`)" in text
+    assert "weak hints" not in text
+
+
+def test_docs_weights_paragraph_matches_the_code():
+    import re
+    from pathlib import Path
+
+    from napari_samlabel.evaluate.curation import signal_weight
+
+    text = (Path(__file__).parents[2] / "docs" / "curation.md").read_text(encoding="utf-8")
+    para = text[text.index("The weights say how much"):text.index("**Main reason.**")]
+    said = {}
+    for names, weight in re.findall(r"\(((?:`\w+`(?:,\s*)?)+)\s+([\d.]+)\)", para):
+        for name in re.findall(r"`(\w+)`", names):
+            said[name] = float(weight)
+    assert set(said) == set(SIGNAL_SPECS) | {"area", "gt_class"}
+    for name, weight in said.items():
+        assert signal_weight(name) == weight, name

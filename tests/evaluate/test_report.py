@@ -223,8 +223,7 @@ def test_report_says_why_an_image_scored_high(tmp_path):
     objs = [AnnotatedObject(1, 1, big, (), 0.86), AnnotatedObject(2, 1, speck, (), 0.97)]
     [a] = rank_images([assess_image("why", (400, 500), objs)])
     page = report_html([a], {"why": None}, ["background", "cat"])
-    assert "Main reason: <b>object 2 (cat): area (share of the image) 0.0020% (adds 0.60)" \
-        in page
+    assert "Main reason: <b>object 2 (cat): area 0.0020% of the image (adds 0.60)" in page
     assert "e-0" not in page and "e+0" not in page  # no scientific notation anywhere
     assert '<td class="bad main">0.0020%</td>' in page  # the tiny area cell is marked
     assert "<td>120,000</td>" in page  # pixel counts as integers
