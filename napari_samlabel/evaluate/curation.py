@@ -694,6 +694,13 @@ class ObjectAssessment:
             return {"signal": name, "value": value, "contribution": c}
         return None
 
+    @classmethod
+    def from_dict(cls, rec: Mapping[str, Any]) -> ObjectAssessment:
+        """Rebuild from a :meth:`to_dict` record (``null`` signals become NaN)."""
+        return cls(int(rec["object_id"]), int(rec["class_id"]), int(rec["area"]),
+                   _floats(rec.get("signals")), _floats(rec.get("badness")),
+                   [str(f) for f in rec.get("flags") or []], float(rec.get("score") or 0.0))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
         return {"object_id": self.object_id, "class_id": self.class_id, "area": self.area,
@@ -731,6 +738,25 @@ class ImageAssessment:
         """Worst first: higher score, then higher mean object score, then image id."""
         return (-self.score, -self.mean_object_score, self.image_id)
 
+    @classmethod
+    def from_dict(cls, rec: Mapping[str, Any]) -> ImageAssessment:
+        """Rebuild from a :meth:`to_dict` record (a ``queue.json`` image).
+
+        Raises
+        ------
+        ValueError
+            If a required field is missing or has the wrong type.
+        """
+        try:
+            return cls(str(rec["image_id"]), (int(rec["height"]), int(rec["width"])),
+                       [ObjectAssessment.from_dict(o) for o in rec.get("objects") or []],
+                       _floats(rec.get("signals")), [str(f) for f in rec.get("flags") or []],
+                       float(rec.get("score") or 0.0), rec.get("status"),
+                       None if rec.get("rank") is None else int(rec["rank"]),
+                       dict(rec["main_reason"]) if rec.get("main_reason") else None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"image record {rec.get('image_id')!r}: {exc!r}") from None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
         return {"rank": self.rank, "image_id": self.image_id, "score": round(self.score, 6),
@@ -738,6 +764,10 @@ class ImageAssessment:
                 "flags": list(self.flags), "main_reason": _json_reason(self.main_reason),
                 "signals": {k: _json_float(v) for k, v in self.signals.items()},
                 "objects": [o.to_dict() for o in self.objects]}
+
+
+def _floats(values: Mapping[str, Any] | None) -> dict[str, float]:
+    return {str(k): math.nan if v is None else float(v) for k, v in (values or {}).items()}
 
 
 def _json_float(v: float) -> float | None:
