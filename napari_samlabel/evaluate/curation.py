@@ -452,10 +452,11 @@ class GroundTruth:
       ground-truth instances are matched one to one, greedily by IoU (highest pair first,
       as COCO's evaluation does). A mask's ``gt_iou`` is its IoU with the instance matched
       to it (0 when none is: a second mask on an already matched instance is a duplicate);
-      the class of that instance is the matched class. An instance is *found* when its
-      mask's IoU is above ``match`` (PASCAL: 0.5), else *missed*. A mask's ``gt_merge`` is
-      the largest share of any *other* instance (not its matched one) that lies inside it:
-      a mask that grabs the neighbour covers most of two instances and scores high.
+      the class of that instance is the matched class. An instance of at least
+      ``min_area`` of the image is *found* when its mask's IoU is above ``match`` (PASCAL:
+      0.5), else *missed*. A mask's ``gt_merge`` is the largest share of any *other* such
+      instance (not its matched one) that lies inside it: a mask that grabs the neighbour
+      covers most of two instances and scores high.
     - **Class regions** (``instance`` None): several objects of a class share one region,
       so a mask is compared with the part of a class region it belongs to. The matched class
       is the majority ground-truth class under the mask (background and void aside), and the
@@ -560,12 +561,14 @@ class GroundTruth:
             An object is found when its IoU (instances) or coverage (class regions) is above
             this.
         min_area : float
-            Class regions only: components smaller than this fraction of the image are not
-            objects (VOC's class maps have specks of a few pixels).
+            Ground-truth objects smaller than this fraction of the image count neither as
+            found nor as missed, nor as the second object of a merge (VOC's class maps, and
+            instance maps made from them, have specks of a few pixels). Instances of any
+            size are still matched.
         """
         masks = [np.asarray(m, dtype=bool) & self.valid for m in masks]
         if self.instance is not None:
-            return self._compare_instances(masks, match)
+            return self._compare_instances(masks, match, min_area)
         return self._compare_regions(masks, match, min_area)
 
     @staticmethod
@@ -575,11 +578,13 @@ class GroundTruth:
         counts = np.bincount(label_map[where].ravel().astype(np.int64), minlength=top + 1)
         return counts[np.asarray(ids, dtype=np.int64)].astype(np.float64)
 
-    def _compare_instances(self, masks: list[np.ndarray], match: float) -> GtResult:
+    def _compare_instances(self, masks: list[np.ndarray], match: float,
+                           min_area: float) -> GtResult:
         assert self.instance is not None
         labels, classes = self._instance_table()
         n, m = len(masks), len(labels)
         sizes = self._counts(self.instance, self.valid, labels)
+        counted = sizes >= min_area * self.semantic.size
         inter = np.array([self._counts(self.instance, mk, labels) for mk in masks]
                          ).reshape(n, m)
         areas = np.array([np.count_nonzero(mk) for mk in masks], dtype=np.float64)
@@ -596,14 +601,16 @@ class GroundTruth:
         matches = []
         for i in range(n):
             j = assigned.get(i)
-            others = cover[i] if j is None else np.delete(cover[i], j)
+            # A duplicate's own object is the one it fits best, though another mask took it.
+            own = j if j is not None else (int(np.argmax(iou[i])) if m else None)
+            others = cover[i][counted & (np.arange(m) != own)]
             merge = float(others.max()) if others.size else 0.0
             if j is None:
                 matches.append(GtMatch(0.0, None, merge, bool(m and iou[i].max() > match)))
             else:
                 matches.append(GtMatch(float(iou[i, j]), classes[j], merge))
-        found = sum(1 for i, j in assigned.items() if iou[i, j] > match)
-        return GtResult(matches, m, m - found)
+        found = sum(1 for i, j in assigned.items() if iou[i, j] > match and counted[j])
+        return GtResult(matches, int(counted.sum()), int(counted.sum()) - found)
 
     def _compare_regions(self, masks: list[np.ndarray], match: float,
                          min_area: float) -> GtResult:

@@ -228,7 +228,7 @@ td, th { border: 1px solid #ddd; padding: .15em .5em; text-align: right; }
 th { background: #f3f3f3; }
 th[title] { text-decoration: underline dotted; cursor: help; }
 td.l, th.l { text-align: left; }
-td.flags { min-width: 13em; }
+td.flags { min-width: 11em; }
 td.bad { background: #fde2e1; color: #8a1c1c; font-weight: 600; }
 td.main { outline: 2px solid #8a1c1c; outline-offset: -2px; }
 table.overview td { vertical-align: top; }
@@ -331,11 +331,13 @@ def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
         f'<th title="{html.escape(_COLUMN_TEXT.get(k) or SIGNAL_TEXT.get(k, k))}">'
         f"{html.escape(t)}</th>" for k, t in cols)
     rows = []
+    named = (a.main_reason or {}).get("object_id")
     ordered = sorted(a.objects, key=lambda o: -o.score)
     for o in ordered[:MAX_TABLE_ROWS]:
         r, g, b = object_colour(o.object_id)
         bad_cells = {_FLAG_CELL[f] for f in o.flags if f in _FLAG_CELL}
-        main = o.main_reason
+        # Outline the reason of the objects that matter: flagged ones and the image's worst.
+        main = o.main_reason if o.flags or o.object_id == named else None
         main_cell = None if main is None else BADNESS_SIGNAL.get(main["signal"],
                                                                  main["signal"])
         cls_class = ' class="l bad"' if "gt_wrong_class" in o.flags else ' class="l"'
@@ -356,6 +358,17 @@ def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
             if more > 0 else "")
     return (f'<table><tr><th class="l">object</th><th class="l">class</th><th>score</th>'
             f'<th class="l">flags</th>{head}</tr>{"".join(rows)}</table>{note}')
+
+
+def _worst_object_line(a: ImageAssessment, classes: ClassTable) -> str:
+    """When an image-level rule set the score, what is wrong with the worst object (HTML)."""
+    if not a.main_reason or a.main_reason.get("object_id") is not None or not a.objects:
+        return ""
+    worst = max(a.objects, key=lambda o: (o.score, -o.object_id))
+    if worst.main_reason is None or worst.score < FLAG_LEVEL:
+        return ""
+    text = describe_reason({"object_id": worst.object_id, **worst.main_reason}, a, classes)
+    return f'<br><span class="small">Worst object: {html.escape(text)}</span>'
 
 
 def _image_facts(a: ImageAssessment) -> str:
@@ -415,11 +428,12 @@ def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None]
         status = f" &middot; {html.escape(a.status)}" if a.status else ""
         reason = html.escape(describe_reason(a.main_reason, a, table))
         chips = _flag_chips(a.flags) or '<span class="ok">no flags</span>'
+        worst = _worst_object_line(a, table)
         items.append(
             f'<section class="item" id="rank-{a.rank}" data-image-id="{html.escape(a.image_id)}">'
             f"<div>{picture}</div><div><h2>#{a.rank} &middot; {html.escape(a.image_id)} "
             f"&middot; score {a.score:.2f}{status}</h2>"
-            f'<p class="reason">Main reason: <b>{reason}</b></p>'
+            f'<p class="reason">Main reason: <b>{reason}</b>{worst}</p>'
             f'<p class="small">{html.escape(_image_facts(a))}</p>'
             f"<div>{chips}</div>{_object_table(a, table)}</div></section>")
         overview.append(
@@ -442,19 +456,23 @@ def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None]
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1>"
-        f"<p>{len(ranked)} images ranked worst first, {flagged} with at least one flag; "
-        f"the {len(shown)} worst are shown. A score of {FLAG_LEVEL:g} or more always comes "
-        "with a flag; the main reason is the signal that adds most to the score (cells "
-        "outlined in the tables), and cells in red crossed their flag's threshold. "
-        f"Image score: {html.escape(IMAGE_SCORE_RULE)}. "
+        f"<p>{len(ranked)} images ranked worst first, {flagged} with at least one flag "
+        f'(<a href="{FAILURES_TXT}">{FAILURES_TXT}</a>); the {len(shown)} worst are shown. '
         f'Full lists: <a href="{QUEUE_CSV}">{QUEUE_CSV}</a>, '
-        f'<a href="{QUEUE_JSON}">{QUEUE_JSON}</a>, '
-        f'<a href="{FAILURES_TXT}">{FAILURES_TXT}</a>.</p>'
-        "<p>Thumbnails (click for full size): each object's mask in its own colour with its "
+        f'<a href="{QUEUE_JSON}">{QUEUE_JSON}</a>.</p>'
+        f"{per_flag_line}<details><summary>How to read this report</summary><ul>"
+        f"<li>Score: {html.escape(IMAGE_SCORE_RULE)}. A score of {FLAG_LEVEL:g} or more "
+        "always comes with a flag that explains it.</li>"
+        "<li>Main reason: the signal that adds most to the score. In the object tables its "
+        "cell is outlined (for flagged objects and the object that sets the image's score), "
+        "and values past their flag's threshold are red; hover a column heading for its "
+        "meaning.</li>"
+        "<li>Thumbnails (click for full size): each object's mask in its own colour with its "
         "id; prompts: positive green, negative red, boxes in the object's colour; ground "
-        "truth, when given, outlined in white (each instance when it has instances).</p>"
-        f"{per_flag_line}<details><summary>What the flags mean</summary><ul>{legend}</ul>"
-        f"</details>{overview_table}</header>"
+        "truth, when given, outlined in white (each instance when it has instances).</li>"
+        "</ul></details>"
+        f"<details><summary>What the flags mean</summary><ul>{legend}</ul></details>"
+        f"{overview_table}</header>"
         f"<main>{''.join(items)}</main></body></html>\n")
 
 

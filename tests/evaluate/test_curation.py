@@ -562,6 +562,8 @@ def test_gt_instances_are_matched_one_to_one():
     assert by_id[1].signals["gt_iou"] == 1.0 and by_id[1].flags == []
     assert by_id[2].signals["gt_iou"] == 0.0
     assert {"gt_duplicate", "gt_mismatch"} <= set(by_id[2].flags)
+    # Covering the instance it duplicates is not a merge.
+    assert by_id[2].signals["gt_merge"] == 0.0 and "gt_merged" not in by_id[2].flags
     assert img.signals["gt_missed"] == 1  # the second instance has no mask
     # The ground truth's compare() does the same directly.
     res = gt.compare([twin.mask, a.mask])
@@ -638,3 +640,17 @@ def test_docs_weights_paragraph_matches_the_code():
     assert set(said) == set(SIGNAL_SPECS) | {"area", "gt_class"}
     for name, weight in said.items():
         assert signal_weight(name) == weight, name
+
+
+def test_ground_truth_specks_are_neither_missed_nor_merged():
+    # Instance maps written from VOC class maps carry specks of a few pixels as instances.
+    gt = _instances((8, slice(20, 60), slice(20, 60)), (8, slice(61, 62), slice(20, 25)),
+                    (8, slice(10, 12), slice(70, 72)))
+    cat = AnnotatedObject(1, 8, _mask(slice(20, 62), slice(20, 60)), (), 0.97)  # + a speck
+    img = assess_image("s", SHAPE, [cat], gt=gt)
+    assert img.signals["gt_objects"] == 1 and img.signals["gt_missed"] == 0
+    assert img.objects[0].signals["gt_merge"] == 0.0 and img.flags == []
+    # With the floor at 0 they count: both specks missed, one of them merged.
+    img = assess_image("s", SHAPE, [cat], gt=gt, thresholds=Thresholds(tiny=0.0))
+    assert img.signals["gt_objects"] == 3 and img.signals["gt_missed"] == 2
+    assert "gt_merged" in img.flags

@@ -226,6 +226,9 @@ def test_report_says_why_an_image_scored_high(tmp_path):
     assert "Main reason: <b>object 2 (cat): area 0.0020% of the image (adds 0.60)" in page
     assert "e-0" not in page and "e+0" not in page  # no scientific notation anywhere
     assert '<td class="bad main">0.0020%</td>' in page  # the tiny area cell is marked
+    # Object 1's mild predicted IoU is its own main reason, but it neither is flagged nor
+    # sets the image's score: not outlined.
+    assert "<td>0.86</td>" in page and 'class="main">0.86' not in page
     assert "<td>120,000</td>" in page  # pixel counts as integers
     # A clean image says so rather than showing a bare score.
     clean = [AnnotatedObject(1, 1, big, (), 0.97)]
@@ -233,6 +236,11 @@ def test_report_says_why_an_image_scored_high(tmp_path):
     assert "Main reason: <b>nothing suspicious</b>" in report_html([c], {"clean": None})
     # The overview table links every shown image to its section.
     assert '<a href="#rank-1">why</a>' in page
+    # When an image-level rule set the score, the worst object's trouble is still named.
+    [f] = rank_images([assess_image("f", (400, 500), objs, status="flagged")])
+    page = report_html([f], {"f": None}, ["background", "cat"])
+    assert "Main reason: <b>flagged by an annotator</b>" in page
+    assert "Worst object: object 2 (cat): area 0.0020% of the image (adds 0.60)" in page
 
 
 def test_ground_truth_instances_are_outlined_apart():
