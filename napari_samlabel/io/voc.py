@@ -57,6 +57,7 @@ from PIL import Image
 
 from napari_samlabel.core.classes import (
     BACKGROUND,
+    BACKGROUND_ALIASES,
     VOID,
     ClassTable,
     as_class_table,
@@ -244,24 +245,38 @@ def labelmap_text(classes: ClassTable) -> str:
 
 
 def parse_labelmap(path: str | os.PathLike[str]) -> ClassTable:
-    """Read a CVAT / our ``labelmap.txt`` into a class table (line order = index).
+    """Read a CVAT / labelme / our ``labelmap.txt`` into a class table (line order = index).
+
+    The first entry is label index 0, background, whatever it is called (CVAT writes
+    ``background``, labelme ``_background_``): the label PNGs use these indices, so the
+    position decides, never the name. A first entry whose name does not look like
+    background is still index 0, with a warning.
 
     Raises
     ------
     VocError
-        On a malformed line (the message gives the line number).
+        On a malformed line (the message gives the line number) or an empty list.
     """
     path = Path(path)
     names = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VocError(f"cannot read {path}: {exc}") from exc
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if line.count(":") < 1:
             raise VocError(f"{path}:{lineno}: expected 'name:r,g,b::', got {line!r}")
         names.append(line.split(":", 1)[0].strip())
+    if not names:
+        raise VocError(f"{path}: no classes listed")
+    if names[0].lower() not in BACKGROUND_ALIASES:
+        warnings.warn(f"{path}: the first class is {names[0]!r}; it is read as index 0, "
+                      "background, as label maps use it", stacklevel=2)
     try:
-        return ClassTable(tuple(names))
+        return ClassTable.from_indexed(names)
     except ValueError as exc:
         raise VocError(f"{path}: {exc}") from exc
 

@@ -222,6 +222,29 @@ def test_import_components_fill_void_and_copy(tmp_path: Path):
     assert filled.image_path("x") == (tmp_path / "p2" / "images" / "x.jpg").resolve()
 
 
+@pytest.mark.parametrize("first", ["_background_", "background", "bg"])
+def test_labelmap_line_0_is_index_0_whatever_it_is_called(tmp_path: Path, first):
+    # labelme writes "_background_" first: cat pixels (index 1) must stay "cat", not "car".
+    root = tmp_path / "voc" / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(root / "JPEGImages" / "x.jpg")
+    sem = np.zeros((H, W), np.uint8)
+    sem[5:15, 5:15] = 1
+    sem[20:30, 20:40] = 2
+    (root / "SegmentationClass" / "x.png").write_bytes(encode_label_png(sem))
+    (root / "labelmap.txt").write_text(f"{first}:0,0,0::\ncat:128,0,0::\ndog:0,128,0::\n")
+    if first == "bg":
+        with pytest.warns(UserWarning, match="'bg'.*index 0"):
+            project = import_voc(tmp_path / "voc", tmp_path / "p")
+    else:
+        project = import_voc(tmp_path / "voc", tmp_path / "p")
+    assert project.classes.names == ("background", "cat", "dog")
+    objs = project.read_objects("x")
+    assert [project.classes.names[o.class_id] for o in objs] == ["cat", "dog"]
+    np.testing.assert_array_equal(objs[0].mask, sem == 1)
+
+
 def test_import_takes_classes_from_pixels_not_xml(tmp_path: Path):
     project = build(tmp_path)
     export_project(project, tmp_path / "out")
