@@ -593,19 +593,17 @@ class VocWriter:
             arr = to_rgb_uint8(arr)
         else:
             path = Path(image)
-            try:
-                size = image_size(path)
-            except ImageReadError as exc:
-                raise VocError(f"image {image_id}: {exc}") from exc
-            if size != shape:
-                raise VocError(f"image {image_id}: {path} is {size[0]}x{size[1]} (HxW) but "
-                               f"the label map is {shape[0]}x{shape[1]}")
-            if is_plain_jpeg(path):
-                return path.read_bytes()
+            # Decode every pixel, even of a JPEG copied as is: the header of a truncated
+            # file reads fine, and its broken bytes would go into the dataset unnoticed.
             try:
                 arr = load_image(path)
             except ImageReadError as exc:
                 raise VocError(f"image {image_id}: {exc}") from exc
+            if arr.shape[:2] != shape:
+                raise VocError(f"image {image_id}: {path} is {arr.shape[0]}x{arr.shape[1]} "
+                               f"(HxW) but the label map is {shape[0]}x{shape[1]}")
+            if is_plain_jpeg(path):
+                return path.read_bytes()
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, format="JPEG", quality=self.jpeg_quality)
         return buf.getvalue()

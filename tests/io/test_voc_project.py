@@ -58,6 +58,12 @@ def edit_objects(tmp_path: Path, iid: str, change) -> None:
     path.write_text(json.dumps(raw))
 
 
+def truncate(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) * 2 // 3])
+    assert Image.open(path).size == (W, H)  # the header still reads
+
+
 def tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -163,6 +169,8 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
 
 @pytest.mark.parametrize("damage, error, match", [
     (lambda t: (t / "images" / "c.jpg").unlink(), VocError, r"c\.jpg"),
+    # The header of a cut-off JPEG reads fine; only decoding it all finds it broken.
+    (lambda t: truncate(t / "images" / "c.jpg"), VocError, r"image c: .*c\.jpg.*truncated"),
     (lambda t: next((t / "proj/annotations/b").glob("obj-002-*.png")).write_bytes(b"x"),
      ProjectError, "cannot read mask"),
     (lambda t: Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(t / "images" / "a.jpg"),
