@@ -15,23 +15,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write a project as a VOC dataset (VOCdevkit/VOC2012)",
         description="Write the annotated images of a project to OUT/VOCdevkit/VOC2012: "
                     "JPEGImages, SegmentationClass and SegmentationObject (palette PNGs, 255 "
-                    "void), Annotations (XML with boxes from the masks), ImageSets lists from a "
-                    "seeded split and labelmap.txt. Images marked done are exported; flagged "
-                    "images are written but kept out of train and val (listed in "
-                    "ImageSets/Segmentation/excluded.txt) unless --include-flagged; images in "
-                    "progress only with --include-unfinished; new images never. The dataset is "
-                    "built in a temporary folder and moved to OUT at the end.")
+                    "void), Annotations (XML with boxes from the masks), ImageSets lists and "
+                    "labelmap.txt. Images marked done are exported; images in progress only "
+                    "with --include-unfinished; new images never. An image keeps the train/val "
+                    "split stored in the project (an imported VOC set's) unless --fresh-split; "
+                    "the others get a seeded split (--split, --seed). Written but kept out of "
+                    "train and val (listed in ImageSets/Segmentation/excluded.txt): images "
+                    "reviewed as 'rejected' (always), images in an --exclude list (always), "
+                    "flagged images and images reviewed as 'needs_work' (unless "
+                    "--include-flagged). The dataset is built in a temporary folder and moved "
+                    "to OUT at the end.")
     p.add_argument("project", metavar="PROJECT", type=Path, help="project folder")
     p.add_argument("out", metavar="OUT", type=Path,
                    help="output folder (will contain VOCdevkit/; torchvision's root)")
     p.add_argument("--split", type=float, default=0.8, metavar="FRACTION",
-                   help="fraction of images in train, the rest in val (default 0.8)")
+                   help="fraction of the images without a stored split that go to train, the "
+                        "rest to val (default 0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--border", type=int, default=0, metavar="PX",
                    help="mark a void (255) band of PX pixels along object borders, as VOC's "
                         "ground truth does with about 5 (default 0: none)")
+    p.add_argument("--fresh-split", action="store_true",
+                   help="ignore the splits stored in the project and split every image with "
+                        "--split and --seed")
     p.add_argument("--include-flagged", action="store_true",
-                   help="put flagged images into the train/val split too")
+                   help="put flagged and 'needs_work' images into the train/val split too "
+                        "(never 'rejected' ones)")
     p.add_argument("--include-unfinished", action="store_true",
                    help="export images still in progress too")
     p.add_argument("--overwrite", action="store_true",
@@ -57,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 project, args.out, train_fraction=args.split, seed=args.seed,
                 border=args.border, include_flagged=args.include_flagged,
                 include_unfinished=args.include_unfinished, overwrite=args.overwrite,
-                progress=progress)
+                fresh_split=args.fresh_split, progress=progress)
     except (ProjectError, VocError, FileExistsError, OSError) as exc:
         raise CLIError(str(exc)) from exc
     print(report.summary())

@@ -273,3 +273,65 @@ def test_export_never_deletes_the_project_or_its_images(tmp_path: Path):
     with pytest.raises(VocError, match="lies inside .*out, which overwriting would delete"):
         export_project(back, tmp_path / "out", overwrite=True)
     assert back.image_path("a").is_file()
+
+
+def test_import_keeps_split_and_object_flags_and_export_reproduces_them(tmp_path: Path):
+    tv = pytest.importorskip("torchvision.datasets")
+    project = build(tmp_path)
+    doc = project.load_document("a")
+    flagged = [AnnotatedObject(o.object_id, o.class_id, o.mask, o.prompts, o.score,
+                               o.model_id, attributes=attrs)
+               for o, attrs in zip(doc.objects, [
+                   {"pose": "Left", "difficult": True, "truncated": False},
+                   {"pose": "Frontal", "truncated": True}, {"difficult": True}], strict=True)]
+    project.save_document(AnnotationDocument("a", (H, W), flagged, "done"))
+    first = export_project(project, tmp_path / "out", train_fraction=0.5, seed=1)
+    back = import_voc(tmp_path / "out", tmp_path / "back")
+    assert {i: back.split(i) for i in back.image_ids} == {
+        **{i: "train" for i in first.splits["train"]}, **{i: "val" for i in first.splits["val"]}}
+    attrs = [dict(o.attributes) for o in back.read_objects("a")]
+    assert attrs == [{"pose": "Left", "difficult": True, "truncated": False},
+                     {"pose": "Frontal", "difficult": False, "truncated": True},
+                     {"pose": "Unspecified", "difficult": True, "truncated": False}]
+    # Another seed or fraction does not move val images into train: the stored split wins.
+    again = export_project(back, tmp_path / "out2", train_fraction=1.0, seed=7)
+    assert again.splits["train"] == first.splits["train"]
+    assert again.splits["val"] == first.splits["val"] and again.stored_splits == 4
+    det = tv.VOCDetection(str(tmp_path / "out2"), year="2012", image_set="trainval",
+                          download=False)
+    k = [Path(p).stem for p in det.images].index("a")
+    objs = det[k][1]["annotation"]["object"]
+    assert [(o["pose"], o["difficult"], o["truncated"]) for o in objs] == [
+        ("Left", "1", "0"), ("Frontal", "0", "1"), ("Unspecified", "1", "0")]
+    main_dog = tmp_path / "out2/VOCdevkit/VOC2012/ImageSets/Main/dog_trainval.txt"
+    assert dict(line.split() for line in main_dog.read_text().splitlines())["a"] == "0"
+    # --fresh-split: every image gets the seeded split again.
+    fresh = export_project(back, tmp_path / "out3", train_fraction=1.0, fresh_split=True)
+    assert fresh.splits["train"] == ["a", "b", "c", "d"] and fresh.stored_splits == 0
+    # An image without a stored split joins the seeded split.
+    back.set_split("d", None)
+    mixed = export_project(back, tmp_path / "out4", train_fraction=0.0)
+    assert "d" in mixed.splits["val"] and mixed.stored_splits == 3
+
+
+def test_reviews_decide_train_and_val(tmp_path: Path):
+    project = build(tmp_path, {"c": "flagged"})
+    project.set_review("a", "rejected", "wrong object")
+    project.set_review("b", "needs_work", "boundary")
+    project.set_review("d", "accepted")
+    report = export_project(project, tmp_path / "out", train_fraction=1.0)
+    assert report.splits == {"train": ["d"], "val": [], "excluded": ["a", "b", "c"]}
+    assert report.excluded == {"rejected": ["a"], "flagged": ["c"], "needs_work": ["b"]}
+    assert "(1 rejected, 1 flagged, 1 needs_work)" in report.summary()
+    root = tmp_path / "out/VOCdevkit/VOC2012"
+    assert (root / "ImageSets/Segmentation/excluded.txt").read_text().split() == ["a", "b", "c"]
+    assert (root / "SegmentationClass/a.png").exists()  # written, but in no split
+    # --include-flagged lets needs_work and flagged images in, never rejected ones.
+    report = export_project(project, tmp_path / "out2", train_fraction=1.0,
+                            include_flagged=True)
+    assert report.splits == {"train": ["b", "c", "d"], "val": [], "excluded": ["a"]}
+    # A rejected image stays out even when its stored split says train.
+    project.set_split("a", "train")
+    report = export_project(project, tmp_path / "out3", train_fraction=1.0,
+                            include_flagged=True)
+    assert report.splits["excluded"] == ["a"]
