@@ -182,6 +182,7 @@ class VocRecord:
     objects: list[ObjectInfo] = field(default_factory=list)
     split: str | None = None
     instances_from: str = "SegmentationObject"
+    specks: SpeckReport = field(default_factory=lambda: SpeckReport())
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -676,36 +677,101 @@ class VocWriter:
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def instances_from_components(semantic: np.ndarray, min_area: int = 0) -> np.ndarray:
+@dataclass(frozen=True)
+class SpeckReport:
+    """What :func:`components_with_specks` did with the class regions under ``min_area``.
+
+    Attributes
+    ----------
+    merged, merged_pixels : int
+        Small regions (and their pixels) given to the nearest larger region of their class.
+    grouped, grouped_pixels : int
+        Small regions of a class that has no larger region in the image: kept, all of them
+        together as one instance, so their pixels keep their class.
+    """
+
+    merged: int = 0
+    merged_pixels: int = 0
+    grouped: int = 0
+    grouped_pixels: int = 0
+
+    @property
+    def regions(self) -> int:
+        """Number of small regions handled."""
+        return self.merged + self.grouped
+
+    def describe(self, min_area: int) -> str:
+        """A short phrase for the import summary."""
+        parts = []
+        if self.merged:
+            parts.append(f"{self.merged} regions under {min_area} px ({self.merged_pixels} px) "
+                         "merged into the nearest object of their class")
+        if self.grouped:
+            parts.append(f"{self.grouped} regions under {min_area} px "
+                         f"({self.grouped_pixels} px) kept as one object of their class")
+        return "; ".join(parts)
+
+
+def components_with_specks(semantic: np.ndarray,
+                           min_area: int = 0) -> tuple[np.ndarray, SpeckReport]:
     """Instance map from the 8-connected components of each class (void and 0 excluded).
 
-    Components smaller than ``min_area`` pixels get no instance (0). Raises ``VocError``
-    when more than 254 components remain.
+    Components smaller than ``min_area`` pixels (specks: VOC's ground truth has many of 1-5
+    pixels between its void bands) do not become instances of their own, and their pixels
+    are not lost either: each speck pixel joins the nearest larger component of the same
+    class; when a class has only specks in the image, they form one instance together.
+    Returns the ``uint8`` instance map (255 where ``semantic`` is void) and what happened to
+    the specks. Raises ``VocError`` when more than 254 instances remain.
     """
+    from scipy import ndimage as ndi
     from skimage.measure import label
 
     out = np.zeros(semantic.shape, dtype=np.int32)
     n = 0
+    report = {"merged": 0, "merged_pixels": 0, "grouped": 0, "grouped_pixels": 0}
     for c in np.unique(semantic):
         if c in (BACKGROUND, VOID):
             continue
         comp, k = label(semantic == c, connectivity=2, return_num=True)
         if min_area > 1 and k:
             sizes = np.bincount(comp.ravel(), minlength=k + 1)
-            keep = sizes >= min_area
+            small = sizes < min_area
+            small[0] = False
+            keep = ~small
             keep[0] = False
-            # Renumber the kept components 1..m in label order.
-            new_ids = np.zeros(k + 1, dtype=np.int32)
-            new_ids[keep] = np.arange(1, int(keep.sum()) + 1)
-            comp = new_ids[comp]
-            k = int(keep.sum())
+            if small.any() and keep.any():
+                # Renumber the kept components 1..m in label order, then give every speck
+                # pixel the label of the nearest kept pixel.
+                new_ids = np.zeros(k + 1, dtype=np.int32)
+                new_ids[keep] = np.arange(1, int(keep.sum()) + 1)
+                big = new_ids[comp]
+                specks = small[comp]
+                _, (rows, cols) = ndi.distance_transform_edt(big == 0, return_indices=True)
+                big[specks] = big[rows[specks], cols[specks]]
+                comp, k = big, int(keep.sum())
+                report["merged"] += int(small.sum())
+                report["merged_pixels"] += int(sizes[small].sum())
+            elif small.any():
+                comp, k = (comp > 0).astype(np.int32), 1
+                report["grouped"] += int(small.sum())
+                report["grouped_pixels"] += int(sizes[small].sum())
         out[comp > 0] = comp[comp > 0] + n
         n += k
     if n >= VOID:
         raise VocError(f"{n} connected components do not fit an 8-bit instance map "
                        f"(at most {VOID - 1})")
     out[semantic == VOID] = VOID
-    return out.astype(np.uint8)
+    return out.astype(np.uint8), SpeckReport(**report)
+
+
+def instances_from_components(semantic: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """Instance map from the 8-connected components of each class (void and 0 excluded).
+
+    Components smaller than ``min_area`` pixels join the nearest larger component of their
+    class (see :func:`components_with_specks`). Raises ``VocError`` when more than 254
+    components remain.
+    """
+    return components_with_specks(semantic, min_area)[0]
 
 
 def _consistent_instances(image_id: str, semantic: np.ndarray,
@@ -850,8 +916,9 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
 
     Instances come from ``SegmentationObject/<id>.png`` when it exists; otherwise they are
     the 8-connected components of each class of the semantic map (``instances_from`` says
-    which); components smaller than ``min_area`` pixels then get no instance (VOC's ground
-    truth has specks of a few pixels between its void bands, which are not objects).
+    which); components smaller than ``min_area`` pixels then join the nearest larger
+    component of their class (VOC's ground truth has specks of a few pixels between its
+    void bands, which are not objects of their own), reported in ``specks``.
     Objects come from ``Annotations/<id>.xml`` when it exists. The split is ``train`` /
     ``val`` from ``ImageSets/Segmentation`` (None when listed in neither).
 
@@ -896,13 +963,14 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
             raise VocError(f"{png} is {semantic.shape[0]}x{semantic.shape[1]} but its image "
                            f"{image} is {size[0]}x{size[1]} (HxW)")
         obj_png = voc / "SegmentationObject" / f"{iid}.png"
+        specks = SpeckReport()
         if obj_png.is_file():
             instance = read_label_png(obj_png)
             if instance.shape != semantic.shape:
                 raise VocError(f"{obj_png} is {instance.shape} but {png} is {semantic.shape}")
             source = "SegmentationObject"
         else:
-            instance = instances_from_components(semantic, min_area)
+            instance, specks = components_with_specks(semantic, min_area)
             source = "components"
         xml = voc / "Annotations" / f"{iid}.xml"
         objects: list[ObjectInfo] = []
@@ -911,10 +979,12 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
             if source == "components":
                 objects = []  # XML order does not match component numbering
         progress(n, len(pngs), iid)
-        yield VocRecord(iid, image, semantic, instance, objects, split_of.get(iid), source)
+        yield VocRecord(iid, image, semantic, instance, objects, split_of.get(iid), source,
+                        specks)
 
 
 def find_image(folder: Path, iid: str) -> Path:
+    """The image of ``iid`` in ``folder``: ``<iid>.jpg``, else ``<iid>.*`` (VocError if none)."""
     jpg = folder / f"{iid}.jpg"
     if jpg.is_file():
         return jpg
@@ -933,8 +1003,9 @@ def glob_escape(text: str) -> str:
 
 
 __all__ = [
-    "DEVKIT", "EXCLUDED", "ObjectInfo", "VocError", "VocRecord", "VocWriter",
-    "encode_label_png", "find_voc_root", "labelmap_text", "mask_bbox", "parse_annotation",
+    "DEVKIT", "EXCLUDED", "ObjectInfo", "SpeckReport", "VocError", "VocRecord", "VocWriter",
+    "components_with_specks", "encode_label_png", "find_image", "find_voc_root",
+    "instances_from_components", "labelmap_text", "mask_bbox", "parse_annotation",
     "parse_labelmap", "read_label_png", "read_voc", "read_voc_classes", "split_ids",
     "void_band", "write_label_png",
 ]

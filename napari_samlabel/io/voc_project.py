@@ -38,7 +38,14 @@ from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project, ProjectError
-from napari_samlabel.io.voc import EXCLUDED, ObjectInfo, VocError, VocWriter, read_voc
+from napari_samlabel.io.voc import (
+    EXCLUDED,
+    ObjectInfo,
+    SpeckReport,
+    VocError,
+    VocWriter,
+    read_voc,
+)
 
 #: Why an exported image is kept out of train and val (keys of ``ExportReport.excluded``).
 EXCLUDE_REASONS = ("rejected", "exclude list", "flagged", "needs_work")
@@ -78,6 +85,40 @@ class ExportReport:
         if self.dropped_objects:
             out += f"; {len(self.dropped_objects)} fully hidden objects left out"
         return out
+
+
+@dataclass
+class ImportReport:
+    """What an import made; pass one to :func:`import_voc` to have it filled."""
+
+    folder: Path | None = None
+    images: int = 0
+    objects: int = 0
+    classes: int = 0  # without background
+    min_area: int = 0
+    #: ``{image_id: SpeckReport}`` of the images that had class regions under ``min_area``.
+    specks: dict[str, SpeckReport] = field(default_factory=dict)
+    #: Number of images per stored split (``train``, ``val``, ``none``).
+    splits: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Human-readable lines: totals, then one line per image with small regions."""
+        splits = ", ".join(f"{self.splits[k]} {k}" for k in ("train", "val")
+                           if self.splits.get(k))
+        lines = [f"created project {self.folder}: {self.images} images, {self.objects} "
+                 f"objects, {self.classes} classes"
+                 + (f"; stored split: {splits}" if splits else "")]
+        if self.specks:
+            merged = sum(r.merged for r in self.specks.values())
+            grouped = sum(r.grouped for r in self.specks.values())
+            pixels = sum(r.merged_pixels + r.grouped_pixels for r in self.specks.values())
+            lines.append(f"{merged + grouped} class regions under {self.min_area} px "
+                         f"({pixels} px) in {len(self.specks)} images: {merged} merged into the "
+                         f"nearest object of their class, {grouped} kept as one object of a "
+                         "class with nothing larger (no pixel lost)")
+            for iid, rep in self.specks.items():
+                lines.append(f"  {iid}: {rep.describe(self.min_area)}")
+        return "\n".join(lines)
 
 
 def voc_id(image_id: str) -> str:
@@ -228,6 +269,7 @@ def import_voc(
     min_area: int = 10,
     status: ImageStatus | str = ImageStatus.DONE,
     progress: ProgressCallback = no_progress,
+    report: ImportReport | None = None,
 ) -> Project:
     """Turn a VOC dataset into a new project in ``folder``.
 
@@ -254,8 +296,12 @@ def import_voc(
         Copy the images into ``folder/images`` instead of referring to them where they are.
     min_area : int
         Without ``SegmentationObject``, class regions smaller than this many pixels are not
-        made objects (VOC's ground truth has specks of 1-5 pixels between its void bands);
-        their pixels become background. Instances of ``SegmentationObject`` are always kept.
+        made objects of their own (VOC's ground truth has specks of 1-5 pixels between its
+        void bands): they join the nearest larger object of their class, or, when the class
+        has nothing larger in the image, they form one object together; no class pixel
+        becomes background. Instances of ``SegmentationObject`` are always kept.
+    report : ImportReport, optional
+        Filled with counts: images, objects, splits and the small regions per image.
 
     Raises
     ------
@@ -291,12 +337,22 @@ def import_voc(
                                             rec.image_id)
                 project.save_document(AnnotationDocument(iid, rec.semantic.shape, objects,
                                                          status=status))
+                if report is not None:
+                    report.images += 1
+                    report.objects += len(objects)
+                    key = rec.split or "none"
+                    report.splits[key] = report.splits.get(key, 0) + 1
+                    if rec.specks.regions:
+                        report.specks[iid] = rec.specks
         if target.exists():
             target.rmdir()
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if report is not None:
+        report.folder, report.min_area = target, min_area
+        report.classes = len(classes) - 1
     return Project.open(target)
 
 

@@ -415,18 +415,31 @@ def test_band_never_erases_a_thin_object(tmp_path: Path, image: np.ndarray):
     assert sorted(set(np.unique(rec.instance)) - {0, 255}) == [1, 2]
 
 
-def test_reader_min_area_drops_specks_only_in_components_mode(tmp_path: Path, image):
+def test_reader_min_area_merges_specks_into_the_nearest_object_of_their_class(tmp_path: Path,
+                                                                            image):
     root = tmp_path / "VOC2012"
     (root / "SegmentationClass").mkdir(parents=True)
     (root / "JPEGImages").mkdir()
     sem = np.zeros((H, W), np.uint8)
-    sem[10:30, 10:30] = 12
-    sem[40, 40] = 12          # a one-pixel speck
-    sem[50:52, 50:52] = 3     # a 4-pixel bird
+    sem[10:30, 10:30] = 12    # dog 1
+    sem[10:30, 50:70] = 12    # dog 2
+    sem[20, 33] = 12          # a one-pixel speck next to dog 1
+    sem[20:22, 45:47] = 12    # a 4-pixel speck next to dog 2
+    sem[40, 40] = 12          # equally far from both: goes to one of them, not lost
+    sem[50:52, 50:52] = 3     # a 4-pixel bird, the only bird
+    sem[55, 10] = 3           # and a speck of it
     Image.fromarray(image).save(root / "JPEGImages" / "a.jpg")
     (root / "SegmentationClass" / "a.png").write_bytes(encode_label_png(sem))
     [rec] = list(read_voc(tmp_path, min_area=5))
-    assert sorted(set(np.unique(rec.instance)) - {0}) == [1]
-    assert (rec.instance[10:30, 10:30] == 1).all() and rec.instance[40, 40] == 0
-    [rec] = list(read_voc(tmp_path))
-    assert len(set(np.unique(rec.instance)) - {0}) == 3
+    inst = rec.instance
+    ids = sorted(set(np.unique(inst)) - {0})
+    assert len(ids) == 3  # two dogs and one bird object
+    dog1, dog2 = inst[15, 15], inst[15, 60]
+    assert inst[20, 33] == dog1 and (inst[20:22, 45:47] == dog2).all()
+    assert inst[40, 40] in (dog1, dog2)
+    assert inst[50, 50] == inst[55, 10] != 0  # the bird's regions together
+    np.testing.assert_array_equal(inst > 0, sem > 0)  # no class pixel became background
+    assert rec.specks == voc.SpeckReport(merged=3, merged_pixels=6, grouped=2,
+                                         grouped_pixels=5)
+    [rec] = list(read_voc(tmp_path))  # min_area 0: every region is an object
+    assert len(set(np.unique(rec.instance)) - {0}) == 7 and rec.specks.regions == 0

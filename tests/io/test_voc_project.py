@@ -16,7 +16,7 @@ from napari_samlabel.core.prompts import Point
 from napari_samlabel.io import voc
 from napari_samlabel.io.project import Project, ProjectError
 from napari_samlabel.io.voc import VocError, encode_label_png, mask_bbox, read_label_png
-from napari_samlabel.io.voc_project import export_project, import_voc, voc_id
+from napari_samlabel.io.voc_project import ImportReport, export_project, import_voc, voc_id
 
 H, W = 40, 56
 CLASSES = ["cat", "dog", "dog/head", "tree"]
@@ -251,6 +251,34 @@ def test_labelmap_line_0_is_index_0_whatever_it_is_called(tmp_path: Path, first)
     objs = project.read_objects("x")
     assert [project.classes.names[o.class_id] for o in objs] == ["cat", "dog"]
     np.testing.assert_array_equal(objs[0].mask, sem == 1)
+
+
+def test_import_reports_small_regions_and_loses_no_pixel(tmp_path: Path):
+    root = tmp_path / "voc" / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    img = data.coffee()[: H * 8 : 8, : W * 8 : 8]
+    for iid in ("x", "y"):
+        Image.fromarray(img).save(root / "JPEGImages" / f"{iid}.jpg")
+    sem = np.zeros((H, W), np.uint8)
+    sem[5:20, 5:20] = 17
+    sem[8:20, 21] = 255       # a void band cuts a sliver of the sheep off
+    sem[8:11, 22:24] = 17     # 6 px: a speck under min_area
+    sem[30, 30] = 17
+    (root / "SegmentationClass" / "x.png").write_bytes(encode_label_png(sem))
+    clean = np.zeros((H, W), np.uint8)
+    clean[5:20, 5:20] = 8
+    (root / "SegmentationClass" / "y.png").write_bytes(encode_label_png(clean))
+    report = ImportReport()
+    project = import_voc(tmp_path / "voc", tmp_path / "p", report=report)
+    [sheep] = project.read_objects("x")
+    np.testing.assert_array_equal(sheep.mask, sem == 17)
+    assert report.images == 2 and report.objects == 2
+    assert list(report.specks) == ["x"]
+    assert report.specks["x"].merged == 2 and report.specks["x"].merged_pixels == 7
+    text = report.summary()
+    assert "2 class regions under 10 px (7 px) in 1 images" in text
+    assert "  x: 2 regions under 10 px (7 px) merged into the nearest object" in text
 
 
 def test_import_takes_classes_from_pixels_not_xml(tmp_path: Path):
