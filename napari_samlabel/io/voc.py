@@ -63,6 +63,7 @@ from napari_samlabel.core.classes import (
     as_class_table,
     voc_colormap,
 )
+from napari_samlabel.core.fsutil import make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.images import ImageReadError, image_size, is_plain_jpeg, load_image
 
@@ -385,8 +386,7 @@ class VocWriter:
         self.jpeg_quality = int(jpeg_quality)
         self._check_out()
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".voc-tmp",
-                                          dir=self.out.parent))
+        self._tmp = make_temp_dir(self.out.parent, f".{self.out.name}.", ".voc-tmp")
         self.root = self._tmp / DEVKIT / "VOC2012"
         for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "Annotations",
                     "ImageSets/Segmentation", "ImageSets/Main"):

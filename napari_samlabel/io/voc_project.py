@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.fsutil import make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project, ProjectError
 from napari_samlabel.io.voc import (
@@ -318,8 +318,7 @@ def import_voc(
     voc = find_voc_root(voc_root)
     classes = classes or read_voc_classes(voc)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".import-tmp",
-                                dir=target.parent))
+    tmp = make_temp_dir(target.parent, f".{target.name}.", ".import-tmp")
     try:
         project = Project.create(tmp, [], classes)
         with project.batch():  # one write of the project file, not two per image

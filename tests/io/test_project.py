@@ -534,3 +534,34 @@ def test_corrupt_session_file_means_no_position_with_a_warning(project: Project,
         iid, cid = Project.open(tmp_path / "proj").last_position()
     assert iid is None
     assert cid == (2 if "gone" in content else None)
+
+
+@pytest.fixture()
+def umask_027():
+    import os
+
+    old = os.umask(0o027)
+    yield 0o027
+    os.umask(old)
+
+
+def test_files_get_the_permissions_open_would_give(tmp_path: Path, images: Path, umask_027):
+    import os
+    import stat
+
+    from napari_samlabel.core import fsutil
+
+    assert fsutil.current_umask() == 0o027
+    project = Project.create(tmp_path / "proj", images, ["cat"])
+    doc = project.load_document("a")
+    accept(doc, rect(0, 10, 0, 10))
+    project.save_document(doc)
+    project.set_last_position("a", 1)
+    modes = {p.relative_to(tmp_path / "proj").as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in (tmp_path / "proj").rglob("*")}
+    assert modes and all(m == (0o750 if (tmp_path / "proj" / k).is_dir() else 0o640)
+                         for k, m in modes.items()), modes
+    # Replacing a file keeps the mode its owner gave it, as open("w") would.
+    os.chmod(tmp_path / "proj" / PROJECT_FILE, 0o604)
+    project.set_status("a", "done")
+    assert stat.S_IMODE((tmp_path / "proj" / PROJECT_FILE).stat().st_mode) == 0o604

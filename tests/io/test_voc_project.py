@@ -363,3 +363,22 @@ def test_reviews_decide_train_and_val(tmp_path: Path):
     report = export_project(project, tmp_path / "out3", train_fraction=1.0,
                             include_flagged=True)
     assert report.splits["excluded"] == ["a"]
+
+
+def test_export_and_import_trees_get_normal_permissions(tmp_path: Path):
+    import os
+    import stat
+
+    project = build(tmp_path)
+    old = os.umask(0o022)
+    try:
+        export_project(project, tmp_path / "out")
+        import_voc(tmp_path / "out", tmp_path / "back")
+    finally:
+        os.umask(old)
+    for tree in (tmp_path / "out", tmp_path / "back"):
+        paths = [tree, *tree.rglob("*")]
+        modes = {p: stat.S_IMODE(p.stat().st_mode) for p in paths}
+        wrong = {str(p): oct(m) for p, m in modes.items()
+                 if m != (0o755 if p.is_dir() else 0o644)}
+        assert not wrong
