@@ -17,6 +17,29 @@ from pathlib import Path
 from typing import IO
 
 
+class WriteError(OSError):
+    """Writing failed; the message names the file and says what was left unchanged."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError, unchanged: str) -> WriteError:
+    """A :class:`WriteError` for ``exc`` raised while writing ``path``.
+
+    ``unchanged`` completes the message ("nothing was changed", ...). An error that is
+    already a :class:`WriteError` is returned as is (it names its file).
+    """
+    if isinstance(exc, WriteError):
+        return exc
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return WriteError(f"cannot write {path}: {reason}; {unchanged}", exc.errno)
+
+
 def current_umask() -> int:
     """The process umask, read without changing it where the system allows."""
     try:  # Linux: reading it is race-free; setting and restoring is not, with threads
@@ -54,6 +77,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     The temporary file lives in the same directory (so the rename is atomic on POSIX),
     is flushed and fsync'ed before the rename, and is removed if the block raises. The
     result has the mode of the file it replaces, or ``open()``'s for a new file.
+
+    Raises
+    ------
+    WriteError
+        (an ``OSError``) on a write failure (disk full, file too large...), naming ``path``
+        and saying that the previous file is unchanged.
     """
     if mode not in ("w", "wb"):
         raise ValueError("atomic_open supports modes 'w' and 'wb' only")
@@ -63,7 +92,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         perms = stat.S_IMODE(target.stat().st_mode)
     except OSError:
         perms = default_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    existed = target.exists()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _unchanged(target, exc, existed) from exc
     try:
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as fh:
@@ -73,10 +106,17 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _unchanged(target, exc, existed) from exc
         raise
+
+
+def _unchanged(target: Path, exc: OSError, existed: bool) -> WriteError:
+    return write_error(target, exc, "the previous version of the file is unchanged" if existed
+                       else "the file was not created")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -63,7 +63,7 @@ from napari_samlabel.core.classes import (
     as_class_table,
     voc_colormap,
 )
-from napari_samlabel.core.fsutil import make_temp_dir
+from napari_samlabel.core.fsutil import make_temp_dir, write_error
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.images import ImageReadError, image_size, is_plain_jpeg, load_image
 
@@ -386,11 +386,19 @@ class VocWriter:
         self.jpeg_quality = int(jpeg_quality)
         self._check_out()
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = make_temp_dir(self.out.parent, f".{self.out.name}.", ".voc-tmp")
+        try:
+            self._tmp = make_temp_dir(self.out.parent, f".{self.out.name}.", ".voc-tmp")
+        except OSError as exc:
+            raise write_error(self.out, exc, self._nothing_changed()) from exc
         self.root = self._tmp / DEVKIT / "VOC2012"
-        for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "Annotations",
-                    "ImageSets/Segmentation", "ImageSets/Main"):
-            (self.root / sub).mkdir(parents=True)
+        try:
+            for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "Annotations",
+                        "ImageSets/Segmentation", "ImageSets/Main"):
+                (self.root / sub).mkdir(parents=True)
+        except OSError as exc:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise write_error(self.out / (self.root / sub).relative_to(self._tmp), exc,
+                              self._nothing_changed()) from exc
         self._splits: dict[str, str | None] = {}
         self._classes_in: dict[str, set[int]] = {}
         self._difficult: dict[str, set[int]] = {}
@@ -567,7 +575,16 @@ class VocWriter:
         self.progress(len(self._splits), self.total, image_id)
 
     def _write(self, path: Path, data: bytes) -> None:
-        _write_file(path, data)
+        try:
+            _write_file(path, data)
+        except OSError as exc:
+            # Name the file as it would have been in OUT: the temporary tree is deleted.
+            raise write_error(self.out / path.relative_to(self._tmp), exc,
+                              self._nothing_changed()) from exc
+
+    def _nothing_changed(self) -> str:
+        state = "is as it was" if self.out.exists() else "was not created"
+        return f"the export stopped and nothing was changed ({self.out} {state})"
 
     def _check_map(self, image_id: str, what: str, labels: np.ndarray) -> np.ndarray:
         arr = np.asarray(labels)
@@ -625,7 +642,10 @@ class VocWriter:
             self._write(self._tmp / DEVKIT / "VOC2012" / "labelmap.txt",
                         labelmap_text(self.classes).encode("utf-8"))
             self._check_out()
-            self._move_into_place()
+            try:
+                self._move_into_place()
+            except OSError as exc:
+                raise write_error(self.out, exc, self._nothing_changed()) from exc
         except BaseException:
             self.abort()
             raise

@@ -35,7 +35,7 @@ import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
-from napari_samlabel.core.fsutil import make_temp_dir
+from napari_samlabel.core.fsutil import WriteError, make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project, ProjectError
 from napari_samlabel.io.voc import (
@@ -157,6 +157,9 @@ def export_project(
         If ``out`` is a non-empty folder and ``overwrite`` is False.
     ProjectError, VocError
         On bad project content or images; nothing is written to ``out`` then.
+    napari_samlabel.core.fsutil.WriteError
+        (an ``OSError``) when writing fails (disk full, file too large...): the message
+        names the file and says that nothing was changed.
     """
     if not isinstance(project, Project):
         project = Project.open(project)
@@ -309,6 +312,9 @@ def import_voc(
         If ``folder`` exists and is not empty.
     VocError, ProjectError
         On bad dataset content; nothing is left in ``folder`` then.
+    napari_samlabel.core.fsutil.WriteError
+        (an ``OSError``) when writing fails (disk full...), naming the file; nothing is left
+        in ``folder`` then.
     """
     from napari_samlabel.io.voc import find_voc_root, read_voc_classes
 
@@ -346,8 +352,13 @@ def import_voc(
         if target.exists():
             target.rmdir()
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+            # Files were written in the temporary folder, which is gone: name them in PROJECT.
+            message = str(exc).replace(str(tmp), str(target))
+            raise WriteError(f"import stopped: {message}; nothing was created at {target}",
+                             exc.errno) from exc
         raise
     if report is not None:
         report.folder, report.min_area = target, min_area

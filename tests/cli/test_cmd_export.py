@@ -72,3 +72,27 @@ def test_export_errors_are_one_line(project: Path, tmp_path: Path, capsys):
     assert "not a napari-samlabel project" in capsys.readouterr().err
     assert main(["export", str(project), str(tmp_path / "o3"), "--split", "2"]) == 2
     assert "--split" in capsys.readouterr().err
+
+
+def test_file_too_large_is_named_and_nothing_written(project: Path, tmp_path: Path):
+    # A real EFBIG ("[Errno 27] File too large"): the export runs under a file size limit.
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (800, 800))
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from napari_samlabel.cli import main; "
+         "sys.exit(main(sys.argv[1:]))", "export", str(project), str(out)],
+        capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip().splitlines()[-1]
+    assert err.startswith(f"samlabel export: error: cannot write {out}/VOCdevkit/VOC2012/")
+    assert "File too large; the export stopped and nothing was changed" in err
+    assert "was not created" in err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))

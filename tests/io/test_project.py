@@ -565,3 +565,22 @@ def test_files_get_the_permissions_open_would_give(tmp_path: Path, images: Path,
     os.chmod(tmp_path / "proj" / PROJECT_FILE, 0o604)
     project.set_status("a", "done")
     assert stat.S_IMODE((tmp_path / "proj" / PROJECT_FILE).stat().st_mode) == 0o604
+
+
+def test_failed_write_names_the_file_and_keeps_the_old_one(project: Project, tmp_path: Path,
+                                                           monkeypatch):
+    from napari_samlabel.core import fsutil
+
+    path = tmp_path / "proj" / PROJECT_FILE
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        project.set_status("a", "done")
+    assert str(info.value) == (f"cannot write {path}: No space left on device; the previous "
+                               "version of the file is unchanged")
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []

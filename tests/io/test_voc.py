@@ -295,13 +295,18 @@ def test_write_failure_midway_leaves_existing_output_untouched(tmp_path: Path, i
     def failing(path: Path, data: bytes) -> None:
         calls.append(path)
         if len(calls) > 6:
-            raise OSError(28, "No space left on device")
+            raise OSError(27, "File too large")
         real(path, data)
 
     monkeypatch.setattr(voc, "_write_file", failing)
-    with pytest.raises(OSError, match="No space"), VocWriter(out, overwrite=True) as w:
+    with pytest.raises(OSError) as info, VocWriter(out, overwrite=True) as w:
         for k in range(4):
             w.add(f"new{k}", image, scene()[0])
+    # The message names the file (as it would be in OUT) and says nothing was changed.
+    assert str(info.value) == (
+        f"cannot write {out}/VOCdevkit/VOC2012/SegmentationObject/new1.png: File too large; "
+        f"the export stopped and nothing was changed ({out} is as it was)")
+    assert info.value.errno == 27
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -160,7 +160,8 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
         real(path, data)
 
     monkeypatch.setattr(voc, "_write_file", failing)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match=r"cannot write .*/out/VOCdevkit/VOC2012/JPEGImages/c\.jpg: "
+                       r"No space left on device; .*nothing was changed"):
         export_project(project, out, overwrite=True)
     assert tree_digest(out) == before_out
     assert tree_digest(tmp_path / "proj") == before_project
@@ -382,3 +383,28 @@ def test_export_and_import_trees_get_normal_permissions(tmp_path: Path):
         wrong = {str(p): oct(m) for p, m in modes.items()
                  if m != (0o755 if p.is_dir() else 0o644)}
         assert not wrong
+
+
+def test_import_write_failure_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch):
+    from napari_samlabel.core import fsutil
+
+    project = build(tmp_path)
+    export_project(project, tmp_path / "out")
+    real = fsutil.os.fsync
+    count = [0]
+
+    def failing(fd):
+        count[0] += 1
+        if count[0] == 5:
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(fsutil.os, "fsync", failing)
+    with pytest.raises(OSError) as info:
+        import_voc(tmp_path / "out", tmp_path / "new")
+    text = str(info.value)
+    assert text.startswith(f"import stopped: cannot write {tmp_path / 'new'}/annotations/")
+    assert "No space left on device" in text and "import-tmp" not in text
+    assert text.endswith(f"nothing was created at {tmp_path / 'new'}")
+    assert not (tmp_path / "new").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
