@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "rest to val (default 0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--border", type=int, default=0, metavar="PX",
-                   help="mark a void (255) band of PX pixels along object borders, as VOC's "
-                        "ground truth does with about 5 (default 0: none)")
+                   help="mark a void (255) band exactly PX pixels wide across object borders "
+                        "(half inside, half outside; the odd pixel inside). VOC's ground "
+                        "truth has a 4-pixel band: --border 4 reproduces it (default 0: none)")
     p.add_argument("--fresh-split", action="store_true",
                    help="ignore the splits stored in the project and split every image with "
                         "--split and --seed")

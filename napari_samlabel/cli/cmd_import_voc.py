@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="copy the images into PROJECT/images")
     p.add_argument("--fill-void", type=int, default=0, metavar="PX",
                    help="give void pixels within PX pixels of a label to the nearest label "
-                        "(3 undoes VOC's 5-pixel border band; default 0)")
+                        "(3 undoes VOC's 4-pixel border band; default 0)")
     p.add_argument("--min-area", type=int, default=10, metavar="PX",
                    help="without SegmentationObject, class regions smaller than PX pixels are "
                         "not made objects of their own but join the nearest object of their "

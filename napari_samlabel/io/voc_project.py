@@ -285,7 +285,8 @@ def import_voc(
     (:meth:`Project.split`), so exporting again reproduces train and val.
     Void (255) pixels belong to no object (they become background in the project) unless
     ``fill_void`` gives those within that many pixels of a label to the nearest label, object
-    or background (VOC's ~5 px border band: ``fill_void=3``).
+    or background (VOC's 4 px border band: ``fill_void=3`` leaves 1.8 % of the sample's
+    void, its "difficult" regions).
 
     Parameters
     ----------
