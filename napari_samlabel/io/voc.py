@@ -235,9 +235,19 @@ def void_band(labels: np.ndarray, width: int) -> np.ndarray:
         own = sub == k
         for reach, other in ((high, sub < k), (low, sub > k)):
             if reach and other.any():
-                near = ndi.distance_transform_edt(~other) < reach + 0.5
+                near = ndi.binary_dilation(other, _disk(reach))
                 band[window] |= own & near
     return band
+
+
+def _disk(reach: int) -> np.ndarray:
+    """Footprint of the offsets shorter than ``reach + 1/2``.
+
+    Dilating a set by it marks the pixels within ``reach`` of the set, as a distance
+    transform would, several times faster.
+    """
+    r = np.arange(-reach, reach + 1)
+    return (r[:, None] ** 2 + r[None, :] ** 2) < (reach + 0.5) ** 2
 
 
 def split_ids(ids: Sequence[str], train_fraction: float, seed: int) -> dict[str, str]:
