@@ -4,8 +4,9 @@ Layout written by :class:`VocWriter` (``OUT`` is the folder *containing* ``VOCde
 ``root`` torchvision's ``VOCSegmentation`` / ``VOCDetection`` take)::
 
     OUT/VOCdevkit/VOC2012/
-        JPEGImages/<id>.jpg             original bytes when the source is an upright JPEG,
-                                        otherwise re-encoded (quality 95) from load_image()
+        JPEGImages/<id>.jpg             original bytes when the source is an upright JPEG
+                                        (grey ones stay grey: XML depth 1), otherwise
+                                        re-encoded (quality 95, RGB) from load_image()
         SegmentationClass/<id>.png      palette PNG: class index, 0 background, 255 void
         SegmentationObject/<id>.png     palette PNG: instance 1..N, 0 background, 255 void
         Annotations/<id>.xml            size + one <object> per instance, in instance order
@@ -320,7 +321,7 @@ def parse_labelmap(path: str | os.PathLike[str]) -> ClassTable:
 
 
 def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, ObjectInfo,
-              tuple[int, int, int, int], bool]]) -> str:
+              tuple[int, int, int, int], bool]], depth: int = 3) -> str:
     from xml.sax.saxutils import escape
 
     h, w = shape
@@ -328,7 +329,7 @@ def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, Ob
            f"\t<filename>{escape(image_id)}.jpg</filename>",
            "\t<source>", "\t\t<database>napari-samlabel</database>", "\t</source>",
            "\t<size>", f"\t\t<width>{w}</width>", f"\t\t<height>{h}</height>",
-           "\t\t<depth>3</depth>", "\t</size>", "\t<segmented>1</segmented>"]
+           f"\t\t<depth>{depth}</depth>", "\t</size>", "\t<segmented>1</segmented>"]
     for name, info, (x0, y0, x1, y1), truncated in objects:
         out += ["\t<object>", f"\t\t<name>{escape(name)}</name>",
                 f"\t\t<pose>{escape(info.pose)}</pose>",
@@ -339,6 +340,14 @@ def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, Ob
                 "\t</object>"]
     out.append("</annotation>")
     return "\n".join(out) + "\n"
+
+
+def _jpeg_depth(data: bytes) -> int:
+    """Channels of an encoded JPEG (1 grey, 3 colour): ``<depth>`` describes the file written."""
+    import io
+
+    with Image.open(io.BytesIO(data)) as im:
+        return len(im.getbands())
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -604,7 +613,8 @@ class VocWriter:
         self._write(self.root / "SegmentationObject" / f"{image_id}.png",
                     encode_label_png(new_inst))
         self._write(self.root / "Annotations" / f"{image_id}.xml",
-                    _xml_text(image_id, shape, xml_objects).encode("utf-8"))
+                    _xml_text(image_id, shape, xml_objects, _jpeg_depth(jpeg_bytes))
+                    .encode("utf-8"))
         self._splits[image_id] = split
         self._classes_in[image_id] = classes_here
         self._difficult[image_id] = difficult_here - classes_here

@@ -466,3 +466,29 @@ def test_reader_min_area_merges_specks_into_the_nearest_object_of_their_class(tm
                                          grouped_pixels=5)
     [rec] = list(read_voc(tmp_path))  # min_area 0: every region is an object
     assert len(set(np.unique(rec.instance)) - {0}) == 7 and rec.specks.regions == 0
+
+
+def test_xml_depth_describes_the_jpeg_written(tmp_path: Path, image: np.ndarray):
+    tv = pytest.importorskip("torchvision.datasets")
+    grey = np.asarray(Image.fromarray(image).convert("L"))
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(grey).save(src / "grey.jpg", quality=90)   # copied as is: stays grey
+    Image.fromarray(grey).save(src / "greypng.png")            # re-encoded: RGB
+    Image.fromarray(image).save(src / "colour.jpg", quality=90)
+    with VocWriter(tmp_path / "out", train_fraction=1.0) as w:
+        for name in ("grey.jpg", "greypng.png", "colour.jpg"):
+            w.add(Path(name).stem, src / name, scene()[0])
+    root = tmp_path / "out/VOCdevkit/VOC2012"
+    assert (root / "JPEGImages/grey.jpg").read_bytes() == (src / "grey.jpg").read_bytes()
+    det = tv.VOCDetection(str(tmp_path / "out"), year="2012", image_set="train",
+                          download=False)
+    depth = {}
+    for k, p in enumerate(det.images):
+        with Image.open(p) as im:
+            depth[Path(p).stem] = (det[k][1]["annotation"]["size"]["depth"],
+                                   len(im.getbands()))
+    assert depth == {"grey": ("1", 1), "greypng": ("3", 3), "colour": ("3", 3)}
+    seg = tv.VOCSegmentation(str(tmp_path / "out"), year="2012", image_set="train",
+                             download=False)
+    assert all(seg[k][0].mode == "RGB" for k in range(len(seg)))  # loaders convert anyway
