@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mark a void (255) band exactly PX pixels wide across object borders "
                         "(half inside, half outside; the odd pixel inside). VOC's ground "
                         "truth has a 4-pixel band: --border 4 reproduces it (default 0: none)")
+    p.add_argument("--exclude", action="append", default=[], type=Path, metavar="FILE",
+                   help="an ImageSets-style id list (one id per line, e.g. the failures.txt "
+                        "of samlabel curate) of images to keep out of train and val; may be "
+                        "given several times")
     p.add_argument("--fresh-split", action="store_true",
                    help="ignore the splits stored in the project and split every image with "
                         "--split and --seed")
@@ -53,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``samlabel export``."""
     from napari_samlabel.io.project import Project, ProjectError
-    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc import VocError, read_image_set
     from napari_samlabel.io.voc_project import export_project
 
     if not 0.0 <= args.split <= 1.0:
@@ -61,13 +65,14 @@ def run(args: argparse.Namespace) -> int:
     if args.border < 0:
         raise CLIError(f"--border must be >= 0, got {args.border}")
     try:
+        exclude = [i for f in args.exclude for i in read_image_set(f)]
         project = Project.open(args.project)
         with tqdm_progress("export") as progress:
             report = export_project(
                 project, args.out, train_fraction=args.split, seed=args.seed,
                 border=args.border, include_flagged=args.include_flagged,
                 include_unfinished=args.include_unfinished, overwrite=args.overwrite,
-                fresh_split=args.fresh_split, progress=progress)
+                fresh_split=args.fresh_split, exclude=exclude, progress=progress)
     except (ProjectError, VocError, FileExistsError, OSError) as exc:
         raise CLIError(str(exc)) from exc
     print(report.summary())
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     if report.skipped.get("in_progress"):
         print(f"  {len(report.skipped['in_progress'])} images in progress were left out "
               "(--include-unfinished exports them)")
+    if report.unknown_excluded:
+        shown = ", ".join(report.unknown_excluded[:5])
+        more = "..." if len(report.unknown_excluded) > 5 else ""
+        print(f"  warning: {len(report.unknown_excluded)} ids of --exclude are not images of "
+              f"the project ({shown}{more})")
     for iid, oid in report.dropped_objects:
         print(f"  {iid}: object {oid} is hidden under other objects and was left out")
     return 0

@@ -968,11 +968,34 @@ def parse_annotation(path: str | os.PathLike[str],
     return size, objects
 
 
+def read_image_set(path: str | os.PathLike[str]) -> list[str]:
+    """Read an ``ImageSets``-style id list: the first word of each line, in order.
+
+    Blank lines and ``#`` comments are skipped, so ``train.txt``, ``<class>_train.txt``
+    (``id flag``) and curation's ``failures.txt`` all read.
+
+    Raises
+    ------
+    VocError
+        If the file is missing or unreadable (named).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VocError(f"image list {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VocError(f"cannot read image list {path}: {exc}") from exc
+    ids = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(line.split()[0])
+    return ids
+
+
 def _read_set(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return read_image_set(path) if path.is_file() else []
 
 
 def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
@@ -1072,6 +1095,6 @@ __all__ = [
     "DEVKIT", "EXCLUDED", "ObjectInfo", "SpeckReport", "VocError", "VocRecord", "VocWriter",
     "components_with_specks", "encode_label_png", "find_image", "find_voc_root",
     "instances_from_components", "labelmap_text", "mask_bbox", "parse_annotation",
-    "parse_labelmap", "read_label_png", "read_voc", "read_voc_classes", "split_ids",
-    "void_band", "write_label_png",
+    "parse_labelmap", "read_image_set", "read_label_png", "read_voc", "read_voc_classes",
+    "split_ids", "void_band", "write_label_png",
 ]

@@ -96,3 +96,37 @@ def test_file_too_large_is_named_and_nothing_written(project: Path, tmp_path: Pa
     assert "File too large; the export stopped and nothing was changed" in err
     assert "was not created" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_exclude_list_and_reviews_keep_images_out_of_train(project: Path, tmp_path: Path,
+                                                           capsys):
+    failures = tmp_path / "failures.txt"
+    failures.write_text("im1\n# worst first\nim3 0.93\nnot_in_project\n\n")
+    Project.open(project).set_review("im0", "rejected", "wrong object")
+    out = tmp_path / "out"
+    assert main(["export", str(project), str(out), "--split", "1.0", "--exclude",
+                 str(failures)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 train, 0 val, 4 excluded (1 rejected, 2 exclude list, 1 flagged)" in printed
+    assert "1 ids of --exclude are not images of the project (not_in_project)" in printed
+    sets = out / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert (sets / "train.txt").read_text().split() == ["im2"]
+    assert (sets / "excluded.txt").read_text().split() == ["im0", "im1", "im3", "im4"]
+    # --include-flagged brings the flagged image back, not the listed or rejected ones.
+    assert main(["export", str(project), str(tmp_path / "o2"), "--split", "1.0",
+                 "--exclude", str(failures), "--include-flagged"]) == 0
+    sets2 = tmp_path / "o2" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert (sets2 / "train.txt").read_text().split() == ["im2", "im4"]
+    assert main(["export", str(project), str(tmp_path / "o3"), "--exclude",
+                 str(tmp_path / "nope.txt")]) == 2
+    assert "image list" in (err := capsys.readouterr().err) and "nope.txt not found" in err
+    assert not (tmp_path / "o3").exists()
+
+
+def test_help_says_what_goes_where(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("'rejected' (always)", "--exclude list (always)", "'needs_work'",
+                   "--fresh-split", "exactly PX pixels wide", "4-pixel band"):
+        assert phrase in text

@@ -492,3 +492,11 @@ def test_xml_depth_describes_the_jpeg_written(tmp_path: Path, image: np.ndarray)
     seg = tv.VOCSegmentation(str(tmp_path / "out"), year="2012", image_set="train",
                              download=False)
     assert all(seg[k][0].mode == "RGB" for k in range(len(seg)))  # loaders convert anyway
+
+
+def test_read_image_set_takes_first_words_and_names_missing_files(tmp_path: Path):
+    f = tmp_path / "failures.txt"
+    f.write_text("2008_000003\n\n# a comment\n2008_000007  1\n2008_000009 -1  # trailing\n")
+    assert voc.read_image_set(f) == ["2008_000003", "2008_000007", "2008_000009"]
+    with pytest.raises(VocError, match=r"image list .*nope\.txt not found"):
+        voc.read_image_set(tmp_path / "nope.txt")
