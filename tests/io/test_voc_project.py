@@ -64,6 +64,18 @@ def truncate(path: Path) -> None:
     assert Image.open(path).size == (W, H)  # the header still reads
 
 
+def class_only_voc(tmp_path: Path, maps: dict[str, np.ndarray]) -> Path:
+    """A VOC folder with JPEGImages and SegmentationClass only; returns the folder above it."""
+    root = tmp_path / "voc" / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for iid, sem in maps.items():
+        Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(
+            root / "JPEGImages" / f"{iid}.jpg")
+        (root / "SegmentationClass" / f"{iid}.png").write_bytes(encode_label_png(sem))
+    return tmp_path / "voc"
+
+
 def tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -209,10 +221,6 @@ def test_import_refuses_non_empty_target_and_cleans_up_on_error(tmp_path: Path):
 
 
 def test_import_components_fill_void_and_copy(tmp_path: Path):
-    root = tmp_path / "voc" / "VOC2012"
-    (root / "SegmentationClass").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(root / "JPEGImages" / "x.jpg")
     sem = np.zeros((H, W), np.uint8)
     sem[10:20, 10:20] = 8
     sem[25:35, 30:50] = 8
@@ -220,7 +228,7 @@ def test_import_components_fill_void_and_copy(tmp_path: Path):
     band[8:22, 8:22] = True
     band[10:20, 10:20] = False
     sem[band] = 255  # a 2-px void ring around the first cat
-    (root / "SegmentationClass" / "x.png").write_bytes(encode_label_png(sem))
+    class_only_voc(tmp_path, {"x": sem})
     plain = import_voc(tmp_path / "voc", tmp_path / "p1")
     objs = plain.read_objects("x")
     assert [(o.class_id, o.area, o.model_id) for o in objs] == [(8, 100, "voc-import"),
@@ -234,14 +242,10 @@ def test_import_components_fill_void_and_copy(tmp_path: Path):
 @pytest.mark.parametrize("first", ["_background_", "background", "bg"])
 def test_labelmap_line_0_is_index_0_whatever_it_is_called(tmp_path: Path, first):
     # labelme writes "_background_" first: cat pixels (index 1) must stay "cat", not "car".
-    root = tmp_path / "voc" / "VOC2012"
-    (root / "SegmentationClass").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(root / "JPEGImages" / "x.jpg")
     sem = np.zeros((H, W), np.uint8)
     sem[5:15, 5:15] = 1
     sem[20:30, 20:40] = 2
-    (root / "SegmentationClass" / "x.png").write_bytes(encode_label_png(sem))
+    root = class_only_voc(tmp_path, {"x": sem}) / "VOC2012"
     (root / "labelmap.txt").write_text(f"{first}:0,0,0::\ncat:128,0,0::\ndog:0,128,0::\n")
     if first == "bg":
         with pytest.warns(UserWarning, match="'bg'.*index 0"):
@@ -255,21 +259,14 @@ def test_labelmap_line_0_is_index_0_whatever_it_is_called(tmp_path: Path, first)
 
 
 def test_import_reports_small_regions_and_loses_no_pixel(tmp_path: Path):
-    root = tmp_path / "voc" / "VOC2012"
-    (root / "SegmentationClass").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    img = data.coffee()[: H * 8 : 8, : W * 8 : 8]
-    for iid in ("x", "y"):
-        Image.fromarray(img).save(root / "JPEGImages" / f"{iid}.jpg")
     sem = np.zeros((H, W), np.uint8)
     sem[5:20, 5:20] = 17
     sem[8:20, 21] = 255       # a void band cuts a sliver of the sheep off
     sem[8:11, 22:24] = 17     # 6 px: a speck under min_area
     sem[30, 30] = 17
-    (root / "SegmentationClass" / "x.png").write_bytes(encode_label_png(sem))
     clean = np.zeros((H, W), np.uint8)
     clean[5:20, 5:20] = 8
-    (root / "SegmentationClass" / "y.png").write_bytes(encode_label_png(clean))
+    class_only_voc(tmp_path, {"x": sem, "y": clean})
     report = ImportReport()
     project = import_voc(tmp_path / "voc", tmp_path / "p", report=report)
     [sheep] = project.read_objects("x")
