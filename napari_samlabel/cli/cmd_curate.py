@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "curate", help="rank images worst first and write a review queue and HTML report",
         description="Measure failure signals of every mask (SAM's predicted IoU, stability, "
-                    "prompts outside the mask, fragments, holes, extreme areas, IoU against "
-                    "ground truth when given), rank the images worst first, and write "
+                    "prompts outside the mask, a mask short of its box's sides, fragments, "
+                    "holes, extreme areas, IoU against ground truth and masks merging two "
+                    "ground-truth objects when given), rank the images worst first, and write "
                     "queue.csv, queue.json, failures.txt (flagged image ids, ImageSets style) "
                     "and report.html with overlay thumbnails of the worst images into OUT. "
                     "Exits with 1 when some images had to be skipped (listed at the end). "
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "SegmentationClass/: mask signals only)")
     p.add_argument("--gt", metavar="DIR", type=Path,
                    help="ground truth: a VOC tree (instances from SegmentationObject/ when "
-                        "present) or a folder of <id>.png class maps")
+                        "present, matched one to one) or a folder of <id>.png class maps")
     p.add_argument("--weak", metavar="PATH", type=Path,
                    help="with a pseudo-label output folder: the weak labels the run used (same "
                         "file or folder as its --weak; the kind is read from run.json), so "
@@ -41,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="number of worst images shown in report.html (default 50)")
     p.add_argument("--thumb-size", metavar="PX", type=int, default=320,
                    help="longest side of the report thumbnails (default 320)")
+    p.add_argument("--min-area", metavar="PX", type=int, default=None,
+                   help="VOC trees without SegmentationObject: class regions smaller than PX "
+                        "pixels are not objects (default: the default of samlabel import-voc "
+                        "--min-area, so both make the same objects)")
     p.add_argument("--threshold", metavar="NAME=VALUE", action="append", default=[],
                    help="override a flag threshold, e.g. --threshold low_iou=0.85 "
                         "(repeatable; names in docs/curation.md)")
@@ -72,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 0:
         raise CLIError(f"--top must be 0 or more, got {args.top}")
+    if args.min_area is not None and args.min_area < 0:
+        raise CLIError(f"--min-area must be >= 0, got {args.min_area}")
     if args.thumb_size < 16:
         raise CLIError(f"--thumb-size must be at least 16, got {args.thumb_size}")
     thresholds = parse_thresholds(args.threshold)
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
             result = curate(args.source, args.out, gt=args.gt, weak=args.weak, top=args.top,
                             thresholds=thresholds, max_side=args.thumb_size,
+                            min_area=args.min_area,
                             progress=progress, report_progress=report_progress)
     except (ValueError, OSError) as exc:
         raise CLIError(str(exc)) from None

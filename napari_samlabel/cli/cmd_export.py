@@ -15,23 +15,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write a project as a VOC dataset (VOCdevkit/VOC2012)",
         description="Write the annotated images of a project to OUT/VOCdevkit/VOC2012: "
                     "JPEGImages, SegmentationClass and SegmentationObject (palette PNGs, 255 "
-                    "void), Annotations (XML with boxes from the masks), ImageSets lists from a "
-                    "seeded split and labelmap.txt. Images marked done are exported; flagged "
-                    "images are written but kept out of train and val (listed in "
-                    "ImageSets/Segmentation/excluded.txt) unless --include-flagged; images in "
-                    "progress only with --include-unfinished; new images never. The dataset is "
-                    "built in a temporary folder and moved to OUT at the end.")
+                    "void), Annotations (XML with boxes from the masks), ImageSets lists and "
+                    "labelmap.txt. Images marked done are exported; images in progress only "
+                    "with --include-unfinished; new images never. An image keeps the train/val "
+                    "split stored in the project (an imported VOC set's) unless --fresh-split; "
+                    "the others get a seeded split (--split, --seed). Written but kept out of "
+                    "train and val (listed in ImageSets/Segmentation/excluded.txt): images "
+                    "reviewed as 'rejected' (always), images in an --exclude list (always), "
+                    "flagged images and images reviewed as 'needs_work' (unless "
+                    "--include-flagged). The dataset is built in a temporary folder and moved "
+                    "to OUT at the end.")
     p.add_argument("project", metavar="PROJECT", type=Path, help="project folder")
     p.add_argument("out", metavar="OUT", type=Path,
                    help="output folder (will contain VOCdevkit/; torchvision's root)")
     p.add_argument("--split", type=float, default=0.8, metavar="FRACTION",
-                   help="fraction of images in train, the rest in val (default 0.8)")
+                   help="fraction of the images without a stored split that go to train, the "
+                        "rest to val (default 0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     p.add_argument("--border", type=int, default=0, metavar="PX",
-                   help="mark a void (255) band of PX pixels along object borders, as VOC's "
-                        "ground truth does with about 5 (default 0: none)")
+                   help="mark a void (255) band exactly PX pixels wide across object borders "
+                        "(half inside, half outside; the odd pixel inside). VOC's ground "
+                        "truth has a 4-pixel band: --border 4 reproduces it (default 0: none)")
+    p.add_argument("--exclude", action="append", default=[], type=Path, metavar="FILE",
+                   help="an ImageSets-style id list (one id per line, e.g. the failures.txt "
+                        "of samlabel curate) of images to keep out of train and val; may be "
+                        "given several times")
+    p.add_argument("--fresh-split", action="store_true",
+                   help="ignore the splits stored in the project and split every image with "
+                        "--split and --seed")
     p.add_argument("--include-flagged", action="store_true",
-                   help="put flagged images into the train/val split too")
+                   help="put flagged and 'needs_work' images into the train/val split too "
+                        "(never 'rejected' ones)")
     p.add_argument("--include-unfinished", action="store_true",
                    help="export images still in progress too")
     p.add_argument("--overwrite", action="store_true",
@@ -43,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``samlabel export``."""
     from napari_samlabel.io.project import Project, ProjectError
-    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc import VocError, read_image_set
     from napari_samlabel.io.voc_project import export_project
 
     if not 0.0 <= args.split <= 1.0:
@@ -51,13 +65,14 @@ def run(args: argparse.Namespace) -> int:
     if args.border < 0:
         raise CLIError(f"--border must be >= 0, got {args.border}")
     try:
+        exclude = [i for f in args.exclude for i in read_image_set(f)]
         project = Project.open(args.project)
         with tqdm_progress("export") as progress:
             report = export_project(
                 project, args.out, train_fraction=args.split, seed=args.seed,
                 border=args.border, include_flagged=args.include_flagged,
                 include_unfinished=args.include_unfinished, overwrite=args.overwrite,
-                progress=progress)
+                fresh_split=args.fresh_split, exclude=exclude, progress=progress)
     except (ProjectError, VocError, FileExistsError, OSError) as exc:
         raise CLIError(str(exc)) from exc
     print(report.summary())
@@ -66,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     if report.skipped.get("in_progress"):
         print(f"  {len(report.skipped['in_progress'])} images in progress were left out "
               "(--include-unfinished exports them)")
+    if report.unknown_excluded:
+        shown = ", ".join(report.unknown_excluded[:5])
+        more = "..." if len(report.unknown_excluded) > 5 else ""
+        print(f"  warning: {len(report.unknown_excluded)} ids of --exclude are not images of "
+              f"the project ({shown}{more})")
     for iid, oid in report.dropped_objects:
         print(f"  {iid}: object {oid} is hidden under other objects and was left out")
     return 0

@@ -30,11 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="copy the images into PROJECT/images")
     p.add_argument("--fill-void", type=int, default=0, metavar="PX",
                    help="give void pixels within PX pixels of a label to the nearest label "
-                        "(3 undoes VOC's 5-pixel border band; default 0)")
+                        "(3 undoes VOC's 4-pixel border band; default 0)")
     p.add_argument("--min-area", type=int, default=10, metavar="PX",
                    help="without SegmentationObject, class regions smaller than PX pixels are "
-                        "not made objects (default 10; VOC's ground truth has 1-5 pixel specks "
-                        "between its void bands)")
+                        "not made objects of their own but join the nearest object of their "
+                        "class (reported per image; default 10, 0 keeps every region as an "
+                        "object; VOC's ground truth has 1-5 pixel specks between its void "
+                        "bands)")
     p.set_defaults(func=run)
 
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_samlabel.core.classes import ClassTable
     from napari_samlabel.io.project import ProjectError
     from napari_samlabel.io.voc import VocError
-    from napari_samlabel.io.voc_project import import_voc
+    from napari_samlabel.io.voc_project import ImportReport, import_voc
 
     if args.min_area < 0:
         raise CLIError(f"--min-area must be >= 0, got {args.min_area}")
@@ -51,14 +53,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--fill-void must be >= 0, got {args.fill_void}")
     try:
         classes = ClassTable.from_file(args.classes) if args.classes else None
+        report = ImportReport()
         with tqdm_progress("import") as progress:
-            project = import_voc(args.voc_root, args.project, classes=classes,
-                                 copy_images=args.copy_images, fill_void=args.fill_void,
-                                 min_area=args.min_area,
-                                 progress=progress)
+            import_voc(args.voc_root, args.project, classes=classes,
+                       copy_images=args.copy_images, fill_void=args.fill_void,
+                       min_area=args.min_area, progress=progress, report=report)
     except (ProjectError, VocError, FileExistsError, OSError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
-    n_obj = sum(len(project.read_objects(i)) for i in project.image_ids)
-    print(f"created project {project.folder}: {len(project)} images, {n_obj} objects, "
-          f"{len(project.classes) - 1} classes")
+    print(report.summary())
     return 0

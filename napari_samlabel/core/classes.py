@@ -15,6 +15,10 @@ import numpy as np
 BACKGROUND = 0
 VOID = 255
 MAX_CLASSES = 255  # indices 0..254; 255 is reserved for void
+#: Names other tools give index 0 (labelme's ``_background_``, Detectron's ``__background__``);
+#: compared case-insensitively.
+BACKGROUND_ALIASES: frozenset[str] = frozenset({"background", "_background_",
+                                                "__background__"})
 
 VOC_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -48,14 +52,19 @@ class ClassTable:
     """An ordered list of class names; a name's position is its label index.
 
     Names may be hierarchical with ``/`` (``dog/head`` is the part ``head`` of ``dog``).
-    Index 0 is background.
+    Index 0 is background: a list that does not start with a background name
+    (:data:`BACKGROUND_ALIASES`, which is renamed ``background``) gets ``background``
+    prepended. For a list whose first entry *is* index 0 whatever it is called (a VOC
+    ``labelmap.txt``), use :meth:`from_indexed`.
     """
 
     names: tuple[str, ...]
 
     def __post_init__(self) -> None:
         names = tuple(str(n).strip() for n in self.names)
-        if not names or names[0] != "background":
+        if names and names[0].lower() in BACKGROUND_ALIASES:
+            names = ("background",) + names[1:]
+        else:
             names = ("background",) + names
         if len(names) > MAX_CLASSES:
             raise ValueError(
@@ -74,6 +83,19 @@ class ClassTable:
     def voc(cls) -> ClassTable:
         """The 21 PASCAL VOC classes."""
         return cls(VOC_CLASSES)
+
+    @classmethod
+    def from_indexed(cls, names: Sequence[str]) -> ClassTable:
+        """A table where ``names[i]`` is label index ``i``: entry 0 is background by position.
+
+        For lists that come with label maps (``labelmap.txt``): whatever entry 0 is called
+        (``background``, ``_background_``, ``bg``...), it is index 0, so the other names
+        keep the indices the label PNGs use. Entry 0 is renamed ``background``.
+        """
+        names = tuple(names)
+        if not names:
+            raise ValueError("an indexed class list needs at least its index 0 entry")
+        return cls(("background",) + names[1:])
 
     @classmethod
     def from_file(cls, path: str | Path) -> ClassTable:

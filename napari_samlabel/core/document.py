@@ -88,6 +88,9 @@ class AnnotatedObject:
         continues refining where it stopped within a session.
     created, modified : float
         POSIX timestamps.
+    attributes : Mapping[str, str | bool | int | float]
+        Facts about the object rather than its mask (VOC's ``pose``, ``truncated``,
+        ``difficult``); they survive reopening and re-accepting the object.
     """
 
     object_id: int
@@ -100,6 +103,7 @@ class AnnotatedObject:
     logits: np.ndarray | None = None
     created: float = field(default_factory=time.time)
     modified: float = field(default_factory=time.time)
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < int(self.object_id) <= MAX_OBJECTS:
@@ -110,6 +114,7 @@ class AnnotatedObject:
         object.__setattr__(self, "logits", _frozen(self.logits, np.float32))
         object.__setattr__(self, "prompts", tuple(self.prompts))
         object.__setattr__(self, "signals", MappingProxyType(dict(self.signals)))
+        object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
 
     @property
     def object_prompts(self) -> ObjectPrompts:
@@ -359,8 +364,10 @@ class AnnotationDocument:
         now = time.time()
         oid = cur.object_id if cur.object_id is not None else self.next_object_id()
         created = now if cur.original is None else cur.original.created
+        attributes = {} if cur.original is None else cur.original.attributes
         obj = AnnotatedObject(oid, cur.class_id, cur.mask, cur.prompts, cur.score,
-                              cur.model_id, signals or {}, cur.logits, created, now)
+                              cur.model_id, signals or {}, cur.logits, created, now,
+                              attributes)
         status = self._state.status
         if status == ImageStatus.NEW:
             status = ImageStatus.IN_PROGRESS

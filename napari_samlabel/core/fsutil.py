@@ -1,13 +1,73 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Temporary files and folders come from :mod:`tempfile`, which creates them private (0600 and
+0700). What ends up in place gets the permissions a plain ``open()`` / ``mkdir()`` would have
+given it instead: the existing file's mode when one is replaced, else ``0666`` / ``0777``
+minus the process umask, so a shared project or dataset stays readable by the group.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+
+class WriteError(OSError):
+    """Writing failed; the message names the file and says what was left unchanged."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError, unchanged: str) -> WriteError:
+    """A :class:`WriteError` for ``exc`` raised while writing ``path``.
+
+    ``unchanged`` completes the message ("nothing was changed", ...). An error that is
+    already a :class:`WriteError` is returned as is (it names its file).
+    """
+    if isinstance(exc, WriteError):
+        return exc
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return WriteError(f"cannot write {path}: {reason}; {unchanged}", exc.errno)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    try:  # Linux: reading it is race-free; setting and restoring is not, with threads
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """Permission bits ``mkdir()`` (``directory``) or ``open()`` gives a new entry."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+def make_temp_dir(parent: str | os.PathLike[str], prefix: str, suffix: str) -> Path:
+    """Create a hidden temporary folder in ``parent`` with ``mkdir()``'s permissions.
+
+    For trees built aside and renamed into place: the folder that ends up in place must not
+    keep :func:`tempfile.mkdtemp`'s private 0700.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    os.chmod(tmp, default_mode(directory=True))
+    return tmp
 
 
 @contextlib.contextmanager
@@ -15,24 +75,48 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path`` and move it over ``path`` on success.
 
     The temporary file lives in the same directory (so the rename is atomic on POSIX),
-    is flushed and fsync'ed before the rename, and is removed if the block raises.
+    is flushed and fsync'ed before the rename, and is removed if the block raises. The
+    result has the mode of the file it replaces, or ``open()``'s for a new file.
+
+    Raises
+    ------
+    WriteError
+        (an ``OSError``) on a write failure (disk full, file too large...), naming ``path``
+        and saying that the previous file is unchanged.
     """
     if mode not in ("w", "wb"):
         raise ValueError("atomic_open supports modes 'w' and 'wb' only")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        perms = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        perms = default_mode()
+    existed = target.exists()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _unchanged(target, exc, existed) from exc
     try:
         encoding = "utf-8" if mode == "w" else None
         with os.fdopen(fd, mode, encoding=encoding) as fh:
+            if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes to fix
+                os.fchmod(fh.fileno(), perms)
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _unchanged(target, exc, existed) from exc
         raise
+
+
+def _unchanged(target: Path, exc: OSError, existed: bool) -> WriteError:
+    return write_error(target, exc, "the previous version of the file is unchanged" if existed
+                       else "the file was not created")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

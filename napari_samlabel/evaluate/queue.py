@@ -4,20 +4,24 @@ Written from the ranked :class:`~napari_samlabel.evaluate.curation.ImageAssessme
 (worst first, see :func:`~napari_samlabel.evaluate.curation.rank_images`):
 
 ``queue.json``
-    ``{"format": "samlabel-curation-queue", "schema_version": 1, "image_score": ...,
+    ``{"format": "samlabel-curation-queue", "schema_version": 2, "image_score": ...,
     "thresholds": {...}, "summary": {...}, "images": [...]}``; each image record has its
-    ``rank``, ``image_id``, ``score``, ``status``, size, ``flags``, image-level ``signals``
-    and ``objects`` (each with ``object_id``, ``class_id``, ``class_name``, ``area``,
-    ``score``, ``flags``, raw ``signals`` and per-signal ``badness``). Signals that could not
-    be measured are absent; non-finite values are ``null``.
+    ``rank``, ``image_id``, ``score``, ``status``, size, ``flags``, ``main_reason`` (what set
+    the score), image-level ``signals`` and ``objects`` (each with ``object_id``,
+    ``class_id``, ``class_name``, ``area``, ``score``, ``flags``, ``main_reason``, raw
+    ``signals`` and per-signal ``badness``). Signals that could not be measured are absent;
+    non-finite values are ``null``.
 ``queue.csv``
     One row per object in rank order (an image without objects has one row with empty object
-    columns): ``rank, image_id, image_score, image_flags, status, object_id, class_id,
-    class_name, object_score, object_flags`` and one column per raw signal. Flags are joined
-    with ``;``. Spreadsheet-friendly: filter by flag, sort by any signal.
+    columns): ``rank, image_id, image_score, image_flags, main_reason, status, object_id,
+    class_id, class_name, object_score, object_flags, object_reason`` and one column per raw
+    signal. Flags are joined with ``;``; a reason is a signal name (a badness key of
+    :data:`~napari_samlabel.evaluate.curation.SIGNAL_TEXT`), for the image prefixed with the
+    object id (``2:predicted_iou``). Spreadsheet-friendly: filter by flag, sort by any signal.
 ``failures.txt``
     The ids of the images with at least one flag, one per line, worst first: an
-    ``ImageSets``-style list that training scripts and ``samlabel export`` can take.
+    ``ImageSets``-style list that training scripts take, and that ``samlabel export
+    --exclude FILE`` leaves out of train and val.
 
 Every file is written atomically (:mod:`napari_samlabel.core.fsutil`).
 """
@@ -42,7 +46,10 @@ from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.evaluate.curation import (
+    FLAG_LEVEL,
     FLAGS,
+    NO_OBJECTS_SCORE,
+    SIGNAL_TEXT,
     GroundTruth,
     ImageAssessment,
     Thresholds,
@@ -51,27 +58,32 @@ from napari_samlabel.evaluate.curation import (
 )
 
 QUEUE_FORMAT = "samlabel-curation-queue"
-SCHEMA_VERSION = 1
+#: 2: one-to-one ground-truth matching, ``main_reason``, ``box_gap`` and ``gt_merge``.
+SCHEMA_VERSION = 2
 QUEUE_JSON = "queue.json"
 QUEUE_CSV = "queue.csv"
 FAILURES_TXT = "failures.txt"
 
 #: How the image score is defined (recorded in queue.json).
-IMAGE_SCORE_RULE = ("max of the image's object scores (noisy-OR of weighted signal badness); "
-                    "at least 0.5 without objects, at least the fraction of ground-truth "
-                    "objects missed, 1.0 when an annotator flagged the image")
+IMAGE_SCORE_RULE = (f"max of the image's object scores (noisy-OR of weighted signal "
+                    f"badness; {FLAG_LEVEL:g} or more exactly when flagged); at least "
+                    f"{NO_OBJECTS_SCORE:g} without objects, at least {FLAG_LEVEL:g} + "
+                    f"{1 - FLAG_LEVEL:g} x the fraction of ground-truth objects missed, 1.0 "
+                    "when an annotator flagged the image")
 
 #: Raw signal columns of queue.csv, in order.
 CSV_SIGNALS = (
-    "area", "area_fraction", "predicted_iou", "stability", "disagreement", "positive_outside",
-    "negative_inside", "box_fill", "outside_box", "components", "fragment_fraction", "holes",
-    "hole_fraction", "overlap_lost", "iou_spread", "gt_iou",
+    "area", "area_fraction", "predicted_iou", "stability", "disagreement", "iou_spread",
+    "positive_outside", "negative_inside", "box_fill", "box_gap", "outside_box", "components",
+    "fragment_fraction", "holes", "hole_fraction", "overlap_lost", "gt_iou", "gt_merge",
 )
-CSV_COLUMNS = ("rank", "image_id", "image_score", "image_flags", "status", "object_id",
-               "class_id", "class_name", "object_score", "object_flags") + CSV_SIGNALS
+CSV_COLUMNS = ("rank", "image_id", "image_score", "image_flags", "main_reason", "status",
+               "object_id", "class_id", "class_name", "object_score", "object_flags",
+               "object_reason") + CSV_SIGNALS
 
 
-def _class_name(classes: ClassTable, class_id: int) -> str:
+def class_name(classes: ClassTable, class_id: int) -> str:
+    """Name of ``class_id`` in ``classes``, or the number when the table has no such class."""
     try:
         return classes.name(class_id)
     except IndexError:
@@ -84,6 +96,14 @@ def _fmt(value: float | None) -> str:
     return f"{value:.6g}"
 
 
+def reason_key(reason: Mapping[str, Any] | None) -> str:
+    """A main reason as a short key: ``signal``, or ``object_id:signal`` for an object's."""
+    if not reason:
+        return ""
+    oid = reason.get("object_id")
+    return f"{reason['signal']}" if oid is None else f"{oid}:{reason['signal']}"
+
+
 def queue_records(ranked: Sequence[ImageAssessment],
                   classes: ClassTable | Sequence[str] | None = None) -> list[dict[str, Any]]:
     """JSON records of the ranked images, with class names added to the objects."""
@@ -92,7 +112,7 @@ def queue_records(ranked: Sequence[ImageAssessment],
     for a in ranked:
         rec = a.to_dict()
         for o in rec["objects"]:
-            o["class_name"] = _class_name(table, o["class_id"])
+            o["class_name"] = class_name(table, o["class_id"])
         out.append(rec)
     return out
 
@@ -111,13 +131,14 @@ def csv_text(ranked: Sequence[ImageAssessment],
     writer.writerow(CSV_COLUMNS)
     for a in ranked:
         head = [a.rank if a.rank is not None else "", a.image_id, _fmt(a.score),
-                ";".join(a.flags), a.status or ""]
+                ";".join(a.flags), reason_key(a.main_reason), a.status or ""]
         if not a.objects:
             writer.writerow(head + [""] * (len(CSV_COLUMNS) - len(head)))
             continue
         for o in a.objects:
-            writer.writerow(head + [o.object_id, o.class_id, _class_name(table, o.class_id),
-                                    _fmt(o.score), ";".join(o.flags)]
+            writer.writerow(head + [o.object_id, o.class_id, class_name(table, o.class_id),
+                                    _fmt(o.score), ";".join(o.flags),
+                                    reason_key(o.main_reason)]
                             + [_fmt(o.signals.get(s)) for s in CSV_SIGNALS])
     return buf.getvalue()
 
@@ -171,6 +192,7 @@ def write_queue(
         "image_score": IMAGE_SCORE_RULE,
         "thresholds": asdict(thresholds or Thresholds()),
         "flags": FLAGS,
+        "reasons": SIGNAL_TEXT,
         "summary": summary(ranked),
         "images": queue_records(ranked, classes),
     }
@@ -268,19 +290,34 @@ class ProjectSource:
             self.project.read_objects(image_id)
 
 
+def import_voc_min_area() -> int:
+    """The ``min_area`` that ``samlabel import-voc`` uses by default (pixels).
+
+    Read from :func:`napari_samlabel.io.voc_project.import_voc` itself, so that curation and
+    import turn a class map into the same objects, whatever that default becomes.
+    """
+    from napari_samlabel.io.voc_project import import_voc
+
+    return int((import_voc.__kwdefaults__ or {})["min_area"])
+
+
 class VocSource:
     """The images of a VOC tree (ground truth or pseudo labels, :mod:`napari_samlabel.io.voc`).
 
-    Each instance (``SegmentationObject``, else each connected class region) becomes one
-    object; its class is its ``Annotations`` entry's, else the majority class of its pixels.
-    Without prompts and SAM scores only the mask-based signals apply.
+    Each instance (``SegmentationObject``, else each connected class region of at least
+    ``min_area`` pixels: VOC's class maps have specks of 1-5 pixels between their void bands)
+    becomes one object; its class is its ``Annotations`` entry's, else the majority class of
+    its pixels. That is the rule of ``samlabel import-voc``, with its default ``min_area``
+    (:func:`import_voc_min_area`). Without prompts and SAM scores only the mask-based
+    signals apply.
     """
 
     kind = "voc"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, min_area: int | None = None) -> None:
         from napari_samlabel.io.voc import VocError, find_voc_root, read_voc_classes
 
+        self.min_area = import_voc_min_area() if min_area is None else int(min_area)
         self.folder = find_voc_root(folder)
         self.classes = read_voc_classes(self.folder)
         seg = self.folder / "SegmentationClass"
@@ -324,7 +361,8 @@ class VocSource:
             if xml.is_file():
                 infos = parse_annotation(xml, self.classes)[1]
         else:
-            instance = instances_from_components(semantic)  # XML order would not match components
+            # XML order would not match the components, so the XML is not read.
+            instance = instances_from_components(semantic, self.min_area)
         # The VOC -> objects rule of `samlabel import-voc`, so that both agree.
         objects = objects_from_maps(semantic, instance, infos, self.classes, image_id)
         return image, (int(semantic.shape[0]), int(semantic.shape[1])), objects
@@ -351,7 +389,8 @@ class PseudoSource:
     """The output folder of ``samlabel pseudo-label`` (:mod:`napari_samlabel.pseudo.store`).
 
     Reads ``scores/<id>.json`` (one record per segmented unit: class, SAM's predicted IoU
-    ``score``, the predicted IoUs of all candidate masks ``ious``) and the unit map
+    ``score``, the predicted IoUs of all candidate masks ``ious``, and when the run stored
+    them ``stability``, ``disagreement`` and ``iou_spread``) and the unit map
     ``SegmentationObject/<id>.png`` (unit ``k`` has value ``k``): each unit becomes one object
     whose mask is the pixels it kept after composition. With ``weak`` (the weak labels the
     run used) each unit also gets its prompts: its own positive prompts (all prompts of its
@@ -430,10 +469,12 @@ class PseudoSource:
                 score = u.get("score")
                 ious = [float(v) for v in u.get("ious") or []]
                 # Signals a run may store per unit are used as given.
-                signals = {name: float(u[name]) for name in ("stability", "disagreement")
-                           if isinstance(u.get(name), (int, float))}
+                signals = {name: float(u[name])
+                           for name in ("stability", "disagreement", "iou_spread")
+                           if isinstance(u.get(name), (int, float))
+                           and not isinstance(u.get(name), bool)}
                 if len(ious) > 1:
-                    signals["iou_spread"] = max(ious) - min(ious)
+                    signals.setdefault("iou_spread", max(ious) - min(ious))
                 if u.get("mask_pixels"):
                     signals["overlap_lost"] = 1.0 - float(u.get("pixels", 0)) / float(
                         u["mask_pixels"])
@@ -463,11 +504,12 @@ class PseudoSource:
         return load_image(rec["image"]), objects
 
 
-def open_source(path: str | os.PathLike[str], weak: str | os.PathLike[str] | None = None
-                ) -> ProjectSource | PseudoSource | VocSource:
+def open_source(path: str | os.PathLike[str], weak: str | os.PathLike[str] | None = None,
+                min_area: int | None = None) -> ProjectSource | PseudoSource | VocSource:
     """Open ``path`` as a project folder, a pseudo-label output folder, or a VOC tree.
 
-    ``weak`` (the weak labels of a pseudo-label run) applies to a pseudo-label folder only.
+    ``weak`` (the weak labels of a pseudo-label run) applies to a pseudo-label folder only;
+    ``min_area`` to a VOC tree only (see :class:`VocSource`).
 
     Raises
     ------
@@ -488,7 +530,7 @@ def open_source(path: str | os.PathLike[str], weak: str | os.PathLike[str] | Non
     if Project.is_project(folder):
         return ProjectSource(folder)
     try:
-        return VocSource(folder)
+        return VocSource(folder, min_area)
     except VocError as exc:
         raise ValueError(f"{folder} is neither a napari-samlabel project (no "
                          f"samlabel-project.json), nor a pseudo-label output (no run.json and "
@@ -588,6 +630,7 @@ def curate(
     top: int = 50,
     thresholds: Thresholds | None = None,
     max_side: int = 320,
+    min_area: int | None = None,
     progress: ProgressCallback = no_progress,
     report_progress: ProgressCallback = no_progress,
 ) -> CurationResult:
@@ -611,6 +654,9 @@ def curate(
         Flag thresholds (default: the documented defaults).
     max_side : int
         Longest thumbnail side.
+    min_area : int, optional
+        VOC trees without ``SegmentationObject``: class regions smaller than this many pixels
+        are not objects (default: that of ``samlabel import-voc``, see :class:`VocSource`).
     progress, report_progress : callable
         ``progress(done, total, image_id)`` while assessing and while rendering thumbnails.
 
@@ -624,7 +670,7 @@ def curate(
     from napari_samlabel.evaluate.report import write_report
 
     thresholds = thresholds or Thresholds()
-    src = open_source(source, weak)
+    src = open_source(source, weak, min_area)
     truth = GroundTruthFolder(gt) if gt is not None else None
     total = len(src)
     assessed: list[ImageAssessment] = []
@@ -657,9 +703,8 @@ def curate(
     paths = write_queue(out_dir, ranked, src.classes, thresholds, meta)
     shapes = {a.image_id: a.shape for a in ranked}
 
-    def load_gt(image_id: str) -> np.ndarray | None:
-        g = truth.get(image_id, shapes[image_id]) if truth is not None else None
-        return None if g is None else g.semantic
+    def load_gt(image_id: str) -> GroundTruth | None:
+        return truth.get(image_id, shapes[image_id]) if truth is not None else None
 
     paths["report"] = write_report(out_dir, ranked, src.load, src.classes, top=top,
                                    max_side=max_side, progress=report_progress,
@@ -671,6 +716,7 @@ def curate(
 __all__ = [
     "CSV_COLUMNS", "FAILURES_TXT", "IMAGE_SCORE_RULE", "QUEUE_CSV", "QUEUE_FORMAT",
     "QUEUE_JSON", "SCHEMA_VERSION", "CurationItem", "CurationResult", "GroundTruthFolder",
-    "ProjectSource", "PseudoSource", "VocSource", "csv_text", "curate", "failures", "open_source",
-    "queue_records", "read_queue", "summary", "write_queue",
+    "ProjectSource", "PseudoSource", "VocSource", "class_name", "csv_text", "curate", "failures",
+    "import_voc_min_area", "open_source", "queue_records", "read_queue", "reason_key",
+    "summary", "write_queue",
 ]

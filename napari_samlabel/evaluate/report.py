@@ -1,13 +1,15 @@
 """An HTML report of the worst images: overlay thumbnails with their signals and flags.
 
-``OUT/report.html`` lists the ``top`` worst images in rank order; each shows an overlay
-thumbnail from ``OUT/thumbnails/`` (the image, each object's mask in its own colour with its
-outline and its object id, and the prompts: positive points and scribbles green, negative
-ones red, boxes as rectangles in the object's colour; where a positive and a negative prompt
-fall on the same spot the positive one shows; ground-truth objects outlined in white when
-given), the image's flags and a table of its
-objects' signals. The page is static and self-contained apart from the thumbnails, so it opens
-from disk in any browser.
+``OUT/report.html`` lists the ``top`` worst images in rank order, after an overview table of
+them. Each shows an overlay thumbnail from ``OUT/thumbnails/`` that links to a full-size one
+in ``OUT/thumbnails/full/`` (the image, each object's mask in its own colour with its outline
+and its object id, and the prompts: positive points and scribbles green, negative ones red,
+boxes as rectangles in the object's colour; where a positive and a negative prompt fall on
+the same spot the positive one shows; ground-truth objects outlined in white when given, each
+instance apart when the ground truth has instances), the main reason of its score in words,
+its flags and a table of its objects' signals (values past their threshold in red, the main
+reason's cell outlined, counts as integers, fractions as percentages). The page is static
+and self-contained apart from the images, so it opens from disk in any browser.
 
 Rendering uses numpy and Pillow only. The thumbnails are written into a fresh folder that
 replaces ``thumbnails/`` when complete, and ``report.html`` is written last, atomically.
@@ -16,13 +18,14 @@ replaces ``thumbnails/`` when complete, and ``report.html`` is written last, ato
 from __future__ import annotations
 
 import html
+import math
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -33,17 +36,30 @@ from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, Point, Scribble
-from napari_samlabel.evaluate.curation import FLAGS, ImageAssessment
+from napari_samlabel.evaluate.curation import (
+    BADNESS_SIGNAL,
+    FLAG_LEVEL,
+    FLAGS,
+    SIGNAL_SPECS,
+    SIGNAL_TEXT,
+    GroundTruth,
+    ImageAssessment,
+)
 from napari_samlabel.evaluate.queue import (
     FAILURES_TXT,
     IMAGE_SCORE_RULE,
     QUEUE_CSV,
     QUEUE_JSON,
+    class_name,
     summary,
 )
 
 REPORT_HTML = "report.html"
 THUMBNAILS = "thumbnails"
+#: Sub-folder of ``thumbnails/`` with the full-size overlays the thumbnails link to.
+FULL = "full"
+#: Longest side of a full-size overlay (larger images are scaled down to it).
+FULL_SIDE = 1600
 #: Objects listed per image in the report (worst first); the rest are in queue.csv.
 MAX_TABLE_ROWS = 25
 POSITIVE = (40, 220, 60)
@@ -76,7 +92,8 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
                    max_side: int = 320, alpha: float = 0.45,
-                   gt: np.ndarray | None = None) -> np.ndarray:
+                   gt: np.ndarray | None = None,
+                   gt_instance: np.ndarray | None = None) -> np.ndarray:
     """Render the overlay thumbnail of one image.
 
     Parameters
@@ -93,6 +110,9 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
     gt : numpy.ndarray, optional
         ``H x W`` ground-truth class map; the outlines of its objects (classes other than
         background and void) are drawn in white.
+    gt_instance : numpy.ndarray, optional
+        ``H x W`` ground-truth instance map (0 none, 255 void); when given, each instance
+        is outlined instead, so that touching objects of one class show apart.
 
     Returns
     -------
@@ -121,12 +141,14 @@ def render_overlay(image: np.ndarray, objects: Sequence[AnnotatedObject],
     for _obj, m, colour in masks:
         edge = m & ~ndi.binary_erosion(m)
         base[edge] = colour
-    if gt is not None:
+    outlined = gt_instance if gt_instance is not None else gt
+    if outlined is not None:
         from skimage.segmentation import find_boundaries
 
-        labels = np.asarray(gt)
+        labels = np.asarray(outlined)
         if labels.shape != (h, w):
             raise ValueError(f"ground truth is {labels.shape} but the image is {(h, w)} (HxW)")
+        # 0 (background / no instance) and 255 (void) are not objects in either map.
         small = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(
             size, Image.Resampling.NEAREST))
         fg = (small != BACKGROUND) & (small != VOID)
@@ -193,26 +215,75 @@ def thumbnail_name(rank: int, image_id: str) -> str:
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-header p { max-width: 60em; }
+header p, header details { max-width: 62em; }
 .item { display: flex; gap: 1.2em; border-top: 1px solid #ccc; padding: 1em 0; }
 .item img { border: 1px solid #999; image-rendering: auto; }
 .item h2 { margin: 0 0 .3em 0; font-size: 1.1em; }
+.reason { margin: .2em 0 .4em 0; }
 .flag { display: inline-block; background: #fde2e1; color: #8a1c1c; border-radius: 3px;
         padding: 0 .4em; margin: 0 .2em .2em 0; font-size: .85em; }
+.ok { color: #1b6e2a; }
 table { border-collapse: collapse; font-size: .85em; }
 td, th { border: 1px solid #ddd; padding: .15em .5em; text-align: right; }
 th { background: #f3f3f3; }
+th[title] { text-decoration: underline dotted; cursor: help; }
 td.l, th.l { text-align: left; }
+td.flags { min-width: 11em; }
+td.bad { background: #fde2e1; color: #8a1c1c; font-weight: 600; }
+td.main { outline: 2px solid #8a1c1c; outline-offset: -2px; }
+table.overview td { vertical-align: top; }
 .swatch { display: inline-block; width: .9em; height: .9em; vertical-align: middle; }
 .err { color: #a00; }
+.small { font-size: .85em; color: #555; }
 """
 
+#: Object table columns: signal key, heading. Headings carry the meaning as a tooltip.
 _COLUMNS = (("predicted_iou", "pred. IoU"), ("stability", "stability"),
-            ("disagreement", "disagree"), ("positive_outside", "pos. out"),
-            ("negative_inside", "neg. in"), ("box_fill", "box fill"),
-            ("outside_box", "out of box"), ("components", "pieces"),
+            ("disagreement", "disagree"), ("iou_spread", "IoU spread"),
+            ("positive_outside", "pos. out"), ("negative_inside", "neg. in"),
+            ("box_fill", "box fill"), ("box_gap", "box gap"), ("outside_box", "out of box"),
+            ("components", "pieces"), ("fragment_fraction", "stray"),
             ("hole_fraction", "holes"), ("overlap_lost", "lost"), ("area_fraction", "area"),
-            ("gt_iou", "GT IoU"))
+            ("area", "px"), ("gt_iou", "GT IoU"), ("gt_merge", "GT merge"))
+#: Tooltips of signals that are reported but not scored, or not badness keys.
+_COLUMN_TEXT = {
+    "iou_spread": "max - min of SAM's predicted IoUs of its three candidates (not scored)",
+    "components": "8-connected pieces", "area": "mask area in pixels",
+    "area_fraction": "mask area, share of the image",
+}
+#: Shown as percentages / as whole numbers; everything else with two decimals.
+_PERCENT = frozenset({"area_fraction", "positive_outside", "negative_inside", "box_fill",
+                      "box_gap", "outside_box", "fragment_fraction", "hole_fraction",
+                      "overlap_lost", "gt_merge"})
+_COUNTS = frozenset({"area", "components", "holes", "objects", "gt_objects", "gt_missed"})
+#: The signal cell that explains a flag.
+_FLAG_CELL = {spec.flag: name for name, spec in SIGNAL_SPECS.items()}
+_FLAG_CELL.update({"tiny": "area_fraction", "huge": "area_fraction",
+                   "gt_duplicate": "gt_iou", "empty": "area"})
+
+
+def percent(value: float) -> str:
+    """A fraction as a percentage with two significant digits below 1 % (never ``2e-05``)."""
+    x = 100.0 * float(value)
+    if x == 0:
+        return "0%"
+    if abs(x) >= 10:
+        return f"{x:.0f}%"
+    if abs(x) >= 1:
+        return f"{x:.1f}%"
+    digits = 1 - math.floor(math.log10(abs(x)))
+    return f"{x:.{digits}f}%"
+
+
+def format_value(name: str, value: float | None) -> str:
+    """How the report shows the raw value of signal ``name``."""
+    if value is None or not math.isfinite(float(value)):
+        return "\u2013"
+    if name in _PERCENT:
+        return percent(value)
+    if name in _COUNTS:
+        return f"{round(float(value)):,}"
+    return f"{float(value):.2f}"
 
 
 def _flag_chips(flags: Sequence[str]) -> str:
@@ -220,30 +291,68 @@ def _flag_chips(flags: Sequence[str]) -> str:
                    f"{html.escape(f)}</span>" for f in flags)
 
 
-def _cell(value: float | None) -> str:
-    if value is None:
-        return "<td>&ndash;</td>"
-    return f"<td>{value:.3g}</td>"
+def describe_reason(reason: Mapping[str, Any] | None, a: ImageAssessment | None = None,
+                    classes: ClassTable | None = None) -> str:
+    """A main reason in words (plain text): which object, which signal, its value, its share.
+
+    ``reason`` is an :attr:`ImageAssessment.main_reason` or
+    :attr:`ObjectAssessment.main_reason`; ``a`` and ``classes`` add the object's class.
+    """
+    if not reason:
+        return "nothing suspicious"
+    name = str(reason["signal"])
+    text = SIGNAL_TEXT.get(name, name)
+    value = reason.get("value")
+    if name == "gt_missed":
+        total = a.signals.get("gt_objects") if a is not None else None
+        text = (f"{format_value('gt_missed', value)} of "
+                f"{format_value('gt_objects', total)} ground-truth objects matched by no mask"
+                if total else text)
+    elif name == "area" and value is not None:
+        text = f"area {percent(value)} of the image"
+    elif name not in ("flagged", "no_objects", "empty", "gt_class") and value is not None:
+        text += f" {format_value(BADNESS_SIGNAL.get(name, name), value)}"
+    oid = reason.get("object_id")
+    contribution = float(reason.get("contribution") or 0.0)
+    if oid is None:
+        return text if name == "flagged" else f"{text} (score {contribution:.2f})"
+    who = f"object {oid}"
+    obj = next((o for o in a.objects if o.object_id == oid), None) if a else None
+    if obj is not None and classes is not None:
+        who += f" ({class_name(classes, obj.class_id)})"
+    return f"{who}: {text} (adds {contribution:.2f})"
 
 
 def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
     if not a.objects:
         return "<p>No objects.</p>"
     cols = [(k, t) for k, t in _COLUMNS if any(k in o.signals for o in a.objects)]
-    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in cols)
+    head = "".join(
+        f'<th title="{html.escape(_COLUMN_TEXT.get(k) or SIGNAL_TEXT.get(k, k))}">'
+        f"{html.escape(t)}</th>" for k, t in cols)
     rows = []
+    named = (a.main_reason or {}).get("object_id")
     ordered = sorted(a.objects, key=lambda o: -o.score)
     for o in ordered[:MAX_TABLE_ROWS]:
         r, g, b = object_colour(o.object_id)
-        try:
-            name = classes.name(o.class_id)
-        except IndexError:
-            name = str(o.class_id)
+        bad_cells = {_FLAG_CELL[f] for f in o.flags if f in _FLAG_CELL}
+        # Outline the reason of the objects that matter: flagged ones and the image's worst.
+        main = o.main_reason if o.flags or o.object_id == named else None
+        main_cell = None if main is None else BADNESS_SIGNAL.get(main["signal"],
+                                                                 main["signal"])
+        cls_class = ' class="l bad"' if "gt_wrong_class" in o.flags else ' class="l"'
+        cells = []
+        for k, _ in cols:
+            css = " ".join(c for c, on in (("bad", k in bad_cells), ("main", k == main_cell))
+                           if on)
+            attr = f' class="{css}"' if css else ""
+            cells.append(f"<td{attr}>{html.escape(format_value(k, o.signals.get(k)))}</td>")
         rows.append(
             f'<tr><td class="l"><span class="swatch" style="background:rgb({r},{g},{b})">'
-            f"</span> {o.object_id}</td><td class=\"l\">{html.escape(name)}</td>"
-            f"<td>{o.score:.3f}</td><td class=\"l\">{_flag_chips(o.flags)}</td>"
-            + "".join(_cell(o.signals.get(k)) for k, _ in cols) + "</tr>")
+            f"</span> {o.object_id}</td><td{cls_class}>"
+            f"{html.escape(class_name(classes, o.class_id))}</td>"
+            f"<td>{o.score:.2f}</td><td class=\"l flags\">{_flag_chips(o.flags)}</td>"
+            + "".join(cells) + "</tr>")
     more = len(ordered) - MAX_TABLE_ROWS
     note = (f"<p>{more} more objects with lower scores: see {QUEUE_CSV}.</p>"
             if more > 0 else "")
@@ -251,10 +360,35 @@ def _object_table(a: ImageAssessment, classes: ClassTable) -> str:
             f'<th class="l">flags</th>{head}</tr>{"".join(rows)}</table>{note}')
 
 
+def _worst_object_line(a: ImageAssessment, classes: ClassTable) -> str:
+    """When an image-level rule set the score, what is wrong with the worst object (HTML)."""
+    if not a.main_reason or a.main_reason.get("object_id") is not None or not a.objects:
+        return ""
+    worst = max(a.objects, key=lambda o: (o.score, -o.object_id))
+    if worst.main_reason is None or worst.score < FLAG_LEVEL:
+        return ""
+    text = describe_reason({"object_id": worst.object_id, **worst.main_reason}, a, classes)
+    return f'<br><span class="small">Worst object: {html.escape(text)}</span>'
+
+
+def _image_facts(a: ImageAssessment) -> str:
+    """One line of image-level counts (objects, ground truth)."""
+    def count(n: float, what: str) -> str:
+        return f"{round(n):,} {what}{'' if round(n) == 1 else 's'}"
+
+    parts = [count(a.signals.get("objects", len(a.objects)), "object")]
+    if "gt_objects" in a.signals:
+        parts.append(f"ground truth: {count(a.signals['gt_objects'], 'object')}, "
+                     f"{round(a.signals.get('gt_missed', 0)):,} missed")
+    parts.append(f"{a.shape[1]} \u00d7 {a.shape[0]} px")
+    return " \u00b7 ".join(parts)
+
+
 def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None],
                 classes: ClassTable | Sequence[str] | None = None, top: int = 50,
                 title: str = "napari-samlabel curation report",
-                errors: dict[str, str] | None = None) -> str:
+                errors: dict[str, str] | None = None,
+                full: Mapping[str, str] | None = None) -> str:
     """Build the report page.
 
     Parameters
@@ -271,44 +405,74 @@ def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None]
         Page title.
     errors : dict, optional
         ``image_id -> message`` for images whose thumbnail could not be made.
+    full : mapping, optional
+        ``image_id -> full-size overlay path``; each thumbnail links to it.
     """
     table = as_class_table(classes)
     errors = errors or {}
+    full = full or {}
     shown = list(ranked[:max(0, top)])
     flagged = sum(1 for a in ranked if a.flags)
-    items = []
+    items, overview = [], []
     for a in shown:
         src = thumbs.get(a.image_id)
         if src:
             picture = (f'<img src="{html.escape(quote(src))}" '
                        f'alt="overlay of {html.escape(a.image_id)}">')
+            if a.image_id in full:
+                picture = (f'<a href="{html.escape(quote(full[a.image_id]))}" '
+                           f'title="full-size overlay">{picture}</a>')
         else:
             msg = errors.get(a.image_id, "no thumbnail")
             picture = f'<p class="err">{html.escape(msg)}</p>'
         status = f" &middot; {html.escape(a.status)}" if a.status else ""
+        reason = html.escape(describe_reason(a.main_reason, a, table))
+        chips = _flag_chips(a.flags) or '<span class="ok">no flags</span>'
+        worst = _worst_object_line(a, table)
         items.append(
             f'<section class="item" id="rank-{a.rank}" data-image-id="{html.escape(a.image_id)}">'
             f"<div>{picture}</div><div><h2>#{a.rank} &middot; {html.escape(a.image_id)} "
-            f"&middot; score {a.score:.3f}{status}</h2>"
-            f"<div>{_flag_chips(a.flags) or 'no flags'}</div>{_object_table(a, table)}</div>"
-            "</section>")
+            f"&middot; score {a.score:.2f}{status}</h2>"
+            f'<p class="reason">Main reason: <b>{reason}</b>{worst}</p>'
+            f'<p class="small">{html.escape(_image_facts(a))}</p>'
+            f"<div>{chips}</div>{_object_table(a, table)}</div></section>")
+        overview.append(
+            f'<tr><td><a href="#rank-{a.rank}">{a.rank}</a></td>'
+            f'<td class="l"><a href="#rank-{a.rank}">{html.escape(a.image_id)}</a></td>'
+            f"<td>{a.score:.2f}</td><td class=\"l\">{reason}</td>"
+            f'<td class="l">{_flag_chips(a.flags)}</td></tr>')
     legend = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>"
                      for k, v in FLAGS.items())
     counts = summary(ranked)["images_per_flag"]
     per_flag = ", ".join(f'<span class="flag" title="{html.escape(FLAGS.get(k, k))}">'
                          f"{html.escape(k)}</span> {n}" for k, n in counts.items())
     per_flag_line = f"<p>Images per flag: {per_flag}</p>" if counts else ""
+    overview_table = (
+        '<details open><summary>The images below</summary><table class="overview"><tr>'
+        '<th>#</th><th class="l">image</th><th>score</th><th class="l">main reason</th>'
+        f'<th class="l">flags</th></tr>{"".join(overview)}</table></details>'
+        if overview else "")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1>"
-        f"<p>{len(ranked)} images ranked worst first, {flagged} with at least one flag; "
-        f"the {len(shown)} worst are shown. Image score: {html.escape(IMAGE_SCORE_RULE)}. "
+        f"<p>{len(ranked)} images ranked worst first, {flagged} with at least one flag "
+        f'(<a href="{FAILURES_TXT}">{FAILURES_TXT}</a>); the {len(shown)} worst are shown. '
         f'Full lists: <a href="{QUEUE_CSV}">{QUEUE_CSV}</a>, '
-        f'<a href="{QUEUE_JSON}">{QUEUE_JSON}</a>, '
-        f'<a href="{FAILURES_TXT}">{FAILURES_TXT}</a>. Prompts: positive green, negative red, '
-        "boxes in the object's colour; ground truth, when given, outlined in white.</p>"
-        f"{per_flag_line}<details><summary>Flags</summary><ul>{legend}</ul></details></header>"
+        f'<a href="{QUEUE_JSON}">{QUEUE_JSON}</a>.</p>'
+        f"{per_flag_line}<details><summary>How to read this report</summary><ul>"
+        f"<li>Score: {html.escape(IMAGE_SCORE_RULE)}. A score of {FLAG_LEVEL:g} or more "
+        "always comes with a flag that explains it.</li>"
+        "<li>Main reason: the signal that adds most to the score. In the object tables its "
+        "cell is outlined (for flagged objects and the object that sets the image's score), "
+        "and values past their flag's threshold are red; hover a column heading for its "
+        "meaning.</li>"
+        "<li>Thumbnails (click for full size): each object's mask in its own colour with its "
+        "id; prompts: positive green, negative red, boxes in the object's colour; ground "
+        "truth, when given, outlined in white (each instance when it has instances).</li>"
+        "</ul></details>"
+        f"<details><summary>What the flags mean</summary><ul>{legend}</ul></details>"
+        f"{overview_table}</header>"
         f"<main>{''.join(items)}</main></body></html>\n")
 
 
@@ -321,9 +485,13 @@ def write_report(
     max_side: int = 320,
     title: str = "napari-samlabel curation report",
     progress: ProgressCallback = no_progress,
-    load_gt: Callable[[str], np.ndarray | None] | None = None,
+    load_gt: Callable[[str], GroundTruth | np.ndarray | None] | None = None,
+    full_side: int = FULL_SIDE,
 ) -> Path:
     """Render the thumbnails of the ``top`` worst images and write ``report.html``.
+
+    Each thumbnail links to a full-size overlay (``thumbnails/full/``, at most
+    ``full_side`` pixels on its longest side).
 
     An image that cannot be loaded is shown with the error message instead of a thumbnail;
     it does not stop the report.
@@ -347,7 +515,10 @@ def write_report(
     progress : callable
         ``progress(done, total, image_id)`` after each thumbnail.
     load_gt : callable, optional
-        ``load_gt(image_id) -> class map or None``: ground-truth outlines for the thumbnails.
+        ``load_gt(image_id) -> GroundTruth, class map or None``: ground-truth outlines for
+        the thumbnails (each instance when the ground truth has instances).
+    full_side : int
+        Longest side of the full-size overlays (0: none).
 
     Returns
     -------
@@ -359,6 +530,7 @@ def write_report(
     shown = list(ranked[:max(0, top)])
     fresh = Path(tempfile.mkdtemp(prefix=f".{THUMBNAILS}.", dir=out))
     thumbs: dict[str, str | None] = {}
+    full: dict[str, str] = {}
     errors: dict[str, str] = {}
     aside: Path | None = None
     try:
@@ -366,14 +538,24 @@ def write_report(
             try:
                 image, objects = load(a.image_id)
                 gt = load_gt(a.image_id) if load_gt is not None else None
-                thumb = render_overlay(image, objects, max_side=max_side, gt=gt)
+                sem, inst = (gt.semantic, gt.instance) if isinstance(gt, GroundTruth) \
+                    else (gt, None)
+                pictures = {THUMBNAILS: render_overlay(image, objects, max_side=max_side,
+                                                       gt=sem, gt_instance=inst)}
+                if full_side > 0:
+                    pictures[FULL] = render_overlay(image, objects, max_side=full_side,
+                                                    gt=sem, gt_instance=inst)
             except (OSError, ValueError) as exc:
                 errors[a.image_id] = f"thumbnail unavailable: {exc}"
                 thumbs[a.image_id] = None
             else:
                 name = thumbnail_name(a.rank or k, a.image_id)
-                atomic_save(fresh / name, _png_writer(thumb))
+                atomic_save(fresh / name, _png_writer(pictures[THUMBNAILS]))
                 thumbs[a.image_id] = f"{THUMBNAILS}/{name}"
+                if FULL in pictures:
+                    (fresh / FULL).mkdir(exist_ok=True)
+                    atomic_save(fresh / FULL / name, _png_writer(pictures[FULL]))
+                    full[a.image_id] = f"{THUMBNAILS}/{FULL}/{name}"
             progress(k, len(shown), a.image_id)
         target = out / THUMBNAILS
         if target.exists():
@@ -392,11 +574,12 @@ def write_report(
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
     path = out / REPORT_HTML
-    atomic_write_text(path, report_html(ranked, thumbs, classes, top, title, errors))
+    atomic_write_text(path, report_html(ranked, thumbs, classes, top, title, errors, full))
     return path
 
 
 __all__ = [
-    "OBJECT_COLOURS", "REPORT_HTML", "THUMBNAILS", "Loader", "object_colour", "render_overlay",
+    "FULL", "FULL_SIDE", "OBJECT_COLOURS", "REPORT_HTML", "THUMBNAILS", "Loader",
+    "describe_reason", "format_value", "object_colour", "percent", "render_overlay",
     "report_html", "thumbnail_name", "write_report",
 ]

@@ -106,6 +106,8 @@ def is_plain_jpeg(path: str | os.PathLike[str]) -> bool:
 
     Such a file's original bytes decode to exactly the orientation :func:`load_image`
     returns, so an exporter may copy it as is; any other image has to be re-encoded.
+    Only the header is read: a truncated file passes, so decode it (:func:`load_image`)
+    before copying its bytes.
     """
     path = Path(path)
     if path.suffix.lower() not in _JPEG_EXTENSIONS:
@@ -123,7 +125,8 @@ def is_plain_jpeg(path: str | os.PathLike[str]) -> bool:
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """Return ``(height, width)`` of an image as :func:`load_image` would return it.
 
-    Reads only the header (EXIF rotation by 90 degrees swaps the two).
+    Reads only the header (EXIF rotation by 90 degrees swaps the two), so a truncated
+    file gets a size; :func:`load_image` is what finds it broken.
 
     Raises
     ------

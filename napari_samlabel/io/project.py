@@ -4,7 +4,8 @@ Layout (format documented in ``docs/project-format.md``)::
 
     PROJECT/
         samlabel-project.json          schema version, classes, images (relative paths,
-                                       size, status)
+                                       size, status, split, review decision)
+        samlabel-session.json          where the annotator was (image, class); disposable
         annotations/<image_id>/
             objects.json               accepted objects: ids, classes, prompts, model, scores,
                                        timestamps, mask file names
@@ -33,9 +34,10 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,18 +57,64 @@ from napari_samlabel.core.prompts import ObjectPrompts
 from napari_samlabel.io.images import image_id as stem_of
 from napari_samlabel.io.images import image_size, list_images
 
-#: Current on-disk schema version. Bump on incompatible changes and add a migration.
-SCHEMA_VERSION = 1
+#: Current on-disk schema version of the project and annotation files. Bump on incompatible
+#: changes and add a migration to :data:`_MIGRATIONS`. History: 1 first version; 2 adds
+#: ``images[].split``, ``images[].review`` and ``objects[].attributes``.
+SCHEMA_VERSION = 2
 PROJECT_FILE = "samlabel-project.json"
+SESSION_FILE = "samlabel-session.json"
 ANNOTATIONS_DIR = "annotations"
 OBJECTS_FILE = "objects.json"
 PROJECT_FORMAT = "samlabel-project"
 ANNOTATION_FORMAT = "samlabel-annotation"
+SESSION_FORMAT = "samlabel-session"
+SESSION_SCHEMA_VERSION = 1
 _MASK_CACHE_IMAGES = 4
+
+#: Dataset splits an image can be given (``None``: join the seeded split at export).
+SPLITS = ("train", "val")
+#: Review decisions of the curation workflow (see :meth:`Project.set_review`).
+REVIEW_DECISIONS = ("accepted", "rejected", "needs_work")
+#: Suggested reason tags for a review; any other short single-line text is allowed too.
+REVIEW_REASONS = ("wrong object", "missed object", "boundary", "wrong class", "other")
+MAX_REASON_CHARS = 100
+MAX_NOTE_CHARS = 10_000
+#: Object attributes with a fixed type (VOC's per-object flags); others may hold any
+#: JSON scalar.
+OBJECT_ATTRIBUTES: dict[str, type] = {"pose": str, "truncated": bool, "difficult": bool}
 
 
 class ProjectError(ValueError):
     """A project file is missing, malformed, or from a newer version; names file and field."""
+
+
+@dataclass(frozen=True)
+class Review:
+    """A curation decision about one image (:meth:`Project.set_review`).
+
+    Attributes
+    ----------
+    decision : {"accepted", "rejected", "needs_work"}
+        ``rejected`` images never go into train or val; ``needs_work`` ones are kept out
+        of train like flagged images (see :func:`napari_samlabel.io.voc_project.
+        export_project`); ``accepted`` changes nothing in an export.
+    reason : str
+        A short single-line tag (:data:`REVIEW_REASONS` suggests some), or ``""``.
+    note : str
+        Free text, or ``""``.
+    time : float
+        POSIX time of the decision.
+    """
+
+    decision: str
+    reason: str = ""
+    note: str = ""
+    time: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON record (``images[].review`` of ``samlabel-project.json``)."""
+        return {"decision": self.decision, "reason": self.reason, "note": self.note,
+                "time": self.time}
 
 
 @dataclass(frozen=True)
@@ -77,11 +125,19 @@ class ImageEntry:
     path: str  # as stored: relative to the project folder (POSIX separators) or absolute
     shape: tuple[int, int]
     status: ImageStatus = ImageStatus.NEW
+    split: str | None = None  # "train" / "val" fixed by the user or an imported VOC set
+    review: Review | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON record of ``samlabel-project.json``."""
-        return {"id": self.image_id, "path": self.path, "height": self.shape[0],
-                "width": self.shape[1], "status": self.status.value}
+        rec: dict[str, Any] = {"id": self.image_id, "path": self.path,
+                               "height": self.shape[0], "width": self.shape[1],
+                               "status": self.status.value}
+        if self.split is not None:
+            rec["split"] = self.split
+        if self.review is not None:
+            rec["review"] = self.review.to_dict()
+        return rec
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,7 +178,8 @@ def _read_json(path: Path) -> Any:
                            f"{exc.msg}") from exc
 
 
-def _check_schema(data: Any, path: Path, fmt: str) -> int:
+def _check_schema(data: Any, path: Path, fmt: str) -> dict[str, Any]:
+    """Check format and version; return the content migrated to :data:`SCHEMA_VERSION`."""
     if not isinstance(data, dict):
         raise ProjectError(f"{path}: expected a JSON object at the top level")
     if data.get("format") != fmt:
@@ -135,7 +192,27 @@ def _check_schema(data: Any, path: Path, fmt: str) -> int:
             "napari-samlabel to open it.")
     if version < 1:
         raise ProjectError(f"{path}: field 'schema_version' is {version}, expected >= 1")
-    return version
+    while version < SCHEMA_VERSION:
+        data = _MIGRATIONS[(fmt, version)](data)
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2 only adds optional fields (images[].split, images[].review,
+    # objects[].attributes) whose absence means what version 1 meant: no fixed split, no
+    # review, no attributes. A version 1 file therefore reads unchanged.
+    return dict(data)
+
+
+#: ``(format, version) -> function`` turning a file's content of ``version`` into
+#: ``version + 1``; applied in a chain when an older file is read. Files are rewritten in the
+#: current version only when something changes.
+_MIGRATIONS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    (PROJECT_FORMAT, 1): _v1_to_v2,
+    (ANNOTATION_FORMAT, 1): _v1_to_v2,
+}
 
 
 def check_image_id(image_id: str, where: str = "image id") -> str:
@@ -151,6 +228,74 @@ def check_image_id(image_id: str, where: str = "image id") -> str:
         raise ProjectError(f"{where}: {image_id!r} is not a valid image id (it must be a "
                            "file stem without path separators, not starting with '.')")
     return image_id
+
+
+def check_split(split: Any, where: str = "split") -> str | None:
+    """Validate a stored split: ``"train"``, ``"val"`` or None; return it."""
+    if split is not None and split not in SPLITS:
+        raise ProjectError(f"{where}: split {split!r} is not one of {list(SPLITS)} or null")
+    return split
+
+
+def make_review(decision: Any, reason: Any = "", note: Any = "", when: Any = None,
+                where: str = "review") -> Review:
+    """Build a validated :class:`Review` (``when`` None: now).
+
+    Raises
+    ------
+    ProjectError
+        On an unknown decision, a reason that is not one short line, or a note that is not
+        text; the message starts with ``where``.
+    """
+    if decision not in REVIEW_DECISIONS:
+        raise ProjectError(f"{where}: decision {decision!r} is not one of "
+                           f"{list(REVIEW_DECISIONS)}")
+    if not isinstance(reason, str):
+        raise ProjectError(f"{where}: reason must be a string, got {type(reason).__name__}")
+    reason = reason.strip()
+    if "\n" in reason or "\r" in reason or len(reason) > MAX_REASON_CHARS:
+        raise ProjectError(f"{where}: reason must be one line of at most {MAX_REASON_CHARS} "
+                           f"characters (a tag such as {REVIEW_REASONS[0]!r}); put longer "
+                           "text in the note")
+    if not isinstance(note, str):
+        raise ProjectError(f"{where}: note must be a string, got {type(note).__name__}")
+    if len(note) > MAX_NOTE_CHARS:
+        raise ProjectError(f"{where}: note is {len(note)} characters, at most "
+                           f"{MAX_NOTE_CHARS} are kept")
+    if when is None:
+        when = time.time()
+    when = _finite_or_none(when, where, "time")
+    if when is None:
+        raise ProjectError(f"{where}: field 'time' must be a number")
+    return Review(decision, reason, note, when)
+
+
+def check_attributes(attributes: Any, where: str) -> dict[str, Any]:
+    """Validate object attributes (a JSON object of scalars; see :data:`OBJECT_ATTRIBUTES`).
+
+    Raises
+    ------
+    ProjectError
+        Naming ``where`` and the attribute.
+    """
+    if not isinstance(attributes, Mapping):
+        raise ProjectError(f"{where}: field 'attributes' must be an object")
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not key:
+            raise ProjectError(f"{where}: attribute names must be non-empty strings")
+        kind = OBJECT_ATTRIBUTES.get(key)
+        if kind is not None:
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not ok:
+                raise ProjectError(f"{where}: attribute '{key}' must be {_kind_name(kind)}, "
+                                   f"got {value!r:.60}")
+        elif not isinstance(value, (str, bool, int, float)) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            raise ProjectError(f"{where}: attribute '{key}' must be a string, number or "
+                               f"true/false, got {value!r:.60}")
+        out[key] = value
+    return out
 
 
 def _mask_png(mask: np.ndarray) -> bytes:
@@ -198,6 +343,7 @@ class Project:
         self._mask_names: OrderedDict[str, dict[int, tuple[np.ndarray, str]]] = OrderedDict()
         self._batch_depth = 0
         self._dirty = False
+        self._position_written: tuple[str | None, int | None] | None = None
 
     # -- creating and opening ---------------------------------------------------------------
     @staticmethod
@@ -260,8 +406,7 @@ class Project:
         if not path.is_file():
             raise ProjectError(f"{folder} is not a napari-samlabel project: {PROJECT_FILE} "
                                "not found")
-        data = _read_json(path)
-        _check_schema(data, path, PROJECT_FORMAT)
+        data = _check_schema(_read_json(path), path, PROJECT_FORMAT)
         names = _field(data, "classes", list, str(path))
         if not all(isinstance(n, str) for n in names):
             raise ProjectError(f"{path}: field 'classes' must be a list of strings")
@@ -287,7 +432,15 @@ class Project:
             except ValueError:
                 raise ProjectError(f"{where}: field 'status' is {status!r}, expected one of "
                                    f"{[s.value for s in ImageStatus]}") from None
-            entries.append(ImageEntry(iid, _field(rec, "path", str, where), (h, w), status))
+            split = check_split(rec.get("split"), where)
+            review = rec.get("review")
+            if review is not None:
+                rw = f"{where}: review"
+                review = make_review(_field(review, "decision", str, rw),
+                                     review.get("reason", ""), review.get("note", ""),
+                                     _field(review, "time", (int, float), rw), rw)
+            entries.append(ImageEntry(iid, _field(rec, "path", str, where), (h, w), status,
+                                      split, review))
         created = data.get("created")
         return cls(folder, classes, entries,
                    float(created) if isinstance(created, (int, float)) else None)
@@ -412,8 +565,141 @@ class Project:
         entry = self.entry(image_id)
         status = ImageStatus(status)
         if entry.status != status:
-            self._images[image_id] = ImageEntry(entry.image_id, entry.path, entry.shape, status)
+            self._images[image_id] = replace(entry, status=status)
             self._write_project_file()
+
+    # -- split ----------------------------------------------------------------------------------
+    def split(self, image_id: str) -> str | None:
+        """The split fixed for ``image_id`` (``"train"``, ``"val"``), or None (seeded at export)."""
+        return self.entry(image_id).split
+
+    def set_split(self, image_id: str, split: str | None) -> None:
+        """Fix (or with None, release) the split of ``image_id`` and save.
+
+        Raises
+        ------
+        KeyError
+            If the image is not in the project.
+        ProjectError
+            If ``split`` is not ``"train"``, ``"val"`` or None.
+        """
+        entry = self.entry(image_id)
+        check_split(split, f"image {image_id}")
+        if entry.split != split:
+            self._images[image_id] = replace(entry, split=split)
+            self._write_project_file()
+
+    # -- review decisions -----------------------------------------------------------------------
+    def review(self, image_id: str) -> Review | None:
+        """The review decision of ``image_id``, or None if it has not been reviewed."""
+        return self.entry(image_id).review
+
+    def set_review(self, image_id: str, decision: str, reason: str = "",
+                   note: str = "") -> Review:
+        """Record a review decision for ``image_id`` (time: now) and save it; return it.
+
+        Parameters
+        ----------
+        image_id : str
+            An image of the project.
+        decision : {"accepted", "rejected", "needs_work"}
+            What the reviewer decided. An export leaves ``rejected`` images out of train and
+            val and ``needs_work`` images out of train and val unless ``include_flagged``.
+        reason : str
+            A short single-line tag (at most 100 characters), e.g. one of
+            :data:`REVIEW_REASONS`; free text is allowed.
+        note : str
+            Free text.
+
+        Raises
+        ------
+        KeyError
+            If the image is not in the project.
+        ProjectError
+            If the decision is unknown or the reason is not one short line; nothing is
+            saved then.
+        """
+        entry = self.entry(image_id)
+        review = make_review(decision, reason, note, where=f"image {image_id}")
+        self._images[image_id] = replace(entry, review=review)
+        self._write_project_file()
+        return review
+
+    def clear_review(self, image_id: str) -> None:
+        """Remove the review decision of ``image_id`` (if any) and save."""
+        entry = self.entry(image_id)
+        if entry.review is not None:
+            self._images[image_id] = replace(entry, review=None)
+            self._write_project_file()
+
+    def reviews(self) -> dict[str, Review]:
+        """``{image_id: Review}`` of every reviewed image, in project order."""
+        return {i: e.review for i, e in self._images.items() if e.review is not None}
+
+    # -- where the annotator was ------------------------------------------------------------------
+    def last_position(self) -> tuple[str | None, int | None]:
+        """``(image_id, class_id)`` saved by :meth:`set_last_position`, or ``(None, None)``.
+
+        The position lives in ``samlabel-session.json``, apart from the project file. A
+        missing file means no position; an unreadable or malformed one, or one naming an
+        image or class the project no longer has, gives a warning and None for that part:
+        losing the position must never stop a project from opening.
+        """
+        path = self.folder / SESSION_FILE
+        if not path.is_file():
+            return None, None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
+                raise ValueError(f"field 'format' is not {SESSION_FORMAT!r}")
+            version = data.get("schema_version")
+            if not isinstance(version, int) or not 1 <= version <= SESSION_SCHEMA_VERSION:
+                raise ValueError(f"schema version {version!r} is not one this version reads "
+                                 f"(1..{SESSION_SCHEMA_VERSION})")
+            iid, cid = data.get("image_id"), data.get("class_id")
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeError are ValueErrors
+            warnings.warn(f"{path}: {exc}; starting without a saved position", stacklevel=2)
+            return None, None
+        if iid is not None and (not isinstance(iid, str) or iid not in self._images):
+            warnings.warn(f"{path}: image {iid!r} is not in the project; ignoring it",
+                          stacklevel=2)
+            iid = None
+        if cid is not None and (isinstance(cid, bool) or not isinstance(cid, int)
+                                or not 0 < cid < len(self.classes)):
+            warnings.warn(f"{path}: class {cid!r} is not a class of the project; ignoring it",
+                          stacklevel=2)
+            cid = None
+        return iid, cid
+
+    def set_last_position(self, image_id: str | None, class_id: int | None) -> None:
+        """Remember where the annotator is (image and class) in ``samlabel-session.json``.
+
+        Cheap enough to call on every image or class change: it writes a file of about 150
+        bytes (atomically) and never the project file; an unchanged position is not
+        rewritten.
+
+        Raises
+        ------
+        KeyError
+            If ``image_id`` is not an image of the project.
+        ValueError
+            If ``class_id`` is not a class index of the project (1..n-1).
+        """
+        if image_id is not None:
+            self.entry(image_id)
+        if class_id is not None:
+            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) \
+                    or not 0 < int(class_id) < len(self.classes):
+                raise ValueError(f"class {class_id!r} is not a class of this project "
+                                 f"(1..{len(self.classes) - 1})")
+            class_id = int(class_id)
+        position = (image_id, class_id)
+        if position == self._position_written:
+            return
+        payload = {"format": SESSION_FORMAT, "schema_version": SESSION_SCHEMA_VERSION,
+                   "image_id": image_id, "class_id": class_id, "saved": time.time()}
+        atomic_write_text(self.folder / SESSION_FILE, json.dumps(payload) + "\n")
+        self._position_written = position
 
     # -- documents ------------------------------------------------------------------------------
     def annotation_dir(self, image_id: str) -> Path:
@@ -451,8 +737,7 @@ class Project:
         path = folder / OBJECTS_FILE
         if not path.is_file():
             return []
-        data = _read_json(path)
-        _check_schema(data, path, ANNOTATION_FORMAT)
+        data = _check_schema(_read_json(path), path, ANNOTATION_FORMAT)
         where = str(path)
         if _field(data, "image_id", str, where) != image_id:
             raise ProjectError(f"{path}: field 'image_id' is {data['image_id']!r}, expected "
@@ -512,11 +797,12 @@ class Project:
             raise ProjectError(f"{where}: field 'model_id' must be a string or null")
         created = _finite_or_none(rec.get("created"), where, "created")
         modified = _finite_or_none(rec.get("modified"), where, "modified")
+        attributes = check_attributes(rec.get("attributes") or {}, where)
         obj = AnnotatedObject(
             oid, cid, mask, prompts.prompts, _finite_or_none(rec.get("score"), where, "score"),
             model_id, {k: v for k, v in signals.items() if v is not None}, None,
             created if created is not None else time.time(),
-            modified if modified is not None else time.time())
+            modified if modified is not None else time.time(), attributes)
         return obj
 
     @staticmethod
@@ -593,6 +879,7 @@ class Project:
             "signals": {k: float(v) for k, v in obj.signals.items()},
             "created": obj.created,
             "modified": obj.modified,
+            "attributes": check_attributes(obj.attributes, f"object {obj.object_id}"),
         }
 
     # -- the project file -----------------------------------------------------------------------

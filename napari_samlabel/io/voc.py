@@ -4,8 +4,9 @@ Layout written by :class:`VocWriter` (``OUT`` is the folder *containing* ``VOCde
 ``root`` torchvision's ``VOCSegmentation`` / ``VOCDetection`` take)::
 
     OUT/VOCdevkit/VOC2012/
-        JPEGImages/<id>.jpg             original bytes when the source is an upright JPEG,
-                                        otherwise re-encoded (quality 95) from load_image()
+        JPEGImages/<id>.jpg             original bytes when the source is an upright JPEG
+                                        (grey ones stay grey: XML depth 1), otherwise
+                                        re-encoded (quality 95, RGB) from load_image()
         SegmentationClass/<id>.png      palette PNG: class index, 0 background, 255 void
         SegmentationObject/<id>.png     palette PNG: instance 1..N, 0 background, 255 void
         Annotations/<id>.xml            size + one <object> per instance, in instance order
@@ -31,13 +32,19 @@ Conventions (the development kit's, which torchvision and most trainers follow):
 - **truncated** is 1 when the object's mask touches the image border (the object probably
   continues outside the picture), unless given; **difficult** is 0 and **pose**
   ``Unspecified`` unless given.
-- **Void band** (``border=N``): VOC's ground truth marks ~5 pixels along object borders as
-  255. With ``border=N`` every pixel within ``N // 2`` pixels of an edge between two
-  different labels (class or instance; background counts as a label) becomes 255 in both
-  PNGs, so the band is ``2 * (N // 2)`` pixels wide, straddling the edge (``N = 1`` marks
-  the one-pixel outline just inside each object). The image border is not an edge. An
-  object thinner than the band keeps all its pixels, so the band never erases an object
-  that ``Annotations`` lists.
+- **Void band** (``border=N``): VOC's ground truth marks object borders as 255 in a band
+  4 pixels wide across a straight edge (measured on the 12 VOC 2012 sample images: 2,779
+  of 2,885 crossings of straight horizontal or vertical edges are 4 px; the "about 5"
+  often quoted is the run along a row or column across a slanted edge, where 4 and 5 px
+  runs are equally common). With ``border=N`` the band is exactly ``N`` pixels wide
+  across every edge between two different labels (class or instance; background counts
+  as a label), straddling it: ``ceil(N / 2)`` pixels on the side of the higher label (the
+  object, on an object/background edge) and ``floor(N / 2)`` on the other (``N = 1`` is
+  the one-pixel outline just inside each object). ``border=4`` reproduces VOC's band best:
+  banding the sample's filled-in ground truth again gives a void with IoU 0.87 against
+  the original (0.69 with 3, 0.76 with 5). Band pixels become 255 in both PNGs. The image
+  border is not an edge. An object thinner than the band keeps all its pixels, so the
+  band never erases an object that ``Annotations`` lists.
 """
 
 from __future__ import annotations
@@ -57,11 +64,13 @@ from PIL import Image
 
 from napari_samlabel.core.classes import (
     BACKGROUND,
+    BACKGROUND_ALIASES,
     VOID,
     ClassTable,
     as_class_table,
     voc_colormap,
 )
+from napari_samlabel.core.fsutil import make_temp_dir, write_error
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.images import ImageReadError, image_size, is_plain_jpeg, load_image
 
@@ -181,6 +190,7 @@ class VocRecord:
     objects: list[ObjectInfo] = field(default_factory=list)
     split: str | None = None
     instances_from: str = "SegmentationObject"
+    specks: SpeckReport = field(default_factory=lambda: SpeckReport())
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -193,22 +203,52 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def void_band(labels: np.ndarray, width: int) -> np.ndarray:
-    """Boolean mask of the void band of ``width`` pixels along edges between labels.
+    """Boolean mask of the void band of exactly ``width`` pixels along edges between labels.
 
-    See the module docstring for the exact definition.
+    Across a straight edge the band is ``width`` pixels wide: the ``ceil(width / 2)``
+    pixels of the side with the higher label nearest the edge and the ``floor(width / 2)``
+    of the lower side (for an object on background the odd pixel is the object's). A pixel
+    lies within ``r`` pixels of the edge when its centre is less than ``r + 1/2`` from the
+    centre of the nearest pixel of the other label: exact on horizontal and vertical edges,
+    and on slanted ones the band keeps its width measured across the edge (a 45 degree
+    edge gets about ``N * sqrt(2)`` pixels per row). The image border is not an edge. See
+    the module docstring.
     """
     from scipy import ndimage as ndi
-    from skimage.segmentation import find_boundaries
 
-    if width <= 0:
-        return np.zeros(labels.shape, dtype=bool)
-    if width == 1:
-        return find_boundaries(labels, mode="inner") & (labels != 0)
-    edge = find_boundaries(labels, mode="thick")  # one pixel on each side of every edge
-    reach = width // 2 - 1
-    if reach <= 0 or not edge.any():
-        return edge
-    return ndi.distance_transform_edt(~edge) <= reach
+    labels = np.asarray(labels)
+    band = np.zeros(labels.shape, dtype=bool)
+    if width <= 0 or labels.size == 0:
+        return band
+    high, low = (width + 1) // 2, width // 2  # reach on the higher / lower side of an edge
+    values, dense = np.unique(labels, return_inverse=True)
+    dense = dense.reshape(labels.shape)
+    if len(values) < 2:
+        return band
+    margin = high + 1
+    for k, box in enumerate(ndi.find_objects(dense + 1)):
+        if box is None:
+            continue
+        # Only pixels within ``margin`` of label k matter for its band: work in that window.
+        window = tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n))
+                       for b, n in zip(box, labels.shape, strict=True))
+        sub = dense[window]
+        own = sub == k
+        for reach, other in ((high, sub < k), (low, sub > k)):
+            if reach and other.any():
+                near = ndi.binary_dilation(other, _disk(reach))
+                band[window] |= own & near
+    return band
+
+
+def _disk(reach: int) -> np.ndarray:
+    """Footprint of the offsets shorter than ``reach + 1/2``.
+
+    Dilating a set by it marks the pixels within ``reach`` of the set, as a distance
+    transform would, several times faster.
+    """
+    r = np.arange(-reach, reach + 1)
+    return (r[:, None] ** 2 + r[None, :] ** 2) < (reach + 0.5) ** 2
 
 
 def split_ids(ids: Sequence[str], train_fraction: float, seed: int) -> dict[str, str]:
@@ -244,30 +284,44 @@ def labelmap_text(classes: ClassTable) -> str:
 
 
 def parse_labelmap(path: str | os.PathLike[str]) -> ClassTable:
-    """Read a CVAT / our ``labelmap.txt`` into a class table (line order = index).
+    """Read a CVAT / labelme / our ``labelmap.txt`` into a class table (line order = index).
+
+    The first entry is label index 0, background, whatever it is called (CVAT writes
+    ``background``, labelme ``_background_``): the label PNGs use these indices, so the
+    position decides, never the name. A first entry whose name does not look like
+    background is still index 0, with a warning.
 
     Raises
     ------
     VocError
-        On a malformed line (the message gives the line number).
+        On a malformed line (the message gives the line number) or an empty list.
     """
     path = Path(path)
     names = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VocError(f"cannot read {path}: {exc}") from exc
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if line.count(":") < 1:
             raise VocError(f"{path}:{lineno}: expected 'name:r,g,b::', got {line!r}")
         names.append(line.split(":", 1)[0].strip())
+    if not names:
+        raise VocError(f"{path}: no classes listed")
+    if names[0].lower() not in BACKGROUND_ALIASES:
+        warnings.warn(f"{path}: the first class is {names[0]!r}; it is read as index 0, "
+                      "background, as label maps use it", stacklevel=2)
     try:
-        return ClassTable(tuple(names))
+        return ClassTable.from_indexed(names)
     except ValueError as exc:
         raise VocError(f"{path}: {exc}") from exc
 
 
 def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, ObjectInfo,
-              tuple[int, int, int, int], bool]]) -> str:
+              tuple[int, int, int, int], bool]], depth: int = 3) -> str:
     from xml.sax.saxutils import escape
 
     h, w = shape
@@ -275,7 +329,7 @@ def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, Ob
            f"\t<filename>{escape(image_id)}.jpg</filename>",
            "\t<source>", "\t\t<database>napari-samlabel</database>", "\t</source>",
            "\t<size>", f"\t\t<width>{w}</width>", f"\t\t<height>{h}</height>",
-           "\t\t<depth>3</depth>", "\t</size>", "\t<segmented>1</segmented>"]
+           f"\t\t<depth>{depth}</depth>", "\t</size>", "\t<segmented>1</segmented>"]
     for name, info, (x0, y0, x1, y1), truncated in objects:
         out += ["\t<object>", f"\t\t<name>{escape(name)}</name>",
                 f"\t\t<pose>{escape(info.pose)}</pose>",
@@ -286,6 +340,14 @@ def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, Ob
                 "\t</object>"]
     out.append("</annotation>")
     return "\n".join(out) + "\n"
+
+
+def _jpeg_depth(data: bytes) -> int:
+    """Channels of an encoded JPEG (1 grey, 3 colour): ``<depth>`` describes the file written."""
+    import io
+
+    with Image.open(io.BytesIO(data)) as im:
+        return len(im.getbands())
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -312,7 +374,7 @@ class VocWriter:
     with an exception deletes the temporary folder, so ``out`` is never half written and an
     existing ``out`` is left untouched::
 
-        with VocWriter(out, classes, border=5) as w:
+        with VocWriter(out, classes, border=4) as w:
             for rec in records:
                 w.add(rec.id, rec.image_path, rec.semantic, rec.instance)
 
@@ -369,12 +431,19 @@ class VocWriter:
         self.jpeg_quality = int(jpeg_quality)
         self._check_out()
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".voc-tmp",
-                                          dir=self.out.parent))
+        try:
+            self._tmp = make_temp_dir(self.out.parent, f".{self.out.name}.", ".voc-tmp")
+        except OSError as exc:
+            raise write_error(self.out, exc, self._nothing_changed()) from exc
         self.root = self._tmp / DEVKIT / "VOC2012"
-        for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "Annotations",
-                    "ImageSets/Segmentation", "ImageSets/Main"):
-            (self.root / sub).mkdir(parents=True)
+        try:
+            for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "Annotations",
+                        "ImageSets/Segmentation", "ImageSets/Main"):
+                (self.root / sub).mkdir(parents=True)
+        except OSError as exc:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise write_error(self.out / (self.root / sub).relative_to(self._tmp), exc,
+                              self._nothing_changed()) from exc
         self._splits: dict[str, str | None] = {}
         self._classes_in: dict[str, set[int]] = {}
         self._difficult: dict[str, set[int]] = {}
@@ -544,14 +613,24 @@ class VocWriter:
         self._write(self.root / "SegmentationObject" / f"{image_id}.png",
                     encode_label_png(new_inst))
         self._write(self.root / "Annotations" / f"{image_id}.xml",
-                    _xml_text(image_id, shape, xml_objects).encode("utf-8"))
+                    _xml_text(image_id, shape, xml_objects, _jpeg_depth(jpeg_bytes))
+                    .encode("utf-8"))
         self._splits[image_id] = split
         self._classes_in[image_id] = classes_here
         self._difficult[image_id] = difficult_here - classes_here
         self.progress(len(self._splits), self.total, image_id)
 
     def _write(self, path: Path, data: bytes) -> None:
-        _write_file(path, data)
+        try:
+            _write_file(path, data)
+        except OSError as exc:
+            # Name the file as it would have been in OUT: the temporary tree is deleted.
+            raise write_error(self.out / path.relative_to(self._tmp), exc,
+                              self._nothing_changed()) from exc
+
+    def _nothing_changed(self) -> str:
+        state = "is as it was" if self.out.exists() else "was not created"
+        return f"the export stopped and nothing was changed ({self.out} {state})"
 
     def _check_map(self, image_id: str, what: str, labels: np.ndarray) -> np.ndarray:
         arr = np.asarray(labels)
@@ -578,19 +657,17 @@ class VocWriter:
             arr = to_rgb_uint8(arr)
         else:
             path = Path(image)
-            try:
-                size = image_size(path)
-            except ImageReadError as exc:
-                raise VocError(f"image {image_id}: {exc}") from exc
-            if size != shape:
-                raise VocError(f"image {image_id}: {path} is {size[0]}x{size[1]} (HxW) but "
-                               f"the label map is {shape[0]}x{shape[1]}")
-            if is_plain_jpeg(path):
-                return path.read_bytes()
+            # Decode every pixel, even of a JPEG copied as is: the header of a truncated
+            # file reads fine, and its broken bytes would go into the dataset unnoticed.
             try:
                 arr = load_image(path)
             except ImageReadError as exc:
                 raise VocError(f"image {image_id}: {exc}") from exc
+            if arr.shape[:2] != shape:
+                raise VocError(f"image {image_id}: {path} is {arr.shape[0]}x{arr.shape[1]} "
+                               f"(HxW) but the label map is {shape[0]}x{shape[1]}")
+            if is_plain_jpeg(path):
+                return path.read_bytes()
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, format="JPEG", quality=self.jpeg_quality)
         return buf.getvalue()
@@ -611,7 +688,10 @@ class VocWriter:
             self._write(self._tmp / DEVKIT / "VOC2012" / "labelmap.txt",
                         labelmap_text(self.classes).encode("utf-8"))
             self._check_out()
-            self._move_into_place()
+            try:
+                self._move_into_place()
+            except OSError as exc:
+                raise write_error(self.out, exc, self._nothing_changed()) from exc
         except BaseException:
             self.abort()
             raise
@@ -663,36 +743,101 @@ class VocWriter:
             shutil.rmtree(aside, ignore_errors=True)
 
 
-def instances_from_components(semantic: np.ndarray, min_area: int = 0) -> np.ndarray:
+@dataclass(frozen=True)
+class SpeckReport:
+    """What :func:`components_with_specks` did with the class regions under ``min_area``.
+
+    Attributes
+    ----------
+    merged, merged_pixels : int
+        Small regions (and their pixels) given to the nearest larger region of their class.
+    grouped, grouped_pixels : int
+        Small regions of a class that has no larger region in the image: kept, all of them
+        together as one instance, so their pixels keep their class.
+    """
+
+    merged: int = 0
+    merged_pixels: int = 0
+    grouped: int = 0
+    grouped_pixels: int = 0
+
+    @property
+    def regions(self) -> int:
+        """Number of small regions handled."""
+        return self.merged + self.grouped
+
+    def describe(self, min_area: int) -> str:
+        """A short phrase for the import summary."""
+        parts = []
+        if self.merged:
+            parts.append(f"{self.merged} regions under {min_area} px ({self.merged_pixels} px) "
+                         "merged into the nearest object of their class")
+        if self.grouped:
+            parts.append(f"{self.grouped} regions under {min_area} px "
+                         f"({self.grouped_pixels} px) kept as one object of their class")
+        return "; ".join(parts)
+
+
+def components_with_specks(semantic: np.ndarray,
+                           min_area: int = 0) -> tuple[np.ndarray, SpeckReport]:
     """Instance map from the 8-connected components of each class (void and 0 excluded).
 
-    Components smaller than ``min_area`` pixels get no instance (0). Raises ``VocError``
-    when more than 254 components remain.
+    Components smaller than ``min_area`` pixels (specks: VOC's ground truth has many of 1-5
+    pixels between its void bands) do not become instances of their own, and their pixels
+    are not lost either: each speck pixel joins the nearest larger component of the same
+    class; when a class has only specks in the image, they form one instance together.
+    Returns the ``uint8`` instance map (255 where ``semantic`` is void) and what happened to
+    the specks. Raises ``VocError`` when more than 254 instances remain.
     """
+    from scipy import ndimage as ndi
     from skimage.measure import label
 
     out = np.zeros(semantic.shape, dtype=np.int32)
     n = 0
+    report = {"merged": 0, "merged_pixels": 0, "grouped": 0, "grouped_pixels": 0}
     for c in np.unique(semantic):
         if c in (BACKGROUND, VOID):
             continue
         comp, k = label(semantic == c, connectivity=2, return_num=True)
         if min_area > 1 and k:
             sizes = np.bincount(comp.ravel(), minlength=k + 1)
-            keep = sizes >= min_area
+            small = sizes < min_area
+            small[0] = False
+            keep = ~small
             keep[0] = False
-            # Renumber the kept components 1..m in label order.
-            new_ids = np.zeros(k + 1, dtype=np.int32)
-            new_ids[keep] = np.arange(1, int(keep.sum()) + 1)
-            comp = new_ids[comp]
-            k = int(keep.sum())
+            if small.any() and keep.any():
+                # Renumber the kept components 1..m in label order, then give every speck
+                # pixel the label of the nearest kept pixel.
+                new_ids = np.zeros(k + 1, dtype=np.int32)
+                new_ids[keep] = np.arange(1, int(keep.sum()) + 1)
+                big = new_ids[comp]
+                specks = small[comp]
+                _, (rows, cols) = ndi.distance_transform_edt(big == 0, return_indices=True)
+                big[specks] = big[rows[specks], cols[specks]]
+                comp, k = big, int(keep.sum())
+                report["merged"] += int(small.sum())
+                report["merged_pixels"] += int(sizes[small].sum())
+            elif small.any():
+                comp, k = (comp > 0).astype(np.int32), 1
+                report["grouped"] += int(small.sum())
+                report["grouped_pixels"] += int(sizes[small].sum())
         out[comp > 0] = comp[comp > 0] + n
         n += k
     if n >= VOID:
         raise VocError(f"{n} connected components do not fit an 8-bit instance map "
                        f"(at most {VOID - 1})")
     out[semantic == VOID] = VOID
-    return out.astype(np.uint8)
+    return out.astype(np.uint8), SpeckReport(**report)
+
+
+def instances_from_components(semantic: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """Instance map from the 8-connected components of each class (void and 0 excluded).
+
+    Components smaller than ``min_area`` pixels join the nearest larger component of their
+    class (see :func:`components_with_specks`). Raises ``VocError`` when more than 254
+    components remain.
+    """
+    return components_with_specks(semantic, min_area)[0]
 
 
 def _consistent_instances(image_id: str, semantic: np.ndarray,
@@ -823,11 +968,34 @@ def parse_annotation(path: str | os.PathLike[str],
     return size, objects
 
 
+def read_image_set(path: str | os.PathLike[str]) -> list[str]:
+    """Read an ``ImageSets``-style id list: the first word of each line, in order.
+
+    Blank lines and ``#`` comments are skipped, so ``train.txt``, ``<class>_train.txt``
+    (``id flag``) and curation's ``failures.txt`` all read.
+
+    Raises
+    ------
+    VocError
+        If the file is missing or unreadable (named).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VocError(f"image list {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VocError(f"cannot read image list {path}: {exc}") from exc
+    ids = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(line.split()[0])
+    return ids
+
+
 def _read_set(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return read_image_set(path) if path.is_file() else []
 
 
 def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
@@ -837,8 +1005,9 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
 
     Instances come from ``SegmentationObject/<id>.png`` when it exists; otherwise they are
     the 8-connected components of each class of the semantic map (``instances_from`` says
-    which); components smaller than ``min_area`` pixels then get no instance (VOC's ground
-    truth has specks of a few pixels between its void bands, which are not objects).
+    which); components smaller than ``min_area`` pixels then join the nearest larger
+    component of their class (VOC's ground truth has specks of a few pixels between its
+    void bands, which are not objects of their own), reported in ``specks``.
     Objects come from ``Annotations/<id>.xml`` when it exists. The split is ``train`` /
     ``val`` from ``ImageSets/Segmentation`` (None when listed in neither).
 
@@ -883,13 +1052,14 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
             raise VocError(f"{png} is {semantic.shape[0]}x{semantic.shape[1]} but its image "
                            f"{image} is {size[0]}x{size[1]} (HxW)")
         obj_png = voc / "SegmentationObject" / f"{iid}.png"
+        specks = SpeckReport()
         if obj_png.is_file():
             instance = read_label_png(obj_png)
             if instance.shape != semantic.shape:
                 raise VocError(f"{obj_png} is {instance.shape} but {png} is {semantic.shape}")
             source = "SegmentationObject"
         else:
-            instance = instances_from_components(semantic, min_area)
+            instance, specks = components_with_specks(semantic, min_area)
             source = "components"
         xml = voc / "Annotations" / f"{iid}.xml"
         objects: list[ObjectInfo] = []
@@ -898,10 +1068,12 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
             if source == "components":
                 objects = []  # XML order does not match component numbering
         progress(n, len(pngs), iid)
-        yield VocRecord(iid, image, semantic, instance, objects, split_of.get(iid), source)
+        yield VocRecord(iid, image, semantic, instance, objects, split_of.get(iid), source,
+                        specks)
 
 
 def find_image(folder: Path, iid: str) -> Path:
+    """The image of ``iid`` in ``folder``: ``<iid>.jpg``, else ``<iid>.*`` (VocError if none)."""
     jpg = folder / f"{iid}.jpg"
     if jpg.is_file():
         return jpg
@@ -920,8 +1092,9 @@ def glob_escape(text: str) -> str:
 
 
 __all__ = [
-    "DEVKIT", "EXCLUDED", "ObjectInfo", "VocError", "VocRecord", "VocWriter",
-    "encode_label_png", "find_voc_root", "labelmap_text", "mask_bbox", "parse_annotation",
-    "parse_labelmap", "read_label_png", "read_voc", "read_voc_classes", "split_ids",
-    "void_band", "write_label_png",
+    "DEVKIT", "EXCLUDED", "ObjectInfo", "SpeckReport", "VocError", "VocRecord", "VocWriter",
+    "components_with_specks", "encode_label_png", "find_image", "find_voc_root",
+    "instances_from_components", "labelmap_text", "mask_bbox", "parse_annotation",
+    "parse_labelmap", "read_image_set", "read_label_png", "read_voc", "read_voc_classes",
+    "split_ids", "void_band", "write_label_png",
 ]

@@ -3,13 +3,19 @@
 Which images an export contains (by status, see :class:`napari_samlabel.core.document.
 ImageStatus`):
 
-- ``done``: written and split into train / val with the seeded split.
+- ``done``: written and put into train or val: the split stored in the project
+  (:meth:`Project.split`, e.g. from an imported VOC set) when there is one, otherwise the
+  seeded split (``fresh_split`` ignores the stored splits).
 - ``flagged`` (a failure the annotator or the curation queue marked): written, but listed only
   in ``ImageSets/Segmentation/excluded.txt``, never in train or val, unless
   ``include_flagged``.
 - ``in_progress``: left out (its label map is incomplete: unlabelled objects would be
   taught as background) unless ``include_unfinished``.
 - ``new``: never written (nothing annotated).
+
+Review decisions (:meth:`Project.set_review`) and an exclude list narrow this down: an image
+whose decision is ``rejected`` or whose id is in ``exclude`` is written but listed only in
+``excluded.txt``, whatever the other options; ``needs_work`` is treated like ``flagged``.
 
 An import builds the project in a temporary folder beside the target and renames it into
 place at the end, so a failed import leaves nothing behind.
@@ -20,8 +26,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +35,20 @@ import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.fsutil import WriteError, make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project, ProjectError
-from napari_samlabel.io.voc import EXCLUDED, ObjectInfo, VocError, VocWriter, read_voc
+from napari_samlabel.io.voc import (
+    EXCLUDED,
+    ObjectInfo,
+    SpeckReport,
+    VocError,
+    VocWriter,
+    read_voc,
+)
+
+#: Why an exported image is kept out of train and val (keys of ``ExportReport.excluded``).
+EXCLUDE_REASONS = ("rejected", "exclude list", "flagged", "needs_work")
 
 IMPORT_MODEL_ID = "voc-import"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -46,17 +63,62 @@ class ExportReport:
     skipped: dict[str, list[str]] = field(default_factory=dict)
     dropped_objects: list[tuple[str, int]] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
+    #: ``{reason: [image ids]}`` of the images listed in ``excluded.txt`` (project ids).
+    excluded: dict[str, list[str]] = field(default_factory=dict)
+    #: Ids of the exclude list that are not images of the project.
+    unknown_excluded: list[str] = field(default_factory=list)
+    #: Images whose split came from the project rather than the seeded split.
+    stored_splits: int = 0
 
     def summary(self) -> str:
         """One human-readable line."""
         counts = ", ".join(f"{len(v)} {k}" for k, v in self.splits.items())
         out = f"wrote {self.root}: {counts}"
+        why = ", ".join(f"{len(v)} {k}" for k, v in self.excluded.items() if v)
+        if why:
+            out += f" ({why})"
+        if self.stored_splits:
+            out += f"; {self.stored_splits} images kept their stored split"
         for status, ids in self.skipped.items():
             if ids:
                 out += f"; skipped {len(ids)} {status}"
         if self.dropped_objects:
             out += f"; {len(self.dropped_objects)} fully hidden objects left out"
         return out
+
+
+@dataclass
+class ImportReport:
+    """What an import made; pass one to :func:`import_voc` to have it filled."""
+
+    folder: Path | None = None
+    images: int = 0
+    objects: int = 0
+    classes: int = 0  # without background
+    min_area: int = 0
+    #: ``{image_id: SpeckReport}`` of the images that had class regions under ``min_area``.
+    specks: dict[str, SpeckReport] = field(default_factory=dict)
+    #: Number of images per stored split (``train``, ``val``, ``none``).
+    splits: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Human-readable lines: totals, then one line per image with small regions."""
+        splits = ", ".join(f"{self.splits[k]} {k}" for k in ("train", "val")
+                           if self.splits.get(k))
+        lines = [f"created project {self.folder}: {self.images} images, {self.objects} "
+                 f"objects, {self.classes} classes"
+                 + (f"; stored split: {splits}" if splits else "")]
+        if self.specks:
+            merged = sum(r.merged for r in self.specks.values())
+            grouped = sum(r.grouped for r in self.specks.values())
+            pixels = sum(r.merged_pixels + r.grouped_pixels for r in self.specks.values())
+            lines.append(f"{merged + grouped} class regions under {self.min_area} px "
+                         f"({pixels} px) in {len(self.specks)} images: {merged} merged into the "
+                         f"nearest object of their class, {grouped} kept as one object of a "
+                         "class with nothing larger (no pixel lost)")
+            for iid, rep in self.specks.items():
+                lines.append(f"  {iid}: {rep.describe(self.min_area)}")
+        return "\n".join(lines)
 
 
 def voc_id(image_id: str) -> str:
@@ -75,13 +137,19 @@ def export_project(
     include_flagged: bool = False,
     include_unfinished: bool = False,
     overwrite: bool = False,
+    fresh_split: bool = False,
+    exclude: Iterable[str] = (),
     progress: ProgressCallback = no_progress,
 ) -> ExportReport:
     """Export the annotated images of ``project`` to ``out/VOCdevkit/VOC2012``.
 
     Label maps are composed from the objects with the overlap rule of
     :mod:`napari_samlabel.core.compose`. Parameters ``train_fraction``, ``seed``, ``border``
-    and ``overwrite`` are :class:`napari_samlabel.io.voc.VocWriter`'s.
+    and ``overwrite`` are :class:`napari_samlabel.io.voc.VocWriter`'s; the seeded split
+    applies to the images without a stored split, or to all with ``fresh_split``. The
+    objects' ``pose``, ``truncated`` and ``difficult`` attributes go into the XML.
+    ``exclude`` lists image ids (project ids or their VOC form) kept out of train and val;
+    see the module docstring for which images go where.
 
     Raises
     ------
@@ -89,6 +157,9 @@ def export_project(
         If ``out`` is a non-empty folder and ``overwrite`` is False.
     ProjectError, VocError
         On bad project content or images; nothing is written to ``out`` then.
+    napari_samlabel.core.fsutil.WriteError
+        (an ``OSError``) when writing fails (disk full, file too large...): the message
+        names the file and says that nothing was changed.
     """
     if not isinstance(project, Project):
         project = Project.open(project)
@@ -96,17 +167,36 @@ def export_project(
     if target == project.folder.resolve() or target in project.folder.resolve().parents:
         raise VocError(f"output folder {target} would contain the project {project.folder}; "
                        "choose a folder outside the project")
+    exclude_set = set(exclude)
+    known = set(project.image_ids) | {voc_id(i) for i in project.image_ids}
     chosen: list[tuple[str, str | None]] = []
     skipped: dict[str, list[str]] = {s.value: [] for s in ImageStatus}
+    excluded: dict[str, list[str]] = {r: [] for r in EXCLUDE_REASONS}
+    stored = 0
     for entry in project:
         status = entry.status
-        if status == ImageStatus.DONE or (status == ImageStatus.IN_PROGRESS
-                                          and include_unfinished):
-            chosen.append((entry.image_id, None))
-        elif status == ImageStatus.FLAGGED:
-            chosen.append((entry.image_id, None if include_flagged else EXCLUDED))
-        else:
+        if status == ImageStatus.NEW or (status == ImageStatus.IN_PROGRESS
+                                         and not include_unfinished):
             skipped[status.value].append(entry.image_id)
+            continue
+        decision = entry.review.decision if entry.review is not None else None
+        reason = None
+        if decision == "rejected":
+            reason = "rejected"
+        elif entry.image_id in exclude_set or voc_id(entry.image_id) in exclude_set:
+            reason = "exclude list"
+        elif status == ImageStatus.FLAGGED and not include_flagged:
+            reason = "flagged"
+        elif decision == "needs_work" and not include_flagged:
+            reason = "needs_work"
+        if reason is not None:
+            excluded[reason].append(entry.image_id)
+            chosen.append((entry.image_id, EXCLUDED))
+        elif entry.split is not None and not fresh_split:
+            stored += 1
+            chosen.append((entry.image_id, entry.split))
+        else:
+            chosen.append((entry.image_id, None))
     renamed: dict[str, str] = {}
     owner: dict[str, str] = {}
     for iid, _ in chosen:
@@ -132,7 +222,7 @@ def export_project(
             for iid, split in chosen:
                 doc = project.load_document(iid)
                 semantic, instance = doc.label_maps()
-                objects = [ObjectInfo(o.object_id, o.class_id) for o in doc.objects]
+                objects = [_object_info(o) for o in doc.objects]
                 writer.add(voc_id(iid), project.image_path(iid), semantic, instance, objects,
                            split)
     final = writer.splits
@@ -140,7 +230,16 @@ def export_project(
                                                                            EXCLUDED)}
     return ExportReport(writer.out / "VOCdevkit" / "VOC2012", splits,
                         {k: v for k, v in skipped.items() if v}, writer.dropped_objects,
-                        renamed)
+                        renamed, {k: v for k, v in excluded.items() if v},
+                        sorted(exclude_set - known), stored)
+
+
+def _object_info(obj: AnnotatedObject) -> ObjectInfo:
+    """XML metadata of an object: its VOC attributes, defaults for the others."""
+    attrs = obj.attributes
+    return ObjectInfo(obj.object_id, obj.class_id, pose=str(attrs.get("pose", "Unspecified")),
+                      truncated=attrs.get("truncated"),
+                      difficult=bool(attrs.get("difficult", False)))
 
 
 def _fill_void(instance: np.ndarray, distance: int) -> np.ndarray:
@@ -173,6 +272,7 @@ def import_voc(
     min_area: int = 10,
     status: ImageStatus | str = ImageStatus.DONE,
     progress: ProgressCallback = no_progress,
+    report: ImportReport | None = None,
 ) -> Project:
     """Turn a VOC dataset into a new project in ``folder``.
 
@@ -180,9 +280,13 @@ def import_voc(
     class, see :func:`napari_samlabel.io.voc.read_voc`) becomes one accepted object with no
     prompts and ``model_id = "voc-import"``; its class is the majority class of its pixels in
     ``SegmentationClass`` (the ``Annotations`` class only for an instance that is all void).
+    The ``pose``, ``truncated`` and ``difficult`` flags of its ``Annotations`` object become
+    its attributes, and the image keeps its ``ImageSets/Segmentation`` split
+    (:meth:`Project.split`), so exporting again reproduces train and val.
     Void (255) pixels belong to no object (they become background in the project) unless
     ``fill_void`` gives those within that many pixels of a label to the nearest label, object
-    or background (VOC's ~5 px border band: ``fill_void=3``).
+    or background (VOC's 4 px border band: ``fill_void=3`` leaves 1.8 % of the sample's
+    void, its "difficult" regions).
 
     Parameters
     ----------
@@ -196,8 +300,12 @@ def import_voc(
         Copy the images into ``folder/images`` instead of referring to them where they are.
     min_area : int
         Without ``SegmentationObject``, class regions smaller than this many pixels are not
-        made objects (VOC's ground truth has specks of 1-5 pixels between its void bands);
-        their pixels become background. Instances of ``SegmentationObject`` are always kept.
+        made objects of their own (VOC's ground truth has specks of 1-5 pixels between its
+        void bands): they join the nearest larger object of their class, or, when the class
+        has nothing larger in the image, they form one object together; no class pixel
+        becomes background. Instances of ``SegmentationObject`` are always kept.
+    report : ImportReport, optional
+        Filled with counts: images, objects, splits and the small regions per image.
 
     Raises
     ------
@@ -205,6 +313,9 @@ def import_voc(
         If ``folder`` exists and is not empty.
     VocError, ProjectError
         On bad dataset content; nothing is left in ``folder`` then.
+    napari_samlabel.core.fsutil.WriteError
+        (an ``OSError``) when writing fails (disk full...), naming the file; nothing is left
+        in ``folder`` then.
     """
     from napari_samlabel.io.voc import find_voc_root, read_voc_classes
 
@@ -214,8 +325,7 @@ def import_voc(
     voc = find_voc_root(voc_root)
     classes = classes or read_voc_classes(voc)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".import-tmp",
-                                dir=target.parent))
+    tmp = make_temp_dir(target.parent, f".{target.name}.", ".import-tmp")
     try:
         project = Project.create(tmp, [], classes)
         with project.batch():  # one write of the project file, not two per image
@@ -226,17 +336,34 @@ def import_voc(
                     image = tmp / "images" / rec.image_path.name
                     shutil.copyfile(rec.image_path, image)
                 [iid] = project.add_images([image])
+                if rec.split is not None:
+                    project.set_split(iid, rec.split)
                 instance = _fill_void(rec.instance, fill_void)
                 objects = objects_from_maps(rec.semantic, instance, rec.objects, classes,
-                                      rec.image_id)
+                                            rec.image_id)
                 project.save_document(AnnotationDocument(iid, rec.semantic.shape, objects,
                                                          status=status))
+                if report is not None:
+                    report.images += 1
+                    report.objects += len(objects)
+                    key = rec.split or "none"
+                    report.splits[key] = report.splits.get(key, 0) + 1
+                    if rec.specks.regions:
+                        report.specks[iid] = rec.specks
         if target.exists():
             target.rmdir()
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+            # Files were written in the temporary folder, which is gone: name them in PROJECT.
+            message = str(exc).replace(str(tmp), str(target))
+            raise WriteError(f"import stopped: {message}; nothing was created at {target}",
+                             exc.errno) from exc
         raise
+    if report is not None:
+        report.folder, report.min_area = target, min_area
+        report.classes = len(classes) - 1
     return Project.open(target)
 
 
@@ -245,7 +372,8 @@ def objects_from_maps(semantic: np.ndarray, instance: np.ndarray, infos: list[Ob
     """One object per instance; its class is the majority class of its pixels.
 
     ``SegmentationClass`` is what trainers read, so its pixels decide; the ``Annotations``
-    class is used only for an instance with no class pixels (all void).
+    class is used only for an instance with no class pixels (all void). The ``Annotations``
+    object's pose, truncated and difficult flags become the object's attributes.
     """
     by_id = {o.instance_id: o for o in infos}
     objects = []
@@ -266,5 +394,12 @@ def objects_from_maps(semantic: np.ndarray, instance: np.ndarray, infos: list[Ob
         if not 0 < cls < len(classes):
             raise ProjectError(f"image {image_id}: instance {k} has class index {cls}, outside "
                                f"the class list (1..{len(classes) - 1})")
-        objects.append(AnnotatedObject(k, cls, mask, (), None, IMPORT_MODEL_ID))
+        attributes: dict[str, object] = {}
+        info = by_id.get(k)
+        if info is not None:
+            attributes = {"pose": info.pose, "difficult": bool(info.difficult)}
+            if info.truncated is not None:
+                attributes["truncated"] = bool(info.truncated)
+        objects.append(AnnotatedObject(k, cls, mask, (), None, IMPORT_MODEL_ID,
+                                       attributes=attributes))
     return objects

@@ -93,7 +93,7 @@ def test_curate_project_end_to_end(tmp_path, project, capsys):
 
     # A rerun into the same folder replaces the outputs cleanly.
     assert main(["curate", str(project.folder), "--out", str(out), "--top", "1"]) == 0
-    assert len(list((out / "thumbnails").iterdir())) == 1
+    assert len(list((out / "thumbnails").glob("*.png"))) == 1
 
 
 def _voc(root, classes, maps):
@@ -254,3 +254,127 @@ def test_curate_voc_skips_a_broken_image_and_goes_on(tmp_path, capsys):
     assert rc == 1 and "skipped q:" in text and "q.png" in text
     data = json.loads((tmp_path / "o" / "queue.json").read_text())
     assert sorted(i["image_id"] for i in data["images"]) == ["p", "r"]
+
+
+def _plain_voc_with_specks(root):
+    """A VOC tree without SegmentationObject whose class map has 1-5 px specks (as VOC's)."""
+    from napari_samlabel.io.voc import write_label_png
+
+    voc = root / "VOCdevkit" / "VOC2012"
+    (voc / "JPEGImages").mkdir(parents=True)
+    sem = np.zeros(SHAPE, np.uint8)
+    sem[5:30, 5:30] = 8  # a cat, 625 px
+    sem[40:60, 40:75] = 12  # a dog, 700 px
+    sem[29, 5:30] = 255  # void band row
+    for k, (r, c) in enumerate([(2, 50), (10, 70), (50, 10), (62, 30), (35, 5)]):
+        sem[r:r + 1, c:c + 1 + k % 3] = 8 if k % 2 else 12  # specks of 1..3 px
+    sem[45:47, 20:22] = 8  # a 4 px speck
+    Image.fromarray(np.full(SHAPE + (3,), 90, np.uint8)).save(voc / "JPEGImages" / "s.jpg")
+    write_label_png(voc / "SegmentationClass" / "s.png", sem)
+    return voc
+
+
+def test_curate_voc_class_maps_make_the_objects_import_voc_makes(tmp_path, capsys):
+    from napari_samlabel.evaluate.queue import import_voc_min_area
+    from napari_samlabel.io.voc_project import import_voc
+
+    voc = _plain_voc_with_specks(tmp_path / "voc")
+    out = tmp_path / "out"
+    assert main(["curate", str(voc), "--out", str(out)]) == 0, capsys.readouterr().err
+    [image] = json.loads((out / "queue.json").read_text())["images"]
+    project = import_voc(voc, tmp_path / "proj")
+    imported = project.read_objects("s")
+    assert import_voc_min_area() == 10
+    assert len(image["objects"]) == len(imported) == 2  # the specks are not objects
+    assert sorted(o["area"] for o in image["objects"]) == \
+        sorted(int(o.mask.sum()) for o in imported)
+    assert image["flags"] == []  # no tiny specks at the top of the queue
+    # --min-area 0 keeps every speck as an object (and flags them tiny).
+    assert main(["curate", str(voc), "--out", str(out), "--min-area", "0"]) == 0
+    [image] = json.loads((out / "queue.json").read_text())["images"]
+    assert len(image["objects"]) == 8 and "tiny" in image["flags"]
+    assert main(["curate", str(voc), "--out", str(out), "--min-area", "-1"]) == 2
+    assert "--min-area" in capsys.readouterr().err
+
+
+def test_curate_merged_instances_against_voc_ground_truth(tmp_path, capsys):
+    """One pseudo mask over two touching ground-truth dogs: flagged, both dogs missed."""
+    classes = ["background", "cat", "dog"]
+    truth = {"m": _labels((2, _rect(10, 50, 10, 40)), (2, _rect(10, 50, 40, 70)))}
+    pseudo = {"m": _labels((2, _rect(10, 50, 10, 70)))}
+    gt = _voc(tmp_path / "gt", classes, truth)
+    pred = _voc(tmp_path / "pseudo", classes, pseudo)
+    out = tmp_path / "out"
+    assert main(["curate", str(pred), "--gt", str(gt), "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    [image] = json.loads((out / "queue.json").read_text())["images"]
+    assert {"gt_merged", "gt_mismatch", "gt_missed"} <= set(image["flags"])
+    assert image["signals"]["gt_missed"] == 2 and image["score"] == 1.0
+    assert image["objects"][0]["main_reason"]["signal"] in ("gt_iou", "gt_merge")
+    rows = list(csv.DictReader((out / "queue.csv").open(newline="")))
+    assert rows[0]["gt_merge"] == "1" and rows[0]["main_reason"] == "gt_missed"
+    # The report outlines both ground-truth instances (white between the two dogs).
+    from napari_samlabel.evaluate.report import GT_OUTLINE
+
+    page = Sections()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    thumb = np.asarray(Image.open(out / page.srcs[0]).convert("RGB"))
+    assert thumb.shape[:2] == SHAPE  # small image: thumbnail at its own size
+    assert (thumb[20:40, 39:41] == GT_OUTLINE).all(axis=-1).any()
+
+
+def test_curate_reads_stability_and_iou_spread_when_the_producer_stored_them(tmp_path, capsys):
+    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.io.weak import read_weak_labels
+    from napari_samlabel.pseudo.pipeline import pseudo_label
+
+    _images(tmp_path / "images", ["p", "q"])
+    points = {"p": [{"x": 15, "y": 15, "cls": 8}], "q": [{"x": 50, "y": 40, "cls": 12}]}
+    weak_file = tmp_path / "points.json"
+    weak_file.write_text(json.dumps(points))
+    out = tmp_path / "pseudo"
+    pseudo_label(tmp_path / "images", read_weak_labels(weak_file, "points"), out,
+                 DiskEngine(radius=8.0, ious=(0.85, 0.88, 0.9)))
+    # A newer run stores stability and iou_spread per unit for "p"; "q" has neither.
+    rec_path = out / "scores" / "p.json"
+    rec = json.loads(rec_path.read_text())
+    rec["objects"][0].update(stability=0.6, iou_spread=0.31)
+    rec_path.write_text(json.dumps(rec))
+    review = tmp_path / "review"
+    assert main(["curate", str(out), "--out", str(review)]) == 0, capsys.readouterr().err
+    by_id = {i["image_id"]: i for i in json.loads((review / "queue.json").read_text())["images"]}
+    p, q = by_id["p"]["objects"][0], by_id["q"]["objects"][0]
+    assert p["signals"]["stability"] == 0.6 and "unstable" in p["flags"]
+    assert p["signals"]["iou_spread"] == 0.31  # the stored value, not max - min of ious
+    assert "stability" not in q["signals"] and "unstable" not in q["flags"]
+    assert q["signals"]["iou_spread"] == pytest.approx(0.05)  # from the candidates' ious
+    for o in (p, q):
+        assert "iou_spread" not in o["badness"]  # reported, not scored (docs/curation.md)
+    assert by_id["p"]["rank"] < by_id["q"]["rank"]
+    rows = {r["image_id"]: r for r in csv.DictReader((review / "queue.csv").open(newline=""))}
+    assert rows["p"]["stability"] == "0.6" and rows["q"]["stability"] == ""
+
+
+def test_curate_project_objects_with_and_without_stored_signals(tmp_path, capsys):
+    from napari_samlabel.io.project import Project
+
+    _images(tmp_path / "images", ["s", "t"])
+    proj = Project.create(tmp_path / "proj", tmp_path / "images", ["cat"])
+    mask = _rect(10, 40, 10, 50)
+    with_signals = AnnotatedObject(1, 1, mask, (Point((25, 30)),), 0.97,
+                                   signals={"stability": 0.7, "iou_spread": 0.2})
+    without = AnnotatedObject(1, 1, mask, (Point((25, 30)),), 0.97)
+    for iid, obj in (("s", with_signals), ("t", without)):
+        proj.save_document(AnnotationDocument(iid, SHAPE, [obj], ImageStatus.DONE))
+        proj.set_status(iid, ImageStatus.DONE)
+    out = tmp_path / "out"
+    assert main(["curate", str(proj.folder), "--out", str(out)]) == 0, capsys.readouterr().err
+    data = json.loads((out / "queue.json").read_text())
+    assert [i["image_id"] for i in data["images"]] == ["s", "t"]
+    s, t = (i["objects"][0] for i in data["images"])
+    assert s["signals"]["stability"] == 0.7 and s["flags"] == ["unstable"]
+    assert s["main_reason"]["signal"] == "stability"
+    assert s["signals"]["iou_spread"] == 0.2
+    assert "stability" not in t["signals"] and "iou_spread" not in t["signals"]
+    assert t["flags"] == [] and t["main_reason"] is None
+    assert data["schema_version"] == 2

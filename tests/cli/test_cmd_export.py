@@ -72,3 +72,61 @@ def test_export_errors_are_one_line(project: Path, tmp_path: Path, capsys):
     assert "not a napari-samlabel project" in capsys.readouterr().err
     assert main(["export", str(project), str(tmp_path / "o3"), "--split", "2"]) == 2
     assert "--split" in capsys.readouterr().err
+
+
+def test_file_too_large_is_named_and_nothing_written(project: Path, tmp_path: Path):
+    # A real EFBIG ("[Errno 27] File too large"): the export runs under a file size limit.
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (800, 800))
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from napari_samlabel.cli import main; "
+         "sys.exit(main(sys.argv[1:]))", "export", str(project), str(out)],
+        capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip().splitlines()[-1]
+    assert err.startswith(f"samlabel export: error: cannot write {out}/VOCdevkit/VOC2012/")
+    assert "File too large; the export stopped and nothing was changed" in err
+    assert "was not created" in err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_exclude_list_and_reviews_keep_images_out_of_train(project: Path, tmp_path: Path,
+                                                           capsys):
+    failures = tmp_path / "failures.txt"
+    failures.write_text("im1\n# worst first\nim3 0.93\nnot_in_project\n\n")
+    Project.open(project).set_review("im0", "rejected", "wrong object")
+    out = tmp_path / "out"
+    assert main(["export", str(project), str(out), "--split", "1.0", "--exclude",
+                 str(failures)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 train, 0 val, 4 excluded (1 rejected, 2 exclude list, 1 flagged)" in printed
+    assert "1 ids of --exclude are not images of the project (not_in_project)" in printed
+    sets = out / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert (sets / "train.txt").read_text().split() == ["im2"]
+    assert (sets / "excluded.txt").read_text().split() == ["im0", "im1", "im3", "im4"]
+    # --include-flagged brings the flagged image back, not the listed or rejected ones.
+    assert main(["export", str(project), str(tmp_path / "o2"), "--split", "1.0",
+                 "--exclude", str(failures), "--include-flagged"]) == 0
+    sets2 = tmp_path / "o2" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert (sets2 / "train.txt").read_text().split() == ["im2", "im4"]
+    assert main(["export", str(project), str(tmp_path / "o3"), "--exclude",
+                 str(tmp_path / "nope.txt")]) == 2
+    assert "image list" in (err := capsys.readouterr().err) and "nope.txt not found" in err
+    assert not (tmp_path / "o3").exists()
+
+
+def test_help_says_what_goes_where(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("'rejected' (always)", "--exclude list (always)", "'needs_work'",
+                   "--fresh-split", "exactly PX pixels wide", "4-pixel band"):
+        assert phrase in text

@@ -75,6 +75,25 @@ def test_class_table(tmp_path):
         ClassTable(tuple(f"c{i}" for i in range(300)))
 
 
+@pytest.mark.parametrize("first", ["background", "_background_", "__background__",
+                                   "Background"])
+def test_background_aliases_are_index_0_not_a_class(tmp_path, first):
+    # labelme's class_names.txt starts with "_background_": it must not become class 1.
+    f = tmp_path / "classes.txt"
+    f.write_text(f"{first}\ncat\ndog\n")
+    t = ClassTable.from_file(f)
+    assert t.names == ("background", "cat", "dog")
+    assert ClassTable(("cat", "dog")).names == ("background", "cat", "dog")
+
+
+def test_from_indexed_takes_entry_0_as_background_whatever_its_name():
+    t = ClassTable.from_indexed(["bg", "cat", "dog"])
+    assert t.names == ("background", "cat", "dog") and t.index("dog") == 2
+    assert ClassTable.from_indexed(["background", "cat"]).names == ("background", "cat")
+    with pytest.raises(ValueError, match="index 0"):
+        ClassTable.from_indexed([])
+
+
 def test_compose_overlap_rule():
     a = np.zeros((4, 4), bool)
     a[:, :3] = True

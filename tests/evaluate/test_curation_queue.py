@@ -90,3 +90,28 @@ def test_read_queue_errors(tmp_path):
                                                      "schema_version": 99, "images": []}))
     with pytest.raises(ValueError, match="newer"):
         read_queue(tmp_path / "queue.json")
+
+
+def test_queue_files_carry_the_main_reason(tmp_path, ranked):
+    paths = write_queue(tmp_path, ranked)
+    rows = list(csv.DictReader(paths["csv"].open(newline="")))
+    by_obj = {(r["image_id"], r["object_id"]): r for r in rows}
+    bad = by_obj[("img_bad", "2")]
+    # The positive click outside the mask adds most (0.9 x 1) to object 2's score.
+    assert bad["object_reason"] == "positive_outside"
+    assert bad["main_reason"] == "2:positive_outside"
+    assert by_obj[("img_empty", "")]["main_reason"] == "no_objects"
+    assert by_obj[("img_ok", "1")]["main_reason"] == ""
+    data = read_queue(tmp_path)
+    first = data["images"][0]
+    assert first["main_reason"] == {"object_id": 2, "signal": "positive_outside", "value": 1.0,
+                                    "contribution": 0.9}
+    worst = next(o for o in first["objects"] if o["object_id"] == 2)
+    assert worst["main_reason"]["signal"] == "positive_outside"
+    assert "positive_outside" in data["reasons"]
+
+
+def test_read_queue_accepts_the_previous_schema(tmp_path):
+    (tmp_path / "queue.json").write_text(json.dumps({"format": QUEUE_FORMAT,
+                                                     "schema_version": 1, "images": []}))
+    assert read_queue(tmp_path)["schema_version"] == 1

@@ -29,6 +29,7 @@ class ReportParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.images: list[str] = []
+        self.links: list[str] = []
         self.items: list[str] = []
         self.errors = 0
         self._in_err = False
@@ -37,6 +38,8 @@ class ReportParser(HTMLParser):
         a = dict(attrs)
         if tag == "img":
             self.images.append(a["src"])
+        if tag == "a" and "thumbnails/" in a.get("href", ""):
+            self.links.append(a["href"])
         if tag == "section" and "item" in a.get("class", ""):
             self.items.append(a["data-image-id"])
         if tag == "p" and a.get("class") == "err":
@@ -91,12 +94,23 @@ def test_report_renders_worst_first(tmp_path, dataset):
         assert (tmp_path / unquote(src)).is_file(), src
     assert "0001_" in parser.images[0]
     assert calls[-1] == (4, 4)
-    thumbs = sorted(p.name for p in (tmp_path / "thumbnails").iterdir())
+    thumbs = sorted(p.name for p in (tmp_path / "thumbnails").glob("*.png"))
     assert len(thumbs) == 3
+    # Each thumbnail links to its full-size overlay, at the image's own size here.
+    links = parser.links
+    assert len(links) == 3 and all("thumbnails/full/" in h for h in links)
+    for href, src in zip(links, parser.images, strict=True):
+        from urllib.parse import unquote
+
+        with Image.open(tmp_path / unquote(href)) as big, Image.open(tmp_path / unquote(src)) \
+                as small:
+            assert big.size == (SHAPE[1], SHAPE[0]) and max(small.size) <= 320
+            assert Path(unquote(href)).name == Path(unquote(src)).name
 
     # A second run replaces the thumbnail folder as a whole (no stale files).
     write_report(tmp_path, ranked[:1], load, top=1)
-    assert len(list((tmp_path / "thumbnails").iterdir())) == 1
+    assert len(list((tmp_path / "thumbnails").glob("*.png"))) == 1
+    assert len(list((tmp_path / "thumbnails" / "full").glob("*.png"))) == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -139,7 +153,7 @@ def test_thumbnail_png_is_valid(tmp_path, dataset):
     images, objects = dataset
     ranked = rank_images(assess_image(i, SHAPE, objects[i]) for i in images)
     write_report(tmp_path, ranked, lambda i: (images[i], objects[i]), top=2, max_side=64)
-    for p in Path(tmp_path / "thumbnails").iterdir():
+    for p in Path(tmp_path / "thumbnails").glob("*.png"):
         with Image.open(p) as im:
             assert im.format == "PNG" and max(im.size) == 64
 
@@ -183,3 +197,63 @@ def test_ground_truth_outline():
     assert tuple(thumb[30, 70]) == (128, 128, 128)  # void row
     with pytest.raises(ValueError, match="ground truth"):
         render_overlay(image, [], gt=gt[:10])
+
+
+def test_numbers_read_as_integers_and_percentages():
+    from napari_samlabel.evaluate.report import format_value, percent
+
+    assert format_value("area", 1830.0) == "1,830"
+    assert format_value("components", 3.0) == "3"
+    assert format_value("area_fraction", 2e-05) == "0.0020%"
+    assert format_value("area_fraction", 0.0024) == "0.24%"
+    assert format_value("area_fraction", 0.25) == "25%"
+    assert format_value("box_fill", 0.4) == "40%"
+    assert format_value("predicted_iou", 0.8765) == "0.88"
+    assert format_value("gt_iou", None) == "\u2013"
+    assert percent(0.0) == "0%" and percent(0.05) == "5.0%"
+
+
+def test_report_says_why_an_image_scored_high(tmp_path):
+    from napari_samlabel.evaluate.report import report_html
+
+    big = np.zeros((400, 500), dtype=bool)
+    big[50:350, 50:450] = True
+    speck = np.zeros((400, 500), dtype=bool)
+    speck[10:12, 10:12] = True  # 4 px of 200,000: 0.0020 %
+    objs = [AnnotatedObject(1, 1, big, (), 0.86), AnnotatedObject(2, 1, speck, (), 0.97)]
+    [a] = rank_images([assess_image("why", (400, 500), objs)])
+    page = report_html([a], {"why": None}, ["background", "cat"])
+    assert "Main reason: <b>object 2 (cat): area 0.0020% of the image (adds 0.60)" in page
+    assert "e-0" not in page and "e+0" not in page  # no scientific notation anywhere
+    assert '<td class="bad main">0.0020%</td>' in page  # the tiny area cell is marked
+    # Object 1's mild predicted IoU is its own main reason, but it neither is flagged nor
+    # sets the image's score: not outlined.
+    assert "<td>0.86</td>" in page and 'class="main">0.86' not in page
+    assert "<td>120,000</td>" in page  # pixel counts as integers
+    # A clean image says so rather than showing a bare score.
+    clean = [AnnotatedObject(1, 1, big, (), 0.97)]
+    [c] = rank_images([assess_image("clean", (400, 500), clean)])
+    assert "Main reason: <b>nothing suspicious</b>" in report_html([c], {"clean": None})
+    # The overview table links every shown image to its section.
+    assert '<a href="#rank-1">why</a>' in page
+    # When an image-level rule set the score, the worst object's trouble is still named.
+    [f] = rank_images([assess_image("f", (400, 500), objs, status="flagged")])
+    page = report_html([f], {"f": None}, ["background", "cat"])
+    assert "Main reason: <b>flagged by an annotator</b>" in page
+    assert "Worst object: object 2 (cat): area 0.0020% of the image (adds 0.60)" in page
+
+
+def test_ground_truth_instances_are_outlined_apart():
+    from napari_samlabel.evaluate.report import GT_OUTLINE
+
+    image = np.full(SHAPE + (3,), 128, dtype=np.uint8)
+    sem = np.zeros(SHAPE, dtype=np.uint8)
+    sem[30:70, 20:100] = 12  # two dogs side by side: one class region
+    inst = np.zeros(SHAPE, dtype=np.uint8)
+    inst[30:70, 20:60] = 1
+    inst[30:70, 60:100] = 2
+    by_class = render_overlay(image, [], max_side=160, gt=sem)
+    by_instance = render_overlay(image, [], max_side=160, gt=sem, gt_instance=inst)
+    assert tuple(by_class[50, 59]) == (128, 128, 128)  # no line between the dogs
+    assert tuple(by_instance[50, 59]) == GT_OUTLINE and tuple(by_instance[50, 60]) == GT_OUTLINE
+    assert tuple(by_instance[50, 20]) == GT_OUTLINE  # the outer edge is still drawn

@@ -343,3 +343,244 @@ def test_batch_writes_the_project_file_once(project: Project, tmp_path: Path, mo
         assert Project.open(tmp_path / "proj").status("a") == ImageStatus.NEW
     assert writes == [PROJECT_FILE]
     assert [e.status for e in Project.open(tmp_path / "proj")] == [ImageStatus.DONE] * 3
+
+
+# -- schema version 2: splits, reviews, object attributes, the session file ----------------
+V1_PROJECT = {
+    "format": "samlabel-project", "schema_version": 1, "written_by": "napari-samlabel 0.1.0",
+    "created": 1795327790.47, "modified": 1795327790.48,
+    "classes": ["background", "cat", "dog"],
+    "images": [{"id": "a", "path": "../images/a.jpg", "height": H, "width": W,
+                "status": "done"},
+               {"id": "b", "path": "../images/b.png", "height": H, "width": W,
+                "status": "new"}],
+}
+V1_OBJECTS = {
+    "format": "samlabel-annotation", "schema_version": 1, "image_id": "a", "shape": [H, W],
+    "saved": 1795327790.48,
+    "objects": [{"object_id": 1, "class_id": 2, "class_name": "dog", "mask": "obj-001-x.png",
+                 "area": 200, "prompts": {"object_id": 1, "class_id": 2, "prompts": [
+                     {"type": "point", "rc": [5.0, 6.0], "positive": True}]},
+                 "score": 0.9, "model_id": "vit_b", "signals": {"stability": 0.5},
+                 "created": 1795327790.47, "modified": 1795327790.47}],
+}
+
+
+def test_version_1_project_reads_unchanged_and_is_written_as_version_2(tmp_path: Path,
+                                                                        images: Path):
+    folder = tmp_path / "proj"
+    (folder / "annotations" / "a").mkdir(parents=True)
+    (folder / PROJECT_FILE).write_text(json.dumps(V1_PROJECT))
+    (folder / "annotations/a" / OBJECTS_FILE).write_text(json.dumps(V1_OBJECTS))
+    Image.fromarray(rect(0, 10, 0, 20)).save(folder / "annotations/a/obj-001-x.png")
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    project = Project.open(folder)
+    assert project.classes.names == ("background", "cat", "dog")
+    assert [(e.image_id, e.status, e.split, e.review) for e in project] == [
+        ("a", ImageStatus.DONE, None, None), ("b", ImageStatus.NEW, None, None)]
+    [obj] = project.read_objects("a")
+    assert (obj.object_id, obj.class_id, obj.score, obj.model_id) == (1, 2, 0.9, "vit_b")
+    assert dict(obj.attributes) == {} and obj.prompts == (Point((5.0, 6.0)),)
+    np.testing.assert_array_equal(obj.mask, rect(0, 10, 0, 20))
+    assert project.reviews() == {} and project.last_position() == (None, None)
+    # Reading changed nothing on disk; the next write is version 2.
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    project.set_status("b", "in_progress")
+    project.save_document(project.load_document("a"))
+    assert json.loads((folder / PROJECT_FILE).read_text())["schema_version"] == 2
+    assert json.loads((folder / "annotations/a" / OBJECTS_FILE).read_text())[
+        "schema_version"] == 2
+    assert Project.open(folder).read_objects("a")[0].class_id == 2
+
+
+def test_reviews_persist_across_a_restart(project: Project, tmp_path: Path):
+    assert project.review("a") is None and project.reviews() == {}
+    r = project.set_review("a", "rejected", "wrong object", "grabbed the table")
+    assert (r.decision, r.reason, r.note) == ("rejected", "wrong object", "grabbed the table")
+    assert abs(r.time - __import__("time").time()) < 60
+    project.set_review("c", "needs_work", " boundary ")
+    again = Project.open(tmp_path / "proj")  # autosaved, no explicit save call
+    assert again.review("a") == r
+    assert again.review("c").reason == "boundary"  # tags are stripped
+    assert list(again.reviews()) == ["a", "c"]
+    raw = json.loads((tmp_path / "proj" / PROJECT_FILE).read_text())
+    assert raw["images"][0]["review"] == {"decision": "rejected", "reason": "wrong object",
+                                          "note": "grabbed the table", "time": r.time}
+    assert "review" not in raw["images"][1]
+    again.set_review("a", "accepted", "free text reason")  # replaces
+    again.clear_review("c")
+    final = Project.open(tmp_path / "proj")
+    assert {k: v.decision for k, v in final.reviews().items()} == {"a": "accepted"}
+    # Statuses and reviews are independent.
+    assert final.status("a") == ImageStatus.NEW
+
+
+@pytest.mark.parametrize("args, match", [
+    (("a", "approved"), "decision 'approved' is not one of"),
+    (("a", "rejected", "two\nlines"), "one line"),
+    (("a", "rejected", "x" * 101), "at most 100"),
+    (("a", "rejected", 3), "reason must be a string"),
+    (("a", "rejected", "", None), "note must be a string"),
+])
+def test_bad_review_is_refused_and_nothing_saved(project: Project, tmp_path: Path, args,
+                                                 match):
+    before = (tmp_path / "proj" / PROJECT_FILE).read_bytes()
+    with pytest.raises(ProjectError, match=match):
+        project.set_review(*args)
+    assert project.review("a") is None
+    assert (tmp_path / "proj" / PROJECT_FILE).read_bytes() == before
+    with pytest.raises(KeyError, match="'zz' is not in project"):
+        project.set_review("zz", "accepted")
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda im: im.update(split="test"), r"images\[0\]: split 'test' is not one of"),
+    (lambda im: im.update(review={"decision": "maybe", "time": 1.0}),
+     r"images\[0\]: review: decision 'maybe'"),
+    (lambda im: im.update(review={"decision": "accepted"}),
+     r"images\[0\]: review: missing field 'time'"),
+    (lambda im: im.update(review="rejected"), r"images\[0\]: review: expected an object"),
+])
+def test_bad_split_or_review_in_the_file_names_field(project: Project, tmp_path: Path, edit,
+                                                     match):
+    path = tmp_path / "proj" / PROJECT_FILE
+    raw = json.loads(path.read_text())
+    edit(raw["images"][0])
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProjectError, match=match) as info:
+        Project.open(tmp_path / "proj")
+    assert str(path) in str(info.value)
+
+
+def test_split_is_stored_per_image(project: Project, tmp_path: Path):
+    project.set_split("a", "val")
+    project.set_split("b", "train")
+    project.set_split("b", None)
+    again = Project.open(tmp_path / "proj")
+    assert [again.split(i) for i in again.image_ids] == ["val", None, None]
+    with pytest.raises(ProjectError, match="split 'test'"):
+        again.set_split("a", "test")
+    project.set_status("a", "done")  # other changes keep the split
+    assert Project.open(tmp_path / "proj").split("a") == "val"
+
+
+def test_object_attributes_round_trip_and_survive_reopen(project: Project, tmp_path: Path):
+    obj = AnnotatedObject(1, 2, rect(0, 10, 0, 10), (Point((2, 2)),), 0.9, "tiny",
+                          attributes={"pose": "Left", "truncated": True, "difficult": False,
+                                      "occluded": 1})
+    project.save_document(AnnotationDocument("a", (H, W), [obj], "done"))
+    doc = Project.open(tmp_path / "proj").load_document("a")
+    assert dict(doc.get(1).attributes) == {"pose": "Left", "truncated": True,
+                                           "difficult": False, "occluded": 1}
+    # Refining the object (reopen, new mask, accept) keeps what is known about it.
+    doc.reopen(1)
+    doc.set_prediction(doc.current.prompts, rect(0, 12, 0, 12), 0.95, None, "tiny")
+    doc.accept()
+    project.save_document(doc)
+    again = Project.open(tmp_path / "proj").load_document("a").get(1)
+    assert again.area == 144 and dict(again.attributes)["pose"] == "Left"
+    path = project.annotation_dir("a") / OBJECTS_FILE
+    for bad, match in [({"difficult": "yes"}, "attribute 'difficult' must be true/false"),
+                       ({"pose": 3}, "attribute 'pose' must be a string"),
+                       ({"x": [1]}, "attribute 'x' must be a string, number"),
+                       ("Left", "field 'attributes' must be an object")]:
+        raw = json.loads(path.read_text())
+        raw["objects"][0]["attributes"] = bad
+        path.write_text(json.dumps(raw))
+        with pytest.raises(ProjectError, match=match) as info:
+            project.load_document("a")
+        assert str(path) in str(info.value)
+    with pytest.raises(ProjectError, match="attribute 'truncated'"):
+        project.save_document(AnnotationDocument("b", (H, W), [
+            AnnotatedObject(1, 1, rect(0, 5, 0, 5), attributes={"truncated": "no"})]))
+
+
+def test_last_position_is_a_small_separate_file(project: Project, tmp_path: Path,
+                                                monkeypatch):
+    folder = tmp_path / "proj"
+    assert project.last_position() == (None, None)  # no file: no position, no warning
+    before = (folder / PROJECT_FILE).read_bytes()
+    writes = []
+    real = project_mod.atomic_write_text
+    monkeypatch.setattr(project_mod, "atomic_write_text",
+                        lambda path, text: (writes.append(Path(path).name), real(path, text)))
+    project.set_last_position("b", 2)
+    project.set_last_position("b", 2)  # unchanged: not rewritten
+    project.set_last_position("c", None)
+    assert writes == ["samlabel-session.json"] * 2
+    assert (folder / PROJECT_FILE).read_bytes() == before
+    assert Project.open(folder).last_position() == ("c", None)
+    project.set_last_position("a", 3)
+    assert Project.open(folder).last_position() == ("a", 3)
+    assert (folder / "samlabel-session.json").stat().st_size < 200
+    with pytest.raises(KeyError):
+        project.set_last_position("zz", 1)
+    with pytest.raises(ValueError, match="class 9 is not a class"):
+        project.set_last_position("a", 9)
+    assert Project.open(folder).last_position() == ("a", 3)
+
+
+@pytest.mark.parametrize("content, match", [
+    ("{not json", "starting without a saved position"),
+    ('{"format": "other"}', "format"),
+    ('{"format": "samlabel-session", "schema_version": 7, "image_id": "a"}', "schema version 7"),
+    ('{"format": "samlabel-session", "schema_version": 1, "image_id": "gone", "class_id": 2}',
+     "image 'gone' is not in the project"),
+])
+def test_corrupt_session_file_means_no_position_with_a_warning(project: Project,
+                                                               tmp_path: Path, content, match):
+    (tmp_path / "proj" / "samlabel-session.json").write_text(content)
+    with pytest.warns(UserWarning, match=match):
+        iid, cid = Project.open(tmp_path / "proj").last_position()
+    assert iid is None
+    assert cid == (2 if "gone" in content else None)
+
+
+@pytest.fixture()
+def umask_027():
+    import os
+
+    old = os.umask(0o027)
+    yield 0o027
+    os.umask(old)
+
+
+def test_files_get_the_permissions_open_would_give(tmp_path: Path, images: Path, umask_027):
+    import os
+    import stat
+
+    from napari_samlabel.core import fsutil
+
+    assert fsutil.current_umask() == 0o027
+    project = Project.create(tmp_path / "proj", images, ["cat"])
+    doc = project.load_document("a")
+    accept(doc, rect(0, 10, 0, 10))
+    project.save_document(doc)
+    project.set_last_position("a", 1)
+    modes = {p.relative_to(tmp_path / "proj").as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in (tmp_path / "proj").rglob("*")}
+    assert modes and all(m == (0o750 if (tmp_path / "proj" / k).is_dir() else 0o640)
+                         for k, m in modes.items()), modes
+    # Replacing a file keeps the mode its owner gave it, as open("w") would.
+    os.chmod(tmp_path / "proj" / PROJECT_FILE, 0o604)
+    project.set_status("a", "done")
+    assert stat.S_IMODE((tmp_path / "proj" / PROJECT_FILE).stat().st_mode) == 0o604
+
+
+def test_failed_write_names_the_file_and_keeps_the_old_one(project: Project, tmp_path: Path,
+                                                           monkeypatch):
+    from napari_samlabel.core import fsutil
+
+    path = tmp_path / "proj" / PROJECT_FILE
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fsutil.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        project.set_status("a", "done")
+    assert str(info.value) == (f"cannot write {path}: No space left on device; the previous "
+                               "version of the file is unchanged")
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []

@@ -92,19 +92,37 @@ def test_bbox_is_one_based_inclusive():
     assert mask_bbox(m) == (4, 6, 8, 10)
 
 
-@pytest.mark.parametrize("width", [2, 4, 5, 6])
-def test_void_band_width_straddles_the_edge(width: int):
-    labels = np.zeros((20, 40), np.int32)
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("lower", [0, 2])  # object on background, object next to object
+def test_void_band_is_exactly_width_pixels_across_an_edge(width: int, lower: int):
+    labels = np.full((20, 40), lower, np.int32)
     labels[:, 20:] = 3
     band = void_band(labels, width)
-    row = band[10]
-    half = width // 2
-    assert row.sum() == 2 * half
-    assert row[20 - half:20 + half].all()
-    assert not band[:, :20 - half].any() and not band[:, 20 + half:].any()
+    high, low = (width + 1) // 2, width // 2  # the higher label (3) takes the odd pixel
+    for row in band:
+        assert row.sum() == width
+        assert row[20 - low:20 + high].all()
+    assert not band[:, :20 - low].any() and not band[:, 20 + high:].any()
+    # The same across a horizontal edge.
+    assert (void_band(labels.T, width).sum(axis=0) == width).all()
     assert not void_band(labels, 0).any()
     # Image borders are not edges.
     assert not void_band(np.full((9, 9), 2), 5).any()
+
+
+def test_void_band_on_a_slanted_edge_is_width_pixels_measured_across_it():
+    rows, cols = np.mgrid[:60, :60]
+    labels = (cols > rows).astype(np.int32) * 5  # a 45 degree edge
+    band = void_band(labels, 4)
+    # Along a row a band of orthogonal width 4 spans about 4 * sqrt(2) pixels.
+    assert 5 <= band[30].sum() <= 6
+    # An object well inside a larger one gets its band on both sides of its outline.
+    inner = np.zeros((40, 40), np.int32)
+    inner[10:30, 10:30] = 7
+    inner[15:25, 15:25] = 9
+    b = void_band(inner, 4)
+    assert b[20, 8:12].all() and not b[20, 7] and not b[20, 12]
+    assert b[20, 13:17].all() and not b[20, 12] and not b[20, 17]
 
 
 def test_split_is_seeded_and_respects_fraction():
@@ -295,13 +313,18 @@ def test_write_failure_midway_leaves_existing_output_untouched(tmp_path: Path, i
     def failing(path: Path, data: bytes) -> None:
         calls.append(path)
         if len(calls) > 6:
-            raise OSError(28, "No space left on device")
+            raise OSError(27, "File too large")
         real(path, data)
 
     monkeypatch.setattr(voc, "_write_file", failing)
-    with pytest.raises(OSError, match="No space"), VocWriter(out, overwrite=True) as w:
+    with pytest.raises(OSError) as info, VocWriter(out, overwrite=True) as w:
         for k in range(4):
             w.add(f"new{k}", image, scene()[0])
+    # The message names the file (as it would be in OUT) and says nothing was changed.
+    assert str(info.value) == (
+        f"cannot write {out}/VOCdevkit/VOC2012/SegmentationObject/new1.png: File too large; "
+        f"the export stopped and nothing was changed ({out} is as it was)")
+    assert info.value.errno == 27
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -415,18 +438,65 @@ def test_band_never_erases_a_thin_object(tmp_path: Path, image: np.ndarray):
     assert sorted(set(np.unique(rec.instance)) - {0, 255}) == [1, 2]
 
 
-def test_reader_min_area_drops_specks_only_in_components_mode(tmp_path: Path, image):
+def test_reader_min_area_merges_specks_into_the_nearest_object_of_their_class(tmp_path: Path,
+                                                                            image):
     root = tmp_path / "VOC2012"
     (root / "SegmentationClass").mkdir(parents=True)
     (root / "JPEGImages").mkdir()
     sem = np.zeros((H, W), np.uint8)
-    sem[10:30, 10:30] = 12
-    sem[40, 40] = 12          # a one-pixel speck
-    sem[50:52, 50:52] = 3     # a 4-pixel bird
+    sem[10:30, 10:30] = 12    # dog 1
+    sem[10:30, 50:70] = 12    # dog 2
+    sem[20, 33] = 12          # a one-pixel speck next to dog 1
+    sem[20:22, 45:47] = 12    # a 4-pixel speck next to dog 2
+    sem[40, 40] = 12          # equally far from both: goes to one of them, not lost
+    sem[50:52, 50:52] = 3     # a 4-pixel bird, the only bird
+    sem[55, 10] = 3           # and a speck of it
     Image.fromarray(image).save(root / "JPEGImages" / "a.jpg")
     (root / "SegmentationClass" / "a.png").write_bytes(encode_label_png(sem))
     [rec] = list(read_voc(tmp_path, min_area=5))
-    assert sorted(set(np.unique(rec.instance)) - {0}) == [1]
-    assert (rec.instance[10:30, 10:30] == 1).all() and rec.instance[40, 40] == 0
-    [rec] = list(read_voc(tmp_path))
-    assert len(set(np.unique(rec.instance)) - {0}) == 3
+    inst = rec.instance
+    ids = sorted(set(np.unique(inst)) - {0})
+    assert len(ids) == 3  # two dogs and one bird object
+    dog1, dog2 = inst[15, 15], inst[15, 60]
+    assert inst[20, 33] == dog1 and (inst[20:22, 45:47] == dog2).all()
+    assert inst[40, 40] in (dog1, dog2)
+    assert inst[50, 50] == inst[55, 10] != 0  # the bird's regions together
+    np.testing.assert_array_equal(inst > 0, sem > 0)  # no class pixel became background
+    assert rec.specks == voc.SpeckReport(merged=3, merged_pixels=6, grouped=2,
+                                         grouped_pixels=5)
+    [rec] = list(read_voc(tmp_path))  # min_area 0: every region is an object
+    assert len(set(np.unique(rec.instance)) - {0}) == 7 and rec.specks.regions == 0
+
+
+def test_xml_depth_describes_the_jpeg_written(tmp_path: Path, image: np.ndarray):
+    tv = pytest.importorskip("torchvision.datasets")
+    grey = np.asarray(Image.fromarray(image).convert("L"))
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(grey).save(src / "grey.jpg", quality=90)   # copied as is: stays grey
+    Image.fromarray(grey).save(src / "greypng.png")            # re-encoded: RGB
+    Image.fromarray(image).save(src / "colour.jpg", quality=90)
+    with VocWriter(tmp_path / "out", train_fraction=1.0) as w:
+        for name in ("grey.jpg", "greypng.png", "colour.jpg"):
+            w.add(Path(name).stem, src / name, scene()[0])
+    root = tmp_path / "out/VOCdevkit/VOC2012"
+    assert (root / "JPEGImages/grey.jpg").read_bytes() == (src / "grey.jpg").read_bytes()
+    det = tv.VOCDetection(str(tmp_path / "out"), year="2012", image_set="train",
+                          download=False)
+    depth = {}
+    for k, p in enumerate(det.images):
+        with Image.open(p) as im:
+            depth[Path(p).stem] = (det[k][1]["annotation"]["size"]["depth"],
+                                   len(im.getbands()))
+    assert depth == {"grey": ("1", 1), "greypng": ("3", 3), "colour": ("3", 3)}
+    seg = tv.VOCSegmentation(str(tmp_path / "out"), year="2012", image_set="train",
+                             download=False)
+    assert all(seg[k][0].mode == "RGB" for k in range(len(seg)))  # loaders convert anyway
+
+
+def test_read_image_set_takes_first_words_and_names_missing_files(tmp_path: Path):
+    f = tmp_path / "failures.txt"
+    f.write_text("2008_000003\n\n# a comment\n2008_000007  1\n2008_000009 -1  # trailing\n")
+    assert voc.read_image_set(f) == ["2008_000003", "2008_000007", "2008_000009"]
+    with pytest.raises(VocError, match=r"image list .*nope\.txt not found"):
+        voc.read_image_set(tmp_path / "nope.txt")

@@ -16,7 +16,7 @@ from napari_samlabel.core.prompts import Point
 from napari_samlabel.io import voc
 from napari_samlabel.io.project import Project, ProjectError
 from napari_samlabel.io.voc import VocError, encode_label_png, mask_bbox, read_label_png
-from napari_samlabel.io.voc_project import export_project, import_voc, voc_id
+from napari_samlabel.io.voc_project import ImportReport, export_project, import_voc, voc_id
 
 H, W = 40, 56
 CLASSES = ["cat", "dog", "dog/head", "tree"]
@@ -56,6 +56,24 @@ def edit_objects(tmp_path: Path, iid: str, change) -> None:
     raw = json.loads(path.read_text())
     change(raw)
     path.write_text(json.dumps(raw))
+
+
+def truncate(path: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) * 2 // 3])
+    assert Image.open(path).size == (W, H)  # the header still reads
+
+
+def class_only_voc(tmp_path: Path, maps: dict[str, np.ndarray]) -> Path:
+    """A VOC folder with JPEGImages and SegmentationClass only; returns the folder above it."""
+    root = tmp_path / "voc" / "VOC2012"
+    (root / "SegmentationClass").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for iid, sem in maps.items():
+        Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(
+            root / "JPEGImages" / f"{iid}.jpg")
+        (root / "SegmentationClass" / f"{iid}.png").write_bytes(encode_label_png(sem))
+    return tmp_path / "voc"
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -154,7 +172,8 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
         real(path, data)
 
     monkeypatch.setattr(voc, "_write_file", failing)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match=r"cannot write .*/out/VOCdevkit/VOC2012/JPEGImages/c\.jpg: "
+                       r"No space left on device; .*nothing was changed"):
         export_project(project, out, overwrite=True)
     assert tree_digest(out) == before_out
     assert tree_digest(tmp_path / "proj") == before_project
@@ -163,6 +182,8 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
 
 @pytest.mark.parametrize("damage, error, match", [
     (lambda t: (t / "images" / "c.jpg").unlink(), VocError, r"c\.jpg"),
+    # The header of a cut-off JPEG reads fine; only decoding it all finds it broken.
+    (lambda t: truncate(t / "images" / "c.jpg"), VocError, r"image c: .*c\.jpg.*truncated"),
     (lambda t: next((t / "proj/annotations/b").glob("obj-002-*.png")).write_bytes(b"x"),
      ProjectError, "cannot read mask"),
     (lambda t: Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(t / "images" / "a.jpg"),
@@ -200,10 +221,6 @@ def test_import_refuses_non_empty_target_and_cleans_up_on_error(tmp_path: Path):
 
 
 def test_import_components_fill_void_and_copy(tmp_path: Path):
-    root = tmp_path / "voc" / "VOC2012"
-    (root / "SegmentationClass").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    Image.fromarray(data.coffee()[: H * 8 : 8, : W * 8 : 8]).save(root / "JPEGImages" / "x.jpg")
     sem = np.zeros((H, W), np.uint8)
     sem[10:20, 10:20] = 8
     sem[25:35, 30:50] = 8
@@ -211,7 +228,7 @@ def test_import_components_fill_void_and_copy(tmp_path: Path):
     band[8:22, 8:22] = True
     band[10:20, 10:20] = False
     sem[band] = 255  # a 2-px void ring around the first cat
-    (root / "SegmentationClass" / "x.png").write_bytes(encode_label_png(sem))
+    class_only_voc(tmp_path, {"x": sem})
     plain = import_voc(tmp_path / "voc", tmp_path / "p1")
     objs = plain.read_objects("x")
     assert [(o.class_id, o.area, o.model_id) for o in objs] == [(8, 100, "voc-import"),
@@ -220,6 +237,46 @@ def test_import_components_fill_void_and_copy(tmp_path: Path):
     first = filled.read_objects("x")[0]
     assert first.area > 100 and first.mask[9, 9] and not first.mask[8, 8]
     assert filled.image_path("x") == (tmp_path / "p2" / "images" / "x.jpg").resolve()
+
+
+@pytest.mark.parametrize("first", ["_background_", "background", "bg"])
+def test_labelmap_line_0_is_index_0_whatever_it_is_called(tmp_path: Path, first):
+    # labelme writes "_background_" first: cat pixels (index 1) must stay "cat", not "car".
+    sem = np.zeros((H, W), np.uint8)
+    sem[5:15, 5:15] = 1
+    sem[20:30, 20:40] = 2
+    root = class_only_voc(tmp_path, {"x": sem}) / "VOC2012"
+    (root / "labelmap.txt").write_text(f"{first}:0,0,0::\ncat:128,0,0::\ndog:0,128,0::\n")
+    if first == "bg":
+        with pytest.warns(UserWarning, match="'bg'.*index 0"):
+            project = import_voc(tmp_path / "voc", tmp_path / "p")
+    else:
+        project = import_voc(tmp_path / "voc", tmp_path / "p")
+    assert project.classes.names == ("background", "cat", "dog")
+    objs = project.read_objects("x")
+    assert [project.classes.names[o.class_id] for o in objs] == ["cat", "dog"]
+    np.testing.assert_array_equal(objs[0].mask, sem == 1)
+
+
+def test_import_reports_small_regions_and_loses_no_pixel(tmp_path: Path):
+    sem = np.zeros((H, W), np.uint8)
+    sem[5:20, 5:20] = 17
+    sem[8:20, 21] = 255       # a void band cuts a sliver of the sheep off
+    sem[8:11, 22:24] = 17     # 6 px: a speck under min_area
+    sem[30, 30] = 17
+    clean = np.zeros((H, W), np.uint8)
+    clean[5:20, 5:20] = 8
+    class_only_voc(tmp_path, {"x": sem, "y": clean})
+    report = ImportReport()
+    project = import_voc(tmp_path / "voc", tmp_path / "p", report=report)
+    [sheep] = project.read_objects("x")
+    np.testing.assert_array_equal(sheep.mask, sem == 17)
+    assert report.images == 2 and report.objects == 2
+    assert list(report.specks) == ["x"]
+    assert report.specks["x"].merged == 2 and report.specks["x"].merged_pixels == 7
+    text = report.summary()
+    assert "2 class regions under 10 px (7 px) in 1 images" in text
+    assert "  x: 2 regions under 10 px (7 px) merged into the nearest object" in text
 
 
 def test_import_takes_classes_from_pixels_not_xml(tmp_path: Path):
@@ -242,3 +299,109 @@ def test_export_never_deletes_the_project_or_its_images(tmp_path: Path):
     with pytest.raises(VocError, match="lies inside .*out, which overwriting would delete"):
         export_project(back, tmp_path / "out", overwrite=True)
     assert back.image_path("a").is_file()
+
+
+def test_import_keeps_split_and_object_flags_and_export_reproduces_them(tmp_path: Path):
+    tv = pytest.importorskip("torchvision.datasets")
+    project = build(tmp_path)
+    doc = project.load_document("a")
+    flagged = [AnnotatedObject(o.object_id, o.class_id, o.mask, o.prompts, o.score,
+                               o.model_id, attributes=attrs)
+               for o, attrs in zip(doc.objects, [
+                   {"pose": "Left", "difficult": True, "truncated": False},
+                   {"pose": "Frontal", "truncated": True}, {"difficult": True}], strict=True)]
+    project.save_document(AnnotationDocument("a", (H, W), flagged, "done"))
+    first = export_project(project, tmp_path / "out", train_fraction=0.5, seed=1)
+    back = import_voc(tmp_path / "out", tmp_path / "back")
+    assert {i: back.split(i) for i in back.image_ids} == {
+        **{i: "train" for i in first.splits["train"]}, **{i: "val" for i in first.splits["val"]}}
+    attrs = [dict(o.attributes) for o in back.read_objects("a")]
+    assert attrs == [{"pose": "Left", "difficult": True, "truncated": False},
+                     {"pose": "Frontal", "difficult": False, "truncated": True},
+                     {"pose": "Unspecified", "difficult": True, "truncated": False}]
+    # Another seed or fraction does not move val images into train: the stored split wins.
+    again = export_project(back, tmp_path / "out2", train_fraction=1.0, seed=7)
+    assert again.splits["train"] == first.splits["train"]
+    assert again.splits["val"] == first.splits["val"] and again.stored_splits == 4
+    det = tv.VOCDetection(str(tmp_path / "out2"), year="2012", image_set="trainval",
+                          download=False)
+    k = [Path(p).stem for p in det.images].index("a")
+    objs = det[k][1]["annotation"]["object"]
+    assert [(o["pose"], o["difficult"], o["truncated"]) for o in objs] == [
+        ("Left", "1", "0"), ("Frontal", "0", "1"), ("Unspecified", "1", "0")]
+    main_dog = tmp_path / "out2/VOCdevkit/VOC2012/ImageSets/Main/dog_trainval.txt"
+    assert dict(line.split() for line in main_dog.read_text().splitlines())["a"] == "0"
+    # --fresh-split: every image gets the seeded split again.
+    fresh = export_project(back, tmp_path / "out3", train_fraction=1.0, fresh_split=True)
+    assert fresh.splits["train"] == ["a", "b", "c", "d"] and fresh.stored_splits == 0
+    # An image without a stored split joins the seeded split.
+    back.set_split("d", None)
+    mixed = export_project(back, tmp_path / "out4", train_fraction=0.0)
+    assert "d" in mixed.splits["val"] and mixed.stored_splits == 3
+
+
+def test_reviews_decide_train_and_val(tmp_path: Path):
+    project = build(tmp_path, {"c": "flagged"})
+    project.set_review("a", "rejected", "wrong object")
+    project.set_review("b", "needs_work", "boundary")
+    project.set_review("d", "accepted")
+    report = export_project(project, tmp_path / "out", train_fraction=1.0)
+    assert report.splits == {"train": ["d"], "val": [], "excluded": ["a", "b", "c"]}
+    assert report.excluded == {"rejected": ["a"], "flagged": ["c"], "needs_work": ["b"]}
+    assert "(1 rejected, 1 flagged, 1 needs_work)" in report.summary()
+    root = tmp_path / "out/VOCdevkit/VOC2012"
+    assert (root / "ImageSets/Segmentation/excluded.txt").read_text().split() == ["a", "b", "c"]
+    assert (root / "SegmentationClass/a.png").exists()  # written, but in no split
+    # --include-flagged lets needs_work and flagged images in, never rejected ones.
+    report = export_project(project, tmp_path / "out2", train_fraction=1.0,
+                            include_flagged=True)
+    assert report.splits == {"train": ["b", "c", "d"], "val": [], "excluded": ["a"]}
+    # A rejected image stays out even when its stored split says train.
+    project.set_split("a", "train")
+    report = export_project(project, tmp_path / "out3", train_fraction=1.0,
+                            include_flagged=True)
+    assert report.splits["excluded"] == ["a"]
+
+
+def test_export_and_import_trees_get_normal_permissions(tmp_path: Path):
+    import os
+    import stat
+
+    project = build(tmp_path)
+    old = os.umask(0o022)
+    try:
+        export_project(project, tmp_path / "out")
+        import_voc(tmp_path / "out", tmp_path / "back")
+    finally:
+        os.umask(old)
+    for tree in (tmp_path / "out", tmp_path / "back"):
+        paths = [tree, *tree.rglob("*")]
+        modes = {p: stat.S_IMODE(p.stat().st_mode) for p in paths}
+        wrong = {str(p): oct(m) for p, m in modes.items()
+                 if m != (0o755 if p.is_dir() else 0o644)}
+        assert not wrong
+
+
+def test_import_write_failure_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch):
+    from napari_samlabel.core import fsutil
+
+    project = build(tmp_path)
+    export_project(project, tmp_path / "out")
+    real = fsutil.os.fsync
+    count = [0]
+
+    def failing(fd):
+        count[0] += 1
+        if count[0] == 5:
+            raise OSError(28, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(fsutil.os, "fsync", failing)
+    with pytest.raises(OSError) as info:
+        import_voc(tmp_path / "out", tmp_path / "new")
+    text = str(info.value)
+    assert text.startswith(f"import stopped: cannot write {tmp_path / 'new'}/annotations/")
+    assert "No space left on device" in text and "import-tmp" not in text
+    assert text.endswith(f"nothing was created at {tmp_path / 'new'}")
+    assert not (tmp_path / "new").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
