@@ -43,8 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", choices=sorted(PRESETS),
                    help=f"prompt policy (default per kind: {defaults})")
     p.add_argument("--multimask", choices=("best", "whole", "single"),
-                   help="which of SAM's masks to keep (default: the policy's, 'best' = "
-                        "highest predicted IoU; 'whole' = the paper's choice)")
+                   help="which of SAM's masks to keep (default: 'whole', the third mask, "
+                        "as the paper does; 'best' = highest predicted IoU)")
+    p.add_argument("--group-size", type=int, metavar="N",
+                   help="points per iterative step (default: the policy's; scribbles 5, "
+                        "points 1)")
+    p.add_argument("--background-negatives", action=argparse.BooleanOptionalAction,
+                   help="add background (class 0) prompts as negative points (default: the "
+                        "policy's; on for scribbles and CAMs, off for points and boxes, as "
+                        "in the paper)")
     p.add_argument("--sample-fraction", type=float, metavar="F",
                    help="fraction of scribble pixels used as points (default: policy's, 0.2)")
     p.add_argument("--seed", type=int, default=0,
@@ -118,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["multimask_choice"] = args.multimask
     if args.sample_fraction is not None:
         overrides["sample_fraction"] = args.sample_fraction
+    if args.group_size is not None:
+        if args.group_size < 1:
+            raise CLIError(f"--group-size must be >= 1, got {args.group_size}")
+        overrides["group_size"] = args.group_size
+    if args.background_negatives is not None:
+        overrides["background_negatives"] = args.background_negatives
     policy = get_policy(args.policy, kind=args.kind, **overrides)
 
     from napari_samlabel.engine.checkpoint import CheckpointError
