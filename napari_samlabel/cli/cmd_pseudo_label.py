@@ -74,7 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-export", action="store_true",
                    help="write per-image results only, no VOC tree")
     p.add_argument("--cam-threshold", type=float, help="CAM peak threshold (kind cams)")
-    p.add_argument("--cam-max-points", type=int, help="CAM peaks per class (kind cams)")
+    p.add_argument("--cam-max-points", type=int, metavar="N",
+                   help="keep only the N highest CAM peaks per class (kind cams; default: "
+                        "every peak above the threshold, as in the paper)")
+    p.add_argument("--cam-fallback-to-max", action="store_true",
+                   help="a class whose CAM has no peak above the threshold gets its maximum "
+                        "as one point (kind cams; default: no point, as in the paper)")
     p.set_defaults(func=run)
 
 
@@ -112,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
             options["threshold"] = args.cam_threshold
         if args.cam_max_points is not None:
             options["max_points"] = args.cam_max_points
-    elif args.cam_threshold is not None or args.cam_max_points is not None:
-        raise CLIError("--cam-threshold/--cam-max-points apply to --kind cams only")
+        if args.cam_fallback_to_max:
+            options["fallback_to_max"] = True
+    elif (args.cam_threshold is not None or args.cam_max_points is not None
+          or args.cam_fallback_to_max):
+        raise CLIError("--cam-threshold/--cam-max-points/--cam-fallback-to-max apply to "
+                       "--kind cams only")
     try:
         weak = read_weak_labels(args.weak, args.kind, classes, **options)
     except (WeakLabelError, FileNotFoundError) as exc:

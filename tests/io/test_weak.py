@@ -133,6 +133,8 @@ def test_scribbles_txt(tmp_path):
     ("15,1,x", "not a number"),
     ("99,1,2", "outside"),
     ("15,-1,2", ">= 0"),
+    (",,,", "only separators"),
+    (" , \t, ", "only separators"),
 ])
 def test_scribbles_txt_errors_name_line(tmp_path, line, message):
     path = write(tmp_path / "s.txt", f"15,1,1\n{line}\n")
@@ -335,16 +337,40 @@ def test_cam_peak_points_finds_maxima_above_threshold():
     assert len(cam_peak_points(cat[None], [8], max_points=1)[0].points) == 1
 
 
-def test_cam_peak_points_fallback_and_background_channel():
+def test_cam_peak_points_fallback_is_an_option_off_by_default():
     flat = np.zeros((20, 20))
     flat[3, 4] = 0.2  # a weak maximum, below the threshold
+    # the documented rule: only maxima above the threshold; the class gets no point
+    assert cam_peak_points(flat[None], [5], threshold=0.5, normalize=False) == []
     (obj,) = cam_peak_points(np.stack([np.ones((20, 20)), flat]), [0, 5],
-                             threshold=0.5, normalize=False)
-    assert obj.class_id == 5 and obj.points == (Point((3.0, 4.0)),)
-    assert cam_peak_points(flat[None], [5], threshold=0.5, normalize=False,
-                           fallback_to_max=False) == []
+                             threshold=0.5, normalize=False, fallback_to_max=True)
+    assert obj.class_id == 5 and obj.points == (Point((3.0, 4.0)),)  # background: no object
     with pytest.raises(ValueError, match="2 CAM channels but 1 classes"):
         cam_peak_points(np.stack([flat, flat]), [5])
+
+
+def test_cam_peak_points_keeps_every_peak_unless_capped(tmp_path):
+    shape = (60, 160)
+    cam = sum(_blob(shape, (30, 10 + 20 * k), height=1.0 - 0.05 * k, sigma=3) for k in range(7))
+    (obj,) = cam_peak_points(cam[None], [8], threshold=0.5, min_distance=5)
+    assert len(obj.points) == 7  # no cap by default (the paper's rule)
+    assert [p.rc[1] for p in obj.points] == [10.0 + 20 * k for k in range(7)]  # highest first
+    (capped,) = cam_peak_points(cam[None], [8], threshold=0.5, min_distance=5, max_points=3)
+    assert capped.points == obj.points[:3]
+    with pytest.raises(ValueError, match="max_points"):
+        cam_peak_points(cam[None], [8], max_points=0)
+    # the reader and the dispatcher pass both options on
+    np.save(tmp_path / "im.npy", np.stack([cam, np.zeros(shape)]).astype(np.float32))
+    write(tmp_path / "im.json", json.dumps(["cat", "dog"]))
+    w = read_weak_labels(tmp_path, "cams", min_distance=5)["im"]
+    assert w.class_ids == [8] and len(w.objects[0].points) == 7  # the all-zero dog: no point
+    # threshold 1.0: no peak clears it (strictly above); only the fallback gives a point
+    assert read_weak_labels(tmp_path, "cams", threshold=1.0)["im"].class_ids == []
+    w = read_weak_labels(tmp_path, "cams", min_distance=5, max_points=2, threshold=1.0,
+                         fallback_to_max=True)["im"]
+    assert w.class_ids == [8] and w.objects[0].points == (Point((30.0, 10.0)),)
+    with pytest.raises(WeakLabelError, match="im.npy.*max_points"):
+        read_weak_labels(tmp_path, "cams", max_points=0)
 
 
 def test_read_cam_npy_with_sidecar_and_argument(tmp_path):

@@ -71,7 +71,7 @@ def read_weak_labels(path: str | Path, kind: str,
         The class table; VOC by default.
     **options
         Passed to the CAM reader: ``cam_classes``, ``threshold``, ``min_distance``,
-        ``max_points``.
+        ``max_points``, ``fallback_to_max``.
 
     Returns
     -------

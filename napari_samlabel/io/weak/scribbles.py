@@ -99,6 +99,9 @@ def read_scribbles_txt(path: str | Path, classes: ClassTable | None = None
             continue
         where = f"line {lineno}"
         fields = [f for f in _SEP.split(line) if f]
+        if not fields:
+            raise WeakLabelError(path, f"line holds only separators ({line!r}); expected "
+                                 "cls followed by x,y pairs", where)
         cid = resolve_class(classes, fields[0], path, where)
         coords = fields[1:]
         if not coords or len(coords) % 2:
