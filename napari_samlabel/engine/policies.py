@@ -293,7 +293,7 @@ def _clip_box(box: Box, shape: tuple[int, int]) -> np.ndarray:
     """The box as XYXY, clipped to the image; raises if it lies wholly outside."""
     h, w = shape
     (r0, c0), (r1, c1) = box.top_left, box.bottom_right
-    if r1 < 0 or c1 < 0 or r0 > h - 1 or c0 > w - 1:
+    if r1 < -0.5 or c1 < -0.5 or r0 > h - 0.5 or c0 > w - 0.5:
         raise ValueError(f"box (row, col) {box.top_left}-{box.bottom_right} lies outside the "
                          f"{h} x {w} image")
     a = (min(max(r0, 0.0), h - 1.0), min(max(c0, 0.0), w - 1.0))

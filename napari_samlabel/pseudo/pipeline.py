@@ -45,7 +45,7 @@ from napari_samlabel.core.classes import ClassTable, as_class_table
 from napari_samlabel.core.compose import MaskEntry, compose_label_maps
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.engine.policies import Policy, get_policy, segment_object
-from napari_samlabel.io.weak import WeakLabels
+from napari_samlabel.io.weak import WeakLabelError, WeakLabels
 from napari_samlabel.pseudo.engines import EngineSpec
 from napari_samlabel.pseudo.store import VOC_DIR, ResultStore
 
@@ -154,28 +154,38 @@ def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy
 
     Raises
     ------
+    WeakLabelError
+        If the weak labels state another image size, a prompt lies outside the image
+        (:meth:`WeakLabels.check_within`; a scribble wholly or partly outside is not dropped
+        silently) or a class is not in the table; the message names the file and the
+        object's entry in it.
     ValueError
-        If the weak labels state another image size, a prompt is invalid, or there are more
-        than 254 units.
+        If a prompt is invalid for the policy (named by file, class and entries) or there
+        are more than 254 units.
     """
     policy = get_policy(policy)
     table = as_class_table(classes)
     shape = (int(image.shape[0]), int(image.shape[1]))
-    if weak.image_shape is not None and tuple(weak.image_shape) != shape:
-        raise ValueError(f"weak labels ({weak.source or weak.image_id}) are for a "
-                         f"{weak.image_shape[0]} x {weak.image_shape[1]} image, the image is "
-                         f"{shape[0]} x {shape[1]}")
+    # Every prompt must fall on the image: a stroke or point outside it means swapped x/y or
+    # the wrong image, and dropping it would leave an empty mask that looks like a result.
+    weak.check_within(shape)
     units = units_of(weak, policy)
     if len(units) > 254:
-        raise ValueError(f"{len(units)} objects do not fit an 8-bit object map (at most 254)")
+        raise ValueError(f"{weak.source or weak.image_id}: {len(units)} objects do not fit an "
+                         "8-bit object map (at most 254)")
     engine.set_image(image)
     entries: list[MaskEntry] = []
     records: list[dict[str, Any]] = []
     for k, (obj, negatives) in enumerate(units, start=1):
+        what = _unit_name(weak, obj, policy, table)
         if obj.class_id >= len(table):
-            raise ValueError(f"class index {obj.class_id} is not in the class list "
-                             f"(0..{len(table) - 1})")
-        res = segment_object(engine, obj, shape, policy, negatives=negatives)
+            raise WeakLabelError(weak.source or weak.image_id,
+                                 f"class index {obj.class_id} is not in the class list "
+                                 f"(0..{len(table) - 1})", what)
+        try:
+            res = segment_object(engine, obj, shape, policy, negatives=negatives)
+        except ValueError as exc:  # a prompt the policy refused: say which unit and file
+            raise ValueError(f"{weak.source or weak.image_id} ({what}): {exc}") from exc
         entries.append(MaskEntry(obj.class_id, k, res.mask, res.score))
         records.append({
             "unit": k, "object_id": int(obj.object_id), "class_id": int(obj.class_id),
@@ -190,6 +200,14 @@ def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy
     for rec in records:
         rec["pixels"] = int(counts[rec["unit"]])
     return semantic, instance, records
+
+
+def _unit_name(weak: WeakLabels, obj: Any, policy: Policy, table: ClassTable) -> str:
+    """The unit for messages, with the source entries of its objects."""
+    if policy.unit == "class":
+        return weak.describe_unit(obj.class_id, table)
+    index = next(i for i, o in enumerate(weak.objects) if o is obj)
+    return weak.where_is(index)
 
 
 def run_fingerprint(kind: str, policy: Policy, model_id: str, classes: ClassTable) -> dict:

@@ -478,3 +478,36 @@ def test_check_within_image_shape():
     sized = WeakLabels("im", "boxes", image_shape=(10, 20), source="a.xml")
     with pytest.raises(WeakLabelError, match="labels are for a 20 x 10 image"):
         sized.check_within((20, 10))
+
+
+def test_every_reader_records_where_each_object_is(tmp_path):
+    """Origins let the pipeline name an object by its line/element, not its merged index."""
+    txt = read_scribbles_txt(write(tmp_path / "a.txt", "# c\n8,1,1,5,5\n0,1,1,2,2\n12,3,3,4,4\n"))
+    w = txt["a"]
+    assert w.origins == ("line 2", "line 4") and w.background_origins == ("line 3",)
+    assert w.where_is(1) == "object 2 (line 4, class 12)"
+    xml = read_scribbles_xml(write(tmp_path / "a_scribble.xml", XML_SCRIBBLE))["2007_000032"]
+    assert xml.origins == ("<polygon> #1", "<polygon> #3")
+    arr = np.full((6, 8), 255, np.uint8)
+    arr[1, 1:4] = 8
+    arr[4, 5:7] = 8
+    Image.fromarray(arr, mode="L").save(tmp_path / "p.png")
+    png = read_scribbles_png(tmp_path / "p.png")["p"]
+    assert png.origins == ("value 8, stroke 1 (rows 1-1, cols 1-3)",
+                           "value 8, stroke 2 (rows 4-4, cols 5-6)")
+    cams = np.zeros((3, 10, 10), np.float32)
+    cams[2, 5, 5] = 1.0
+    np.save(tmp_path / "c.npy", cams)
+    write(tmp_path / "c.json", json.dumps({"classes": ["cat", "dog", "cow"], "labels": ["cow"]}))
+    assert read_cam_npy(tmp_path / "c.npy")["c"].origins == ("channel 2",)  # the file's channel
+    boxes = read_boxes_json(write(tmp_path / "bx.json", json.dumps(
+        [{"cls": 8, "bbox": [1, 1, 5, 5]}, ["dog", 2, 2, 6, 6]])))["bx"]
+    assert boxes.origins == ("image 'bx', object 0", "image 'bx', object 1")
+    # merging files keeps each object's file in its origin; a round trip keeps origins
+    merged = txt["a"].merged_with(WeakLabels("a", "scribbles", (ObjectPrompts(1, 3, (
+        Scribble([[1, 1], [2, 2]]),)),), source=str(tmp_path / "b.txt")))
+    assert merged.origins == ("a.txt: line 2", "a.txt: line 4", "b.txt: object 1")
+    assert merged.describe_unit(12) == "class 12: a.txt: line 4"
+    assert WeakLabels.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
+    with pytest.raises(ValueError, match="1 origins for 2 prompts"):
+        WeakLabels("a", "scribbles", w.objects, origins=("line 1",))

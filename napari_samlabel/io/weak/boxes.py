@@ -99,7 +99,7 @@ def read_boxes_voc_xml(path: str | Path, classes: ClassTable | None = None
                  int(xml_number(size, "width", path, "<size>")))
         if shape[0] <= 0 or shape[1] <= 0:
             shape = None  # some exporters write 0 x 0 when unknown
-    objects = []
+    objects, origins = [], []
     for k, obj in enumerate(root.findall("object"), start=1):
         where = f"<object> #{k}"
         name = obj.findtext("name")
@@ -114,7 +114,9 @@ def read_boxes_voc_xml(path: str | Path, classes: ClassTable | None = None
         xyxy = [xml_number(bnd, t, path, f"{where} <bndbox>")
                 for t in ("xmin", "ymin", "xmax", "ymax")]
         objects.append(ObjectPrompts(0, cid, (box_from_xyxy(xyxy, 1, path, where, shape),)))
-    return {image_id: WeakLabels(image_id, "boxes", renumber(objects), (), str(path), shape)}
+        origins.append(where)
+    return {image_id: WeakLabels(image_id, "boxes", renumber(objects), (), str(path), shape,
+                                 tuple(origins))}
 
 
 def _object_from_json(entry: Any, index_base: int, classes: ClassTable, path: Path,
@@ -144,10 +146,10 @@ def _boxes_from_list(entries: Any, image_id: str, index_base: int, classes: Clas
     if not isinstance(entries, list):
         raise WeakLabelError(path, f"the boxes of an image must be a list, got "
                              f"{type(entries).__name__}", f"image {image_id!r}")
-    objects = [_object_from_json(e, index_base, classes, path,
-                                 f"image {image_id!r}, object {i}")
-               for i, e in enumerate(entries)]
-    return WeakLabels(image_id, "boxes", renumber(objects), (), str(path))
+    origins = tuple(f"image {image_id!r}, object {i}" for i in range(len(entries)))
+    objects = [_object_from_json(e, index_base, classes, path, where)
+               for e, where in zip(entries, origins, strict=True)]
+    return WeakLabels(image_id, "boxes", renumber(objects), (), str(path), origins=origins)
 
 
 def read_boxes_json(path: str | Path, classes: ClassTable | None = None

@@ -181,16 +181,19 @@ def read_cam_npy(path: str | Path, classes: ClassTable | None = None, *,
     if len(names) != cams.shape[0]:
         raise WeakLabelError(path, f"{cams.shape[0]} channels but {len(names)} classes listed")
     ids = [resolve_class(classes, n, path, f"channel {i}") for i, n in enumerate(names)]
+    channels = list(range(len(ids)))
     if labels is not None:
         # Image-level labels: CAMs of absent classes give no points.
         present = {resolve_class(classes, n, path, "labels") for n in labels}
         keep = [i for i, cid in enumerate(ids) if cid in present]
-        cams, ids = cams[keep], [ids[i] for i in keep]
+        cams, ids, channels = cams[keep], [ids[i] for i in keep], keep
     try:
         objects = cam_peak_points(cams, ids, threshold=threshold, min_distance=min_distance,
                                   max_points=max_points, fallback_to_max=fallback_to_max)
     except ValueError as exc:
         raise WeakLabelError(path, str(exc)) from None
     image_id = path.stem
+    channel = {cid: ch for ch, cid in reversed(list(zip(channels, ids, strict=True)))}
+    origins = tuple(f"channel {channel[o.class_id]}" for o in objects)
     return {image_id: WeakLabels(image_id, "cams", tuple(objects), (), str(path),
-                                 (int(cams.shape[1]), int(cams.shape[2])))}
+                                 (int(cams.shape[1]), int(cams.shape[2])), origins)}

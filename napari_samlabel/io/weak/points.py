@@ -77,7 +77,9 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
         raise WeakLabelError(path, f"the points of an image must be a list, got "
                              f"{type(entries).__name__}", f"image {image_id!r}")
     groups: dict[tuple[int, float, int], list[Point]] = {}
+    entry_of: dict[tuple[int, float, int], list[int]] = {}
     background: list[Point] = []
+    background_at: list[str] = []
     for i, entry in enumerate(entries):
         where = f"image {image_id!r}, entry {i}"
         if not isinstance(entry, dict):
@@ -92,6 +94,7 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
         rc = xy_to_rc(np.array([x, y]))
         if cid == 0:
             background.append(Point((float(rc[0]), float(rc[1])), positive=False))
+            background_at.append(where)
             continue
         rank = entry.get("rank")
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, float))):
@@ -99,9 +102,13 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
         # No rank: the point is its own object, ordered after the ranked ones by file order.
         key = (cid, float(rank), -1) if rank is not None else (cid, math.inf, i)
         groups.setdefault(key, []).append(Point((float(rc[0]), float(rc[1]))))
-    objects = renumber(ObjectPrompts(0, key[0], tuple(pts))
-                       for key, pts in sorted(groups.items(), key=lambda kv: kv[0]))
-    return WeakLabels(image_id, "points", objects, tuple(background), str(path))
+        entry_of.setdefault(key, []).append(i)
+    keys = sorted(groups)
+    objects = renumber(ObjectPrompts(0, key[0], tuple(groups[key])) for key in keys)
+    origins = tuple(f"image {image_id!r}, entr{'y' if len(entry_of[k]) == 1 else 'ies'} "
+                    + ", ".join(map(str, entry_of[k])) for k in keys)
+    return WeakLabels(image_id, "points", objects, tuple(background), str(path),
+                      origins=origins, background_origins=tuple(background_at))
 
 
 def read_points_json(path: str | Path, classes: ClassTable | None = None
