@@ -4,7 +4,8 @@ Reads the weak labels (:func:`napari_samlabel.io.weak.read_weak_labels`), runs t
 pipeline (:func:`napari_samlabel.pseudo.pipeline.pseudo_label`) locally or on a
 dask.distributed cluster (``--scheduler``), and writes ``OUT`` (layout in
 :mod:`napari_samlabel.pseudo.store`; the VOC tree is ``OUT/voc``). Rerunning the same command
-skips finished images. Failing images are listed at the end (and in ``OUT/failures.json``);
+skips finished images. Failing images, including those whose weak-label file could not be
+read (the other files are still used), are listed at the end (and in ``OUT/failures.json``);
 the exit code is 1 only when every image failed, 2 on usage errors.
 """
 
@@ -123,11 +124,16 @@ def run(args: argparse.Namespace) -> int:
           or args.cam_fallback_to_max):
         raise CLIError("--cam-threshold/--cam-max-points/--cam-fallback-to-max apply to "
                        "--kind cams only")
+    bad_inputs: dict[str, str] = {}
+
+    def bad_file(exc: WeakLabelError) -> None:  # reported per image at the end, not fatal
+        bad_inputs[str(exc.image_id)] = str(exc)
+
     try:
-        weak = read_weak_labels(args.weak, args.kind, classes, **options)
+        weak = read_weak_labels(args.weak, args.kind, classes, on_error=bad_file, **options)
     except (WeakLabelError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
-    if not weak:
+    if not weak and not bad_inputs:
         raise CLIError(f"no weak labels in {args.weak}")
     overrides: dict[str, Any] = {"seed": args.seed}
     if args.multimask:
@@ -150,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
             report = pseudo_label(args.images, weak, args.out, spec, policy=policy,
                                   kind=args.kind, classes=classes, progress=progress,
                                   scheduler=args.scheduler, export=not args.no_export,
-                                  border=args.border, seed=args.seed)
+                                  border=args.border, seed=args.seed,
+                                  input_errors=bad_inputs)
     except (CheckpointError, KeyError, FileNotFoundError, NotADirectoryError) as exc:
         raise CLIError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     except OSError as exc:  # scheduler unreachable, output not writable

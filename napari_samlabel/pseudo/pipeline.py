@@ -34,6 +34,7 @@ import json
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +289,7 @@ def pseudo_label(
     export: bool = True,
     border: int = 0,
     seed: int = 0,
+    input_errors: Mapping[str, str] | None = None,
 ) -> PseudoLabelReport:
     """Pseudo-label a dataset from weak labels.
 
@@ -323,6 +325,11 @@ def pseudo_label(
         Void band width for the VOC export (0: none).
     seed : int
         Seed of the VOC train/val split.
+    input_errors : mapping of str to str, optional
+        ``{image_id: reason}`` for images whose weak labels could not be read (collected with
+        ``read_weak_labels(..., on_error=...)``). They are reported failed, listed at the end
+        and in ``failures.json`` like any failing image, and not labelled, even if another
+        file gave them labels.
 
     Returns
     -------
@@ -337,16 +344,15 @@ def pseudo_label(
         raise TypeError("with a scheduler, pass an EngineSpec: workers build their own engine")
     store = ResultStore(out)
     report = PseudoLabelReport(Path(out))
-    report.unlabelled = sorted(set(paths) - set(weak))
-    # The model identity of the fingerprint: the spec when given (the same for a local and
-    # a cluster run, known without loading the model), else the engine's model_id.
-    if isinstance(engine, EngineSpec):
-        model_key = engine.describe()
-    else:
-        model_key = str(getattr(engine, "model_id", type(engine).__name__))
+    # The model identity of the fingerprint is the resolved model_id (model type + the
+    # weights' SHA-256): the same for a local and a cluster run, independent of where the
+    # checkpoint or the cache lives, and different when other weights sit at the same path.
+    model_key = _model_key(engine, scheduler)
     run = run_fingerprint(kind, pol, model_key, table)
-    store.write_json("run.json", {**run, "images": len(weak)})
-    ids = sorted(weak)
+    bad_inputs = {str(k): str(v) for k, v in (input_errors or {}).items()}
+    ids = sorted(set(weak) | set(bad_inputs))
+    report.unlabelled = sorted(set(paths) - set(ids))
+    store.write_json("run.json", {**run, "images": len(ids)})
     total = len(ids)
     todo: list[tuple[str, Path, WeakLabels, str]] = []
     count = 0
@@ -364,6 +370,9 @@ def pseudo_label(
         progress(count, total, outcome.image_id)
 
     for image_id in ids:
+        if image_id in bad_inputs:
+            record(ImageOutcome(image_id, "failed", f"weak labels: {bad_inputs[image_id]}"))
+            continue
         fp = image_fingerprint(run, weak[image_id])
         if image_id not in paths:
             record(ImageOutcome(image_id, "failed", f"no image file for {image_id!r} among "
@@ -392,6 +401,23 @@ def pseudo_label(
     store.write_json("failures.json", report.failed)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _model_key(engine: Any, scheduler: Any) -> str:
+    if not isinstance(engine, EngineSpec):
+        return str(getattr(engine, "model_id", type(engine).__name__))
+    from napari_samlabel.engine.checkpoint import CheckpointError
+
+    try:
+        return engine.model_id()
+    except (CheckpointError, OSError) as exc:
+        if scheduler is None:
+            raise
+        # The checkpoint may live on the workers only; they will say if it is missing.
+        warnings.warn(f"cannot resolve the checkpoint here ({exc}); finished images are "
+                      "recognised by the engine settings instead of the weights' SHA-256",
+                      stacklevel=3)
+        return engine.describe()
 
 
 def export_voc(out: str | os.PathLike[str], images: Mapping[str, Path],

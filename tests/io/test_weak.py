@@ -511,3 +511,28 @@ def test_every_reader_records_where_each_object_is(tmp_path):
     assert WeakLabels.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
     with pytest.raises(ValueError, match="1 origins for 2 prompts"):
         WeakLabels("a", "scribbles", w.objects, origins=("line 1",))
+
+
+def test_on_error_reports_bad_files_and_images_and_reading_goes_on(tmp_path):
+    write(tmp_path / "a_scribble.txt", "8,1,1,5,5\n")
+    write(tmp_path / "b_scribble.txt", "8,1,1,5,5\n,,,\n")        # bad file: image b
+    write(tmp_path / "c.txt", "8,1,1,5,5\n")
+    write(tmp_path / "c.xml", "<annotation><polygon>")              # c has a bad second file
+    errors = []
+    labels = read_weak_labels(tmp_path, "scribbles", on_error=errors.append)
+    assert list(labels) == ["a"]  # c left out: its labels would be incomplete
+    assert sorted(e.image_id for e in errors) == ["b", "c"]
+    assert any("b_scribble.txt" in str(e) and "line 2" in str(e) for e in errors)
+    with pytest.raises(WeakLabelError, match="b_scribble.txt"):
+        read_weak_labels(tmp_path, "scribbles")  # without on_error the first bad file raises
+    # in a dataset file, one bad image does not take the others with it
+    pts = write(tmp_path / "all.json", json.dumps({"x1": [{"x": 1, "y": 1, "cls": 8}],
+                                                   "x2": [{"x": 1, "cls": 8}]}))
+    errors.clear()
+    assert list(read_weak_labels(pts, "points", on_error=errors.append)) == ["x1"]
+    assert [(e.image_id, e.where) for e in errors] == [("x2", "image 'x2', entry 0")]
+    bxs = write(tmp_path / "bx.json", json.dumps({"y1": [["cat", 1, 1, 4, 4]],
+                                                  "y2": [["nope", 1, 1, 4, 4]]}))
+    errors.clear()
+    assert list(read_weak_labels(bxs, "boxes", on_error=errors.append)) == ["y1"]
+    assert [e.image_id for e in errors] == ["y2"]

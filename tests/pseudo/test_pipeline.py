@@ -342,3 +342,45 @@ def test_points_of_a_class_name_their_entries_in_errors(tmp_path):
     report = pseudo_label(img_dir, read_weak_labels(path, "points"), tmp_path / "out2",
                           DiskEngine())
     assert "pts.json (object 2 (image 'img0', entry 1, class 15))" in report.failed["img0"]
+
+
+def test_unreadable_weak_labels_fail_their_image_and_the_run_goes_on(tmp_path):
+    img_dir, weak, _ = make_dataset(tmp_path, n=3)
+    report = pseudo_label(img_dir, {k: v for k, v in weak.items() if k != "img1"},
+                          tmp_path / "out", DiskEngine(),
+                          input_errors={"img1": "img1.txt (line 2): bad", "img2": "x.xml: bad"})
+    assert report.done == ["img0"] and report.unlabelled == []
+    assert report.failed == {"img1": "weak labels: img1.txt (line 2): bad",
+                             "img2": "weak labels: x.xml: bad"}  # img2's other labels unused
+    assert json.loads((tmp_path / "out" / "failures.json").read_text()) == report.failed
+
+
+def test_resume_key_is_the_weights_not_the_paths(tmp_path, tiny_checkpoint):
+    """Another --cache reuses results; other weights at the same path redo them."""
+    import shutil
+
+    from napari_samlabel.pseudo.engines import EngineSpec
+
+    img_dir, weak, _ = make_dataset(tmp_path, n=1)
+    ckpt = tmp_path / "weights.pth"
+    shutil.copy(tiny_checkpoint, ckpt)
+
+    def run(cache: str):
+        spec = EngineSpec.sam("vit_tiny_test", ckpt, cache=None, device="cpu",
+                              cache_dir=str(tmp_path / cache))
+        return pseudo_label(img_dir, weak, tmp_path / "out", spec, export=False)
+
+    assert run("cache-a").done == ["img0"]
+    assert run("cache-b").skipped == ["img0"]  # same weights, another cache folder
+    run_json = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_json["model_id"].startswith("vit_tiny_test:")
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu")
+    key = next(k for k, v in state.items() if v.dtype.is_floating_point)
+    state[key] = state[key] + 1.0
+    torch.save(state, ckpt)  # other weights at the same path
+    again = run("cache-b")
+    assert again.done == ["img0"]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["model_id"] != \
+        run_json["model_id"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -329,3 +329,21 @@ def resolve_class(classes: ClassTable, value: Any, path: str | Path, where: str)
         raise WeakLabelError(path, str(exc.args[0]), where) from None
 
 
+
+
+def per_image(data: Mapping[str, Any], read: Callable[[str, Any], WeakLabels],
+              on_error: Callable[[WeakLabelError], None] | None) -> dict[str, WeakLabels]:
+    """Read each image of a dataset file.
+
+    With ``on_error``, a bad image is reported and left out instead of failing the file.
+    """
+    out: dict[str, WeakLabels] = {}
+    for key, value in data.items():
+        try:
+            out[str(key)] = read(str(key), value)
+        except WeakLabelError as exc:
+            if on_error is None:
+                raise
+            exc.image_id = str(key)
+            on_error(exc)
+    return out

@@ -27,6 +27,7 @@ no negative points).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from napari_samlabel.core.coords import xyxy_to_box_rc
 from napari_samlabel.core.prompts import Box, ObjectPrompts
 
 from ._files import image_id_from_path, normalise_image_id, parse_xml, xml_number
-from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
+from ._types import WeakLabelError, WeakLabels, per_image, renumber, resolve_class
 from .points import _load_json
 
 _CLASS_KEYS = ("name", "cls", "class")
@@ -152,9 +153,13 @@ def _boxes_from_list(entries: Any, image_id: str, index_base: int, classes: Clas
     return WeakLabels(image_id, "boxes", renumber(objects), (), str(path), origins=origins)
 
 
-def read_boxes_json(path: str | Path, classes: ClassTable | None = None
+def read_boxes_json(path: str | Path, classes: ClassTable | None = None, *,
+                    on_error: Callable[[WeakLabelError], None] | None = None
                     ) -> dict[str, WeakLabels]:
     """Read box labels from JSON (layouts and the ``index_base`` rule in the module doc).
+
+    ``on_error``: as in :func:`~napari_samlabel.io.weak.points.read_points_json` (a bad
+    image of a file holding several images is reported and left out).
 
     Raises
     ------
@@ -176,5 +181,6 @@ def read_boxes_json(path: str | Path, classes: ClassTable | None = None
         image_id = normalise_image_id(data.get("image") or image_id_from_path(path))
         return {image_id: _boxes_from_list(data["objects"], image_id, index_base, classes,
                                            path)}
-    return {str(k): _boxes_from_list(v, str(k), index_base, classes, path)
-            for k, v in data.items() if k != "index_base"}
+    images = {k: v for k, v in data.items() if k != "index_base"}
+    return per_image(images, lambda k, v: _boxes_from_list(v, k, index_base, classes, path),
+                     on_error)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from napari_samlabel.core.coords import xy_to_rc
 from napari_samlabel.core.prompts import ObjectPrompts, Point
 
 from ._files import image_id_from_path, normalise_image_id
-from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
+from ._types import WeakLabelError, WeakLabels, per_image, renumber, resolve_class
 
 
 def _load_json(path: Path) -> Any:
@@ -111,7 +112,8 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
                       origins=origins, background_origins=tuple(background_at))
 
 
-def read_points_json(path: str | Path, classes: ClassTable | None = None
+def read_points_json(path: str | Path, classes: ClassTable | None = None, *,
+                     on_error: Callable[[WeakLabelError], None] | None = None
                      ) -> dict[str, WeakLabels]:
     """Read point labels from a dataset or per-image JSON file (layouts in the module doc).
 
@@ -121,6 +123,10 @@ def read_points_json(path: str | Path, classes: ClassTable | None = None
         The JSON file.
     classes : ClassTable, optional
         Resolves class indices and names; VOC by default.
+    on_error : callable, optional
+        In a dataset file, an image with bad entries is handed to ``on_error`` (its
+        ``image_id`` set) and left out, and the other images are read; without it the
+        first bad entry raises.
 
     Returns
     -------
@@ -139,4 +145,4 @@ def read_points_json(path: str | Path, classes: ClassTable | None = None
     if isinstance(data.get("points"), list):
         image_id = normalise_image_id(data.get("image") or image_id_from_path(path))
         return {image_id: points_from_entries(data["points"], image_id, classes, path)}
-    return {str(k): points_from_entries(v, str(k), classes, path) for k, v in data.items()}
+    return per_image(data, lambda k, v: points_from_entries(v, k, classes, path), on_error)
