@@ -151,7 +151,8 @@ def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy
     semantic, instance, records
         ``uint8`` class map, ``uint8`` unit map (unit ``k`` of the records has value ``k``),
         and one JSON-ready record per unit (class, predicted IoU, chosen mask, calls, pixels
-        kept after composition).
+        kept after composition, and :func:`mask_quality`'s ``stability`` and
+        ``iou_spread``, by which curation can rank pseudo labels).
 
     Raises
     ------
@@ -194,13 +195,29 @@ def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy
             "mask_index": int(res.index), "ious": [round(float(v), 6) for v in res.ious],
             "decoder_calls": int(res.n_calls), "positive_points": int(res.n_positive),
             "negative_points": int(res.n_negative), "prompts": len(obj.prompts),
-            "mask_pixels": int(res.mask.sum()),
+            "mask_pixels": int(res.mask.sum()), **mask_quality(res),
         })
     semantic, instance = compose_label_maps(shape, entries)
     counts = np.bincount(instance.ravel(), minlength=len(units) + 1)
     for rec in records:
         rec["pixels"] = int(counts[rec["unit"]])
     return semantic, instance, records
+
+
+def mask_quality(res: Any) -> dict[str, float | None]:
+    """``stability`` and ``iou_spread`` of a segmented unit, for ranking pseudo labels.
+
+    ``stability``: SAM's stability score of the chosen mask's low-res logits
+    (:func:`napari_samlabel.engine.quality.stability_score`; None without a decode);
+    ``iou_spread``: the highest minus the lowest predicted IoU of the last decode's
+    candidate masks (None with fewer than two: a confident prompt has its candidates agree).
+    """
+    from napari_samlabel.engine.quality import stability_score
+
+    stability = None if res.logits is None else round(float(stability_score(res.logits[0])), 6)
+    ious = np.asarray(res.ious, dtype=np.float64)
+    spread = round(float(ious.max() - ious.min()), 6) if ious.size >= 2 else None
+    return {"stability": stability, "iou_spread": spread}
 
 
 def _unit_name(weak: WeakLabels, obj: Any, policy: Policy, table: ClassTable) -> str:

@@ -384,3 +384,29 @@ def test_resume_key_is_the_weights_not_the_paths(tmp_path, tiny_checkpoint):
     assert again.done == ["img0"]
     assert json.loads((tmp_path / "out" / "run.json").read_text())["model_id"] != \
         run_json["model_id"]
+
+
+def test_records_carry_stability_and_candidate_iou_spread(tmp_path):
+    from napari_samlabel.engine.fakes import mask_to_lowres_logits
+    from napari_samlabel.engine.quality import stability_score
+
+    img_dir, weak, _ = make_dataset(tmp_path, n=1)
+    image = load_image(img_dir / "img0.png")
+    eng = DiskEngine(radius=6, ious=(0.3, 0.5, 0.9))
+    _, _, records = label_image(eng, image, weak["img0"], "points")
+    for rec in records:
+        assert rec["iou_spread"] == pytest.approx(0.6)
+        assert 0.0 < rec["stability"] <= 1.0
+    # the stability is that of the chosen (whole) mask's logits, not a constant
+    eng.set_image(image)
+    pred = eng.predict(eng.calls[0])
+    assert records[0]["stability"] == pytest.approx(stability_score(pred.low_res_logits[2]),
+                                                    abs=1e-6)
+    assert stability_score(mask_to_lowres_logits(np.zeros(SHAPE, bool))) == 0.0
+    # one candidate (single-mask head): no spread; no decode at all: no stability either
+    _, _, single = label_image(eng, image, weak["img0"], get_policy("points",
+                                                                     multimask_choice="single"))
+    assert all(r["iou_spread"] is None and r["stability"] is not None for r in single)
+    empty = WeakLabels("img0", "points", (ObjectPrompts(1, CAT, ()),))
+    _, _, none = label_image(eng, image, empty, "points")
+    assert none[0]["stability"] is None and none[0]["iou_spread"] is None
