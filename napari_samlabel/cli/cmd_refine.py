@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_samlabel.io.images import ImageReadError, load_image
     from napari_samlabel.io.voc import VocError, VocWriter, read_label_png
     from napari_samlabel.pseudo import refine
+    from napari_samlabel.pseudo.objects import instances_for
 
     items = _check_inputs(args)
     try:
@@ -235,7 +236,12 @@ def run(args: argparse.Namespace) -> int:
                 labels = refine.refine_labels(
                     args.method, image, coarse=coarse, maps=maps, class_ids=class_ids,
                     sam=engine, params=params, cache=cache, **_options(args))
-                writer.add(iid, path, labels)
+                try:
+                    # A fragmented refined map may have more than 254 components: then each
+                    # class is one object, as in the pseudo-label export.
+                    writer.add(iid, path, labels, instances_for(labels))
+                except VocError as exc:
+                    raise CLIError(f"image {iid} ({path}): {exc}") from None
     except (ImageReadError, VocError, refine.RefineInputError, FileExistsError) as exc:
         raise CLIError(str(exc)) from None
     if engine is not None:

@@ -48,6 +48,7 @@ from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.engine.policies import Policy, get_policy, segment_object
 from napari_samlabel.io.weak import WeakLabelError, WeakLabels
 from napari_samlabel.pseudo.engines import EngineSpec
+from napari_samlabel.pseudo.objects import instances_for
 from napari_samlabel.pseudo.store import VOC_DIR, ResultStore
 
 ImageLoader = Callable[[Path], np.ndarray]
@@ -463,17 +464,9 @@ def export_voc(out: str | os.PathLike[str], images: Mapping[str, Path],
             rec = store.read_record(image_id) or {}
             try:
                 semantic, instance = store.read_maps(image_id)
-                by_object = rec.get("unit") == "object" or _component_count(semantic) > 254
+                by_object = rec.get("unit") == "object"
                 writer.add(image_id, images[image_id], semantic,
-                           instance if by_object else None)
+                           instance if by_object else instances_for(semantic, instance))
             except VocError as exc:
                 errors[image_id] = str(exc)
     return Path(out) / VOC_DIR / "VOCdevkit" / "VOC2012", errors
-
-
-def _component_count(semantic: np.ndarray) -> int:
-    """Number of 8-connected components over all classes (0 and 255 excluded)."""
-    from skimage.measure import label
-
-    return sum(int(label(semantic == c, connectivity=2, return_num=True)[1])
-               for c in np.unique(semantic) if c not in (0, 255))

@@ -160,3 +160,29 @@ def test_sams_needs_cams_and_a_usable_checkpoint(data, capsys):
     assert main([*base, "--cams", str(data / "cams"), "--model", "vit_tiny_test",
                  "--checkpoint", str(data / "nope.pth"), "--cache-dir", str(data / "c")]) == 2
     assert "nope.pth" in capsys.readouterr().err
+
+
+def test_fragmented_refined_map_is_written_one_object_per_class(tmp_path, capsys):
+    """More than 254 components aborted the run without naming the image; now each class is
+    one object, as in the pseudo-label export."""
+    from napari_samlabel.pseudo.objects import component_count
+
+    rng = np.random.default_rng(0)
+    for d in ("images", "coarse"):
+        (tmp_path / d).mkdir()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3)).astype(np.uint8)).save(
+        tmp_path / "images" / "dots.png")
+    lab = np.zeros((48, 64), np.uint8)
+    lab[::3, ::3] = 8  # 352 isolated dots of class cat
+    lab[40:, 50:] = 12
+    write_label_png(tmp_path / "coarse" / "dots.png", lab)
+    out = tmp_path / "out"
+    code = main(["refine", "--method", "slic", "--images", str(tmp_path / "images"),
+                 "--coarse", str(tmp_path / "coarse"), "--out", str(out),
+                 "--n-segments", "3000", "--compactness", "0.01"])
+    assert code == 0, capsys.readouterr().err
+    sem = _labels(out, "dots")
+    assert component_count(sem) > 254
+    obj = read_label_png(out / "VOCdevkit" / "VOC2012" / "SegmentationObject" / "dots.png")
+    assert set(np.unique(obj[sem == 8])) == {1} and set(np.unique(obj[sem == 12])) == {2}
+    assert (obj[sem == 0] == 0).all()
