@@ -131,17 +131,17 @@ def test_object_confidence_voids_the_least_trusted_sam_masks():
     inst[0:2, :] = 1   # 20 px, IoU 0.95
     inst[2:4, :] = 2   # 20 px, IoU 0.40: the worst object
     inst[4:6, :] = 3   # 20 px, IoU 0.80
-    inst[6, :] = 4     # no score: void, like a pixel without a prediction
+    inst[6, :] = 4     # no score (an imported object): kept, like the background
     inst[9, 9] = 255
     conf = object_confidence(inst, {1: 0.95, 2: 0.4, 3: 0.8, 4: None})
     assert conf[0, 0] == 0.95 and conf[2, 0] == 0.4 and np.isinf(conf[8, 0])
-    assert np.isnan(conf[6, 0]) and np.isnan(conf[9, 9])
+    assert np.isinf(conf[6, 0]) and np.isnan(conf[9, 9])
     labels = np.where(inst == 255, 255, np.where(inst > 0, 7, 0)).astype(np.uint8)
     out = mark_low_confidence(labels, conf, 0.3)  # ranked: 60 scored pixels -> 18th = 0.4
     assert (out[2:4] == 7).all()  # ties at the threshold are kept
     out = mark_low_confidence(labels, conf, 0.4)  # 24th of 60 -> 0.8
     assert (out[2:4] == 255).all() and (out[0:2] == 7).all() and (out[4:6] == 7).all()
-    assert (out[7:9] == 0).all() and (out[6] == 255).all()  # background kept (+inf)
+    assert (out[7:9] == 0).all() and (out[6] == 7).all()  # background, unscored: kept
     # only background and void: nothing to rank, background stays
     bg = mark_low_confidence(np.zeros((2, 2), np.uint8),
                              object_confidence(np.array([[0, 0], [0, 255]], np.uint8), {}))

@@ -26,7 +26,8 @@ the max-normalised map of the pixel's class for foreground pixels, ``1 - max`` o
 classes for background pixels. :func:`object_confidence` is the other source, for coarse
 labels made by SAM (pseudo labels, or the objects of an annotated image): each object's
 pixels get the object's predicted IoU, so the least trusted masks are voided; background
-pixels get ``+inf`` (no score to rank them by: they are left out of the sort and kept).
+pixels, and objects without a score, get ``+inf`` (nothing to rank them by: they are left out
+of the sort and kept).
 Without any confidence no pixel is voided by confidence (snapping alone); the command line
 says so when it happens.
 """
@@ -182,24 +183,24 @@ def object_confidence(instance: np.ndarray, scores: Mapping[int, float | None],
     instance : numpy.ndarray
         ``H x W`` object ids (0 background, ``ignore_index`` void).
     scores : mapping of int to float or None
-        Score of each object id; an object without a score (None or missing) gets NaN
-        (voided, like any pixel without a prediction).
+        Score of each object id. An object without a score (None, not finite, or missing:
+        imported or already refined objects) gets ``+inf`` like the background: there is
+        nothing to rank it by, and voiding it would throw labels away on no evidence.
 
     Returns
     -------
     numpy.ndarray
-        ``H x W`` ``float64``: the object's score on its pixels, ``+inf`` on background (kept,
-        not ranked), NaN on void.
+        ``H x W`` ``float64``: the object's score on its pixels, ``+inf`` on background and
+        unscored objects (kept, not ranked), NaN on void.
     """
     inst = np.asarray(instance)
     if inst.ndim != 2 or not np.issubdtype(inst.dtype, np.integer):
         raise ValueError(f"the object map must be a 2-D integer array, got {inst.dtype} "
                          f"{inst.shape}")
-    lut = np.full(int(inst.max(initial=0)) + 1, np.nan)
+    lut = np.full(int(inst.max(initial=0)) + 1, np.inf)
     for oid, score in scores.items():
         if 0 < int(oid) < lut.size and score is not None and np.isfinite(score):
             lut[int(oid)] = float(score)
-    lut[0] = np.inf
     conf = lut[inst]
     conf[inst == ignore_index] = np.nan
     return conf
