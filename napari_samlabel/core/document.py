@@ -416,12 +416,8 @@ class AnnotationDocument:
         ValueError
             On duplicate object ids or a mask of another shape (nothing is changed).
         """
-        objs = tuple(objects)
-        ids = [o.object_id for o in objs]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"image {self.image_id}: duplicate object ids {sorted(ids)}")
-        for o in objs:
-            self._check_mask(o.mask)
+        # The constructor's checks (ids, mask shapes), without copying any mask.
+        objs = AnnotationDocument(self.image_id, self.shape, objects).objects
         status = self._state.status
         if status == ImageStatus.NEW and objs:
             status = ImageStatus.IN_PROGRESS

@@ -9,16 +9,9 @@ from napari_samlabel._napari.refine_panel import PREVIEW_NAME, RefinePanel
 from napari_samlabel.io.project import Project
 
 from .conftest import wait_idle
+from .test_navigation import _accept_at
 
 pytestmark = pytest.mark.gui
-
-
-def _accept_at(a, qtbot, rc, class_id):
-    a.pick_class(class_id)
-    a.bridge.points_layer.add(list(rc))
-    qtbot.waitUntil(lambda: a.session.doc.current.has_mask and a.session.lane.idle,
-                    timeout=20000)
-    return a.accept()
 
 
 def _panel(widget) -> RefinePanel:
