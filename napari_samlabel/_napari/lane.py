@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 #: Kinds of job in start order.
-PRIORITY: tuple[str, ...] = ("encode", "decode", "prefetch")
+PRIORITY: tuple[str, ...] = ("encode", "decode", "refine", "prefetch")
 
 
 class Runner(Protocol):

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
+from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.session import (
     AnnotationSession,
     project_for_folder,
@@ -125,6 +126,7 @@ class SamLabelWidget(QWidget):
         self.tabs.addTab(ClassPanel(annotator), "Classes")
         self.tabs.addTab(NavigatorPanel(annotator), "Images")
         self.tabs.addTab(HelpPanel(), "Shortcuts")
+        self.tabs.addTab(RefinePanel(annotator), "Refine")
         annotator.points_mode()
         if session.engine is None:
             self.load_engine()

@@ -4,7 +4,8 @@ Reads the weak labels (:func:`napari_samlabel.io.weak.read_weak_labels`), runs t
 pipeline (:func:`napari_samlabel.pseudo.pipeline.pseudo_label`) locally or on a
 dask.distributed cluster (``--scheduler``), and writes ``OUT`` (layout in
 :mod:`napari_samlabel.pseudo.store`; the VOC tree is ``OUT/voc``). Rerunning the same command
-skips finished images. Failing images are listed at the end (and in ``OUT/failures.json``);
+skips finished images. Failing images, including those whose weak-label file could not be
+read (the other files are still used), are listed at the end (and in ``OUT/failures.json``);
 the exit code is 1 only when every image failed, 2 on usage errors.
 """
 
@@ -43,8 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", choices=sorted(PRESETS),
                    help=f"prompt policy (default per kind: {defaults})")
     p.add_argument("--multimask", choices=("best", "whole", "single"),
-                   help="which of SAM's masks to keep (default: the policy's, 'best' = "
-                        "highest predicted IoU; 'whole' = the paper's choice)")
+                   help="which of SAM's masks to keep (default: 'whole', the third mask, "
+                        "as the paper does; 'best' = highest predicted IoU)")
+    p.add_argument("--group-size", type=int, metavar="N",
+                   help="points per iterative step (default: the policy's; scribbles 5, "
+                        "points 1)")
+    p.add_argument("--background-negatives", action=argparse.BooleanOptionalAction,
+                   help="add background (class 0) prompts as negative points (default: the "
+                        "policy's; on for scribbles and CAMs, off for points and boxes, as "
+                        "in the paper)")
     p.add_argument("--sample-fraction", type=float, metavar="F",
                    help="fraction of scribble pixels used as points (default: policy's, 0.2)")
     p.add_argument("--seed", type=int, default=0,
@@ -67,7 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-export", action="store_true",
                    help="write per-image results only, no VOC tree")
     p.add_argument("--cam-threshold", type=float, help="CAM peak threshold (kind cams)")
-    p.add_argument("--cam-max-points", type=int, help="CAM peaks per class (kind cams)")
+    p.add_argument("--cam-max-points", type=int, metavar="N",
+                   help="keep only the N highest CAM peaks per class (kind cams; default: "
+                        "every peak above the threshold, as in the paper)")
+    p.add_argument("--cam-fallback-to-max", action="store_true",
+                   help="a class whose CAM has no peak above the threshold gets its maximum "
+                        "as one point (kind cams; default: no point, as in the paper)")
     p.set_defaults(func=run)
 
 
@@ -105,19 +118,34 @@ def run(args: argparse.Namespace) -> int:
             options["threshold"] = args.cam_threshold
         if args.cam_max_points is not None:
             options["max_points"] = args.cam_max_points
-    elif args.cam_threshold is not None or args.cam_max_points is not None:
-        raise CLIError("--cam-threshold/--cam-max-points apply to --kind cams only")
+        if args.cam_fallback_to_max:
+            options["fallback_to_max"] = True
+    elif (args.cam_threshold is not None or args.cam_max_points is not None
+          or args.cam_fallback_to_max):
+        raise CLIError("--cam-threshold/--cam-max-points/--cam-fallback-to-max apply to "
+                       "--kind cams only")
+    bad_inputs: dict[str, str] = {}
+
+    def bad_file(exc: WeakLabelError) -> None:  # reported per image at the end, not fatal
+        bad_inputs[str(exc.image_id)] = str(exc)
+
     try:
-        weak = read_weak_labels(args.weak, args.kind, classes, **options)
+        weak = read_weak_labels(args.weak, args.kind, classes, on_error=bad_file, **options)
     except (WeakLabelError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
-    if not weak:
+    if not weak and not bad_inputs:
         raise CLIError(f"no weak labels in {args.weak}")
     overrides: dict[str, Any] = {"seed": args.seed}
     if args.multimask:
         overrides["multimask_choice"] = args.multimask
     if args.sample_fraction is not None:
         overrides["sample_fraction"] = args.sample_fraction
+    if args.group_size is not None:
+        if args.group_size < 1:
+            raise CLIError(f"--group-size must be >= 1, got {args.group_size}")
+        overrides["group_size"] = args.group_size
+    if args.background_negatives is not None:
+        overrides["background_negatives"] = args.background_negatives
     policy = get_policy(args.policy, kind=args.kind, **overrides)
 
     from napari_samlabel.engine.checkpoint import CheckpointError
@@ -128,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
             report = pseudo_label(args.images, weak, args.out, spec, policy=policy,
                                   kind=args.kind, classes=classes, progress=progress,
                                   scheduler=args.scheduler, export=not args.no_export,
-                                  border=args.border, seed=args.seed)
+                                  border=args.border, seed=args.seed,
+                                  input_errors=bad_inputs)
     except (CheckpointError, KeyError, FileNotFoundError, NotADirectoryError) as exc:
         raise CLIError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     except OSError as exc:  # scheduler unreachable, output not writable

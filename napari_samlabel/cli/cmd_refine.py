@@ -7,7 +7,11 @@ Inputs are matched by image id (file name without extension):
   ``sepl`` and ``slic``;
 - ``--cams DIR``: ``<id>.npy`` class maps (CAMs or network scores, ``C x H x W``) with a
   ``<id>.json`` class list beside each, required by ``sams``; with ``slic`` they give the
-  per-pixel confidence of the adaptive threshold.
+  per-pixel confidence of the adaptive threshold;
+- ``--confidence DIR`` (``slic``, instead of ``--cams``): ``<id>.npy`` ``H x W`` per-pixel
+  confidence maps, or the ``OUT`` folder of ``samlabel pseudo-label`` (each pixel then has
+  SAM's predicted IoU of its mask; background is kept). Without either, ``slic`` only snaps
+  to superpixels and voids no pixel by confidence; it says so.
 
 The result is a VOC tree in ``OUT`` (``OUT/VOCdevkit/VOC2012``). Automatic masks are cached
 in ``<cache root>/automasks`` and embeddings in ``<cache root>/embeddings``, so a second run
@@ -17,6 +21,7 @@ with other voting parameters does not run SAM again.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +109,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "all of its labelled pixels; otherwise it becomes void")
     g.add_argument("--ignore-ratio", type=float, default=0.2,
                    help="position of the confidence threshold in the sorted confidences "
-                        "(needs --cams; default 0.2)")
+                        "(needs --cams or --confidence; default 0.2)")
+    g.add_argument("--confidence", metavar="DIR", type=Path,
+                   help="per-pixel confidence: <id>.npy H x W maps, or the OUT folder of "
+                        "'samlabel pseudo-label' (SAM's predicted IoU of each mask)")
     p.set_defaults(func=run)
 
 
@@ -116,7 +124,10 @@ def _check_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
         raise CLIError(f"--method {args.method} needs --coarse DIR")
     if args.method == "sams" and args.cams is None:
         raise CLIError("--method sams needs --cams DIR (class activation maps or scores)")
-    for flag, folder in (("--coarse", args.coarse), ("--cams", args.cams)):
+    if args.confidence is not None and (args.method != "slic" or args.cams is not None):
+        raise CLIError("--confidence is for --method slic, instead of --cams")
+    for flag, folder in (("--coarse", args.coarse), ("--cams", args.cams),
+                         ("--confidence", args.confidence)):
         if folder is not None and not folder.is_dir():
             raise CLIError(f"{flag} folder not found: {folder}")
     try:
@@ -138,6 +149,11 @@ def _check_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
                 missing.append(str(args.coarse / f"{iid}.png"))
         if args.cams is not None and not (args.cams / f"{iid}.npy").is_file():
             missing.append(str(args.cams / f"{iid}.npy"))
+        if args.confidence is not None:
+            from napari_samlabel.pseudo.refine.inputs import confidence_path
+
+            if not confidence_path(args.confidence, iid).is_file():
+                missing.append(str(confidence_path(args.confidence, iid)))
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise CLIError(f"missing input files: {', '.join(missing[:5])}{more}")
@@ -181,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_samlabel.io.images import ImageReadError, load_image
     from napari_samlabel.io.voc import VocError, VocWriter, read_label_png
     from napari_samlabel.pseudo import refine
+    from napari_samlabel.pseudo.objects import instances_for
 
     items = _check_inputs(args)
     try:
@@ -208,6 +225,9 @@ def run(args: argparse.Namespace) -> int:
 
             cache = refine.AutoMaskCache(cache_root(args.cache_dir) / "automasks")
 
+    if args.method == "slic" and args.cams is None and args.confidence is None:
+        print("slic: no confidence source (--cams or --confidence), so no pixel is voided "
+              "by confidence: the labels are only snapped to superpixels", file=sys.stderr)
     hits = 0
     try:
         with tqdm_progress(f"refine ({args.method})") as progress, VocWriter(
@@ -230,12 +250,21 @@ def run(args: argparse.Namespace) -> int:
                                        f"{maps.shape[2]} but image {path.name} is "
                                        f"{image.shape[0]}x{image.shape[1]}; class maps must "
                                        "be at image resolution")
+                options = _options(args)
+                if args.confidence is not None:
+                    options["confidence"] = refine.load_confidence(args.confidence, iid,
+                                                                   image.shape[:2])
                 if engine is not None and cache is not None and params is not None:
                     hits += cache.path_for(engine.model_id, image, params).is_file()
                 labels = refine.refine_labels(
                     args.method, image, coarse=coarse, maps=maps, class_ids=class_ids,
-                    sam=engine, params=params, cache=cache, **_options(args))
-                writer.add(iid, path, labels)
+                    sam=engine, params=params, cache=cache, **options)
+                try:
+                    # A fragmented refined map may have more than 254 components: then each
+                    # class is one object, as in the pseudo-label export.
+                    writer.add(iid, path, labels, instances_for(labels))
+                except VocError as exc:
+                    raise CLIError(f"image {iid} ({path}): {exc}") from None
     except (ImageReadError, VocError, refine.RefineInputError, FileExistsError) as exc:
         raise CLIError(str(exc)) from None
     if engine is not None:

@@ -409,6 +409,30 @@ class AnnotationDocument:
         objects = tuple(new if o.object_id == object_id else o for o in self._state.objects)
         self._push(replace(self._state, objects=objects), objects=True)
 
+    def replace_objects(self, objects: Iterable[AnnotatedObject]) -> None:
+        """Replace every accepted object with ``objects``, as one undoable step.
+
+        For results computed from the whole label map at once (the refiners of
+        :mod:`napari_samlabel.pseudo.refine`): undo brings every previous object back. The
+        object being prompted is dropped (a reopened one with the old objects it belonged
+        to), so the refined map is the whole annotation; its class is kept for the next
+        object. A new image becomes in progress when objects remain.
+
+        Raises
+        ------
+        ValueError
+            On duplicate object ids or a mask of another shape (nothing is changed).
+        """
+        # The constructor's checks (ids, mask shapes), without copying any mask.
+        objs = AnnotationDocument(self.image_id, self.shape, objects).objects
+        status = self._state.status
+        if status == ImageStatus.NEW and objs:
+            status = ImageStatus.IN_PROGRESS
+        cur = self._state.current
+        self._push(DocumentState(objs, CurrentObject(cur.class_id), status), objects=True,
+                   current=cur.prompts != () or cur.mask is not None or cur.original is not None,
+                   status=status != self._state.status)
+
     def set_status(self, status: ImageStatus | str) -> None:
         """Set the image's status."""
         status = ImageStatus(status)

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+_SAM_FACTORY = "napari_samlabel.engine.sam:load_engine"
+
 
 @dataclass(frozen=True)
 class EngineSpec:
@@ -40,7 +42,7 @@ class EngineSpec:
     def sam(cls, model_type: str = "vit_b", checkpoint: str | os.PathLike[str] | None = None,
             **kwargs: Any) -> EngineSpec:
         """A SAM engine (:func:`napari_samlabel.engine.sam.load_engine` arguments)."""
-        return cls.create("napari_samlabel.engine.sam:load_engine", model_type=model_type,
+        return cls.create(_SAM_FACTORY, model_type=model_type,
                           checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
     @classmethod
@@ -62,6 +64,30 @@ class EngineSpec:
         except (ImportError, AttributeError) as exc:
             raise type(exc)(f"cannot find engine factory {self.factory!r}: {exc}") from exc
         return factory(**dict(self.kwargs))
+
+    def model_id(self) -> str:
+        """The identity of the weights this spec builds, for resume fingerprints.
+
+        For SAM (:meth:`sam`) the checkpoint is resolved, not loaded: explicit path >
+        cached official file > download (as ``load_engine`` would, so a later build finds it
+        in place), and the id is ``model_type:sha256[:16]``. It does not depend on the
+        checkpoint's path, the cache folder or the device, and it changes when other weights
+        are put at the same path. Other factories have no such resolution; their id is
+        :meth:`describe` (the factory and its arguments).
+
+        Raises
+        ------
+        napari_samlabel.engine.checkpoint.CheckpointError
+            When the SAM checkpoint cannot be found (or downloaded).
+        """
+        if self.factory != _SAM_FACTORY:
+            return self.describe()
+        from napari_samlabel.engine.checkpoint import resolve_checkpoint
+
+        kw = dict(self.kwargs)
+        return resolve_checkpoint(kw.get("model_type", "vit_b"), kw.get("checkpoint"),
+                                  cache_dir=kw.get("cache_dir"),
+                                  download=kw.get("download", True)).model_id
 
     def describe(self) -> str:
         """One line for logs."""

@@ -34,6 +34,7 @@ import json
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,9 @@ from napari_samlabel.core.classes import ClassTable, as_class_table
 from napari_samlabel.core.compose import MaskEntry, compose_label_maps
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.engine.policies import Policy, get_policy, segment_object
-from napari_samlabel.io.weak import WeakLabels
+from napari_samlabel.io.weak import WeakLabelError, WeakLabels
 from napari_samlabel.pseudo.engines import EngineSpec
+from napari_samlabel.pseudo.objects import instances_for
 from napari_samlabel.pseudo.store import VOC_DIR, ResultStore
 
 ImageLoader = Callable[[Path], np.ndarray]
@@ -150,32 +152,43 @@ def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy
     semantic, instance, records
         ``uint8`` class map, ``uint8`` unit map (unit ``k`` of the records has value ``k``),
         and one JSON-ready record per unit (class, predicted IoU, chosen mask, calls, pixels
-        kept after composition).
+        kept after composition, and :func:`mask_quality`'s ``stability`` and
+        ``iou_spread``, by which curation can rank pseudo labels).
 
     Raises
     ------
+    WeakLabelError
+        If the weak labels state another image size, a prompt lies outside the image
+        (:meth:`WeakLabels.check_within`; a scribble wholly or partly outside is not dropped
+        silently) or a class is not in the table; the message names the file and the
+        object's entry in it.
     ValueError
-        If the weak labels state another image size, a prompt is invalid, or there are more
-        than 254 units.
+        If a prompt is invalid for the policy (named by file, class and entries) or there
+        are more than 254 units.
     """
     policy = get_policy(policy)
     table = as_class_table(classes)
     shape = (int(image.shape[0]), int(image.shape[1]))
-    if weak.image_shape is not None and tuple(weak.image_shape) != shape:
-        raise ValueError(f"weak labels ({weak.source or weak.image_id}) are for a "
-                         f"{weak.image_shape[0]} x {weak.image_shape[1]} image, the image is "
-                         f"{shape[0]} x {shape[1]}")
+    # Every prompt must fall on the image: a stroke or point outside it means swapped x/y or
+    # the wrong image, and dropping it would leave an empty mask that looks like a result.
+    weak.check_within(shape)
     units = units_of(weak, policy)
     if len(units) > 254:
-        raise ValueError(f"{len(units)} objects do not fit an 8-bit object map (at most 254)")
+        raise ValueError(f"{weak.source or weak.image_id}: {len(units)} objects do not fit an "
+                         "8-bit object map (at most 254)")
     engine.set_image(image)
     entries: list[MaskEntry] = []
     records: list[dict[str, Any]] = []
     for k, (obj, negatives) in enumerate(units, start=1):
+        what = _unit_name(weak, obj, policy, table)
         if obj.class_id >= len(table):
-            raise ValueError(f"class index {obj.class_id} is not in the class list "
-                             f"(0..{len(table) - 1})")
-        res = segment_object(engine, obj, shape, policy, negatives=negatives)
+            raise WeakLabelError(weak.source or weak.image_id,
+                                 f"class index {obj.class_id} is not in the class list "
+                                 f"(0..{len(table) - 1})", what)
+        try:
+            res = segment_object(engine, obj, shape, policy, negatives=negatives)
+        except ValueError as exc:  # a prompt the policy refused: say which unit and file
+            raise ValueError(f"{weak.source or weak.image_id} ({what}): {exc}") from exc
         entries.append(MaskEntry(obj.class_id, k, res.mask, res.score))
         records.append({
             "unit": k, "object_id": int(obj.object_id), "class_id": int(obj.class_id),
@@ -183,13 +196,37 @@ def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy
             "mask_index": int(res.index), "ious": [round(float(v), 6) for v in res.ious],
             "decoder_calls": int(res.n_calls), "positive_points": int(res.n_positive),
             "negative_points": int(res.n_negative), "prompts": len(obj.prompts),
-            "mask_pixels": int(res.mask.sum()),
+            "mask_pixels": int(res.mask.sum()), **mask_quality(res),
         })
     semantic, instance = compose_label_maps(shape, entries)
     counts = np.bincount(instance.ravel(), minlength=len(units) + 1)
     for rec in records:
         rec["pixels"] = int(counts[rec["unit"]])
     return semantic, instance, records
+
+
+def mask_quality(res: Any) -> dict[str, float | None]:
+    """``stability`` and ``iou_spread`` of a segmented unit, for ranking pseudo labels.
+
+    ``stability``: SAM's stability score of the chosen mask's low-res logits
+    (:func:`napari_samlabel.engine.quality.stability_score`; None without a decode);
+    ``iou_spread``: the highest minus the lowest predicted IoU of the last decode's
+    candidate masks (None with fewer than two: a confident prompt has its candidates agree).
+    """
+    from napari_samlabel.engine.quality import stability_score
+
+    stability = None if res.logits is None else round(float(stability_score(res.logits[0])), 6)
+    ious = np.asarray(res.ious, dtype=np.float64)
+    spread = round(float(ious.max() - ious.min()), 6) if ious.size >= 2 else None
+    return {"stability": stability, "iou_spread": spread}
+
+
+def _unit_name(weak: WeakLabels, obj: Any, policy: Policy, table: ClassTable) -> str:
+    """The unit for messages, with the source entries of its objects."""
+    if policy.unit == "class":
+        return weak.describe_unit(obj.class_id, table)
+    index = next(i for i, o in enumerate(weak.objects) if o is obj)
+    return weak.where_is(index)
 
 
 def run_fingerprint(kind: str, policy: Policy, model_id: str, classes: ClassTable) -> dict:
@@ -270,6 +307,7 @@ def pseudo_label(
     export: bool = True,
     border: int = 0,
     seed: int = 0,
+    input_errors: Mapping[str, str] | None = None,
 ) -> PseudoLabelReport:
     """Pseudo-label a dataset from weak labels.
 
@@ -305,6 +343,11 @@ def pseudo_label(
         Void band width for the VOC export (0: none).
     seed : int
         Seed of the VOC train/val split.
+    input_errors : mapping of str to str, optional
+        ``{image_id: reason}`` for images whose weak labels could not be read (collected with
+        ``read_weak_labels(..., on_error=...)``). They are reported failed, listed at the end
+        and in ``failures.json`` like any failing image, and not labelled, even if another
+        file gave them labels.
 
     Returns
     -------
@@ -319,16 +362,15 @@ def pseudo_label(
         raise TypeError("with a scheduler, pass an EngineSpec: workers build their own engine")
     store = ResultStore(out)
     report = PseudoLabelReport(Path(out))
-    report.unlabelled = sorted(set(paths) - set(weak))
-    # The model identity of the fingerprint: the spec when given (the same for a local and
-    # a cluster run, known without loading the model), else the engine's model_id.
-    if isinstance(engine, EngineSpec):
-        model_key = engine.describe()
-    else:
-        model_key = str(getattr(engine, "model_id", type(engine).__name__))
+    # The model identity of the fingerprint is the resolved model_id (model type + the
+    # weights' SHA-256): the same for a local and a cluster run, independent of where the
+    # checkpoint or the cache lives, and different when other weights sit at the same path.
+    model_key = _model_key(engine, scheduler)
     run = run_fingerprint(kind, pol, model_key, table)
-    store.write_json("run.json", {**run, "images": len(weak)})
-    ids = sorted(weak)
+    bad_inputs = {str(k): str(v) for k, v in (input_errors or {}).items()}
+    ids = sorted(set(weak) | set(bad_inputs))
+    report.unlabelled = sorted(set(paths) - set(ids))
+    store.write_json("run.json", {**run, "images": len(ids)})
     total = len(ids)
     todo: list[tuple[str, Path, WeakLabels, str]] = []
     count = 0
@@ -346,6 +388,9 @@ def pseudo_label(
         progress(count, total, outcome.image_id)
 
     for image_id in ids:
+        if image_id in bad_inputs:
+            record(ImageOutcome(image_id, "failed", f"weak labels: {bad_inputs[image_id]}"))
+            continue
         fp = image_fingerprint(run, weak[image_id])
         if image_id not in paths:
             record(ImageOutcome(image_id, "failed", f"no image file for {image_id!r} among "
@@ -376,6 +421,23 @@ def pseudo_label(
     return report
 
 
+def _model_key(engine: Any, scheduler: Any) -> str:
+    if not isinstance(engine, EngineSpec):
+        return str(getattr(engine, "model_id", type(engine).__name__))
+    from napari_samlabel.engine.checkpoint import CheckpointError
+
+    try:
+        return engine.model_id()
+    except (CheckpointError, OSError) as exc:
+        if scheduler is None:
+            raise
+        # The checkpoint may live on the workers only; they will say if it is missing.
+        warnings.warn(f"cannot resolve the checkpoint here ({exc}); finished images are "
+                      "recognised by the engine settings instead of the weights' SHA-256",
+                      stacklevel=3)
+        return engine.describe()
+
+
 def export_voc(out: str | os.PathLike[str], images: Mapping[str, Path],
                classes: ClassTable, border: int = 0, seed: int = 0,
                progress: ProgressCallback = no_progress) -> tuple[Path, dict[str, str]]:
@@ -402,17 +464,9 @@ def export_voc(out: str | os.PathLike[str], images: Mapping[str, Path],
             rec = store.read_record(image_id) or {}
             try:
                 semantic, instance = store.read_maps(image_id)
-                by_object = rec.get("unit") == "object" or _component_count(semantic) > 254
+                by_object = rec.get("unit") == "object"
                 writer.add(image_id, images[image_id], semantic,
-                           instance if by_object else None)
+                           instance if by_object else instances_for(semantic, instance))
             except VocError as exc:
                 errors[image_id] = str(exc)
     return Path(out) / VOC_DIR / "VOCdevkit" / "VOC2012", errors
-
-
-def _component_count(semantic: np.ndarray) -> int:
-    """Number of 8-connected components over all classes (0 and 255 excluded)."""
-    from skimage.measure import label
-
-    return sum(int(label(semantic == c, connectivity=2, return_num=True)[1])
-               for c in np.unique(semantic) if c not in (0, 255))

@@ -15,6 +15,8 @@ the same prompts to another engine and writes the new masks, scores and model id
 - An image that fails (unreadable image, invalid prompt, engine error) is reported and
   skipped; the others are written. An object whose replay gives an empty mask is kept
   (with its prompts) and counted in ``empty`` — nothing is silently dropped.
+- An object without prompts (accepted from a refiner, or imported from VOC) has nothing to
+  replay: it is copied unchanged and listed in ``unprompted``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ReplayReport:
     objects: int = 0
     decoder_calls: int = 0
     empty: list[tuple[str, int]] = field(default_factory=list)
+    unprompted: list[tuple[str, int]] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     model_id: str = ""
 
@@ -49,16 +52,21 @@ class ReplayReport:
         """One line for the user."""
         return (f"{self.objects} objects of {self.images} images replayed with "
                 f"{self.model_id} ({self.decoder_calls} decodes); {len(self.empty)} empty, "
-                f"{len(self.failed)} images failed")
+                + (f"{len(self.unprompted)} without prompts kept as they were, "
+                   if self.unprompted else "")
+                + f"{len(self.failed)} images failed")
 
 
 def replay_object(engine: Any, obj: AnnotatedObject, shape: tuple[int, int],
                   policy: Policy, incremental: bool = True) -> tuple[AnnotatedObject, int]:
     """Recompute one object's mask from its prompts; return the new object and decode count.
 
-    The engine must hold the object's image.
+    The engine must hold the object's image. An object without prompts is returned as it is
+    (0 decodes): its mask did not come from prompts.
     """
     prompts = obj.prompts
+    if not prompts:
+        return obj, 0
     steps = range(1, len(prompts) + 1) if incremental else [len(prompts)]
     logits = None
     calls = 0
@@ -145,7 +153,9 @@ def replay_project(
                         new, n = replay_object(engine, obj, shape, pol, incremental)
                         calls += n
                         new_objects.append(new)
-                        if not new.mask.any():
+                        if not obj.prompts:
+                            report.unprompted.append((image_id, obj.object_id))
+                        elif not new.mask.any():
                             report.empty.append((image_id, obj.object_id))
                     target.save_document(AnnotationDocument(image_id, shape, new_objects,
                                                             status))

@@ -335,11 +335,17 @@ def test_curate_reads_stability_and_iou_spread_when_the_producer_stored_them(tmp
     out = tmp_path / "pseudo"
     pseudo_label(tmp_path / "images", read_weak_labels(weak_file, "points"), out,
                  DiskEngine(radius=8.0, ious=(0.85, 0.88, 0.9)))
-    # A newer run stores stability and iou_spread per unit for "p"; "q" has neither.
+    # The pipeline stores stability and iou_spread per unit: give "p" telling values and
+    # make "q" look like a record of an older run, which has neither.
     rec_path = out / "scores" / "p.json"
     rec = json.loads(rec_path.read_text())
     rec["objects"][0].update(stability=0.6, iou_spread=0.31)
     rec_path.write_text(json.dumps(rec))
+    old_path = out / "scores" / "q.json"
+    old = json.loads(old_path.read_text())
+    for key in ("stability", "iou_spread"):
+        old["objects"][0].pop(key, None)
+    old_path.write_text(json.dumps(old))
     review = tmp_path / "review"
     assert main(["curate", str(out), "--out", str(review)]) == 0, capsys.readouterr().err
     by_id = {i["image_id"]: i for i in json.loads((review / "queue.json").read_text())["images"]}

@@ -69,12 +69,34 @@ def test_usage_errors_exit_2(tmp_path, dataset, tiny_checkpoint, capsys, change,
     assert message in capsys.readouterr().err
 
 
-def test_bad_weak_file_names_the_file(tmp_path, dataset, tiny_checkpoint, capsys):
+def test_bad_weak_labels_fail_their_image_only(tmp_path, dataset, tiny_checkpoint, capsys):
+    """Issue 5: a failing image is reported and skipped, never aborting the run."""
     img_dir, points = dataset
-    points.write_text('{"img0": [{"x": 1, "cls": 8}]}')
-    assert main(_args(tmp_path, img_dir, points, tiny_checkpoint)) == 2
-    err = capsys.readouterr().err
-    assert "points.json" in err
+    records = json.loads(points.read_text())
+    records["img0"] = [{"x": 1, "cls": 8}]  # no "y"
+    points.write_text(json.dumps(records))
+    assert main(_args(tmp_path, img_dir, points, tiny_checkpoint)) == 0
+    out, err = capsys.readouterr()
+    assert "1 labelled, 0 already done, 1 failed" in out
+    assert "img0: weak labels:" in err and "points.json" in err and "entry 0" in err
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert list(failures) == ["img0"]
+    # every image bad: nothing labelled, exit 1 (not a crash, not a usage error)
+    points.write_text("{not json")
+    assert main(_args(tmp_path, img_dir, points, tiny_checkpoint)) == 1
+    assert "points.json" in capsys.readouterr().err
+
+
+def test_policy_options_reach_the_run(tmp_path, dataset, tiny_checkpoint):
+    img_dir, points = dataset
+    code = main(_args(tmp_path, img_dir, points, tiny_checkpoint, "--multimask", "best",
+                      "--group-size", "3", "--background-negatives"))
+    assert code == 0
+    pol = json.loads((tmp_path / "out" / "scores" / "img0.json").read_text())["policy"]
+    assert (pol["multimask_choice"], pol["group_size"], pol["background_negatives"]) == (
+        "best", 3, True)
+    code = main(_args(tmp_path, img_dir, points, tiny_checkpoint, "--cam-fallback-to-max"))
+    assert code == 2  # a CAM option with --kind points
 
 
 def test_unknown_policy_is_rejected(tmp_path, dataset, tiny_checkpoint, capsys):

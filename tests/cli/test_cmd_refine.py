@@ -160,3 +160,70 @@ def test_sams_needs_cams_and_a_usable_checkpoint(data, capsys):
     assert main([*base, "--cams", str(data / "cams"), "--model", "vit_tiny_test",
                  "--checkpoint", str(data / "nope.pth"), "--cache-dir", str(data / "c")]) == 2
     assert "nope.pth" in capsys.readouterr().err
+
+
+def test_fragmented_refined_map_is_written_one_object_per_class(tmp_path, capsys):
+    """More than 254 components aborted the run without naming the image; now each class is
+    one object, as in the pseudo-label export."""
+    from napari_samlabel.pseudo.objects import component_count
+
+    rng = np.random.default_rng(0)
+    for d in ("images", "coarse"):
+        (tmp_path / d).mkdir()
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3)).astype(np.uint8)).save(
+        tmp_path / "images" / "dots.png")
+    lab = np.zeros((48, 64), np.uint8)
+    lab[::3, ::3] = 8  # 352 isolated dots of class cat
+    lab[40:, 50:] = 12
+    write_label_png(tmp_path / "coarse" / "dots.png", lab)
+    out = tmp_path / "out"
+    code = main(["refine", "--method", "slic", "--images", str(tmp_path / "images"),
+                 "--coarse", str(tmp_path / "coarse"), "--out", str(out),
+                 "--n-segments", "3000", "--compactness", "0.01"])
+    assert code == 0, capsys.readouterr().err
+    sem = _labels(out, "dots")
+    assert component_count(sem) > 254
+    obj = read_label_png(out / "VOCdevkit" / "VOC2012" / "SegmentationObject" / "dots.png")
+    assert set(np.unique(obj[sem == 8])) == {1} and set(np.unique(obj[sem == 12])) == {2}
+    assert (obj[sem == 0] == 0).all()
+
+
+def test_slic_confidence_sources_and_the_notice_without_one(data, capsys):
+    argv = ["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+            str(data / "coarse"), "--n-segments", "30", "--ignore-ratio", "0.3"]
+    assert main([*argv, "--out", str(data / "plain")]) == 0
+    assert "no pixel is voided by confidence" in capsys.readouterr().err
+    plain = _labels(data / "plain", "a")
+    # per-pixel confidence maps: the left part of the image is unsure
+    conf_dir = data / "conf"
+    conf_dir.mkdir()
+    for iid in IDS:
+        np.save(conf_dir / f"{iid}.npy", np.tile(np.linspace(0, 1, 56), (40, 1)))
+    assert main([*argv, "--out", str(data / "maps"), "--confidence", str(conf_dir)]) == 0
+    assert "no pixel is voided" not in capsys.readouterr().err
+    got = _labels(data / "maps", "a")
+    assert (got[:, :10] == 255).all() and (got[:, 30:] == plain[:, 30:]).all()
+    # a pseudo-label run's folder: SAM's predicted IoU per object
+    from napari_samlabel.pseudo.store import ResultStore
+
+    store = ResultStore(data / "pl")
+    for iid in IDS:
+        coarse = read_label_png(data / "coarse" / f"{iid}.png")
+        inst = np.where(coarse == 8, 1, 0).astype(np.uint8)
+        inst[35:, :10] = 2  # a second, badly predicted object
+        sem = coarse.copy()
+        sem[35:, :10] = 12
+        store.write(iid, sem, inst, {"objects": [{"unit": 1, "score": 0.9},
+                                                 {"unit": 2, "score": 0.2}]})
+    assert main(["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+                 str(data / "pl" / "SegmentationClass"), "--n-segments", "30",
+                 "--ignore-ratio", "0.1", "--out", str(data / "pl-out"),
+                 "--confidence", str(data / "pl")]) == 0
+    got = _labels(data / "pl-out", "a")
+    assert not (got == 12).any() and (got == 8).any()  # the unsure dog is voided, cat kept
+    assert (got[(plain == 0) & (got != 255)] == 0).all()
+    (conf_dir / "b.npy").unlink()
+    assert main([*argv, "--out", str(data / "x"), "--confidence", str(conf_dir)]) == 2
+    assert "missing input files" in capsys.readouterr().err
+    assert main([*argv, "--out", str(data / "x"), "--confidence", str(conf_dir), "--cams",
+                 str(data / "cams")]) == 2

@@ -13,6 +13,7 @@ from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
 from napari_samlabel.engine.fakes import DiskEngine
 from napari_samlabel.engine.policies import (
     PRESETS,
+    SCRIBBLE_GROUP_SIZE,
     Policy,
     get_policy,
     refine_object,
@@ -104,13 +105,38 @@ def test_scribble_sample_independent_of_other_scribbles(engine):
     s2 = Scribble(np.array([[60, 5], [60, 104]]))
     pol = get_policy("scribbles")
     segment_object(engine, obj(s1), SHAPE, pol)
-    alone = engine.last.point_coords.copy()
+    alone = [c.point_coords.copy() for c in engine.calls]
     engine.calls.clear()
     segment_object(engine, obj(s1, s2), SHAPE, pol)
-    # one step per scribble (group_size None), the first step is the same sample
-    assert len(engine.calls) == 2
-    np.testing.assert_array_equal(engine.calls[0].point_coords, alone)
-    assert len(engine.calls[1].point_coords) == 40
+    # 20 points per scribble in groups of 5: 4 steps for s1 (the same as alone), then 4 for s2
+    assert len(alone) == 4 and len(engine.calls) == 8
+    for k in range(4):
+        np.testing.assert_array_equal(engine.calls[k].point_coords, alone[k])
+    assert len(engine.calls[-1].point_coords) == 40
+
+
+def test_iterative_scribble_fed_in_small_groups_spread_along_the_stroke(engine):
+    """One scribble per class (the real sample's case) still takes several steps."""
+    s = Scribble(np.array([[10, 5], [10, 104]]))  # 100 pixels -> 20 sampled points
+    res = segment_object(engine, obj(s), SHAPE, "scribbles")
+    sample = sample_scribble(s, SHAPE, 0.2)
+    assert res.n_calls == len(engine.calls) == 4
+    assert [len(c.point_coords) for c in engine.calls] == [5, 10, 15, 20]
+    assert engine.calls[0].mask_input is None
+    for prev, call in zip(engine.calls, engine.calls[1:], strict=False):
+        assert call.mask_input is not None  # previous logits handed on every step
+        np.testing.assert_array_equal(call.point_coords[:len(prev.point_coords)],
+                                      prev.point_coords)
+    # the first group spans the stroke: every 4th sample point, not the first five
+    first_cols = np.sort(engine.calls[0].point_coords[:, 0])
+    np.testing.assert_array_equal(first_cols, sample[0::4, 1])
+    assert first_cols[-1] - first_cols[0] > 60
+    # every sampled point is fed exactly once
+    np.testing.assert_array_equal(np.sort(engine.last.point_coords[:, 0]), sample[:, 1])
+    one_shot = DiskEngine(radius=5)
+    one_shot.set_image(np.zeros(SHAPE + (3,), np.uint8))
+    segment_object(one_shot, obj(s), SHAPE, get_policy("scribbles", iterative=False))
+    assert len(one_shot.calls) == 1
 
 
 def test_negatives_have_label_zero_and_come_after_positives(engine):
@@ -180,15 +206,31 @@ def test_multimask_choice():
     eng = DiskEngine(radius=5, ious=(0.2, 0.9, 0.5))
     eng.set_image(np.zeros(SHAPE + (3,), np.uint8))
     o = obj(Point((40, 40)))
-    best = segment_object(eng, o, SHAPE, get_policy("one-shot"))
+    best = segment_object(eng, o, SHAPE, get_policy("one-shot", multimask_choice="best"))
     assert best.index == 1 and best.score == pytest.approx(0.9)
-    whole = segment_object(eng, o, SHAPE, get_policy("one-shot", multimask_choice="whole"))
+    whole = segment_object(eng, o, SHAPE, get_policy("one-shot"))
     assert whole.index == 2 and whole.score == pytest.approx(0.5)
     np.testing.assert_allclose(whole.ious, [0.2, 0.9, 0.5])
     fixed = segment_object(eng, o, SHAPE, get_policy("one-shot", multimask_choice=0))
     assert fixed.index == 0
     single = segment_object(eng, o, SHAPE, get_policy("one-shot", multimask_choice="single"))
     assert eng.last.multimask_output is False and single.index == 0 and len(single.ious) == 1
+
+
+@pytest.mark.parametrize("name", ["scribbles", "scribbles-sample", "scribbles-sample-iterative",
+                                  "points", "boxes", "cams", "one-shot"])
+def test_paper_presets_keep_the_whole_mask_even_when_its_iou_is_lowest(name):
+    """Predicted IoUs falling with the level: "best" takes the sub-part, the paper the whole."""
+    eng = DiskEngine(radius=8, ious=(0.95, 0.7, 0.4))
+    eng.set_image(np.zeros(SHAPE + (3,), np.uint8))
+    o = obj(Box((30, 30), (60, 70))) if name == "boxes" else obj(Point((45, 50)))
+    paper = segment_object(eng, o, SHAPE, name)
+    best = segment_object(eng, o, SHAPE, get_policy(name, multimask_choice="best"))
+    assert paper.index == 2 and paper.score == pytest.approx(0.4)
+    assert best.index == 0 and best.score == pytest.approx(0.95)
+    # the whole mask is the larger one (the fake's sub-part cuts the top half off)
+    assert paper.mask.sum() > best.mask.sum() and (best.mask <= paper.mask).all()
+    assert PRESETS["interactive"].multimask_choice == "best"
 
 
 def test_refine_object_one_decode_with_previous_logits(engine):
@@ -227,6 +269,11 @@ def test_presets_match_the_paper():
     s = PRESETS["scribbles"]
     assert (s.sample_fraction, s.iterative, s.negatives_from_other_classes) == (0.2, True, True)
     assert PRESETS["points"].iterative and PRESETS["points"].group_size == 1
+    # the paper's points row adds no negatives; background clicks stay an option
+    assert not PRESETS["points"].background_negatives
+    assert not PRESETS["points"].negatives_from_other_classes
+    assert get_policy("points", background_negatives=True).background_negatives
+    assert s.group_size == SCRIBBLE_GROUP_SIZE == 5
     b = PRESETS["boxes"]
     assert (b.unit, b.negatives_from_other_classes, b.background_negatives) == (
         "object", False, False)
@@ -284,12 +331,14 @@ def test_tiny_sam_iterative_scribbles_with_negatives(tiny_engine, rect_image):
     o = obj(Scribble(np.array([[30, 40], [30, 80]])), Scribble(np.array([[50, 40], [50, 80]])))
     negs = (Scribble(np.array([[80, 5], [80, 120]]), positive=False),)
     res = segment_object(spy, o, shape, "scribbles", negatives=negs)
-    assert res.n_calls == 2 and res.mask.shape == shape and res.mask.dtype == bool
+    # 41 pixels per scribble -> 8 sampled points -> 2 groups each
+    assert res.n_calls == 4 and res.mask.shape == shape and res.mask.dtype == bool
     assert res.logits.shape == (1, 256, 256)
     assert spy.preds[0].masks.shape == (3,) + shape
-    k0 = int(np.argmax(spy.preds[0].iou_predictions))
-    np.testing.assert_array_equal(spy.calls[1].mask_input, spy.preds[0].low_res_logits[k0:k0 + 1])
-    assert res.score == pytest.approx(float(spy.preds[1].iou_predictions.max()))
+    for k in range(1, 4):  # the whole (third) mask's logits go to the next step
+        np.testing.assert_array_equal(spy.calls[k].mask_input,
+                                      spy.preds[k - 1].low_res_logits[2:3])
+    assert res.score == pytest.approx(float(spy.preds[-1].iou_predictions[2]))
     labels = spy.calls[1].point_labels
     assert (labels == 0).sum() == round(0.2 * 116) and labels[0] == 1
 

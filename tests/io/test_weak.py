@@ -133,6 +133,8 @@ def test_scribbles_txt(tmp_path):
     ("15,1,x", "not a number"),
     ("99,1,2", "outside"),
     ("15,-1,2", ">= 0"),
+    (",,,", "only separators"),
+    (" , \t, ", "only separators"),
 ])
 def test_scribbles_txt_errors_name_line(tmp_path, line, message):
     path = write(tmp_path / "s.txt", f"15,1,1\n{line}\n")
@@ -335,16 +337,40 @@ def test_cam_peak_points_finds_maxima_above_threshold():
     assert len(cam_peak_points(cat[None], [8], max_points=1)[0].points) == 1
 
 
-def test_cam_peak_points_fallback_and_background_channel():
+def test_cam_peak_points_fallback_is_an_option_off_by_default():
     flat = np.zeros((20, 20))
     flat[3, 4] = 0.2  # a weak maximum, below the threshold
+    # the documented rule: only maxima above the threshold; the class gets no point
+    assert cam_peak_points(flat[None], [5], threshold=0.5, normalize=False) == []
     (obj,) = cam_peak_points(np.stack([np.ones((20, 20)), flat]), [0, 5],
-                             threshold=0.5, normalize=False)
-    assert obj.class_id == 5 and obj.points == (Point((3.0, 4.0)),)
-    assert cam_peak_points(flat[None], [5], threshold=0.5, normalize=False,
-                           fallback_to_max=False) == []
+                             threshold=0.5, normalize=False, fallback_to_max=True)
+    assert obj.class_id == 5 and obj.points == (Point((3.0, 4.0)),)  # background: no object
     with pytest.raises(ValueError, match="2 CAM channels but 1 classes"):
         cam_peak_points(np.stack([flat, flat]), [5])
+
+
+def test_cam_peak_points_keeps_every_peak_unless_capped(tmp_path):
+    shape = (60, 160)
+    cam = sum(_blob(shape, (30, 10 + 20 * k), height=1.0 - 0.05 * k, sigma=3) for k in range(7))
+    (obj,) = cam_peak_points(cam[None], [8], threshold=0.5, min_distance=5)
+    assert len(obj.points) == 7  # no cap by default (the paper's rule)
+    assert [p.rc[1] for p in obj.points] == [10.0 + 20 * k for k in range(7)]  # highest first
+    (capped,) = cam_peak_points(cam[None], [8], threshold=0.5, min_distance=5, max_points=3)
+    assert capped.points == obj.points[:3]
+    with pytest.raises(ValueError, match="max_points"):
+        cam_peak_points(cam[None], [8], max_points=0)
+    # the reader and the dispatcher pass both options on
+    np.save(tmp_path / "im.npy", np.stack([cam, np.zeros(shape)]).astype(np.float32))
+    write(tmp_path / "im.json", json.dumps(["cat", "dog"]))
+    w = read_weak_labels(tmp_path, "cams", min_distance=5)["im"]
+    assert w.class_ids == [8] and len(w.objects[0].points) == 7  # the all-zero dog: no point
+    # threshold 1.0: no peak clears it (strictly above); only the fallback gives a point
+    assert read_weak_labels(tmp_path, "cams", threshold=1.0)["im"].class_ids == []
+    w = read_weak_labels(tmp_path, "cams", min_distance=5, max_points=2, threshold=1.0,
+                         fallback_to_max=True)["im"]
+    assert w.class_ids == [8] and w.objects[0].points == (Point((30.0, 10.0)),)
+    with pytest.raises(WeakLabelError, match="im.npy.*max_points"):
+        read_weak_labels(tmp_path, "cams", max_points=0)
 
 
 def test_read_cam_npy_with_sidecar_and_argument(tmp_path):
@@ -452,3 +478,61 @@ def test_check_within_image_shape():
     sized = WeakLabels("im", "boxes", image_shape=(10, 20), source="a.xml")
     with pytest.raises(WeakLabelError, match="labels are for a 20 x 10 image"):
         sized.check_within((20, 10))
+
+
+def test_every_reader_records_where_each_object_is(tmp_path):
+    """Origins let the pipeline name an object by its line/element, not its merged index."""
+    txt = read_scribbles_txt(write(tmp_path / "a.txt", "# c\n8,1,1,5,5\n0,1,1,2,2\n12,3,3,4,4\n"))
+    w = txt["a"]
+    assert w.origins == ("line 2", "line 4") and w.background_origins == ("line 3",)
+    assert w.where_is(1) == "object 2 (line 4, class 12)"
+    xml = read_scribbles_xml(write(tmp_path / "a_scribble.xml", XML_SCRIBBLE))["2007_000032"]
+    assert xml.origins == ("<polygon> #1", "<polygon> #3")
+    arr = np.full((6, 8), 255, np.uint8)
+    arr[1, 1:4] = 8
+    arr[4, 5:7] = 8
+    Image.fromarray(arr, mode="L").save(tmp_path / "p.png")
+    png = read_scribbles_png(tmp_path / "p.png")["p"]
+    assert png.origins == ("value 8, stroke 1 (rows 1-1, cols 1-3)",
+                           "value 8, stroke 2 (rows 4-4, cols 5-6)")
+    cams = np.zeros((3, 10, 10), np.float32)
+    cams[2, 5, 5] = 1.0
+    np.save(tmp_path / "c.npy", cams)
+    write(tmp_path / "c.json", json.dumps({"classes": ["cat", "dog", "cow"], "labels": ["cow"]}))
+    assert read_cam_npy(tmp_path / "c.npy")["c"].origins == ("channel 2",)  # the file's channel
+    boxes = read_boxes_json(write(tmp_path / "bx.json", json.dumps(
+        [{"cls": 8, "bbox": [1, 1, 5, 5]}, ["dog", 2, 2, 6, 6]])))["bx"]
+    assert boxes.origins == ("image 'bx', object 0", "image 'bx', object 1")
+    # merging files keeps each object's file in its origin; a round trip keeps origins
+    merged = txt["a"].merged_with(WeakLabels("a", "scribbles", (ObjectPrompts(1, 3, (
+        Scribble([[1, 1], [2, 2]]),)),), source=str(tmp_path / "b.txt")))
+    assert merged.origins == ("a.txt: line 2", "a.txt: line 4", "b.txt: object 1")
+    assert merged.describe_unit(12) == "class 12: a.txt: line 4"
+    assert WeakLabels.from_dict(json.loads(json.dumps(merged.to_dict()))) == merged
+    with pytest.raises(ValueError, match="1 origins for 2 prompts"):
+        WeakLabels("a", "scribbles", w.objects, origins=("line 1",))
+
+
+def test_on_error_reports_bad_files_and_images_and_reading_goes_on(tmp_path):
+    write(tmp_path / "a_scribble.txt", "8,1,1,5,5\n")
+    write(tmp_path / "b_scribble.txt", "8,1,1,5,5\n,,,\n")        # bad file: image b
+    write(tmp_path / "c.txt", "8,1,1,5,5\n")
+    write(tmp_path / "c.xml", "<annotation><polygon>")              # c has a bad second file
+    errors = []
+    labels = read_weak_labels(tmp_path, "scribbles", on_error=errors.append)
+    assert list(labels) == ["a"]  # c left out: its labels would be incomplete
+    assert sorted(e.image_id for e in errors) == ["b", "c"]
+    assert any("b_scribble.txt" in str(e) and "line 2" in str(e) for e in errors)
+    with pytest.raises(WeakLabelError, match="b_scribble.txt"):
+        read_weak_labels(tmp_path, "scribbles")  # without on_error the first bad file raises
+    # in a dataset file, one bad image does not take the others with it
+    pts = write(tmp_path / "all.json", json.dumps({"x1": [{"x": 1, "y": 1, "cls": 8}],
+                                                   "x2": [{"x": 1, "cls": 8}]}))
+    errors.clear()
+    assert list(read_weak_labels(pts, "points", on_error=errors.append)) == ["x1"]
+    assert [(e.image_id, e.where) for e in errors] == [("x2", "image 'x2', entry 0")]
+    bxs = write(tmp_path / "bx.json", json.dumps({"y1": [["cat", 1, 1, 4, 4]],
+                                                  "y2": [["nope", 1, 1, 4, 4]]}))
+    errors.clear()
+    assert list(read_weak_labels(bxs, "boxes", on_error=errors.append)) == ["y1"]
+    assert [e.image_id for e in errors] == ["y2"]

@@ -215,7 +215,8 @@ def test_failing_images_are_listed_and_skipped(tmp_path):
     assert report.done == ["img0"]
     assert set(report.failed) == {"img1", "img2", "ghost"}
     assert "img1.png" in report.failed["img1"]
-    assert "outside the 64 x 80 image" in report.failed["img2"]
+    assert ("bad.json (object 1 (class 8)): point lies outside the 80 x 64 image"
+            in report.failed["img2"])
     assert "no image file" in report.failed["ghost"]
     assert report.unlabelled == ["unlabelled"]
     assert json.loads((tmp_path / "out" / "failures.json").read_text()) == report.failed
@@ -287,3 +288,125 @@ def test_engine_error_on_one_image_does_not_stop_the_run(tmp_path):
     assert sorted(report.done) == ["img0", "img2"]
     msg = report.failed["img1"]
     assert msg.startswith("RuntimeError: device lost") and "test_pipeline.py:" in msg
+
+
+def test_scribble_outside_the_image_fails_the_image_naming_file_and_line(tmp_path):
+    """A stroke outside the image was dropped silently and the image marked done; no more."""
+    from napari_samlabel.io.weak import read_weak_labels
+
+    img_dir, _, _ = make_dataset(tmp_path, n=2, kind="scribbles")
+    weak_dir = tmp_path / "weak"
+    weak_dir.mkdir()
+    # img0: the dog's stroke (line 3) lies wholly right of the 80-pixel-wide image
+    (weak_dir / "img0_scribble.txt").write_text(
+        "# cat, then dog\n8,20,30,30,30\n12,200,30,210,35\n0,2,60,70,60\n")
+    (weak_dir / "img1_scribble.txt").write_text("8,20,30,30,30\n0,2,60,70,60\n")
+    weak = read_weak_labels(weak_dir, "scribbles")
+    report = pseudo_label(img_dir, weak, tmp_path / "out", DiskEngine(), kind="scribbles")
+    assert report.done == ["img1"] and list(report.failed) == ["img0"]
+    msg = report.failed["img0"]
+    assert "img0_scribble.txt" in msg and "line 3" in msg and "class 12" in msg
+    assert "outside the 80 x 64 image" in msg
+    assert not (tmp_path / "out" / "scores" / "img0.json").exists()
+
+
+def test_points_of_a_class_name_their_entries_in_errors(tmp_path):
+    """Units of a by-class policy merge entries; a policy error still names file and entries."""
+    from napari_samlabel.io.weak import read_weak_labels
+
+    img_dir, _, _ = make_dataset(tmp_path, n=1)
+    path = tmp_path / "pts.json"
+    path.write_text(json.dumps({"img0": [{"x": 20, "y": 30, "cls": 8, "rank": 1},
+                                         {"x": 70, "y": 40, "cls": 15, "rank": 1},
+                                         {"x": 79.4, "y": 63.4, "cls": 8, "rank": 2}]}))
+    weak = read_weak_labels(path, "points")
+    assert weak["img0"].origins == ("image 'img0', entry 0", "image 'img0', entry 2",
+                                    "image 'img0', entry 1")
+    assert (weak["img0"].describe_unit(CAT)
+            == "class 8: image 'img0', entry 0, image 'img0', entry 2")
+
+    class Refusing(DiskEngine):
+        def predict(self, inputs):
+            if len(inputs.point_coords) > 1:
+                raise ValueError("too many points for this engine")
+            return super().predict(inputs)
+
+    report = pseudo_label(img_dir, weak, tmp_path / "out", Refusing(),
+                          policy=get_policy("points", iterative=False))
+    msg = report.failed["img0"]
+    assert "pts.json" in msg and "class 8 (cat)" in msg and "entry 2" in msg
+    assert "too many points" in msg
+    # a point past the border names its own entry
+    path.write_text(json.dumps({"img0": [{"x": 20, "y": 30, "cls": 8},
+                                         {"x": 20, "y": 300, "cls": 15}]}))
+    report = pseudo_label(img_dir, read_weak_labels(path, "points"), tmp_path / "out2",
+                          DiskEngine())
+    assert "pts.json (object 2 (image 'img0', entry 1, class 15))" in report.failed["img0"]
+
+
+def test_unreadable_weak_labels_fail_their_image_and_the_run_goes_on(tmp_path):
+    img_dir, weak, _ = make_dataset(tmp_path, n=3)
+    report = pseudo_label(img_dir, {k: v for k, v in weak.items() if k != "img1"},
+                          tmp_path / "out", DiskEngine(),
+                          input_errors={"img1": "img1.txt (line 2): bad", "img2": "x.xml: bad"})
+    assert report.done == ["img0"] and report.unlabelled == []
+    assert report.failed == {"img1": "weak labels: img1.txt (line 2): bad",
+                             "img2": "weak labels: x.xml: bad"}  # img2's other labels unused
+    assert json.loads((tmp_path / "out" / "failures.json").read_text()) == report.failed
+
+
+def test_resume_key_is_the_weights_not_the_paths(tmp_path, tiny_checkpoint):
+    """Another --cache reuses results; other weights at the same path redo them."""
+    import shutil
+
+    from napari_samlabel.pseudo.engines import EngineSpec
+
+    img_dir, weak, _ = make_dataset(tmp_path, n=1)
+    ckpt = tmp_path / "weights.pth"
+    shutil.copy(tiny_checkpoint, ckpt)
+
+    def run(cache: str):
+        spec = EngineSpec.sam("vit_tiny_test", ckpt, cache=None, device="cpu",
+                              cache_dir=str(tmp_path / cache))
+        return pseudo_label(img_dir, weak, tmp_path / "out", spec, export=False)
+
+    assert run("cache-a").done == ["img0"]
+    assert run("cache-b").skipped == ["img0"]  # same weights, another cache folder
+    run_json = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run_json["model_id"].startswith("vit_tiny_test:")
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu")
+    key = next(k for k, v in state.items() if v.dtype.is_floating_point)
+    state[key] = state[key] + 1.0
+    torch.save(state, ckpt)  # other weights at the same path
+    again = run("cache-b")
+    assert again.done == ["img0"]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["model_id"] != \
+        run_json["model_id"]
+
+
+def test_records_carry_stability_and_candidate_iou_spread(tmp_path):
+    from napari_samlabel.engine.fakes import mask_to_lowres_logits
+    from napari_samlabel.engine.quality import stability_score
+
+    img_dir, weak, _ = make_dataset(tmp_path, n=1)
+    image = load_image(img_dir / "img0.png")
+    eng = DiskEngine(radius=6, ious=(0.3, 0.5, 0.9))
+    _, _, records = label_image(eng, image, weak["img0"], "points")
+    for rec in records:
+        assert rec["iou_spread"] == pytest.approx(0.6)
+        assert 0.0 < rec["stability"] <= 1.0
+    # the stability is that of the chosen (whole) mask's logits, not a constant
+    eng.set_image(image)
+    pred = eng.predict(eng.calls[0])
+    assert records[0]["stability"] == pytest.approx(stability_score(pred.low_res_logits[2]),
+                                                    abs=1e-6)
+    assert stability_score(mask_to_lowres_logits(np.zeros(SHAPE, bool))) == 0.0
+    # one candidate (single-mask head): no spread; no decode at all: no stability either
+    _, _, single = label_image(eng, image, weak["img0"], get_policy("points",
+                                                                     multimask_choice="single"))
+    assert all(r["iou_spread"] is None and r["stability"] is not None for r in single)
+    empty = WeakLabels("img0", "points", (ObjectPrompts(1, CAT, ()),))
+    _, _, none = label_image(eng, image, empty, "points")
+    assert none[0]["stability"] is None and none[0]["iou_spread"] is None

@@ -90,3 +90,19 @@ def test_replay_with_the_tiny_sam(tmp_path, project, tiny_checkpoint):
     obj = Project.open(tmp_path / "new").read_objects("im0")[0]
     assert obj.model_id == eng.model_id and obj.mask.shape == SHAPE
     assert obj.score is not None and 0 <= obj.score <= 1.5
+
+
+def test_objects_without_prompts_are_kept_as_they_were(tmp_path, project):
+    """A refined (or imported) object has no prompts: replay must not empty its mask."""
+    refined = np.zeros(SHAPE, bool)
+    refined[20:30, 20:40] = True
+    doc = AnnotationDocument("im2", SHAPE, [AnnotatedObject(1, 2, refined, (), None, "sepl:m"),
+                                            AnnotatedObject(2, 1, refined[::-1].copy(),
+                                                            (Point((25, 30)),), 0.9, "m")])
+    project.save_document(doc)
+    report = replay_project(project, DiskEngine(radius=3), out=tmp_path / "new")
+    assert report.unprompted == [("im2", 1)] and ("im2", 1) not in report.empty
+    assert "1 without prompts kept" in report.summary()
+    new = {o.object_id: o for o in Project.open(tmp_path / "new").read_objects("im2")}
+    np.testing.assert_array_equal(new[1].mask, refined)
+    assert new[1].model_id == "sepl:m" and new[2].model_id == "fake-disk"

@@ -161,6 +161,23 @@ def test_bad_image_and_params():
         AutoMaskParams(level_iou_offset=(0.1, 0.2))
     with pytest.raises(ValueError, match="points_per_side"):
         AutoMaskParams(points_per_side=0)
+    with pytest.raises(ValueError, match="points_per_side must be a whole number"):
+        AutoMaskParams(points_per_side=8.5)
+
+
+def test_params_key_does_not_depend_on_how_numbers_are_written(tmp_path):
+    """0 and 0.0 (or 1 and 1.0, or numpy integers) are the same parameter: one cache entry."""
+    a = AutoMaskParams(points_per_side=np.int64(16), pred_iou_thresh=0, stability_score_thresh=1,
+                       level_iou_offset=(0, 0, 1), crop_n_layers=0.0)
+    b = AutoMaskParams(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=1.0,
+                       level_iou_offset=(0.0, 0.0, 1.0), crop_n_layers=0)
+    assert a.key() == b.key() and a.to_json() == b.to_json()
+    cache = AutoMaskCache(tmp_path)
+    img = np.zeros((4, 4, 3), np.uint8)
+    assert cache.path_for("m", img, a) == cache.path_for("m", img, b)
+    # a real difference still changes the key; the batch size (speed only) does not
+    assert AutoMaskParams(pred_iou_thresh=0.5).key() != b.key()
+    assert AutoMaskParams(points_per_batch=8).key() == AutoMaskParams().key()
 
 
 @pytest.mark.slow

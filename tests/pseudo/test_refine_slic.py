@@ -7,6 +7,7 @@ from napari_samlabel.pseudo.refine import (
     adaptive_threshold,
     label_confidence,
     mark_low_confidence,
+    object_confidence,
     slic_refine,
     snap_to_superpixels,
     superpixels,
@@ -122,3 +123,29 @@ def test_bad_inputs(segments, coarse):
     with pytest.raises(ValueError, match="either confidence or maps"):
         slic_refine(np.zeros((4, 10, 3), np.uint8), coarse, np.ones((4, 10)),
                     maps=np.ones((1, 4, 10)), class_ids=[1])
+
+
+def test_object_confidence_voids_the_least_trusted_sam_masks():
+    """SLIC with SAM's per-object predicted IoU as the confidence source (no CAMs needed)."""
+    inst = np.zeros((10, 10), dtype=np.uint8)
+    inst[0:2, :] = 1   # 20 px, IoU 0.95
+    inst[2:4, :] = 2   # 20 px, IoU 0.40: the worst object
+    inst[4:6, :] = 3   # 20 px, IoU 0.80
+    inst[6, :] = 4     # no score (an imported object): kept, like the background
+    inst[9, 9] = 255
+    conf = object_confidence(inst, {1: 0.95, 2: 0.4, 3: 0.8, 4: None})
+    assert conf[0, 0] == 0.95 and conf[2, 0] == 0.4 and np.isinf(conf[8, 0])
+    assert np.isinf(conf[6, 0]) and np.isnan(conf[9, 9])
+    labels = np.where(inst == 255, 255, np.where(inst > 0, 7, 0)).astype(np.uint8)
+    out = mark_low_confidence(labels, conf, 0.3)  # ranked: 60 scored pixels -> 18th = 0.4
+    assert (out[2:4] == 7).all()  # ties at the threshold are kept
+    out = mark_low_confidence(labels, conf, 0.4)  # 24th of 60 -> 0.8
+    assert (out[2:4] == 255).all() and (out[0:2] == 7).all() and (out[4:6] == 7).all()
+    assert (out[7:9] == 0).all() and (out[6] == 7).all()  # background, unscored: kept
+    # only background and void: nothing to rank, background stays
+    bg = mark_low_confidence(np.zeros((2, 2), np.uint8),
+                             object_confidence(np.array([[0, 0], [0, 255]], np.uint8), {}))
+    assert bg.tolist() == [[0, 0], [0, 255]]
+    out = slic_refine(np.zeros((10, 10, 3), np.uint8), labels, conf, ignore_ratio=0.4,
+                      segments=np.arange(100).reshape(10, 10))
+    assert (out[2:4] == 255).all() and (out[0:2] == 7).all()

@@ -25,6 +25,7 @@ from typing import Any
 
 from napari_samlabel.core.classes import ClassTable, as_class_table
 
+from ._files import image_id_from_path
 from ._types import KINDS, WeakLabelError, WeakLabels, renumber
 from .boxes import read_boxes_json, read_boxes_voc_xml
 from .cams import cam_peak_points, read_cam_npy
@@ -37,13 +38,17 @@ from .scribbles import (
 )
 
 __all__ = [
-    "KINDS", "WeakLabelError", "WeakLabels", "cam_peak_points", "mask_to_polylines",
+    "KINDS", "ErrorHandler", "WeakLabelError", "WeakLabels", "cam_peak_points", "mask_to_polylines",
     "read_boxes_json", "read_boxes_voc_xml", "read_cam_npy", "read_points_json",
     "read_scribbles_png", "read_scribbles_txt", "read_scribbles_xml", "read_weak_labels",
     "renumber",
 ]
 
 Reader = Callable[..., dict[str, WeakLabels]]
+#: Readers of files that can hold many images; they report a bad image and go on.
+_DATASET_READERS = (read_points_json, read_boxes_json)
+#: Called with each file's (or, in a dataset file, each image's) error when reading goes on.
+ErrorHandler = Callable[[WeakLabelError], None]
 
 READERS: dict[str, dict[str, Reader]] = {
     "points": {".json": read_points_json},
@@ -55,7 +60,8 @@ READERS: dict[str, dict[str, Reader]] = {
 
 
 def read_weak_labels(path: str | Path, kind: str,
-                     classes: ClassTable | list[str] | None = None, **options: Any
+                     classes: ClassTable | list[str] | None = None, *,
+                     on_error: ErrorHandler | None = None, **options: Any
                      ) -> dict[str, WeakLabels]:
     """Read the weak labels of a file or of every matching file in a directory.
 
@@ -69,9 +75,17 @@ def read_weak_labels(path: str | Path, kind: str,
         ``"points"``, ``"scribbles"``, ``"boxes"`` or ``"cams"``.
     classes : ClassTable or list of str, optional
         The class table; VOC by default.
+    on_error : callable, optional
+        Without it the first bad file raises. With it, a bad file (or, in a dataset file
+        holding many images, one image's bad entries) is handed to ``on_error`` as a
+        :class:`WeakLabelError` whose ``image_id`` says which image it concerns (the id in
+        a dataset file, else the file's stem without a kind suffix), and reading goes on
+        with the other files: one bad file must not stop a dataset run. Such an image is
+        left out of the result even when another file gave it labels, since its labels
+        would be incomplete.
     **options
         Passed to the CAM reader: ``cam_classes``, ``threshold``, ``min_distance``,
-        ``max_points``.
+        ``max_points``, ``fallback_to_max``.
 
     Returns
     -------
@@ -81,7 +95,8 @@ def read_weak_labels(path: str | Path, kind: str,
     Raises
     ------
     WeakLabelError
-        On bad content, an unsupported file suffix, or a directory with no matching file.
+        On bad content (without ``on_error``), an unsupported file suffix, or a directory
+        with no matching file.
     FileNotFoundError
         When ``path`` does not exist.
     """
@@ -108,8 +123,28 @@ def read_weak_labels(path: str | Path, kind: str,
                                  f"{', '.join(readers)}")
         files = [path]
     result: dict[str, WeakLabels] = {}
+    failed: set[str] = set()
+
+    def handle(exc: WeakLabelError) -> None:
+        failed.add(str(exc.image_id))
+        assert on_error is not None
+        on_error(exc)
+
     for f in files:
-        for image_id, labels in readers[f.suffix.lower()](f, table, **options).items():
+        reader = readers[f.suffix.lower()]
+        try:
+            if on_error is not None and reader in _DATASET_READERS:
+                got = reader(f, table, on_error=handle, **options)
+            else:
+                got = reader(f, table, **options)
+        except WeakLabelError as exc:
+            if on_error is None:
+                raise
+            if exc.image_id is None:
+                exc.image_id = image_id_from_path(f)
+            handle(exc)
+            continue
+        for image_id, labels in got.items():
             result[image_id] = (result[image_id].merged_with(labels) if image_id in result
                                 else labels)
-    return dict(sorted(result.items()))
+    return {k: v for k, v in sorted(result.items()) if k not in failed}

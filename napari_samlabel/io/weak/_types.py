@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,17 @@ class WeakLabelError(ValueError):
         What is wrong, in words a user can act on.
     where : str, optional
         The line or element (``"line 3"``, ``"<object> #2"``, ``"image '2008_000003', entry 4"``).
+    image_id : str, optional
+        The image the problem belongs to, when known (a dataset file holds many images;
+        :func:`~napari_samlabel.io.weak.read_weak_labels` reports failures per image).
     """
 
-    def __init__(self, path: str | Path, problem: str, where: str | None = None) -> None:
+    def __init__(self, path: str | Path, problem: str, where: str | None = None,
+                 image_id: str | None = None) -> None:
         self.path = str(path)
         self.problem = problem
         self.where = where
+        self.image_id = image_id
         place = f" ({where})" if where else ""
         super().__init__(f"{self.path}{place}: {problem}")
 
@@ -75,6 +80,12 @@ class WeakLabels:
     image_shape : tuple of int or None
         ``(height, width)`` when the source states it (VOC XML ``<size>``, CAM arrays,
         scribble PNGs); None otherwise.
+    origins : tuple of str
+        Where each object is in its source (``"line 3"``, ``"<object> #2"``,
+        ``"image 'a', entries 0, 4"``, ``"channel 1"``), parallel to ``objects``; empty when
+        unknown. Error messages of the pipeline name objects by it.
+    background_origins : tuple of str
+        The same for ``background``.
 
     Notes
     -----
@@ -92,12 +103,22 @@ class WeakLabels:
     background: tuple[Prompt, ...] = ()
     source: str = ""
     image_shape: tuple[int, int] | None = field(default=None)
+    origins: tuple[str, ...] = ()
+    background_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown weak-label kind {self.kind!r}; expected one of {KINDS}")
         object.__setattr__(self, "objects", tuple(self.objects))
         object.__setattr__(self, "background", tuple(self.background))
+        object.__setattr__(self, "origins", tuple(str(o) for o in self.origins))
+        object.__setattr__(self, "background_origins",
+                           tuple(str(o) for o in self.background_origins))
+        for name, items in (("origins", self.objects), ("background_origins",
+                                                        self.background)):
+            have = len(getattr(self, name))
+            if have not in (0, len(items)):
+                raise ValueError(f"{self.image_id!r}: {have} {name} for {len(items)} prompts")
         for obj in self.objects:
             if obj.class_id < 1:
                 raise ValueError(f"object {obj.object_id} of {self.image_id!r} has class "
@@ -157,15 +178,51 @@ class WeakLabels:
         return tuple(out)
 
     def merged_with(self, other: WeakLabels) -> WeakLabels:
-        """Combine the labels of the same image read from two files (objects renumbered)."""
+        """Combine the labels of the same image read from two files (objects renumbered).
+
+        Origins are prefixed with their file's name, so that a message still says which
+        file an object came from.
+        """
         if other.image_id != self.image_id or other.kind != self.kind:
             raise ValueError(f"cannot merge {self.kind} of {self.image_id!r} with "
                              f"{other.kind} of {other.image_id!r}")
         objects = renumber(self.objects + other.objects)
         sources = ", ".join(s for s in (self.source, other.source) if s)
+        a, b = self._tagged(), other._tagged()
         return replace(self, objects=objects,
                        background=self.background + other.background, source=sources,
-                       image_shape=self.image_shape or other.image_shape)
+                       image_shape=self.image_shape or other.image_shape,
+                       origins=a[0] + b[0], background_origins=a[1] + b[1])
+
+    def _tagged(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Origins as ``"file: where"`` (once per file; a merged label keeps its own)."""
+        single = bool(self.source) and ", " not in self.source
+        name = Path(self.source).name if single else ""
+
+        def tag(origins: tuple[str, ...], n: int, what: str) -> tuple[str, ...]:
+            items = origins or tuple(f"{what} {i}" for i in range(1, n + 1))
+            return tuple(f"{name}: {o}" for o in items) if name else items
+
+        return (tag(self.origins, len(self.objects), "object"),
+                tag(self.background_origins, len(self.background), "background prompt"))
+
+    def where_is(self, index: int) -> str:
+        """Name object ``index`` (0-based) for messages: ``"object 2 (line 3, class 15)"``."""
+        o = self.objects[index]
+        origin = f"{self.origins[index]}, " if self.origins else ""
+        return f"object {o.object_id} ({origin}class {o.class_id})"
+
+    def describe_unit(self, class_id: int, classes: ClassTable | None = None) -> str:
+        """Name the class unit of a by-class policy: its class and where its objects are.
+
+        ``"class 15 (person): line 1, line 4"``.
+        """
+        name = classes.name(class_id) if classes is not None and class_id < len(classes) \
+            else None
+        where = [self.origins[i] if self.origins else f"object {o.object_id}"
+                 for i, o in enumerate(self.objects) if o.class_id == class_id]
+        return (f"class {class_id}" + (f" ({name})" if name else "")
+                + (f": {', '.join(where)}" if where else ""))
 
     def check_within(self, shape: tuple[int, int]) -> None:
         """Check that the prompts fit an image of ``shape`` ``(height, width)``.
@@ -185,9 +242,10 @@ class WeakLabels:
                                  f"labels are for a {self.image_shape[1]} x "
                                  f"{self.image_shape[0]} image but image {self.image_id!r} "
                                  f"is {int(w)} x {int(h)} (width x height)")
-        items = [(f"object {o.object_id} (class {o.class_id})", p)
-                 for o in self.objects for p in o.prompts]
-        items += [("background prompt", p) for p in self.background]
+        items = [(self.where_is(i), p) for i, o in enumerate(self.objects) for p in o.prompts]
+        items += [(f"background prompt {k + 1}"
+                   + (f" ({self.background_origins[k]})" if self.background_origins else ""), p)
+                  for k, p in enumerate(self.background)]
         for where, p in items:
             if isinstance(p, Box):
                 bad = (p.top_left[0] > h - 0.5 or p.top_left[1] > w - 0.5
@@ -217,7 +275,9 @@ class WeakLabels:
                 "objects": [o.to_dict() for o in self.objects],
                 "background": [p.to_dict() for p in self.background],
                 "source": self.source,
-                "image_shape": list(self.image_shape) if self.image_shape else None}
+                "image_shape": list(self.image_shape) if self.image_shape else None,
+                "origins": list(self.origins),
+                "background_origins": list(self.background_origins)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeakLabels:
@@ -228,7 +288,9 @@ class WeakLabels:
                        tuple(ObjectPrompts.from_dict(o) for o in data.get("objects", [])),
                        tuple(prompt_from_dict(p) for p in data.get("background", [])),
                        str(data.get("source", "")),
-                       (int(shape[0]), int(shape[1])) if shape else None)
+                       (int(shape[0]), int(shape[1])) if shape else None,
+                       tuple(data.get("origins", ())),
+                       tuple(data.get("background_origins", ())))
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"bad weak-label record: {exc!r}") from exc
 
@@ -267,3 +329,21 @@ def resolve_class(classes: ClassTable, value: Any, path: str | Path, where: str)
         raise WeakLabelError(path, str(exc.args[0]), where) from None
 
 
+
+
+def per_image(data: Mapping[str, Any], read: Callable[[str, Any], WeakLabels],
+              on_error: Callable[[WeakLabelError], None] | None) -> dict[str, WeakLabels]:
+    """Read each image of a dataset file.
+
+    With ``on_error``, a bad image is reported and left out instead of failing the file.
+    """
+    out: dict[str, WeakLabels] = {}
+    for key, value in data.items():
+        try:
+            out[str(key)] = read(str(key), value)
+        except WeakLabelError as exc:
+            if on_error is None:
+                raise
+            exc.image_id = str(key)
+            on_error(exc)
+    return out

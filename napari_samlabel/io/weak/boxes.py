@@ -27,6 +27,7 @@ no negative points).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from napari_samlabel.core.coords import xyxy_to_box_rc
 from napari_samlabel.core.prompts import Box, ObjectPrompts
 
 from ._files import image_id_from_path, normalise_image_id, parse_xml, xml_number
-from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
+from ._types import WeakLabelError, WeakLabels, per_image, renumber, resolve_class
 from .points import _load_json
 
 _CLASS_KEYS = ("name", "cls", "class")
@@ -99,7 +100,7 @@ def read_boxes_voc_xml(path: str | Path, classes: ClassTable | None = None
                  int(xml_number(size, "width", path, "<size>")))
         if shape[0] <= 0 or shape[1] <= 0:
             shape = None  # some exporters write 0 x 0 when unknown
-    objects = []
+    objects, origins = [], []
     for k, obj in enumerate(root.findall("object"), start=1):
         where = f"<object> #{k}"
         name = obj.findtext("name")
@@ -114,7 +115,9 @@ def read_boxes_voc_xml(path: str | Path, classes: ClassTable | None = None
         xyxy = [xml_number(bnd, t, path, f"{where} <bndbox>")
                 for t in ("xmin", "ymin", "xmax", "ymax")]
         objects.append(ObjectPrompts(0, cid, (box_from_xyxy(xyxy, 1, path, where, shape),)))
-    return {image_id: WeakLabels(image_id, "boxes", renumber(objects), (), str(path), shape)}
+        origins.append(where)
+    return {image_id: WeakLabels(image_id, "boxes", renumber(objects), (), str(path), shape,
+                                 tuple(origins))}
 
 
 def _object_from_json(entry: Any, index_base: int, classes: ClassTable, path: Path,
@@ -144,15 +147,19 @@ def _boxes_from_list(entries: Any, image_id: str, index_base: int, classes: Clas
     if not isinstance(entries, list):
         raise WeakLabelError(path, f"the boxes of an image must be a list, got "
                              f"{type(entries).__name__}", f"image {image_id!r}")
-    objects = [_object_from_json(e, index_base, classes, path,
-                                 f"image {image_id!r}, object {i}")
-               for i, e in enumerate(entries)]
-    return WeakLabels(image_id, "boxes", renumber(objects), (), str(path))
+    origins = tuple(f"image {image_id!r}, object {i}" for i in range(len(entries)))
+    objects = [_object_from_json(e, index_base, classes, path, where)
+               for e, where in zip(entries, origins, strict=True)]
+    return WeakLabels(image_id, "boxes", renumber(objects), (), str(path), origins=origins)
 
 
-def read_boxes_json(path: str | Path, classes: ClassTable | None = None
+def read_boxes_json(path: str | Path, classes: ClassTable | None = None, *,
+                    on_error: Callable[[WeakLabelError], None] | None = None
                     ) -> dict[str, WeakLabels]:
     """Read box labels from JSON (layouts and the ``index_base`` rule in the module doc).
+
+    ``on_error``: as in :func:`~napari_samlabel.io.weak.points.read_points_json` (a bad
+    image of a file holding several images is reported and left out).
 
     Raises
     ------
@@ -174,5 +181,6 @@ def read_boxes_json(path: str | Path, classes: ClassTable | None = None
         image_id = normalise_image_id(data.get("image") or image_id_from_path(path))
         return {image_id: _boxes_from_list(data["objects"], image_id, index_base, classes,
                                            path)}
-    return {str(k): _boxes_from_list(v, str(k), index_base, classes, path)
-            for k, v in data.items() if k != "index_base"}
+    images = {k: v for k, v in data.items() if k != "index_base"}
+    return per_image(images, lambda k, v: _boxes_from_list(v, k, index_base, classes, path),
+                     on_error)

@@ -20,7 +20,16 @@ Peak-point policy
 The seed paper (Jiang & Yang 2023) prompts SAM with the local maxima of each class's CAM
 that lie above a confidence threshold, and adds the other classes' points as negatives.
 :func:`cam_peak_points` implements that with :func:`skimage.feature.peak_local_max`; the
-negatives come from :meth:`WeakLabels.negatives_for`.
+negatives come from :meth:`WeakLabels.negatives_for`. By default every local maximum above the
+threshold is a point, as the rule states. Two extensions beyond the paper are options, off by
+default:
+
+- ``max_points=N`` keeps only the ``N`` highest peaks of a class: a noisy CAM can have dozens
+  of weak maxima, each a positive point that can pull SAM onto the background;
+- ``fallback_to_max=True`` gives a class whose CAM has no peak above the threshold its
+  global maximum as one point: the image-level label says the class is present, and without
+  a point it gets no mask at all. (With ``normalize=True``, the default, every channel with a
+  positive value peaks at 1.0, so this matters only for unnormalised maps or a threshold of 1.)
 """
 
 from __future__ import annotations
@@ -39,12 +48,14 @@ from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
 #: Defaults of the peak-point policy (the paper gives no numbers; these suit max-normalised CAMs).
 CAM_THRESHOLD = 0.5
 CAM_MIN_DISTANCE = 10
-CAM_MAX_POINTS = 5
+#: No cap and no fallback by default: the rule as the paper states it (see the module notes).
+CAM_MAX_POINTS: int | None = None
+CAM_FALLBACK_TO_MAX = False
 
 
 def cam_peak_points(cams: np.ndarray, classes: Sequence[int], threshold: float = CAM_THRESHOLD,
                     min_distance: int = CAM_MIN_DISTANCE, max_points: int | None = CAM_MAX_POINTS,
-                    normalize: bool = True, fallback_to_max: bool = True
+                    normalize: bool = True, fallback_to_max: bool = CAM_FALLBACK_TO_MAX
                     ) -> list[ObjectPrompts]:
     """Positive peak points per class from class activation maps.
 
@@ -61,13 +72,15 @@ def cam_peak_points(cams: np.ndarray, classes: Sequence[int], threshold: float =
         Minimum distance in pixels between two peaks of a class (``peak_local_max``'s
         ``min_distance``). Default 10.
     max_points : int or None
-        Keep at most this many peaks per class, highest first. Default 5; None keeps all.
+        Keep at most this many peaks per class, highest first (an extension, see the
+        module notes). Default None: every peak above the threshold.
     normalize : bool
         Clip negative activations to 0 and divide each channel by its maximum, as CAM
         methods do before thresholding. Default True.
     fallback_to_max : bool
         When no peak clears the threshold, use the channel's global maximum (the class is
-        known to be present from the image-level label). Default True.
+        known to be present from the image-level label; an extension, see the module
+        notes). Default False: such a class gets no point.
 
     Returns
     -------
@@ -87,6 +100,8 @@ def cam_peak_points(cams: np.ndarray, classes: Sequence[int], threshold: float =
         raise ValueError(f"{cams.shape[0]} CAM channels but {len(classes)} classes given")
     if min_distance < 1:
         raise ValueError(f"min_distance must be >= 1, got {min_distance}")
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points must be >= 1 or None, got {max_points}")
     objects = []
     for cam, cid in zip(cams, classes, strict=True):
         if int(cid) == 0:
@@ -134,7 +149,8 @@ def _sidecar(path: Path) -> tuple[list | None, list | None]:
 def read_cam_npy(path: str | Path, classes: ClassTable | None = None, *,
                  cam_classes: Sequence[int | str] | None = None,
                  threshold: float = CAM_THRESHOLD, min_distance: int = CAM_MIN_DISTANCE,
-                 max_points: int | None = CAM_MAX_POINTS) -> dict[str, WeakLabels]:
+                 max_points: int | None = CAM_MAX_POINTS,
+                 fallback_to_max: bool = CAM_FALLBACK_TO_MAX) -> dict[str, WeakLabels]:
     """Read ``<id>.npy`` CAMs and turn them into peak points (see :func:`cam_peak_points`).
 
     Raises
@@ -165,13 +181,19 @@ def read_cam_npy(path: str | Path, classes: ClassTable | None = None, *,
     if len(names) != cams.shape[0]:
         raise WeakLabelError(path, f"{cams.shape[0]} channels but {len(names)} classes listed")
     ids = [resolve_class(classes, n, path, f"channel {i}") for i, n in enumerate(names)]
+    channels = list(range(len(ids)))
     if labels is not None:
         # Image-level labels: CAMs of absent classes give no points.
         present = {resolve_class(classes, n, path, "labels") for n in labels}
         keep = [i for i, cid in enumerate(ids) if cid in present]
-        cams, ids = cams[keep], [ids[i] for i in keep]
-    objects = cam_peak_points(cams, ids, threshold=threshold, min_distance=min_distance,
-                              max_points=max_points)
+        cams, ids, channels = cams[keep], [ids[i] for i in keep], keep
+    try:
+        objects = cam_peak_points(cams, ids, threshold=threshold, min_distance=min_distance,
+                                  max_points=max_points, fallback_to_max=fallback_to_max)
+    except ValueError as exc:
+        raise WeakLabelError(path, str(exc)) from None
     image_id = path.stem
+    channel = {cid: ch for ch, cid in reversed(list(zip(channels, ids, strict=True)))}
+    origins = tuple(f"channel {channel[o.class_id]}" for o in objects)
     return {image_id: WeakLabels(image_id, "cams", tuple(objects), (), str(path),
-                                 (int(cams.shape[1]), int(cams.shape[2])))}
+                                 (int(cams.shape[1]), int(cams.shape[2])), origins)}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from napari_samlabel.core.coords import xy_to_rc
 from napari_samlabel.core.prompts import ObjectPrompts, Point
 
 from ._files import image_id_from_path, normalise_image_id
-from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
+from ._types import WeakLabelError, WeakLabels, per_image, renumber, resolve_class
 
 
 def _load_json(path: Path) -> Any:
@@ -77,7 +78,9 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
         raise WeakLabelError(path, f"the points of an image must be a list, got "
                              f"{type(entries).__name__}", f"image {image_id!r}")
     groups: dict[tuple[int, float, int], list[Point]] = {}
+    entry_of: dict[tuple[int, float, int], list[int]] = {}
     background: list[Point] = []
+    background_at: list[str] = []
     for i, entry in enumerate(entries):
         where = f"image {image_id!r}, entry {i}"
         if not isinstance(entry, dict):
@@ -92,6 +95,7 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
         rc = xy_to_rc(np.array([x, y]))
         if cid == 0:
             background.append(Point((float(rc[0]), float(rc[1])), positive=False))
+            background_at.append(where)
             continue
         rank = entry.get("rank")
         if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, float))):
@@ -99,12 +103,17 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
         # No rank: the point is its own object, ordered after the ranked ones by file order.
         key = (cid, float(rank), -1) if rank is not None else (cid, math.inf, i)
         groups.setdefault(key, []).append(Point((float(rc[0]), float(rc[1]))))
-    objects = renumber(ObjectPrompts(0, key[0], tuple(pts))
-                       for key, pts in sorted(groups.items(), key=lambda kv: kv[0]))
-    return WeakLabels(image_id, "points", objects, tuple(background), str(path))
+        entry_of.setdefault(key, []).append(i)
+    keys = sorted(groups)
+    objects = renumber(ObjectPrompts(0, key[0], tuple(groups[key])) for key in keys)
+    origins = tuple(f"image {image_id!r}, entr{'y' if len(entry_of[k]) == 1 else 'ies'} "
+                    + ", ".join(map(str, entry_of[k])) for k in keys)
+    return WeakLabels(image_id, "points", objects, tuple(background), str(path),
+                      origins=origins, background_origins=tuple(background_at))
 
 
-def read_points_json(path: str | Path, classes: ClassTable | None = None
+def read_points_json(path: str | Path, classes: ClassTable | None = None, *,
+                     on_error: Callable[[WeakLabelError], None] | None = None
                      ) -> dict[str, WeakLabels]:
     """Read point labels from a dataset or per-image JSON file (layouts in the module doc).
 
@@ -114,6 +123,10 @@ def read_points_json(path: str | Path, classes: ClassTable | None = None
         The JSON file.
     classes : ClassTable, optional
         Resolves class indices and names; VOC by default.
+    on_error : callable, optional
+        In a dataset file, an image with bad entries is handed to ``on_error`` (its
+        ``image_id`` set) and left out, and the other images are read; without it the
+        first bad entry raises.
 
     Returns
     -------
@@ -132,4 +145,4 @@ def read_points_json(path: str | Path, classes: ClassTable | None = None
     if isinstance(data.get("points"), list):
         image_id = normalise_image_id(data.get("image") or image_id_from_path(path))
         return {image_id: points_from_entries(data["points"], image_id, classes, path)}
-    return {str(k): points_from_entries(v, str(k), classes, path) for k, v in data.items()}
+    return per_image(data, lambda k, v: points_from_entries(v, k, classes, path), on_error)

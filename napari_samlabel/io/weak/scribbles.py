@@ -57,18 +57,20 @@ _SEP = re.compile(r"[,\s]+")
 _NEIGHBOURS = ((0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
-def _build(image_id: str, items: list[tuple[int, np.ndarray]], path: Path,
+def _build(image_id: str, items: list[tuple[int, np.ndarray, str]], path: Path,
            shape: tuple[int, int] | None = None) -> WeakLabels:
-    """Turn ``(class_id, (N, 2) row-col path)`` items into WeakLabels."""
-    objects = []
-    background = []
-    for cid, rc in items:
+    """Turn ``(class_id, (N, 2) row-col path, where)`` items into WeakLabels."""
+    objects, origins = [], []
+    background, background_at = [], []
+    for cid, rc, where in items:
         if cid == 0:
             background.append(Scribble(rc, positive=False))
+            background_at.append(where)
         else:
             objects.append(ObjectPrompts(0, cid, (Scribble(rc),)))
+            origins.append(where)
     return WeakLabels(image_id, "scribbles", renumber(objects), tuple(background), str(path),
-                      shape)
+                      shape, tuple(origins), tuple(background_at))
 
 
 def read_scribbles_txt(path: str | Path, classes: ClassTable | None = None
@@ -99,6 +101,9 @@ def read_scribbles_txt(path: str | Path, classes: ClassTable | None = None
             continue
         where = f"line {lineno}"
         fields = [f for f in _SEP.split(line) if f]
+        if not fields:
+            raise WeakLabelError(path, f"line holds only separators ({line!r}); expected "
+                                 "cls followed by x,y pairs", where)
         cid = resolve_class(classes, fields[0], path, where)
         coords = fields[1:]
         if not coords or len(coords) % 2:
@@ -110,7 +115,7 @@ def read_scribbles_txt(path: str | Path, classes: ClassTable | None = None
             raise WeakLabelError(path, f"coordinate is not a number ({exc})", where) from None
         if not np.isfinite(xy).all() or (xy < 0).any():
             raise WeakLabelError(path, "coordinates must be finite and >= 0", where)
-        items.append((cid, xy_to_rc(xy)))
+        items.append((cid, xy_to_rc(xy), where))
     image_id = image_id_from_path(path)
     return {image_id: _build(image_id, items, path)}
 
@@ -155,7 +160,7 @@ def read_scribbles_xml(path: str | Path, classes: ClassTable | None = None
             xy.append((x, y))
         if not xy:
             raise WeakLabelError(path, "polygon has no <point>", where)
-        items.append((cid, xy_to_rc(np.array(xy))))
+        items.append((cid, xy_to_rc(np.array(xy)), where))
     return {image_id: _build(image_id, items, path, shape)}
 
 
@@ -230,8 +235,8 @@ def read_scribbles_png(path: str | Path, classes: ClassTable | None = None
     if bad:
         raise WeakLabelError(path, f"pixel values {bad} are not classes of the table "
                              f"(0..{len(classes) - 1}, 255 = unlabelled)")
-    objects = []
-    background = []
+    objects, origins = [], []
+    background, background_at = [], []
     for cid in values:
         strokes = label(arr == cid, connectivity=2)
         # Work on each stroke's bounding box, not the whole image, per stroke.
@@ -241,10 +246,15 @@ def read_scribbles_png(path: str | Path, classes: ClassTable | None = None
             offset = np.array([sl[0].start, sl[1].start])
             scribbles = tuple(Scribble((ch + offset).astype(np.float32), positive=cid != 0)
                               for ch in mask_to_polylines(strokes[sl] == k))
+            where = (f"value {cid}, stroke {k} (rows {sl[0].start}-{sl[0].stop - 1}, "
+                     f"cols {sl[1].start}-{sl[1].stop - 1})")
             if cid == 0:
                 background.extend(scribbles)
+                background_at.extend([where] * len(scribbles))
             else:
                 objects.append(ObjectPrompts(0, cid, scribbles))
+                origins.append(where)
     image_id = image_id_from_path(path)
     return {image_id: WeakLabels(image_id, "scribbles", renumber(objects), tuple(background),
-                                 str(path), (int(arr.shape[0]), int(arr.shape[1])))}
+                                 str(path), (int(arr.shape[0]), int(arr.shape[1])),
+                                 tuple(origins), tuple(background_at))}

@@ -24,7 +24,11 @@ from napari_samlabel.pseudo.refine.automask import (
     generate_automasks,
     stack_masks,
 )
-from napari_samlabel.pseudo.refine.inputs import RefineInputError, load_class_maps
+from napari_samlabel.pseudo.refine.inputs import (
+    RefineInputError,
+    load_class_maps,
+    load_confidence,
+)
 from napari_samlabel.pseudo.refine.sams import (
     SamsResult,
     classify_quasi_superpixels,
@@ -37,6 +41,7 @@ from napari_samlabel.pseudo.refine.slic import (
     adaptive_threshold,
     label_confidence,
     mark_low_confidence,
+    object_confidence,
     slic_refine,
     snap_to_superpixels,
     superpixels,
@@ -61,7 +66,9 @@ __all__ = [
     "generate_automasks",
     "label_confidence",
     "load_class_maps",
+    "load_confidence",
     "mark_low_confidence",
+    "object_confidence",
     "paint_seeds",
     "refine_labels",
     "sams_seeds",

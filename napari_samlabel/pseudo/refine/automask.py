@@ -122,6 +122,10 @@ class AutoMaskParams:
             raise ValueError(f"points_per_side must be >= 1, got {self.points_per_side}")
         if self.points_per_batch < 1:
             raise ValueError(f"points_per_batch must be >= 1, got {self.points_per_batch}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or float(value) != int(value)):
+                raise ValueError(f"{f.name} must be a whole number, got {value!r}")
         if self.crop_n_layers < 0:
             raise ValueError(f"crop_n_layers must be >= 0, got {self.crop_n_layers}")
         for name in ("box_nms_thresh", "crop_nms_thresh"):
@@ -133,16 +137,33 @@ class AutoMaskParams:
                 raise ValueError(f"{name} needs 3 values (sub-part, part, whole), got {value}")
             object.__setattr__(self, name, value)
 
+    def normalised(self) -> dict[str, Any]:
+        """The parameters with each value in its field's type (``0`` and ``0.0`` alike)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("level_"):
+                out[f.name] = [float(v) for v in value]
+            elif f.type in ("int", int):
+                out[f.name] = int(value)
+            else:
+                out[f.name] = float(value)
+        return out
+
     def key(self) -> str:
-        """16 hex digits identifying the parameters that change the masks."""
-        fields = dataclasses.asdict(self)
+        """16 hex digits identifying the parameters that change the masks.
+
+        Computed from :meth:`normalised` values, so ``pred_iou_thresh=1`` and ``1.0`` (or
+        numpy scalars) share a cache entry.
+        """
+        fields = self.normalised()
         fields.pop("points_per_batch")  # speed only
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
         """All parameters as a JSON object."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(self.normalised(), sort_keys=True)
 
 
 #: Level preference of the SAMS module (Yang & Gong): the whole level's IoU threshold is

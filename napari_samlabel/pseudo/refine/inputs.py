@@ -8,6 +8,12 @@ indices, or ``{"classes": [...]}``). The object may also list the image-level la
 ``{"classes": [every channel], "labels": ["cat"]}``: only the channels of the labelled
 classes are then returned (the refiners work on the classes present in the image). Arrays
 are read with ``allow_pickle=False``.
+
+Per-pixel confidence for SLIC's adaptive threshold (:func:`load_confidence`) comes from a
+folder of ``<id>.npy`` ``H x W`` float maps, or from the output folder of ``samlabel
+pseudo-label`` (recognised by its ``scores/``): there each pixel's confidence is SAM's
+predicted IoU of the mask it belongs to (``SegmentationObject/<id>.png`` and
+``scores/<id>.json``), see :func:`napari_samlabel.pseudo.refine.slic.object_confidence`.
 """
 
 from __future__ import annotations
@@ -111,3 +117,64 @@ def load_class_maps(path: str | Path, classes: ClassTable | None = None, *,
         keep = [i for i, c in enumerate(ids) if c in present]
         arr, ids = arr[keep], [ids[i] for i in keep]
     return arr.astype(np.float32, copy=False), ids
+
+
+def is_pseudo_label_output(folder: str | Path) -> bool:
+    """True for the output folder of a pseudo-label run (it has ``scores/``)."""
+    from napari_samlabel.pseudo.store import OBJECT_DIR, SCORES_DIR
+
+    folder = Path(folder)
+    return (folder / SCORES_DIR).is_dir() and (folder / OBJECT_DIR).is_dir()
+
+
+def confidence_path(folder: str | Path, image_id: str) -> Path:
+    """The file :func:`load_confidence` reads for ``image_id`` (to check inputs up front)."""
+    from napari_samlabel.pseudo.store import ResultStore
+
+    folder = Path(folder)
+    if is_pseudo_label_output(folder):
+        return ResultStore(folder).record_path(image_id)
+    return folder / f"{image_id}.npy"
+
+
+def load_confidence(folder: str | Path, image_id: str, shape: tuple[int, int]) -> np.ndarray:
+    """The ``H x W`` per-pixel confidence of ``image_id`` (sources in the module notes).
+
+    Raises
+    ------
+    RefineInputError
+        Missing or unreadable files, another size than ``shape``, pickled content.
+    """
+    from napari_samlabel.io.voc import VocError, read_label_png
+    from napari_samlabel.pseudo.refine.slic import object_confidence
+    from napari_samlabel.pseudo.store import ResultStore
+
+    folder = Path(folder)
+    path = confidence_path(folder, image_id)
+    if not path.is_file():
+        raise RefineInputError(f"confidence file not found: {path}")
+    if is_pseudo_label_output(folder):
+        store = ResultStore(folder)
+        rec = store.read_record(image_id)
+        if rec is None or not isinstance(rec.get("objects"), list):
+            raise RefineInputError(f"{path}: not a pseudo-label record (no 'objects' list)")
+        try:
+            inst = read_label_png(store.object_png(image_id))
+        except VocError as exc:
+            raise RefineInputError(str(exc)) from None
+        scores = {int(o["unit"]): o.get("score") for o in rec["objects"]
+                  if isinstance(o, dict) and "unit" in o}
+        conf = object_confidence(inst, scores)
+    else:
+        try:
+            conf = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise RefineInputError(f"{path}: cannot read as a plain .npy array: {exc}") from exc
+        if conf.ndim != 2 or not np.issubdtype(conf.dtype, np.number):
+            raise RefineInputError(f"{path}: expected an H x W numeric confidence map, got "
+                                   f"{conf.dtype} of shape {conf.shape}")
+        conf = conf.astype(np.float64)
+    if conf.shape != tuple(shape):
+        raise RefineInputError(f"{path}: confidence is {conf.shape[0]}x{conf.shape[1]} but "
+                               f"the image is {shape[0]}x{shape[1]} (H x W)")
+    return conf

@@ -23,12 +23,18 @@ confidences tie at the threshold).
 
 :func:`label_confidence` turns CAMs (or network scores) into the confidence of a label map:
 the max-normalised map of the pixel's class for foreground pixels, ``1 - max`` over the
-classes for background pixels.
+classes for background pixels. :func:`object_confidence` is the other source, for coarse
+labels made by SAM (pseudo labels, or the objects of an annotated image): each object's
+pixels get the object's predicted IoU, so the least trusted masks are voided; background
+pixels, and objects without a score, get ``+inf`` (nothing to rank them by: they are left out
+of the sort and kept).
+Without any confidence no pixel is voided by confidence (snapping alone); the command line
+says so when it happens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -122,15 +128,16 @@ def mark_low_confidence(labels: np.ndarray, confidence: np.ndarray,
                         ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Set pixels whose confidence is below :func:`adaptive_threshold` to ``ignore_index``.
 
-    Non-finite confidences (no prediction) are left out of the sort and become void too.
+    NaN confidences (no prediction) are left out of the sort and become void too; ``+inf``
+    (certain, e.g. background of :func:`object_confidence`) is left out of the sort and kept.
     """
     labels = check_label_map(labels, "label map")
     conf = np.asarray(confidence, dtype=np.float64)
     if conf.shape != labels.shape:
         raise ValueError(f"confidence {conf.shape} and label map {labels.shape} differ in size")
     out = labels.copy()
-    if not np.isfinite(conf).any():  # nothing was predicted: everything is void
-        out[:] = ignore_index
+    if not np.isfinite(conf).any():  # nothing to rank: only pixels without a prediction go
+        out[np.isnan(conf)] = ignore_index
         return out
     thr = adaptive_threshold(conf, ratio)
     with np.errstate(invalid="ignore"):
@@ -167,6 +174,38 @@ def label_confidence(labels: np.ndarray, maps: np.ndarray, class_ids: Sequence[i
     return conf
 
 
+def object_confidence(instance: np.ndarray, scores: Mapping[int, float | None],
+                      ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Per-pixel confidence from per-object scores (SAM's predicted IoU of each mask).
+
+    Parameters
+    ----------
+    instance : numpy.ndarray
+        ``H x W`` object ids (0 background, ``ignore_index`` void).
+    scores : mapping of int to float or None
+        Score of each object id. An object without a score (None, not finite, or missing:
+        imported or already refined objects) gets ``+inf`` like the background: there is
+        nothing to rank it by, and voiding it would throw labels away on no evidence.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``H x W`` ``float64``: the object's score on its pixels, ``+inf`` on background and
+        unscored objects (kept, not ranked), NaN on void.
+    """
+    inst = np.asarray(instance)
+    if inst.ndim != 2 or not np.issubdtype(inst.dtype, np.integer):
+        raise ValueError(f"the object map must be a 2-D integer array, got {inst.dtype} "
+                         f"{inst.shape}")
+    lut = np.full(int(inst.max(initial=0)) + 1, np.inf)
+    for oid, score in scores.items():
+        if 0 < int(oid) < lut.size and score is not None and np.isfinite(score):
+            lut[int(oid)] = float(score)
+    conf = lut[inst]
+    conf[inst == ignore_index] = np.nan
+    return conf
+
+
 def slic_refine(image: np.ndarray, coarse: np.ndarray, confidence: np.ndarray | None = None, *,
                 maps: np.ndarray | None = None, class_ids: Sequence[int] | None = None,
                 n_segments: int = N_SEGMENTS, compactness: float = COMPACTNESS,
@@ -182,11 +221,12 @@ def slic_refine(image: np.ndarray, coarse: np.ndarray, confidence: np.ndarray | 
     coarse : numpy.ndarray
         ``H x W`` ``uint8`` coarse label map.
     confidence : numpy.ndarray, optional
-        ``H x W`` confidence of each pixel's label.
+        ``H x W`` confidence of each pixel's label (a network's confidence map, or
+        :func:`object_confidence` of SAM masks' predicted IoUs).
     maps, class_ids : numpy.ndarray and sequence of int, optional
         Instead of ``confidence``: class maps (CAMs or network scores) and their class
         indices; the confidence is then :func:`label_confidence` of the *snapped* labels.
-        Without ``confidence`` and ``maps`` no pixel is voided by confidence.
+        Without ``confidence`` and ``maps`` no pixel is voided by confidence (snapping only).
     n_segments, compactness, sigma
         SLIC parameters.
     rule : {"majority", "all"}
