@@ -217,3 +217,19 @@ def test_annotated_object_checks_its_parent_fields():
         AnnotatedObject(3, DOG_HEAD, _mask(0, 1, 0, 1), parent_id=3)
     with pytest.raises(ValueError, match="fixed parent"):
         AnnotatedObject(3, DOG_HEAD, _mask(0, 1, 0, 1), parent_fixed=True)
+
+
+def test_bundled_voc_parts_list_keeps_voc_indices_and_lists_only_known_parents():
+    from pathlib import Path
+
+    from napari_samlabel.core.classes import VOC_CLASSES
+
+    path = Path(__file__).resolve().parents[2] / "napari_samlabel/resources/voc_parts.txt"
+    table = ClassTable.from_file(path)
+    assert table.names[:21] == VOC_CLASSES  # VOC's own indices unchanged
+    extra = range(21, len(table))
+    assert len(extra) >= 5 and all(table.is_part(i) for i in extra)
+    assert all(table.parent(i) <= 20 for i in extra)  # parts of VOC classes
+    for name in ("person/head", "person/torso", "dog/head", "cat/head", "car/wheel"):
+        assert table.is_part(table.index(name))
+    assert table.part_index(table.index("person"), "head") == table.index("person/head")
