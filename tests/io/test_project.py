@@ -208,7 +208,11 @@ def saved_project(project: Project) -> Path:
     (lambda d: d.update(schema_version=99), "newer napari-samlabel"),
 ])
 def test_bad_annotation_files_name_file_and_field(project: Project, edit, match):
-    path = saved_project(project)
+    assert_edit_refused(project, saved_project(project), edit, match)
+
+
+def assert_edit_refused(project: Project, path: Path, edit, match: str) -> None:
+    """Edit the objects file at ``path``; loading must fail naming the file and ``match``."""
     raw = json.loads(path.read_text())
     edit(raw)
     path.write_text(json.dumps(raw))
@@ -668,10 +672,4 @@ def test_a_document_without_classes_is_saved_with_resolved_links(project: Projec
 ])
 def test_bad_parent_links_name_file_and_field(project: Project, edit, match):
     parts_project(project)
-    path = project.annotation_dir("a") / OBJECTS_FILE
-    raw = json.loads(path.read_text())
-    edit(raw)
-    path.write_text(json.dumps(raw))
-    with pytest.raises(ProjectError, match=match) as info:
-        project.load_document("a")
-    assert str(path) in str(info.value)
+    assert_edit_refused(project, project.annotation_dir("a") / OBJECTS_FILE, edit, match)
