@@ -509,6 +509,12 @@ class AnnotationDocument:
         objects = tuple(new if o.object_id == object_id else o for o in self._state.objects)
         self._push(replace(self._state, objects=objects), objects=True)
 
+    def set_status(self, status: ImageStatus | str) -> None:
+        """Set the image's status."""
+        status = ImageStatus(status)
+        if status != self._state.status:
+            self._push(replace(self._state, status=status), status=True)
+
     def set_parent(self, object_id: int, parent_id: int | None) -> None:
         """Make the part ``object_id`` belong to the whole ``parent_id`` (one undo step).
 
@@ -544,12 +550,6 @@ class AnnotationDocument:
                       parent_fixed=fixed, modified=time.time())
         objects = tuple(new if o.object_id == object_id else o for o in self._state.objects)
         self._push(replace(self._state, objects=objects), objects=True)
-
-    def set_status(self, status: ImageStatus | str) -> None:
-        """Set the image's status."""
-        status = ImageStatus(status)
-        if status != self._state.status:
-            self._push(replace(self._state, status=status), status=True)
 
     # -- history ------------------------------------------------------------------------------
     def undo(self) -> bool:
