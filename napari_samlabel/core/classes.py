@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -152,19 +153,53 @@ class ClassTable:
             return "void"
         return self.names[index]
 
+    @cached_property
+    def _parents(self) -> tuple[int | None, ...]:
+        # Looked up for every object on every edit of a document: computed once per table.
+        index = {n: i for i, n in enumerate(self.names)}
+        return tuple(index.get(n.rsplit("/", 1)[0]) if "/" in n else None
+                     for n in self.names)
+
     def parent(self, index: int) -> int | None:
-        """Index of the parent object of a part class (``dog/head`` -> ``dog``), if listed."""
-        name = self.names[index]
-        if "/" not in name:
-            return None
-        parent = name.rsplit("/", 1)[0]
-        return self.names.index(parent) if parent in self.names else None
+        """Index of the parent object of a part class (``dog/head`` -> ``dog``), if listed.
+
+        A class is a *part* exactly when this is not None: ``a/b`` whose ``a`` is not in the
+        table is an ordinary (whole) class with a slash in its name.
+        """
+        return self._parents[index]
+
+    def is_part(self, index: int) -> bool:
+        """True when class ``index`` is a part of another listed class (see :meth:`parent`)."""
+        return 0 <= index < len(self.names) and self._parents[index] is not None
+
+    @property
+    def has_parts(self) -> bool:
+        """True when at least one class of the table is a part class."""
+        return any(p is not None for p in self._parents)
 
     def parts(self, index: int) -> list[int]:
         """Indices of the direct parts of class ``index``."""
-        prefix = self.names[index] + "/"
-        return [i for i, n in enumerate(self.names)
-                if n.startswith(prefix) and "/" not in n[len(prefix):]]
+        return [i for i, p in enumerate(self._parents) if p == index]
+
+    def part_name(self, index: int) -> str:
+        """The name of a part class without its parent (``dog/head`` -> ``head``).
+
+        This is the ``<part><name>`` VOC's layout annotations write inside the parent's
+        ``<object>``. For a whole class, the full name.
+        """
+        name = self.names[index]
+        return name.rsplit("/", 1)[1] if self.is_part(index) else name
+
+    def part_index(self, parent: int, name: str) -> int | None:
+        """Index of the part ``name`` of class ``parent`` (``head`` of ``dog``), if listed.
+
+        ``name`` may be the short part name (``head``) or the full one (``dog/head``).
+        """
+        full = name if "/" in name else f"{self.names[parent]}/{name}"
+        for i in self.parts(parent):
+            if self.names[i] == full:
+                return i
+        return None
 
     def colors(self) -> np.ndarray:
         """``(256, 3)`` ``uint8`` palette for this table (VOC colour map)."""

@@ -4,6 +4,11 @@ The overlap rule (ALGORITHMS.md): pixels claimed by no object are background (0)
 objects overlap, the object with the higher predicted IoU (``score``) takes the pixel; on
 equal scores (or no scores) the later object in the given order wins, so an object accepted
 after another is drawn on top. Objects without a score rank below every scored object.
+
+Parts never compete with wholes (:func:`compose_levels`): an object whose class is a part
+class (``dog/head``, :meth:`napari_samlabel.core.classes.ClassTable.parent`) goes into a
+separate pair of part maps, composed with the same rule among parts only, so a head neither
+disappears under its dog nor punches a hole in it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_samlabel.core.classes import VOID
+from napari_samlabel.core.classes import VOID, ClassTable
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,77 @@ def compose_label_maps(
         semantic[m] = e.class_id
         instance[m] = e.instance_id
     return semantic, instance
+
+
+def containing_object(mask: np.ndarray,
+                      candidates: Sequence[tuple[int, np.ndarray]]) -> int | None:
+    """The id of the candidate ``(id, mask)`` sharing the most pixels with ``mask``.
+
+    This is how a part finds its whole: the ``dog`` object that contains most of the
+    ``dog/head``'s pixels. None when no candidate overlaps ``mask`` at all; ties go to the
+    lower id, so the answer does not depend on the candidates' order.
+    """
+    if not candidates:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    # Only the part's bounding box can overlap it: count there, not over the whole image.
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside = mask[box]
+    best, best_count = None, 0
+    for cid, cmask in sorted(candidates, key=lambda c: c[0]):
+        count = int(np.count_nonzero(inside & np.asarray(cmask, dtype=bool)[box]))
+        if count > best_count:
+            best, best_count = int(cid), count
+    return best
+
+
+@dataclass(frozen=True)
+class LevelMaps:
+    """Object-level and part-level label maps of one image (all ``uint8``, ``H x W``).
+
+    Attributes
+    ----------
+    semantic, instance : numpy.ndarray
+        Class and instance index of the whole objects (parts left out): what
+        ``SegmentationClass`` / ``SegmentationObject`` hold.
+    part_semantic, part_instance : numpy.ndarray
+        Part class index and part instance index of the parts only (0: no part).
+    """
+
+    semantic: np.ndarray
+    instance: np.ndarray
+    part_semantic: np.ndarray
+    part_instance: np.ndarray
+
+
+def split_levels(entries: Sequence[MaskEntry],
+                 classes: ClassTable | None) -> tuple[list[MaskEntry], list[MaskEntry]]:
+    """Split ``entries`` into ``(wholes, parts)`` by class, keeping their order.
+
+    With ``classes`` None every entry is a whole (no hierarchy known).
+    """
+    if classes is None:
+        return list(entries), []
+    wholes, parts = [], []
+    for e in entries:
+        (parts if classes.is_part(e.class_id) else wholes).append(e)
+    return wholes, parts
+
+
+def compose_levels(shape: tuple[int, int], entries: Sequence[MaskEntry],
+                   classes: ClassTable | None) -> LevelMaps:
+    """Compose wholes and parts separately, each with the overlap rule (see module docstring).
+
+    Raises
+    ------
+    ValueError
+        As :func:`compose_label_maps`.
+    """
+    wholes, parts = split_levels(entries, classes)
+    semantic, instance = compose_label_maps(shape, wholes)
+    part_semantic, part_instance = compose_label_maps(shape, parts)
+    return LevelMaps(semantic, instance, part_semantic, part_instance)

@@ -20,6 +20,19 @@ undo step, because a prediction is a consequence of a prompt edit, not an edit o
 
 Listeners subscribe to :attr:`AnnotationDocument.events` (psygnal, no Qt):
 ``objects_changed()``, ``current_changed()``, ``status_changed(str)``.
+
+Parts
+-----
+A document given its class table (``classes=``) knows the object -> part hierarchy: an
+accepted object whose class is a part class (``dog/head``, ``ClassTable.parent`` is not
+None) is a *part*, every other object a *whole*. A part belongs to a whole of its parent
+class, its ``parent_id``: by default the whole of that class sharing the most pixels with the
+part (:func:`napari_samlabel.core.compose.containing_object`; None while there is none),
+re-resolved on every change of the objects (a parent deleted, reopened, re-accepted with a
+new mask, its class changed); or set explicitly with :meth:`AnnotationDocument.set_parent`
+(an undoable step), which holds as long as that whole exists with the parent class. Parts
+never compete with wholes for pixels: :meth:`AnnotationDocument.label_maps` holds the wholes
+only, :meth:`AnnotationDocument.part_maps` the parts only.
 """
 
 from __future__ import annotations
@@ -34,8 +47,8 @@ from typing import Any
 import numpy as np
 from psygnal import Signal, SignalGroup
 
-from napari_samlabel.core.classes import VOID
-from napari_samlabel.core.compose import MaskEntry, compose_label_maps
+from napari_samlabel.core.classes import VOID, ClassTable
+from napari_samlabel.core.compose import LevelMaps, MaskEntry, compose_levels, containing_object
 from napari_samlabel.core.prompts import ObjectPrompts, Prompt
 
 MAX_OBJECTS = VOID - 1  # instance ids 1..254 fit an 8-bit instance map; 255 is void
@@ -91,6 +104,13 @@ class AnnotatedObject:
     attributes : Mapping[str, str | bool | int | float]
         Facts about the object rather than its mask (VOC's ``pose``, ``truncated``,
         ``difficult``); they survive reopening and re-accepting the object.
+    parent_id : int or None
+        For a part (its class is a part class): the id of the whole it belongs to, None
+        while it has none. Always None for a whole. A document with a class table keeps it
+        resolved (see the module docstring).
+    parent_fixed : bool
+        True when ``parent_id`` was set explicitly (:meth:`AnnotationDocument.set_parent`)
+        rather than found from the pixels.
     """
 
     object_id: int
@@ -104,6 +124,8 @@ class AnnotatedObject:
     created: float = field(default_factory=time.time)
     modified: float = field(default_factory=time.time)
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    parent_id: int | None = None
+    parent_fixed: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < int(self.object_id) <= MAX_OBJECTS:
@@ -115,6 +137,15 @@ class AnnotatedObject:
         object.__setattr__(self, "prompts", tuple(self.prompts))
         object.__setattr__(self, "signals", MappingProxyType(dict(self.signals)))
         object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
+        if self.parent_id is not None:
+            pid = int(self.parent_id)
+            if not 0 < pid <= MAX_OBJECTS or pid == self.object_id:
+                raise ValueError(f"object {self.object_id}: parent id {pid} is not another "
+                                 f"object's id (1..{MAX_OBJECTS})")
+            object.__setattr__(self, "parent_id", pid)
+        elif self.parent_fixed:
+            raise ValueError(f"object {self.object_id}: a fixed parent needs a parent id")
+        object.__setattr__(self, "parent_fixed", bool(self.parent_fixed))
 
     @property
     def object_prompts(self) -> ObjectPrompts:
@@ -184,6 +215,9 @@ class AnnotationDocument:
         Class of the first object to prompt.
     max_undo : int
         Number of undo steps kept.
+    classes : ClassTable, optional
+        The class table, which says which classes are parts. Without it every object is a
+        whole (no part maps, no parent resolution).
     """
 
     def __init__(
@@ -194,8 +228,10 @@ class AnnotationDocument:
         status: ImageStatus | str = ImageStatus.NEW,
         class_id: int = 1,
         max_undo: int = 200,
+        classes: ClassTable | None = None,
     ) -> None:
         self.image_id = image_id
+        self.classes = classes
         self.shape = (int(shape[0]), int(shape[1]))
         objs = tuple(objects)
         ids = [o.object_id for o in objs]
@@ -203,11 +239,12 @@ class AnnotationDocument:
             raise ValueError(f"image {image_id}: duplicate object ids {sorted(ids)}")
         for o in objs:
             self._check_mask(o.mask)
+        objs = resolve_parents(objs, classes)
         self._state = DocumentState(objs, CurrentObject(class_id), ImageStatus(status))
         self._undo: list[DocumentState] = []
         self._redo: list[DocumentState] = []
         self._max_undo = max_undo
-        self._maps_cache: tuple[tuple[AnnotatedObject, ...], np.ndarray, np.ndarray] | None = None
+        self._maps_cache: tuple[tuple[AnnotatedObject, ...], LevelMaps] | None = None
         self.events = DocumentEvents()
 
     # -- reading ---------------------------------------------------------------------------
@@ -239,22 +276,82 @@ class AnnotationDocument:
         raise KeyError(f"image {self.image_id} has no object {object_id}")
 
     def label_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(semantic, instance)`` ``uint8`` maps of the accepted objects.
+        """Return ``(semantic, instance)`` ``uint8`` maps of the accepted whole objects.
 
-        Composed with the overlap rule of :mod:`napari_samlabel.core.compose`; cached until
-        the objects change. The arrays are read-only.
+        Parts are left out (see :meth:`part_maps`): these are the object-level maps the
+        accepted layers, the VOC export and the evaluation use. Composed with the overlap
+        rule of :mod:`napari_samlabel.core.compose`; cached until the objects change. The
+        arrays are read-only.
         """
+        maps = self._level_maps()
+        return maps.semantic, maps.instance
+
+    def part_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(part_semantic, part_instance)`` ``uint8`` maps of the accepted parts.
+
+        ``part_semantic`` holds the part class index (same class table as
+        :meth:`label_maps`), ``part_instance`` the part's object id; 0 where no part is.
+        Parts are composed among themselves with the overlap rule, never against wholes.
+        All zero without a class table or without parts. Cached and read-only like
+        :meth:`label_maps`.
+        """
+        maps = self._level_maps()
+        return maps.part_semantic, maps.part_instance
+
+    def _level_maps(self) -> LevelMaps:
         objs = self._state.objects
         if self._maps_cache is None or self._maps_cache[0] is not objs:
-            sem, inst = compose_label_maps(self.shape, [
-                MaskEntry(o.class_id, o.object_id, o.mask, o.score) for o in objs])
-            sem.setflags(write=False)
-            inst.setflags(write=False)
-            self._maps_cache = (objs, sem, inst)
-        return self._maps_cache[1], self._maps_cache[2]
+            maps = compose_levels(self.shape, [
+                MaskEntry(o.class_id, o.object_id, o.mask, o.score) for o in objs],
+                self.classes)
+            for arr in (maps.semantic, maps.instance, maps.part_semantic, maps.part_instance):
+                arr.setflags(write=False)
+            self._maps_cache = (objs, maps)
+        return self._maps_cache[1]
+
+    def is_part(self, object_id: int) -> bool:
+        """True when accepted object ``object_id`` is a part (its class is a part class)."""
+        obj = self.get(object_id)
+        return self.classes is not None and self.classes.is_part(obj.class_id)
+
+    @property
+    def wholes(self) -> tuple[AnnotatedObject, ...]:
+        """The accepted objects that are not parts, in accept order."""
+        if self.classes is None:
+            return self._state.objects
+        return tuple(o for o in self._state.objects if not self.classes.is_part(o.class_id))
+
+    @property
+    def parts(self) -> tuple[AnnotatedObject, ...]:
+        """The accepted parts, in accept order (empty without a class table)."""
+        if self.classes is None:
+            return ()
+        return tuple(o for o in self._state.objects if self.classes.is_part(o.class_id))
+
+    def parent_of(self, object_id: int) -> int | None:
+        """The id of the whole the part ``object_id`` belongs to (None: none, or a whole).
+
+        While that whole is reopened for refinement, this names it although it is not
+        among :attr:`objects` (it counts as accepted until discarded or accepted again).
+        """
+        return self.get(object_id).parent_id
+
+    def parts_of(self, object_id: int) -> tuple[int, ...]:
+        """Ids of the accepted parts that belong to the whole ``object_id``, in accept order."""
+        return tuple(o.object_id for o in self._state.objects if o.parent_id == object_id)
+
+    def part_at(self, row: int, col: int) -> int | None:
+        """Return the id of the accepted part visible at pixel ``(row, col)``, if any."""
+        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
+            return None
+        value = int(self.part_maps()[1][int(row), int(col)])
+        return value or None
 
     def object_at(self, row: int, col: int) -> int | None:
-        """Return the id of the accepted object visible at pixel ``(row, col)``, if any."""
+        """Return the id of the accepted whole visible at pixel ``(row, col)``, if any.
+
+        Parts are not in the instance map; :meth:`part_at` finds them.
+        """
         if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1]):
             return None
         value = int(self.label_maps()[1][int(row), int(col)])
@@ -368,6 +465,9 @@ class AnnotationDocument:
         obj = AnnotatedObject(oid, cur.class_id, cur.mask, cur.prompts, cur.score,
                               cur.model_id, signals or {}, cur.logits, created, now,
                               attributes)
+        if cur.original is not None:  # a re-accepted part keeps the parent it was given
+            obj = replace(obj, parent_id=cur.original.parent_id,
+                          parent_fixed=cur.original.parent_fixed)
         status = self._state.status
         if status == ImageStatus.NEW:
             status = ImageStatus.IN_PROGRESS
@@ -439,6 +539,42 @@ class AnnotationDocument:
         if status != self._state.status:
             self._push(replace(self._state, status=status), status=True)
 
+    def set_parent(self, object_id: int, parent_id: int | None) -> None:
+        """Make the part ``object_id`` belong to the whole ``parent_id`` (one undo step).
+
+        The link holds until that whole is deleted or stops being of the part's parent
+        class; then the part's parent is found from the pixels again. ``parent_id`` None
+        goes back to that automatic choice.
+
+        Raises
+        ------
+        KeyError
+            If either object is not an accepted object.
+        ValueError
+            If ``object_id`` is not a part (or the document has no class table), or
+            ``parent_id`` is not a whole of the part's parent class.
+        """
+        obj = self.get(object_id)
+        parent_class = None if self.classes is None else self.classes.parent(obj.class_id)
+        if parent_class is None:
+            raise ValueError(f"image {self.image_id}: object {object_id} is not a part (its "
+                             "class has no parent class), so it cannot be given a parent")
+        if parent_id is not None:
+            parent = self.get(parent_id)
+            if parent.class_id != parent_class:
+                names = self.classes.names  # type: ignore[union-attr]
+                raise ValueError(
+                    f"image {self.image_id}: object {parent_id} is a {names[parent.class_id]!r}, "
+                    f"but the parent of a {names[obj.class_id]!r} must be a "
+                    f"{names[parent_class]!r}")
+        fixed = parent_id is not None
+        if obj.parent_fixed == fixed and (not fixed or obj.parent_id == parent_id):
+            return
+        new = replace(obj, parent_id=parent_id if fixed else obj.parent_id,
+                      parent_fixed=fixed, modified=time.time())
+        objects = tuple(new if o.object_id == object_id else o for o in self._state.objects)
+        self._push(replace(self._state, objects=objects), objects=True)
+
     # -- history ------------------------------------------------------------------------------
     def undo(self) -> bool:
         """Go back one step; return False when there is nothing to undo."""
@@ -468,6 +604,9 @@ class AnnotationDocument:
         self._undo.append(self._state)
         del self._undo[:-self._max_undo]
         self._redo.clear()
+        if objects:  # every change of the objects may change which whole a part belongs to
+            state = replace(state, objects=resolve_parents(
+                state.objects, self.classes, state.current.original))
         self._state = state
         self._emit(current=current, objects=objects, status=status)
 
@@ -483,3 +622,39 @@ class AnnotationDocument:
         if tuple(np.shape(mask)) != self.shape:
             raise ValueError(f"image {self.image_id}: mask shape {np.shape(mask)} does not "
                              f"match the image shape {self.shape}")
+
+
+def resolve_parents(objects: tuple[AnnotatedObject, ...], classes: ClassTable | None,
+                    reopened: AnnotatedObject | None = None) -> tuple[AnnotatedObject, ...]:
+    """Give every part its whole, every whole no parent; return the (possibly new) objects.
+
+    A part whose ``parent_fixed`` link names a whole of its parent class keeps it; any
+    other part gets the whole of its parent class sharing the most of its pixels
+    (:func:`napari_samlabel.core.compose.containing_object`), or None. ``reopened`` (the
+    object being refined) counts as present: its parts stay with it meanwhile. Objects
+    whose link does not change are returned as they are, and the tuple itself when
+    nothing changes, so composed maps cached for it stay valid. Without ``classes``
+    nothing changes.
+    """
+    if classes is None:
+        return objects
+    pool = objects if reopened is None else objects + (reopened,)
+    out = []
+    changed = False
+    for obj in objects:
+        parent_class = classes.parent(obj.class_id) if 0 <= obj.class_id < len(classes) \
+            else None
+        if parent_class is None:
+            link: tuple[int | None, bool] = (None, False)
+        else:
+            wholes = [(o.object_id, o.mask) for o in pool
+                      if o.class_id == parent_class and o.object_id != obj.object_id]
+            if obj.parent_fixed and any(i == obj.parent_id for i, _ in wholes):
+                link = (obj.parent_id, True)
+            else:
+                link = (containing_object(obj.mask, wholes), False)
+        if link != (obj.parent_id, obj.parent_fixed):
+            obj = replace(obj, parent_id=link[0], parent_fixed=link[1])
+            changed = True
+        out.append(obj)
+    return tuple(out) if changed else objects

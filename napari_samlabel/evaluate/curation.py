@@ -917,6 +917,7 @@ def assess_image(
     status: ImageStatus | str | None = None,
     thresholds: Thresholds = Thresholds(),
     stability_offset: float = 1.0,
+    parts: Iterable[int] = (),
 ) -> ImageAssessment:
     """Assess every object of one image and score the image.
 
@@ -946,6 +947,9 @@ def assess_image(
         Flag thresholds.
     stability_offset : float
         Logit offset of the stability score.
+    parts : iterable of int
+        Ids of the objects that are parts (``dog/head``): ground truth holds objects whole,
+        so parts are assessed without it and never matched against it.
     """
     shape = (int(image_shape[0]), int(image_shape[1]))
     if gt is not None and gt.shape != shape:
@@ -953,18 +957,22 @@ def assess_image(
                          f"{shape} (HxW)")
     multimasks = multimasks or {}
     compared = None
+    part_ids = set(parts)
+    wholes = [o for o in objects if o.object_id not in part_ids]
+    gt_of: dict[int, GtMatch] = {}
     if gt is not None:
         try:
-            compared = gt.compare([o.mask for o in objects], thresholds.gt_match,
+            compared = gt.compare([o.mask for o in wholes], thresholds.gt_match,
                                   thresholds.tiny)
         except ValueError as exc:
             raise ValueError(f"image {image_id}: {exc}") from exc
+        gt_of = {o.object_id: m for o, m in zip(wholes, compared.matches, strict=True)}
     assessed = []
-    for n, obj in enumerate(objects):
+    for obj in objects:
         try:
             assessed.append(assess_object(
                 obj, shape, multimask=multimasks.get(obj.object_id),
-                gt=None if compared is None else compared.matches[n],
+                gt=gt_of.get(obj.object_id),
                 thresholds=thresholds, stability_offset=stability_offset))
         except ValueError as exc:
             raise ValueError(f"image {image_id}: {exc}") from exc

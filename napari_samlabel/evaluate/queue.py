@@ -689,9 +689,10 @@ def curate(
             truth_item = truth.get(item.image_id, item.shape) if truth is not None else None
             if truth is not None and truth_item is None:
                 without_gt += 1
+            parts = [o.object_id for o in item.objects if src.classes.is_part(o.class_id)]
             assessed.append(assess_image(item.image_id, item.shape, item.objects,
                                          gt=truth_item, status=item.status,
-                                         thresholds=thresholds))
+                                         thresholds=thresholds, parts=parts))
         except ValueError as exc:
             skipped.append((item.image_id, str(exc)))
         progress(n, total, item.image_id)

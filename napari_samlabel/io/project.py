@@ -51,6 +51,7 @@ from napari_samlabel.core.document import (
     AnnotatedObject,
     AnnotationDocument,
     ImageStatus,
+    resolve_parents,
 )
 from napari_samlabel.core.fsutil import atomic_write_bytes, atomic_write_text
 from napari_samlabel.core.prompts import ObjectPrompts
@@ -59,8 +60,9 @@ from napari_samlabel.io.images import image_size, list_images
 
 #: Current on-disk schema version of the project and annotation files. Bump on incompatible
 #: changes and add a migration to :data:`_MIGRATIONS`. History: 1 first version; 2 adds
-#: ``images[].split``, ``images[].review`` and ``objects[].attributes``.
-SCHEMA_VERSION = 2
+#: ``images[].split``, ``images[].review`` and ``objects[].attributes``; 3 adds
+#: ``objects[].parent_id`` and ``objects[].parent_fixed`` (object -> part links).
+SCHEMA_VERSION = 3
 PROJECT_FILE = "samlabel-project.json"
 SESSION_FILE = "samlabel-session.json"
 ANNOTATIONS_DIR = "annotations"
@@ -206,12 +208,21 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 3 adds objects[].parent_id / parent_fixed. Absent means "no explicit parent":
+    # a part of a version 2 file is linked to its whole from the pixels when it is loaded,
+    # as version 2 had no links to keep.
+    return dict(data)
+
+
 #: ``(format, version) -> function`` turning a file's content of ``version`` into
 #: ``version + 1``; applied in a chain when an older file is read. Files are rewritten in the
 #: current version only when something changes.
 _MIGRATIONS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     (PROJECT_FORMAT, 1): _v1_to_v2,
     (ANNOTATION_FORMAT, 1): _v1_to_v2,
+    (PROJECT_FORMAT, 2): _v2_to_v3,
+    (ANNOTATION_FORMAT, 2): _v2_to_v3,
 }
 
 
@@ -710,8 +721,9 @@ class Project:
     def load_document(self, image_id: str, **kwargs: Any) -> AnnotationDocument:
         """Load the annotation of ``image_id`` as a fresh :class:`AnnotationDocument`.
 
-        ``kwargs`` go to :class:`AnnotationDocument` (``class_id``, ``max_undo``). An image
-        without saved objects gives an empty document.
+        ``kwargs`` go to :class:`AnnotationDocument` (``class_id``, ``max_undo``); the
+        document gets the project's class table, so it knows which objects are parts. An
+        image without saved objects gives an empty document.
 
         Raises
         ------
@@ -723,6 +735,7 @@ class Project:
         status = entry.status
         if objects and status == ImageStatus.NEW:
             status = ImageStatus.IN_PROGRESS  # a crash between the two saves of an accept
+        kwargs.setdefault("classes", self.classes)
         try:
             return AnnotationDocument(image_id, entry.shape, objects, status, **kwargs)
         except ValueError as exc:
@@ -749,12 +762,37 @@ class Project:
         objects = []
         names: dict[int, tuple[np.ndarray, str]] = {}
         seen: set[int] = set()
-        for k, rec in enumerate(_field(data, "objects", list, where)):
+        records = _field(data, "objects", list, where)
+        for k, rec in enumerate(records):
             obj = self._read_object(folder, rec, f"{path}: objects[{k}]", shape, seen)
             objects.append(obj)
             names[obj.object_id] = (obj.mask, rec["mask"])
+        self._check_parents(objects, path)
         self._remember(image_id, names)
         return objects
+
+    def _check_parents(self, objects: Sequence[AnnotatedObject], path: Path) -> None:
+        """A stored parent must be an object of the same image of the part's parent class."""
+        by_id = {o.object_id: o for o in objects}
+        names = self.classes.names
+        for k, obj in enumerate(objects):
+            if obj.parent_id is None:
+                continue
+            where = f"{path}: objects[{k}]"
+            parent_class = self.classes.parent(obj.class_id)
+            if parent_class is None:
+                raise ProjectError(f"{where}: field 'parent_id' is {obj.parent_id}, but class "
+                                   f"{names[obj.class_id]!r} is not a part class (no listed "
+                                   "parent class), so the object cannot have a parent")
+            parent = by_id.get(obj.parent_id)
+            if parent is None:
+                raise ProjectError(f"{where}: field 'parent_id' {obj.parent_id} is not an "
+                                   "object of this image")
+            if parent.class_id != parent_class:
+                raise ProjectError(f"{where}: field 'parent_id' {obj.parent_id} is a "
+                                   f"{names[parent.class_id]!r}, but the parent of a "
+                                   f"{names[obj.class_id]!r} must be a "
+                                   f"{names[parent_class]!r}")
 
     def _remember(self, image_id: str, names: dict[int, tuple[np.ndarray, str]]) -> None:
         self._mask_names.pop(image_id, None)
@@ -798,11 +836,23 @@ class Project:
         created = _finite_or_none(rec.get("created"), where, "created")
         modified = _finite_or_none(rec.get("modified"), where, "modified")
         attributes = check_attributes(rec.get("attributes") or {}, where)
+        parent_id = rec.get("parent_id")
+        if parent_id is not None and (isinstance(parent_id, bool) or not isinstance(parent_id, int)
+                                      or not 0 < parent_id <= MAX_OBJECTS or parent_id == oid):
+            raise ProjectError(f"{where}: field 'parent_id' must be null or the id of another "
+                               f"object (1..{MAX_OBJECTS}), got {parent_id!r:.60}")
+        parent_fixed = rec.get("parent_fixed", False)
+        if not isinstance(parent_fixed, bool):
+            raise ProjectError(f"{where}: field 'parent_fixed' must be true/false, got "
+                               f"{parent_fixed!r:.60}")
+        if parent_fixed and parent_id is None:
+            raise ProjectError(f"{where}: field 'parent_fixed' is true but 'parent_id' is null")
         obj = AnnotatedObject(
             oid, cid, mask, prompts.prompts, _finite_or_none(rec.get("score"), where, "score"),
             model_id, {k: v for k, v in signals.items() if v is not None}, None,
             created if created is not None else time.time(),
-            modified if modified is not None else time.time(), attributes)
+            modified if modified is not None else time.time(), attributes,
+            parent_id, parent_fixed)
         return obj
 
     @staticmethod
@@ -827,7 +877,9 @@ class Project:
 
         Writes the PNG of every mask not saved before, then ``objects.json`` in one atomic
         rename, then the project file if the status changed, then deletes mask files no
-        longer referenced. The current (unaccepted) object is not saved.
+        longer referenced. The current (unaccepted) object is not saved. Parent links of
+        parts are written as :func:`napari_samlabel.core.document.resolve_parents` gives
+        them under the project's class table.
         """
         entry = self.entry(doc.image_id)
         if tuple(doc.shape) != entry.shape:
@@ -839,7 +891,9 @@ class Project:
         keep: set[str] = set()
         saved: dict[int, tuple[np.ndarray, str]] = {}
         known = self._mask_names.get(doc.image_id, {})
-        for obj in doc.objects:
+        # The project's class table decides which objects are parts; a document built
+        # without one (a snapshot, an import) still gets valid, resolved parent links.
+        for obj in resolve_parents(doc.objects, self.classes):
             cached = known.get(obj.object_id)
             if cached is not None and cached[0] is obj.mask and (folder / cached[1]).is_file():
                 name = cached[1]
@@ -880,6 +934,8 @@ class Project:
             "created": obj.created,
             "modified": obj.modified,
             "attributes": check_attributes(obj.attributes, f"object {obj.object_id}"),
+            "parent_id": obj.parent_id,
+            "parent_fixed": obj.parent_fixed,
         }
 
     # -- the project file -----------------------------------------------------------------------

@@ -9,7 +9,11 @@ Layout written by :class:`VocWriter` (``OUT`` is the folder *containing* ``VOCde
                                         re-encoded (quality 95, RGB) from load_image()
         SegmentationClass/<id>.png      palette PNG: class index, 0 background, 255 void
         SegmentationObject/<id>.png     palette PNG: instance 1..N, 0 background, 255 void
-        Annotations/<id>.xml            size + one <object> per instance, in instance order
+        SegmentationPart/<id>.png       only when parts are given: part class index (same
+                                        class table), 0 none, 255 void
+        SegmentationPartObject/<id>.png only with parts: part instance 1..M, 0 none, 255 void
+        Annotations/<id>.xml            size + one <object> per instance, in instance order,
+                                        with a <part> per part it holds (VOC's layout form)
         ImageSets/Segmentation/{train,val,trainval}.txt
         ImageSets/Main/{train,val,trainval}.txt and <class>_{train,val,trainval}.txt
         ImageSets/Segmentation/excluded.txt   ids written but kept out of every split
@@ -45,6 +49,14 @@ Conventions (the development kit's, which torchvision and most trainers follow):
   the original (0.69 with 3, 0.76 with 5). Band pixels become 255 in both PNGs. The image
   border is not an edge. An object thinner than the band keeps all its pixels, so the
   band never erases an object that ``Annotations`` lists.
+- **Parts** (object -> part hierarchies, ``dog/head``) never enter ``SegmentationClass`` or
+  ``SegmentationObject``, so loaders that know nothing of parts see the objects whole. They
+  go into ``SegmentationPart`` / ``SegmentationPartObject``, written for every image of a
+  dataset in which at least one image has a part (all zero for the others), and into the
+  XML as VOC 2012's person-layout annotations have them: ``<part><name>head</name>
+  <bndbox>...</bndbox></part>`` inside the parent's ``<object>``, after its ``bndbox``, the
+  name without the parent's prefix. A part without a parent object is in the part maps
+  only. The void band is drawn on the part maps along the edges between parts.
 """
 
 from __future__ import annotations
@@ -169,6 +181,12 @@ class ObjectInfo:
     bbox : tuple of int or None
         ``(xmin, ymin, xmax, ymax)`` in VOC's 1-based inclusive pixel coordinates; None
         derives it from the mask.
+    parent : int or None
+        For a part given to :meth:`VocWriter.add` (``instance_id`` then is its value in
+        the part instance map): the instance id, in the object instance map, of the object
+        it belongs to. None: a part without a parent (part maps only, no XML).
+    parts : tuple of XmlPart
+        When reading: the ``<part>`` elements of the ``<object>``, in file order.
     """
 
     instance_id: int
@@ -177,6 +195,27 @@ class ObjectInfo:
     truncated: bool | None = None
     difficult: bool = False
     bbox: tuple[int, int, int, int] | None = None
+    parent: int | None = None
+    parts: tuple[XmlPart, ...] = ()
+
+
+@dataclass(frozen=True)
+class XmlPart:
+    """A ``<part>`` of an ``<object>`` in ``Annotations`` (VOC's layout annotation).
+
+    Attributes
+    ----------
+    name : str
+        The ``<name>``: the part name without its object's (``head``).
+    class_id : int or None
+        The part class (``dog/head`` inside a ``dog``) when the class table lists it.
+    bbox : tuple of int or None
+        ``(xmin, ymin, xmax, ymax)``, 1-based inclusive.
+    """
+
+    name: str
+    class_id: int | None
+    bbox: tuple[int, int, int, int] | None
 
 
 @dataclass
@@ -191,6 +230,10 @@ class VocRecord:
     split: str | None = None
     instances_from: str = "SegmentationObject"
     specks: SpeckReport = field(default_factory=lambda: SpeckReport())
+    #: ``SegmentationPart`` / ``SegmentationPartObject`` (or the components of the part
+    #: classes without the latter); None when the dataset has no part map for the image.
+    part_semantic: np.ndarray | None = None
+    part_instance: np.ndarray | None = None
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -272,14 +315,18 @@ def split_ids(ids: Sequence[str], train_fraction: float, seed: int) -> dict[str,
 def labelmap_text(classes: ClassTable) -> str:
     """The ``labelmap.txt`` CVAT writes.
 
-    A ``# label:color_rgb:parts:actions`` header, then ``name:r,g,b::`` per class in index
-    order (background first), colours from the VOC colour map.
+    A ``# label:color_rgb:parts:actions`` header, then ``name:r,g,b:parts:`` per class in
+    index order (background first), colours from the VOC colour map. Part classes are
+    classes of their own (``dog/head``, the index ``SegmentationPart`` uses); the parts
+    column of their parent lists their short names (``dog:...:head,tail:``), as CVAT
+    writes VOC's ``person:...:head,hand,foot:``.
     """
     cmap = voc_colormap(256)
     lines = ["# label:color_rgb:parts:actions"]
     for i, name in enumerate(classes.names):
         r, g, b = (int(v) for v in cmap[i])
-        lines.append(f"{name}:{r},{g},{b}::")
+        parts = ",".join(classes.part_name(p) for p in classes.parts(i))
+        lines.append(f"{name}:{r},{g},{b}:{parts}:")
     return "\n".join(lines) + "\n"
 
 
@@ -321,7 +368,10 @@ def parse_labelmap(path: str | os.PathLike[str]) -> ClassTable:
 
 
 def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, ObjectInfo,
-              tuple[int, int, int, int], bool]], depth: int = 3) -> str:
+              tuple[int, int, int, int], bool]], depth: int = 3,
+              parts: dict[int, list[tuple[str, tuple[int, int, int, int]]]] | None = None
+              ) -> str:
+    """The ``Annotations`` XML; ``parts`` maps an object's position (1-based) to its parts."""
     from xml.sax.saxutils import escape
 
     h, w = shape
@@ -330,16 +380,25 @@ def _xml_text(image_id: str, shape: tuple[int, int], objects: list[tuple[str, Ob
            "\t<source>", "\t\t<database>napari-samlabel</database>", "\t</source>",
            "\t<size>", f"\t\t<width>{w}</width>", f"\t\t<height>{h}</height>",
            f"\t\t<depth>{depth}</depth>", "\t</size>", "\t<segmented>1</segmented>"]
-    for name, info, (x0, y0, x1, y1), truncated in objects:
+    for k, (name, info, box, truncated) in enumerate(objects, 1):
         out += ["\t<object>", f"\t\t<name>{escape(name)}</name>",
                 f"\t\t<pose>{escape(info.pose)}</pose>",
                 f"\t\t<truncated>{int(truncated)}</truncated>",
-                f"\t\t<difficult>{int(info.difficult)}</difficult>",
-                "\t\t<bndbox>", f"\t\t\t<xmin>{x0}</xmin>", f"\t\t\t<ymin>{y0}</ymin>",
-                f"\t\t\t<xmax>{x1}</xmax>", f"\t\t\t<ymax>{y1}</ymax>", "\t\t</bndbox>",
-                "\t</object>"]
+                f"\t\t<difficult>{int(info.difficult)}</difficult>"]
+        out += _bndbox_xml(box, "\t\t")
+        for part_name, part_box in (parts or {}).get(k, ()):
+            out += ["\t\t<part>", f"\t\t\t<name>{escape(part_name)}</name>",
+                    *_bndbox_xml(part_box, "\t\t\t"), "\t\t</part>"]
+        out.append("\t</object>")
     out.append("</annotation>")
     return "\n".join(out) + "\n"
+
+
+def _bndbox_xml(box: tuple[int, int, int, int], indent: str) -> list[str]:
+    x0, y0, x1, y1 = box
+    inner = indent + "\t"
+    return [f"{indent}<bndbox>", f"{inner}<xmin>{x0}</xmin>", f"{inner}<ymin>{y0}</ymin>",
+            f"{inner}<xmax>{x1}</xmax>", f"{inner}<ymax>{y1}</ymax>", f"{indent}</bndbox>"]
 
 
 def _jpeg_depth(data: bytes) -> int:
@@ -447,7 +506,15 @@ class VocWriter:
         self._splits: dict[str, str | None] = {}
         self._classes_in: dict[str, set[int]] = {}
         self._difficult: dict[str, set[int]] = {}
+        self._shapes: dict[str, tuple[int, int]] = {}
+        self._with_parts: set[str] = set()
         self.dropped_objects: list[tuple[str, int]] = []
+        #: ``(image_id, part instance id)`` of parts with no visible pixels (left out).
+        self.dropped_parts: list[tuple[str, int]] = []
+        #: ``(image_id, part instance id)`` of parts without a written parent object: in the
+        #: part maps, not in the XML.
+        self.orphan_parts: list[tuple[str, int]] = []
+        self.n_parts = 0
         self._done = False
 
     # -- context manager ------------------------------------------------------------------
@@ -497,6 +564,9 @@ class VocWriter:
         instance: np.ndarray | None = None,
         objects: Sequence[ObjectInfo] | None = None,
         split: str | None = None,
+        part_semantic: np.ndarray | None = None,
+        part_instance: np.ndarray | None = None,
+        parts: Sequence[ObjectInfo] | None = None,
     ) -> None:
         """Add one image and its label maps.
 
@@ -519,6 +589,15 @@ class VocWriter:
         split : {"train", "val", "excluded", None}
             Fixed split; None joins the seeded split at :meth:`finish`; ``"excluded"`` writes
             the files but lists the id only in ``ImageSets/Segmentation/excluded.txt``.
+        part_semantic, part_instance : numpy.ndarray, optional
+            The part maps (part class index, part instance id; 0 none, 255 void), kept out of
+            ``semantic`` / ``instance``. ``part_instance`` None: the connected components
+            of each part class. Only part classes (``ClassTable.parent`` not None) may
+            appear in ``part_semantic``.
+        parts : sequence of ObjectInfo, optional
+            Per part instance id: its parent (``ObjectInfo.parent``, an instance id of
+            ``instance``) and optionally class and box. A part whose parent is None or not
+            written is in the part maps only (:attr:`orphan_parts`).
 
         Raises
         ------
@@ -551,41 +630,123 @@ class VocWriter:
                 raise VocError(f"image {image_id}: instance map shape {inst.shape} does not "
                                f"match the semantic map shape {shape}")
             inst = _consistent_instances(image_id, sem, inst)
-        infos = {}
-        for info in objects or ():
-            if info.instance_id in infos:
-                raise VocError(f"image {image_id}: two objects have instance id "
-                               f"{info.instance_id}")
-            infos[info.instance_id] = info
+        infos = self._infos(image_id, "objects", objects)
+        has_parts = part_semantic is not None or part_instance is not None or bool(parts)
+        if has_parts:
+            psem, pinst = self._part_maps(image_id, shape, part_semantic, part_instance)
+        part_infos = self._infos(image_id, "parts", parts)
         # Image first: it is the most likely to fail (unreadable, wrong size).
         jpeg_bytes = self._jpeg_bytes(image_id, image, shape)
 
-        ids = [int(v) for v in np.unique(inst) if v not in (0, VOID)]
-        missing = sorted(set(infos) - set(ids))
-        for k in missing:
-            self.dropped_objects.append((image_id, k))
-        if missing:
-            warnings.warn(f"image {image_id}: objects {missing} have no visible pixels and "
-                          "are left out", stacklevel=2)
-        xml_objects = []
-        new_inst = np.zeros(shape, dtype=np.uint8)
         classes_here: set[int] = set()
         difficult_here: set[int] = set()
+        xml_objects, new_inst, renumbered, dropped = self._instances(
+            image_id, sem, inst, infos, "object", classes_here, difficult_here)
+        self.dropped_objects += [(image_id, k) for k in dropped]
+        xml_parts: dict[int, list[tuple[str, tuple[int, int, int, int]]]] = {}
+        if has_parts:
+            part_xml, new_pinst, part_ids, dropped = self._instances(
+                image_id, psem, pinst, part_infos, "part", classes_here, difficult_here)
+            self.dropped_parts += [(image_id, k) for k in dropped]
+            for (name, _, bbox, _), k in zip(part_xml, part_ids, strict=True):
+                parent = part_infos.get(k, ObjectInfo(k)).parent
+                owner = renumbered.get(parent) if parent is not None else None
+                if owner is None:
+                    self.orphan_parts.append((image_id, k))
+                    continue
+                cls, parent_cls = self.classes.index(name), xml_objects[owner - 1][0]
+                if self.classes.names[self.classes.parent(cls)] != parent_cls:
+                    raise VocError(f"image {image_id}: part {k} is a {name!r}, which cannot "
+                                   f"belong to object {parent}, a {parent_cls!r}")
+                xml_parts.setdefault(owner, []).append((self.classes.part_name(cls), bbox))
+            self.n_parts += len(part_ids)
+        sem, new_inst = _draw_band(sem, new_inst, self.border)
+
+        self._write(self.root / "JPEGImages" / f"{image_id}.jpg", jpeg_bytes)
+        self._write(self.root / "SegmentationClass" / f"{image_id}.png", encode_label_png(sem))
+        self._write(self.root / "SegmentationObject" / f"{image_id}.png",
+                    encode_label_png(new_inst))
+        if has_parts:
+            self._write_part_pngs(image_id, *_draw_band(psem, new_pinst, self.border))
+            self._with_parts.add(image_id)
+        self._write(self.root / "Annotations" / f"{image_id}.xml",
+                    _xml_text(image_id, shape, xml_objects, _jpeg_depth(jpeg_bytes), xml_parts)
+                    .encode("utf-8"))
+        self._splits[image_id] = split
+        self._shapes[image_id] = shape
+        self._classes_in[image_id] = classes_here
+        self._difficult[image_id] = difficult_here - classes_here
+        self.progress(len(self._splits), self.total, image_id)
+
+    @staticmethod
+    def _infos(image_id: str, what: str,
+               infos: Sequence[ObjectInfo] | None) -> dict[int, ObjectInfo]:
+        out: dict[int, ObjectInfo] = {}
+        for info in infos or ():
+            if info.instance_id in out:
+                raise VocError(f"image {image_id}: two {what} have instance id "
+                               f"{info.instance_id}")
+            out[info.instance_id] = info
+        return out
+
+    def _part_maps(self, image_id: str, shape: tuple[int, int], part_semantic: Any,
+                   part_instance: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Checked part maps: part classes only, instances consistent with the classes."""
+        if part_semantic is None:
+            raise VocError(f"image {image_id}: parts need a part class map (part_semantic)")
+        psem = self._check_map(image_id, "part class", part_semantic)
+        if psem.shape != shape:
+            raise VocError(f"image {image_id}: part class map shape {psem.shape} does not "
+                           f"match the semantic map shape {shape}")
+        present = np.setdiff1d(np.unique(psem), [BACKGROUND, VOID])
+        wrong = [int(c) for c in present if not self.classes.is_part(int(c))]
+        if wrong:
+            names = [self.classes.names[c] if c < len(self.classes) else str(c) for c in wrong]
+            raise VocError(f"image {image_id}: the part class map holds "
+                           f"{', '.join(map(repr, names))}, "
+                           "which are not part classes of the class list (a part class is "
+                           "'object/part' with 'object' listed)")
+        if part_instance is None:
+            return psem, instances_from_components(psem)
+        pinst = self._check_map(image_id, "part instance", part_instance)
+        if pinst.shape != shape:
+            raise VocError(f"image {image_id}: part instance map shape {pinst.shape} does "
+                           f"not match the semantic map shape {shape}")
+        return psem, _consistent_instances(image_id, psem, pinst)
+
+    def _instances(self, image_id: str, sem: np.ndarray, inst: np.ndarray,
+                   infos: dict[int, ObjectInfo], what: str, classes_here: set[int],
+                   difficult_here: set[int]
+                   ) -> tuple[list[tuple[str, ObjectInfo, tuple[int, int, int, int], bool]],
+                              np.ndarray, dict[int, int], list[int]]:
+        """Number the instances ``1..N`` in ascending id; their XML entries.
+
+        Returns the XML entries, the renumbered map, ``{given id: new id}`` and the given
+        ids of ``infos`` with no visible pixels (warned about).
+        """
+        shape = sem.shape
+        ids = [int(v) for v in np.unique(inst) if v not in (0, VOID)]
+        missing = sorted(set(infos) - set(ids))
+        if missing:
+            warnings.warn(f"image {image_id}: {what}s {missing} have no visible pixels and "
+                          "are left out", stacklevel=3)
+        xml_objects = []
+        new_inst = np.zeros(shape, dtype=np.uint8)
         for new_id, k in enumerate(ids, 1):
             mask = inst == k
             info = infos.get(k, ObjectInfo(k))
             cls = _majority_class(sem, mask)
             if cls is None:
                 if info.class_id is None:
-                    raise VocError(f"image {image_id}: instance {k} covers no class pixels in "
-                                   "the semantic map")
+                    raise VocError(f"image {image_id}: {what} instance {k} covers no class "
+                                   "pixels in its class map")
                 cls = info.class_id
             elif info.class_id is not None and info.class_id != cls:
-                raise VocError(f"image {image_id}: instance {k} is given class "
+                raise VocError(f"image {image_id}: {what} instance {k} is given class "
                                f"{self.classes.name(info.class_id)!r} but its pixels are "
                                f"{self.classes.name(cls)!r}")
             if not 0 < cls < len(self.classes):
-                raise VocError(f"image {image_id}: instance {k} has unknown class {cls}")
+                raise VocError(f"image {image_id}: {what} instance {k} has unknown class {cls}")
             bbox = info.bbox or mask_bbox(mask)
             truncated = info.truncated
             if truncated is None:
@@ -595,30 +756,18 @@ class VocWriter:
             xml_objects.append((self.classes.name(cls), info, bbox, truncated))
             (difficult_here if info.difficult else classes_here).add(cls)
         new_inst[inst == VOID] = VOID
-        sem = sem.copy()
-        if self.border:
-            band = void_band(sem.astype(np.int32) * 256 + new_inst, self.border)
-            # The band never erases an object: one thinner than the band keeps its pixels.
-            before = np.bincount(new_inst.ravel(), minlength=256)
-            after = np.bincount(new_inst[~band], minlength=256)
-            erased = np.flatnonzero((before > 0) & (after == 0))
-            erased = erased[(erased != 0) & (erased != VOID)]
-            if erased.size:
-                band &= ~np.isin(new_inst, erased)
-            sem[band] = VOID
-            new_inst[band] = VOID
+        return xml_objects, new_inst, {k: n for n, k in enumerate(ids, 1)}, missing
 
-        self._write(self.root / "JPEGImages" / f"{image_id}.jpg", jpeg_bytes)
-        self._write(self.root / "SegmentationClass" / f"{image_id}.png", encode_label_png(sem))
-        self._write(self.root / "SegmentationObject" / f"{image_id}.png",
-                    encode_label_png(new_inst))
-        self._write(self.root / "Annotations" / f"{image_id}.xml",
-                    _xml_text(image_id, shape, xml_objects, _jpeg_depth(jpeg_bytes))
-                    .encode("utf-8"))
-        self._splits[image_id] = split
-        self._classes_in[image_id] = classes_here
-        self._difficult[image_id] = difficult_here - classes_here
-        self.progress(len(self._splits), self.total, image_id)
+    def _write_part_pngs(self, image_id: str, psem: np.ndarray, pinst: np.ndarray) -> None:
+        for sub, labels in (("SegmentationPart", psem), ("SegmentationPartObject", pinst)):
+            folder = self.root / sub
+            if not folder.is_dir():
+                try:
+                    folder.mkdir()
+                except OSError as exc:
+                    raise write_error(self.out / folder.relative_to(self._tmp), exc,
+                                      self._nothing_changed()) from exc
+            self._write(folder / f"{image_id}.png", encode_label_png(labels))
 
     def _write(self, path: Path, data: bytes) -> None:
         try:
@@ -627,6 +776,15 @@ class VocWriter:
             # Name the file as it would have been in OUT: the temporary tree is deleted.
             raise write_error(self.out / path.relative_to(self._tmp), exc,
                               self._nothing_changed()) from exc
+
+    def _write_missing_part_pngs(self) -> None:
+        """Once one image has parts, every image gets part maps (all zero: no part)."""
+        if not self._with_parts:
+            return
+        for iid, shape in self._shapes.items():
+            if iid not in self._with_parts:
+                empty = np.zeros(shape, dtype=np.uint8)
+                self._write_part_pngs(iid, empty, empty)
 
     def _nothing_changed(self) -> str:
         state = "is as it was" if self.out.exists() else "was not created"
@@ -684,6 +842,7 @@ class VocWriter:
         if self._done:
             raise RuntimeError("this VocWriter is finished")
         try:
+            self._write_missing_part_pngs()
             self._write_sets()
             self._write(self._tmp / DEVKIT / "VOC2012" / "labelmap.txt",
                         labelmap_text(self.classes).encode("utf-8"))
@@ -741,6 +900,25 @@ class VocWriter:
             raise
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+
+
+def _draw_band(sem: np.ndarray, inst: np.ndarray, border: int) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of a class and an instance map with the void band drawn (module docstring).
+
+    The band never erases an instance: one thinner than the band keeps its pixels.
+    """
+    sem, inst = sem.copy(), inst.copy()
+    if border:
+        band = void_band(sem.astype(np.int32) * 256 + inst, border)
+        before = np.bincount(inst.ravel(), minlength=256)
+        after = np.bincount(inst[~band], minlength=256)
+        erased = np.flatnonzero((before > 0) & (after == 0))
+        erased = erased[(erased != 0) & (erased != VOID)]
+        if erased.size:
+            band &= ~np.isin(inst, erased)
+        sem[band] = VOID
+        inst[band] = VOID
+    return sem, inst
 
 
 @dataclass(frozen=True)
@@ -919,8 +1097,11 @@ def parse_annotation(path: str | os.PathLike[str],
                      classes: ClassTable) -> tuple[tuple[int, int] | None, list[ObjectInfo]]:
     """Read ``Annotations/<id>.xml``: ``((height, width) or None, objects in file order)``.
 
-    Object ``k`` (1-based, file order) gets ``instance_id = k``. XML is parsed with
-    ``defusedxml``.
+    Object ``k`` (1-based, file order) gets ``instance_id = k``. Its ``<part>`` elements
+    (VOC's layout annotations) become :attr:`ObjectInfo.parts`; a part name the class
+    table does not list under the object's class gets ``class_id`` None rather than an
+    error, since VOC's own layout parts (``hand``, ``foot``) are boxes without masks. XML
+    is parsed with ``defusedxml``.
 
     Raises
     ------
@@ -954,18 +1135,28 @@ def parse_annotation(path: str | os.PathLike[str],
         if name not in classes:
             raise VocError(f"{path}: {where}: unknown class {name!r}; known: "
                            f"{', '.join(classes.names[1:])}")
-        box = node.find("bndbox")
-        bbox = None
-        if box is not None:
-            bbox = tuple(num(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+        cls = classes.index(name)
+        parts = []
+        for j, part in enumerate(node.findall("part"), 1):
+            part_name = (part.findtext("name") or "").strip()
+            parts.append(XmlPart(part_name, classes.part_index(cls, part_name),
+                                 _read_box(part, num, f"{where}: part {j}")))
         flag = node.findtext("truncated")
         objects.append(ObjectInfo(
-            instance_id=k, class_id=classes.index(name),
+            instance_id=k, class_id=cls,
             pose=(node.findtext("pose") or "Unspecified").strip(),
             truncated=None if flag is None else flag.strip() == "1",
             difficult=(node.findtext("difficult") or "0").strip() == "1",
-            bbox=bbox))  # type: ignore[arg-type]
+            bbox=_read_box(node, num, where), parts=tuple(parts)))
     return size, objects
+
+
+def _read_box(node: Any, num: Any, where: str) -> tuple[int, int, int, int] | None:
+    """The ``<bndbox>`` child of ``node`` (not of its parts), or None."""
+    box = node.find("bndbox")
+    if box is None:
+        return None
+    return tuple(num(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[return-value]
 
 
 def read_image_set(path: str | os.PathLike[str]) -> list[str]:
@@ -1067,9 +1258,39 @@ def read_voc(root: str | os.PathLike[str], classes: ClassTable | None = None,
             _, objects = parse_annotation(xml, classes)
             if source == "components":
                 objects = []  # XML order does not match component numbering
+        part_semantic, part_instance = _read_part_maps(voc, iid, classes, semantic.shape,
+                                                       min_area)
         progress(n, len(pngs), iid)
         yield VocRecord(iid, image, semantic, instance, objects, split_of.get(iid), source,
-                        specks)
+                        specks, part_semantic, part_instance)
+
+
+def _read_part_maps(voc: Path, iid: str, classes: ClassTable, shape: tuple[int, int],
+                    min_area: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``SegmentationPart`` and ``SegmentationPartObject`` of ``iid``, or ``(None, None)``.
+
+    Without ``SegmentationPartObject`` the part instances are the connected components of
+    each part class (small ones joined to their neighbours, as for objects).
+    """
+    png = voc / "SegmentationPart" / f"{iid}.png"
+    if not png.is_file():
+        return None, None
+    psem = read_label_png(png)
+    if psem.shape != shape:
+        raise VocError(f"{png} is {psem.shape[0]}x{psem.shape[1]} but SegmentationClass/"
+                       f"{iid}.png is {shape[0]}x{shape[1]} (HxW)")
+    present = np.setdiff1d(np.unique(psem), [BACKGROUND, VOID])
+    bad = [int(c) for c in present if c >= len(classes) or not classes.is_part(int(c))]
+    if bad:
+        raise VocError(f"{png}: class indices {bad} are not part classes of the class list "
+                       "(a part class is 'object/part' with 'object' listed)")
+    obj_png = voc / "SegmentationPartObject" / f"{iid}.png"
+    if not obj_png.is_file():
+        return psem, components_with_specks(psem, min_area)[0]
+    pinst = read_label_png(obj_png)
+    if pinst.shape != shape:
+        raise VocError(f"{obj_png} is {pinst.shape} but {png} is {psem.shape}")
+    return psem, pinst
 
 
 def find_image(folder: Path, iid: str) -> Path:
@@ -1093,6 +1314,7 @@ def glob_escape(text: str) -> str:
 
 __all__ = [
     "DEVKIT", "EXCLUDED", "ObjectInfo", "SpeckReport", "VocError", "VocRecord", "VocWriter",
+    "XmlPart",
     "components_with_specks", "encode_label_png", "find_image", "find_voc_root",
     "instances_from_components", "labelmap_text", "mask_bbox", "parse_annotation",
     "parse_labelmap", "read_image_set", "read_label_png", "read_voc", "read_voc_classes",

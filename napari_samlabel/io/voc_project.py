@@ -17,6 +17,13 @@ Review decisions (:meth:`Project.set_review`) and an exclude list narrow this do
 whose decision is ``rejected`` or whose id is in ``exclude`` is written but listed only in
 ``excluded.txt``, whatever the other options; ``needs_work`` is treated like ``flagged``.
 
+Parts (objects whose class is a part class, ``dog/head``) are exported apart from the
+objects: ``SegmentationClass`` / ``SegmentationObject`` hold the whole objects only, the
+parts go to ``SegmentationPart`` / ``SegmentationPartObject`` and, when they have a parent,
+into its ``<object>`` as ``<part>`` elements (see :mod:`napari_samlabel.io.voc`). An import
+reads them back and links each part to the object the XML puts it in, else to the object
+containing most of it.
+
 An import builds the project in a temporary folder beside the target and renames it into
 place at the end, so a failed import leaves nothing behind.
 """
@@ -34,7 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.compose import containing_object
+from napari_samlabel.core.document import (
+    MAX_OBJECTS,
+    AnnotatedObject,
+    AnnotationDocument,
+    ImageStatus,
+)
 from napari_samlabel.core.fsutil import WriteError, make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project, ProjectError
@@ -69,6 +82,13 @@ class ExportReport:
     unknown_excluded: list[str] = field(default_factory=list)
     #: Images whose split came from the project rather than the seeded split.
     stored_splits: int = 0
+    #: Number of parts written (in ``SegmentationPart``).
+    parts: int = 0
+    #: ``(image_id, object_id)`` of parts without a parent object: written in the part
+    #: maps only, not in ``Annotations``.
+    orphan_parts: list[tuple[str, int]] = field(default_factory=list)
+    #: ``(image_id, object_id)`` of parts fully hidden by other parts (left out).
+    dropped_parts: list[tuple[str, int]] = field(default_factory=list)
 
     def summary(self) -> str:
         """One human-readable line."""
@@ -84,6 +104,13 @@ class ExportReport:
                 out += f"; skipped {len(ids)} {status}"
         if self.dropped_objects:
             out += f"; {len(self.dropped_objects)} fully hidden objects left out"
+        if self.parts:
+            out += f"; {self.parts} parts in SegmentationPart"
+            if self.orphan_parts:
+                out += (f" ({len(self.orphan_parts)} without a parent object: in the part "
+                        "maps only, not in Annotations)")
+        if self.dropped_parts:
+            out += f"; {len(self.dropped_parts)} fully hidden parts left out"
         return out
 
 
@@ -93,7 +120,8 @@ class ImportReport:
 
     folder: Path | None = None
     images: int = 0
-    objects: int = 0
+    objects: int = 0  # parts included
+    parts: int = 0
     classes: int = 0  # without background
     min_area: int = 0
     #: ``{image_id: SpeckReport}`` of the images that had class regions under ``min_area``.
@@ -105,8 +133,9 @@ class ImportReport:
         """Human-readable lines: totals, then one line per image with small regions."""
         splits = ", ".join(f"{self.splits[k]} {k}" for k in ("train", "val")
                            if self.splits.get(k))
+        parts = f" ({self.parts} of them parts)" if self.parts else ""
         lines = [f"created project {self.folder}: {self.images} images, {self.objects} "
-                 f"objects, {self.classes} classes"
+                 f"objects{parts}, {self.classes} classes"
                  + (f"; stored split: {splits}" if splits else "")]
         if self.specks:
             merged = sum(r.merged for r in self.specks.values())
@@ -147,7 +176,8 @@ def export_project(
     :mod:`napari_samlabel.core.compose`. Parameters ``train_fraction``, ``seed``, ``border``
     and ``overwrite`` are :class:`napari_samlabel.io.voc.VocWriter`'s; the seeded split
     applies to the images without a stored split, or to all with ``fresh_split``. The
-    objects' ``pose``, ``truncated`` and ``difficult`` attributes go into the XML.
+    objects' ``pose``, ``truncated`` and ``difficult`` attributes go into the XML. Parts
+    go into the part maps and into their parent's ``<object>`` (see the module docstring).
     ``exclude`` lists image ids (project ids or their VOC form) kept out of train and val;
     see the module docstring for which images go where.
 
@@ -222,16 +252,22 @@ def export_project(
             for iid, split in chosen:
                 doc = project.load_document(iid)
                 semantic, instance = doc.label_maps()
-                objects = [_object_info(o) for o in doc.objects]
+                objects = [_object_info(o) for o in doc.wholes]
+                parts = [ObjectInfo(o.object_id, o.class_id, parent=o.parent_id)
+                         for o in doc.parts]
+                part_semantic, part_instance = doc.part_maps() if parts else (None, None)
                 writer.add(voc_id(iid), project.image_path(iid), semantic, instance, objects,
-                           split)
+                           split, part_semantic, part_instance, parts)
     final = writer.splits
     splits = {s: sorted(i for i, v in final.items() if v == s) for s in ("train", "val",
                                                                            EXCLUDED)}
+    project_id = {voc_id(i): i for i, _ in chosen}
     return ExportReport(writer.out / "VOCdevkit" / "VOC2012", splits,
                         {k: v for k, v in skipped.items() if v}, writer.dropped_objects,
                         renamed, {k: v for k, v in excluded.items() if v},
-                        sorted(exclude_set - known), stored)
+                        sorted(exclude_set - known), stored, writer.n_parts,
+                        [(project_id[i], k) for i, k in writer.orphan_parts],
+                        [(project_id[i], k) for i, k in writer.dropped_parts])
 
 
 def _object_info(obj: AnnotatedObject) -> ObjectInfo:
@@ -287,6 +323,12 @@ def import_voc(
     ``fill_void`` gives those within that many pixels of a label to the nearest label, object
     or background (VOC's 4 px border band: ``fill_void=3`` leaves 1.8 % of the sample's
     void, its "difficult" regions).
+    ``SegmentationPart`` / ``SegmentationPartObject``, when present, give the parts: each
+    part instance becomes an object (ids after the objects'), linked to the object whose
+    ``<object>`` lists a ``<part>`` of its class and box (best box overlap); a link the
+    pixels do not confirm (another object contains more of the part) is kept as an
+    explicit one (``parent_fixed``); without an XML part, the part goes to the object of
+    its parent class containing most of it.
 
     Parameters
     ----------
@@ -341,11 +383,18 @@ def import_voc(
                 instance = _fill_void(rec.instance, fill_void)
                 objects = objects_from_maps(rec.semantic, instance, rec.objects, classes,
                                             rec.image_id)
+                parts: list[AnnotatedObject] = []
+                if rec.part_semantic is not None and rec.part_instance is not None:
+                    parts = parts_from_maps(rec.part_semantic,
+                                            _fill_void(rec.part_instance, fill_void),
+                                            objects, rec.objects, classes, rec.image_id)
+                    objects += parts
                 project.save_document(AnnotationDocument(iid, rec.semantic.shape, objects,
                                                          status=status))
                 if report is not None:
                     report.images += 1
                     report.objects += len(objects)
+                    report.parts += len(parts)
                     key = rec.split or "none"
                     report.splits[key] = report.splits.get(key, 0) + 1
                     if rec.specks.regions:
@@ -403,3 +452,76 @@ def objects_from_maps(semantic: np.ndarray, instance: np.ndarray, infos: list[Ob
         objects.append(AnnotatedObject(k, cls, mask, (), None, IMPORT_MODEL_ID,
                                        attributes=attributes))
     return objects
+
+
+def parts_from_maps(part_semantic: np.ndarray, part_instance: np.ndarray,
+                    wholes: list[AnnotatedObject], infos: list[ObjectInfo],
+                    classes: ClassTable, image_id: str) -> list[AnnotatedObject]:
+    """One part object per part instance, linked to its whole; ids follow the wholes'.
+
+    The class is the majority part class of the instance's pixels. The parent is the whole
+    whose ``<object>`` holds the ``<part>`` of that class whose box overlaps the part's box
+    most (box IoU at least 0.5, each XML part used once); without one, the whole of the
+    parent class containing most of the part (left to the project to resolve). An XML link
+    that differs from that pixel choice is kept as explicit (``parent_fixed``).
+    """
+    from napari_samlabel.io.voc import mask_bbox
+
+    by_id = {o.object_id: o for o in wholes}
+    xml_parts = [(info.instance_id, p) for info in infos for p in info.parts
+                 if p.class_id is not None and p.bbox is not None]
+    used: set[int] = set()
+    next_id = max(by_id, default=0) + 1
+    out = []
+    for k in np.unique(part_instance):
+        k = int(k)
+        if k in (0, VOID):
+            continue
+        if next_id > MAX_OBJECTS:
+            raise VocError(f"image {image_id}: {len(wholes)} objects and the parts of "
+                           f"SegmentationPartObject do not fit {MAX_OBJECTS} object ids")
+        mask = part_instance == k
+        vals = part_semantic[mask]
+        vals = vals[(vals != 0) & (vals != VOID)]
+        if not vals.size:
+            raise VocError(f"image {image_id}: part instance {k} of SegmentationPartObject "
+                           "covers no part class pixels in SegmentationPart")
+        cls = int(np.bincount(vals).argmax())
+        if not 0 < cls < len(classes) or not classes.is_part(cls):
+            name = classes.names[cls] if cls < len(classes) else str(cls)
+            raise ProjectError(f"image {image_id}: part instance {k} has class {name!r}, "
+                               "which is not a part class of the class list")
+        parent_class = classes.parent(cls)
+        box = mask_bbox(mask)
+        best, best_iou = None, 0.5
+        for n, (owner, part) in enumerate(xml_parts):
+            whole = by_id.get(owner)
+            if n in used or part.class_id != cls or whole is None \
+                    or whole.class_id != parent_class:
+                continue
+            iou = _box_iou(box, part.bbox)  # type: ignore[arg-type]
+            if iou >= best_iou:
+                best, best_iou = n, iou
+        parent, fixed = None, False
+        if best is not None:
+            used.add(best)
+            parent = xml_parts[best][0]
+            auto = containing_object(mask, [(o.object_id, o.mask) for o in wholes
+                                            if o.class_id == parent_class])
+            fixed = parent != auto
+        out.append(AnnotatedObject(next_id, cls, mask, (), None, IMPORT_MODEL_ID,
+                                   parent_id=parent, parent_fixed=fixed))
+        next_id += 1
+    return out
+
+
+def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two VOC boxes (1-based, inclusive pixel coordinates)."""
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    area_a = (a[2] - a[0] + 1) * (a[3] - a[1] + 1)
+    area_b = (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+    return inter / float(area_a + area_b - inter)

@@ -130,3 +130,40 @@ def test_help_says_what_goes_where(capsys):
     for phrase in ("'rejected' (always)", "--exclude list (always)", "'needs_work'",
                    "--fresh-split", "exactly PX pixels wide", "4-pixel band"):
         assert phrase in text
+
+
+def test_export_with_the_bundled_part_classes(tmp_path: Path, capsys):
+    from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.io.voc import parse_annotation
+
+    classes = ClassTable.from_file(
+        Path(__file__).resolve().parents[2] / "napari_samlabel/resources/voc_parts.txt")
+    (tmp_path / "images").mkdir()
+    img = data.coffee()[::10, ::10]
+    Image.fromarray(img).save(tmp_path / "images" / "im0.jpg")
+    proj = Project.create(tmp_path / "proj", tmp_path / "images", classes)
+    h, w = img.shape[:2]
+
+    def box(r0, r1, c0, c1):
+        m = np.zeros((h, w), bool)
+        m[r0:r1, c0:c1] = True
+        return m
+
+    person, head, lone = (classes.index(n) for n in ("person", "person/head", "car/wheel"))
+    proj.save_document(AnnotationDocument("im0", (h, w), [
+        AnnotatedObject(1, person, box(5, 40, 5, 30), score=0.5),
+        AnnotatedObject(2, head, box(5, 12, 10, 20), score=0.99),
+        AnnotatedObject(3, lone, box(30, 38, 40, 50))], "done"))
+    out = tmp_path / "out"
+    assert main(["export", str(proj.folder), str(out), "--split", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 parts in SegmentationPart (1 without a parent object: in the part maps only" \
+        in printed
+    root = out / "VOCdevkit" / "VOC2012"
+    sem = read_label_png(root / "SegmentationClass" / "im0.png")
+    assert sem[8, 15] == person  # the head is no hole in the person
+    part = read_label_png(root / "SegmentationPart" / "im0.png")
+    assert part[8, 15] == head and part[33, 45] == lone and part[30, 10] == 0
+    [obj] = parse_annotation(root / "Annotations" / "im0.xml", classes)[1]
+    assert [(p.name, p.class_id) for p in obj.parts] == [("head", head)]
+    assert "person/head:" in (root / "labelmap.txt").read_text()

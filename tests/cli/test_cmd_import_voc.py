@@ -59,3 +59,32 @@ def test_import_voc_errors(tmp_path: Path, capsys):
                  str(classes)]) == 2
     assert "class indices [12, 15]" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+def test_import_voc_reads_parts_and_links_them(tmp_path: Path, capsys):
+    from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.io.voc import labelmap_text
+
+    inst = make_voc(tmp_path / "data")
+    voc = tmp_path / "data" / "VOCdevkit" / "VOC2012"
+    classes = ClassTable(("dog", "person", "dog/head", "person/head"))
+    (voc / "labelmap.txt").write_text(labelmap_text(classes))
+    sem = np.zeros(inst.shape, np.uint8)
+    sem[inst > 0] = np.where(inst[inst > 0] == 3, 2, 1)  # re-index: dog 1, person 2
+    (voc / "SegmentationClass" / "2007_000001.png").write_bytes(encode_label_png(sem))
+    (voc / "SegmentationPart").mkdir()
+    part = np.zeros_like(sem)
+    part[5:9, 13:18] = 3  # a dog head in the right dog (instance 2)
+    part[25:29, 30:36] = 4  # the person's head
+    (voc / "SegmentationPart" / "2007_000001.png").write_bytes(encode_label_png(part))
+    assert main(["import-voc", str(tmp_path / "data"), str(tmp_path / "proj")]) == 0
+    assert "1 images, 5 objects (2 of them parts), 4 classes" in capsys.readouterr().out
+    proj = Project.open(tmp_path / "proj")
+    doc = proj.load_document("2007_000001")
+    assert [(o.object_id, proj.classes.names[o.class_id]) for o in doc.wholes] == [
+        (1, "dog"), (2, "dog"), (3, "person")]
+    assert [(proj.classes.names[o.class_id], o.parent_id) for o in doc.parts] == [
+        ("dog/head", 2), ("person/head", 3)]
+    # The objects' maps are whole: the heads are only in the part maps.
+    np.testing.assert_array_equal(doc.label_maps()[0], sem)
+    np.testing.assert_array_equal(doc.part_maps()[0], part)

@@ -308,6 +308,23 @@ def test_gt_uses_instances_and_ignores_void():
     assert img.signals["gt_objects"] == 2
 
 
+def test_parts_are_not_matched_against_object_ground_truth():
+    obj, _ = clean_object()
+    rows, cols = np.nonzero(obj.mask)
+    head = np.zeros(SHAPE, bool)
+    head[rows.min():rows.min() + 5, cols.min():cols.min() + 5] = True
+    part = AnnotatedObject(2, 3, head, score=0.95)
+    gt = GroundTruth(np.where(clean_mask(), 1, 0).astype(np.uint8),
+                     np.where(clean_mask(), 1, 0).astype(np.uint8))
+    # Matched as an object, the head is a mismatch and decides the image's score.
+    flat = assess_image("x", SHAPE, [obj, part], gt=gt)
+    assert "gt_mismatch" in flat.objects[1].flags
+    img = assess_image("x", SHAPE, [obj, part], gt=gt, parts=[2])
+    assert "gt_iou" not in img.objects[1].signals and not img.objects[1].flags
+    assert img.objects[0].signals["gt_iou"] == pytest.approx(1.0)
+    assert img.score < flat.score and img.signals["gt_objects"] == 1
+
+
 def test_gt_class_regions_split_into_components():
     sem = np.zeros(SHAPE, dtype=np.uint8)
     sem[30:50, 30:60] = 1

@@ -208,7 +208,11 @@ def saved_project(project: Project) -> Path:
     (lambda d: d.update(schema_version=99), "newer napari-samlabel"),
 ])
 def test_bad_annotation_files_name_file_and_field(project: Project, edit, match):
-    path = saved_project(project)
+    assert_edit_refused(project, saved_project(project), edit, match)
+
+
+def assert_edit_refused(project: Project, path: Path, edit, match: str) -> None:
+    """Edit the objects file at ``path``; loading must fail naming the file and ``match``."""
     raw = json.loads(path.read_text())
     edit(raw)
     path.write_text(json.dumps(raw))
@@ -366,8 +370,8 @@ V1_OBJECTS = {
 }
 
 
-def test_version_1_project_reads_unchanged_and_is_written_as_version_2(tmp_path: Path,
-                                                                        images: Path):
+def test_version_1_project_reads_unchanged_and_is_written_in_the_current_version(
+        tmp_path: Path, images: Path):
     folder = tmp_path / "proj"
     (folder / "annotations" / "a").mkdir(parents=True)
     (folder / PROJECT_FILE).write_text(json.dumps(V1_PROJECT))
@@ -383,13 +387,13 @@ def test_version_1_project_reads_unchanged_and_is_written_as_version_2(tmp_path:
     assert dict(obj.attributes) == {} and obj.prompts == (Point((5.0, 6.0)),)
     np.testing.assert_array_equal(obj.mask, rect(0, 10, 0, 20))
     assert project.reviews() == {} and project.last_position() == (None, None)
-    # Reading changed nothing on disk; the next write is version 2.
+    # Reading changed nothing on disk; the next write is the current version.
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     project.set_status("b", "in_progress")
     project.save_document(project.load_document("a"))
-    assert json.loads((folder / PROJECT_FILE).read_text())["schema_version"] == 2
+    assert json.loads((folder / PROJECT_FILE).read_text())["schema_version"] == SCHEMA_VERSION
     assert json.loads((folder / "annotations/a" / OBJECTS_FILE).read_text())[
-        "schema_version"] == 2
+        "schema_version"] == SCHEMA_VERSION == 3
     assert Project.open(folder).read_objects("a")[0].class_id == 2
 
 
@@ -584,3 +588,88 @@ def test_failed_write_names_the_file_and_keeps_the_old_one(project: Project, tmp
                                "version of the file is unchanged")
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+# -- schema version 3: parent links of parts ---------------------------------------------------
+CAT, DOG, HEAD = 1, 2, 3  # the ``project`` fixture's classes: cat, dog, dog/head
+
+
+def parts_project(project: Project) -> AnnotationDocument:
+    doc = project.load_document("a")
+    accept(doc, rect(0, 40, 0, 30), DOG, 0.5)  # 1
+    accept(doc, rect(0, 40, 30, 64), DOG, 0.5)  # 2
+    accept(doc, rect(5, 15, 5, 15), HEAD, 0.99)  # 3: inside dog 1
+    accept(doc, rect(5, 15, 40, 50), HEAD, 0.99)  # 4: inside dog 2, given dog 1 below
+    accept(doc, rect(42, 48, 0, 5), HEAD, 0.99)  # 5: no dog under it
+    accept(doc, rect(40, 48, 40, 64), CAT)  # 6
+    doc.set_parent(4, 1)
+    project.save_document(doc)
+    return doc
+
+
+def test_parent_links_round_trip(project: Project, tmp_path: Path):
+    doc = parts_project(project)
+    raw = json.loads((project.annotation_dir("a") / OBJECTS_FILE).read_text())
+    links = {r["object_id"]: (r["parent_id"], r["parent_fixed"]) for r in raw["objects"]}
+    assert links == {1: (None, False), 2: (None, False), 3: (1, False), 4: (1, True),
+                     5: (None, False), 6: (None, False)}
+    loaded = Project.open(tmp_path / "proj").load_document("a")
+    assert loaded.classes == project.classes
+    assert [(o.parent_id, o.parent_fixed) for o in loaded.objects] == list(links.values())
+    for mine, theirs in zip(loaded.label_maps() + loaded.part_maps(),
+                            doc.label_maps() + doc.part_maps(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not (loaded.label_maps()[0] == HEAD).any()  # parts are not in the object maps
+    assert loaded.part_at(10, 10) == 3 and loaded.object_at(10, 10) == 1
+    # The explicit link survives editing in the reloaded document.
+    loaded.remove_object(6)
+    assert loaded.parent_of(4) == 1
+
+
+def test_version_2_parts_are_linked_from_the_pixels(tmp_path: Path, images: Path):
+    folder = tmp_path / "proj"
+    (folder / "annotations" / "a").mkdir(parents=True)
+    v2 = dict(V1_PROJECT, schema_version=2, classes=["background", "cat", "dog", "dog/head"])
+    (folder / PROJECT_FILE).write_text(json.dumps(v2))
+    head = json.loads(json.dumps(V1_OBJECTS["objects"][0]))
+    head.update(object_id=2, class_id=3, class_name="dog/head", mask="obj-002-x.png")
+    objects = dict(V1_OBJECTS, schema_version=2, objects=[V1_OBJECTS["objects"][0], head])
+    (folder / "annotations/a" / OBJECTS_FILE).write_text(json.dumps(objects))
+    Image.fromarray(rect(0, 10, 0, 20)).save(folder / "annotations/a/obj-001-x.png")
+    Image.fromarray(rect(2, 5, 2, 5)).save(folder / "annotations/a/obj-002-x.png")
+    project = Project.open(folder)
+    assert [o.parent_id for o in project.read_objects("a")] == [None, None]  # as stored
+    doc = project.load_document("a")
+    assert doc.parent_of(2) == 1 and not doc.get(2).parent_fixed
+    project.save_document(doc)
+    raw = json.loads((folder / "annotations/a" / OBJECTS_FILE).read_text())
+    assert raw["schema_version"] == 3 and raw["objects"][1]["parent_id"] == 1
+
+
+def test_a_document_without_classes_is_saved_with_resolved_links(project: Project):
+    flat = AnnotationDocument("a", (H, W), [
+        AnnotatedObject(1, DOG, rect(0, 40, 0, 30)),
+        AnnotatedObject(2, HEAD, rect(5, 10, 5, 10)),
+        AnnotatedObject(3, CAT, rect(0, 5, 40, 50), parent_id=1)])  # stale: a cat has none
+    project.save_document(flat)
+    assert [o.parent_id for o in project.read_objects("a")] == [None, 1, None]
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["objects"][2].update(parent_id=9),
+     r"objects\[2\]: field 'parent_id' 9 is not an object of this image"),
+    (lambda d: d["objects"][2].update(parent_id=6),
+     r"objects\[2\]: field 'parent_id' 6 is a 'cat', but the parent of a 'dog/head' must "
+     r"be a 'dog'"),
+    (lambda d: d["objects"][5].update(parent_id=1),
+     r"objects\[5\]: field 'parent_id' is 1, but class 'cat' is not a part class"),
+    (lambda d: d["objects"][2].update(parent_id="1"), r"objects\[2\]: field 'parent_id' must be"),
+    (lambda d: d["objects"][2].update(parent_id=3), r"objects\[2\]: field 'parent_id' must be"),
+    (lambda d: d["objects"][4].update(parent_fixed=True),
+     r"objects\[4\]: field 'parent_fixed' is true but 'parent_id' is null"),
+    (lambda d: d["objects"][3].update(parent_fixed="yes"),
+     r"objects\[3\]: field 'parent_fixed' must be true/false"),
+])
+def test_bad_parent_links_name_file_and_field(project: Project, edit, match):
+    parts_project(project)
+    assert_edit_refused(project, project.annotation_dir("a") / OBJECTS_FILE, edit, match)

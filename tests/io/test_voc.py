@@ -500,3 +500,180 @@ def test_read_image_set_takes_first_words_and_names_missing_files(tmp_path: Path
     assert voc.read_image_set(f) == ["2008_000003", "2008_000007", "2008_000009"]
     with pytest.raises(VocError, match=r"image list .*nope\.txt not found"):
         voc.read_image_set(tmp_path / "nope.txt")
+
+
+# -- parts (object -> part hierarchies) ---------------------------------------------------
+PART_CLASSES = ClassTable(("dog", "person", "dog/head", "person/head", "person/hand"))
+P_DOG, P_PERSON, P_DOG_HEAD, P_PERSON_HEAD, P_HAND = 1, 2, 3, 4, 5
+
+
+def part_scene() -> dict[str, np.ndarray]:
+    """Two dogs, a person; the left dog's head, the person's head, and a lone dog head."""
+    sem = np.zeros((H, W), np.uint8)
+    inst = np.zeros((H, W), np.uint8)
+    sem[10:30, 5:45], inst[10:30, 5:25], inst[10:30, 25:45] = P_DOG, 3, 7
+    sem[35:60, 50:75], inst[35:60, 50:75] = P_PERSON, 5
+    psem = np.zeros((H, W), np.uint8)
+    pinst = np.zeros((H, W), np.uint8)
+    psem[10:16, 5:12], pinst[10:16, 5:12] = P_DOG_HEAD, 11  # on dog 3
+    psem[35:42, 58:66], pinst[35:42, 58:66] = P_PERSON_HEAD, 12  # on the person
+    psem[2:6, 60:66], pinst[2:6, 60:66] = P_DOG_HEAD, 13  # no dog there
+    return {"sem": sem, "inst": inst, "psem": psem, "pinst": pinst}
+
+
+def write_part_scene(tmp_path: Path, image: np.ndarray, border: int = 0) -> VocWriter:
+    m = part_scene()
+    parts = [ObjectInfo(11, parent=3), ObjectInfo(12, parent=5), ObjectInfo(13)]
+    with VocWriter(tmp_path / "out", PART_CLASSES, border=border, train_fraction=1.0) as w:
+        w.add("parts", image, m["sem"], m["inst"], None, None, m["psem"], m["pinst"], parts)
+        w.add("plain", image, m["sem"], m["inst"])
+    return w
+
+
+def test_parts_get_their_own_maps_and_xml_parts(tmp_path: Path, image: np.ndarray):
+    w = write_part_scene(tmp_path, image)
+    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
+    m = part_scene()
+    # The object maps are the objects' alone: the heads punch no holes in them.
+    np.testing.assert_array_equal(read_label_png(root / "SegmentationClass/parts.png"), m["sem"])
+    inst = read_label_png(root / "SegmentationObject/parts.png")
+    assert set(np.unique(inst)) == {0, 1, 2, 3}  # 3, 5, 7 -> 1, 2, 3
+    psem = read_label_png(root / "SegmentationPart/parts.png")
+    np.testing.assert_array_equal(psem, m["psem"])
+    with Image.open(root / "SegmentationPart/parts.png") as im:
+        assert im.mode == "P" and im.getpalette()[:9] == voc_colormap(3).reshape(-1).tolist()
+    pinst = read_label_png(root / "SegmentationPartObject/parts.png")
+    assert pinst[12, 8] == 1 and pinst[38, 60] == 2 and pinst[3, 62] == 3
+    # An image without parts still gets (empty) part maps, so loaders find a file per id.
+    assert not read_label_png(root / "SegmentationPart/plain.png").any()
+    assert not read_label_png(root / "SegmentationPartObject/plain.png").any()
+    assert w.n_parts == 3 and w.orphan_parts == [("parts", 13)]
+    # XML: <part> inside its parent's <object>, named without the parent's prefix.
+    size, objects = voc.parse_annotation(root / "Annotations/parts.xml", PART_CLASSES)
+    assert [o.class_id for o in objects] == [P_DOG, P_PERSON, P_DOG]
+    assert objects[0].parts == (voc.XmlPart("head", P_DOG_HEAD, mask_bbox(m["pinst"] == 11)),)
+    assert objects[1].parts == (voc.XmlPart("head", P_PERSON_HEAD,
+                                            mask_bbox(m["pinst"] == 12)),)
+    assert objects[2].parts == ()
+    assert objects[0].bbox == mask_bbox(m["inst"] == 3)  # the object's box, not the part's
+    text = (root / "Annotations/parts.xml").read_text()
+    assert text.count("<part>") == 2 and "<name>dog/head</name>" not in text
+    labelmap = (root / "labelmap.txt").read_text().splitlines()
+    assert labelmap[2].startswith("dog:") and labelmap[2].endswith(":head:")
+    assert labelmap[3].endswith(":head,hand:") and labelmap[4].startswith("dog/head:")
+    assert parse_labelmap(root / "labelmap.txt") == PART_CLASSES
+    main = (root / "ImageSets/Main/dog-head_train.txt").read_text().split()
+    assert dict(zip(main[::2], main[1::2], strict=True)) == {"parts": "1", "plain": "-1"}
+
+
+def test_a_dataset_without_parts_has_no_part_folders(tmp_path: Path, image: np.ndarray):
+    out, _ = write_scene(tmp_path, image)
+    root = out / "VOCdevkit" / "VOC2012"
+    assert not (root / "SegmentationPart").exists()
+    assert not (root / "SegmentationPartObject").exists()
+    assert "<part>" not in (root / "Annotations/photo.xml").read_text()
+
+
+def test_torchvision_reads_an_export_with_parts(tmp_path: Path, image: np.ndarray):
+    tv = pytest.importorskip("torchvision.datasets")
+    write_part_scene(tmp_path, image)
+    m = part_scene()
+    seg = tv.VOCSegmentation(str(tmp_path / "out"), year="2012", image_set="train")
+    for k in range(len(seg)):
+        np.testing.assert_array_equal(np.asarray(seg[k][1]), m["sem"])
+    det = tv.VOCDetection(str(tmp_path / "out"), year="2012", image_set="train")
+    k = [Path(p).stem for p in det.images].index("parts")
+    objs = det[k][1]["annotation"]["object"]
+    assert [o["name"] for o in objs] == ["dog", "person", "dog"]
+    assert boxes_of(det[k][1])[0] == ("dog", mask_bbox(m["inst"] == 3))
+    assert objs[0]["part"]["name"] == "head" and "part" not in objs[2]
+    xmin = int(objs[1]["part"]["bndbox"]["xmin"])
+    assert xmin == mask_bbox(m["pinst"] == 12)[0]
+
+
+def test_part_maps_get_the_void_band_too(tmp_path: Path, image: np.ndarray):
+    write_part_scene(tmp_path, image, border=2)
+    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
+    psem = read_label_png(root / "SegmentationPart/parts.png")
+    pinst = read_label_png(root / "SegmentationPartObject/parts.png")
+    # The dog head spans rows 10..15, columns 5..11: a 1 px band inside, 1 px outside.
+    assert psem[12, 5] == 255 and psem[12, 6] == P_DOG_HEAD
+    assert psem[12, 4] == 255 and psem[12, 3] == 0
+    assert psem[12, 12] == 255 and pinst[12, 12] == 255 and psem[12, 13] == 0
+    # The object maps have their own band; the head draws none inside the dog.
+    sem = read_label_png(root / "SegmentationClass/parts.png")
+    assert sem[12, 12] == P_DOG
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda m, p: m["psem"].__setitem__((0, 0), P_DOG), r"'dog', which are not part classes"),
+    (lambda m, p: p.__setitem__(0, ObjectInfo(11, parent=5)),
+     r"part 11 is a 'dog/head', which cannot belong to object 5, a 'person'"),
+    (lambda m, p: m.__setitem__("psem", None), "parts need a part class map"),
+])
+def test_bad_parts_are_refused(tmp_path: Path, image: np.ndarray, change, match):
+    m = part_scene()
+    parts = [ObjectInfo(11, parent=3)]
+    change(m, parts)
+    with VocWriter(tmp_path / "out", PART_CLASSES) as w, pytest.raises(VocError, match=match):
+        w.add("parts", image, m["sem"], m["inst"], None, None, m["psem"], m["pinst"], parts)
+    assert w.image_ids == []  # nothing written for the image
+    assert not list((tmp_path / "out").rglob("parts.*"))
+
+
+VOC_LAYOUT_XML = """<annotation>
+	<filename>2007_000129.jpg</filename>
+	<size><width>80</width><height>60</height><depth>3</depth></size>
+	<object>
+		<name>person</name>
+		<pose>Unspecified</pose>
+		<truncated>0</truncated>
+		<difficult>0</difficult>
+		<bndbox><xmin>10</xmin><ymin>5</ymin><xmax>40</xmax><ymax>58</ymax></bndbox>
+		<part>
+			<name>head</name>
+			<bndbox><xmin>20</xmin><ymin>5</ymin><xmax>30</xmax><ymax>14</ymax></bndbox>
+		</part>
+		<part>
+			<name>hand</name>
+			<bndbox><xmin>10.0</xmin><ymin>30</ymin><xmax>14</xmax><ymax>35</ymax></bndbox>
+		</part>
+		<part>
+			<name>foot</name>
+			<bndbox><xmin>12</xmin><ymin>52</ymin><xmax>18</xmax><ymax>58</ymax></bndbox>
+		</part>
+	</object>
+</annotation>
+"""
+
+
+def test_reader_takes_voc_layout_parts_and_keeps_the_objects_box(tmp_path: Path):
+    path = tmp_path / "layout.xml"
+    path.write_text(VOC_LAYOUT_XML)
+    size, [person] = voc.parse_annotation(path, PART_CLASSES)
+    assert size == (60, 80) and person.class_id == P_PERSON
+    assert person.bbox == (10, 5, 40, 58)
+    assert person.parts == (voc.XmlPart("head", P_PERSON_HEAD, (20, 5, 30, 14)),
+                            voc.XmlPart("hand", P_HAND, (10, 30, 14, 35)),
+                            voc.XmlPart("foot", None, (12, 52, 18, 58)))  # not listed
+    path.write_text(VOC_LAYOUT_XML.replace("<xmax>30</xmax>", "<xmax>wide</xmax>"))
+    with pytest.raises(VocError, match=r"object 1: part 1: <xmax> is 'wide'"):
+        voc.parse_annotation(path, PART_CLASSES)
+
+
+def test_read_voc_returns_part_maps_and_checks_them(tmp_path: Path, image: np.ndarray):
+    write_part_scene(tmp_path, image)
+    recs = {r.image_id: r for r in read_voc(tmp_path / "out", PART_CLASSES)}
+    m = part_scene()
+    np.testing.assert_array_equal(recs["parts"].part_semantic, m["psem"])
+    assert set(np.unique(recs["parts"].part_instance)) == {0, 1, 2, 3}
+    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
+    (root / "SegmentationPartObject/parts.png").unlink()  # instances from components
+    rec = next(r for r in read_voc(tmp_path / "out", PART_CLASSES) if r.image_id == "parts")
+    assert len(set(np.unique(rec.part_instance)) - {0}) == 3
+    bad = m["psem"].copy()
+    bad[0, 0] = P_PERSON
+    (root / "SegmentationPart/parts.png").write_bytes(encode_label_png(bad))
+    with pytest.raises(VocError, match=r"SegmentationPart/parts\.png: class indices \[2\] are "
+                                       "not part classes"):
+        list(read_voc(tmp_path / "out", PART_CLASSES))

@@ -163,11 +163,9 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
     with pytest.raises(FileExistsError):
         export_project(project, out)
     real = voc._write_file
-    count = [0]
 
     def failing(path: Path, data: bytes) -> None:
-        count[0] += 1
-        if count[0] == 9:  # the first file of the third image
+        if path.name == "c.jpg":  # the first file of the third image
             raise OSError(28, "No space left on device")
         real(path, data)
 
@@ -405,3 +403,108 @@ def test_import_write_failure_names_the_file_and_leaves_nothing(tmp_path: Path, 
     assert text.endswith(f"nothing was created at {tmp_path / 'new'}")
     assert not (tmp_path / "new").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# -- parts ----------------------------------------------------------------------------------
+CAT, DOG, HEAD = 1, 2, 3
+
+
+def parts_project(tmp_path: Path) -> Project:
+    """Image a: two dogs with a head each (one given explicitly to the other dog); b: a head
+    without a dog; c, d: no parts."""
+    project = build(tmp_path)
+    a = project.load_document("a")
+    a.remove_object(1)
+    a.remove_object(2)
+    a.remove_object(3)
+    for class_id, mask in ((DOG, rect(0, 40, 0, 28)), (HEAD, rect(2, 10, 2, 10)),
+                           (DOG, rect(0, 40, 28, 56)), (HEAD, rect(2, 10, 40, 50)),
+                           (HEAD, rect(20, 30, 24, 36))):  # the last: mostly in the right dog
+        a.set_current_class(class_id)
+        a.set_prompts([Point((1.0, 1.0))])
+        a.set_prediction(a.current.prompts, mask, 0.9, None)
+        a.accept()
+    a.set_parent(4, 1)  # the head in the right dog, given to the left one
+    project.save_document(a)
+    return project
+
+
+def test_parts_and_parents_survive_export_and_import(tmp_path: Path):
+    tv = pytest.importorskip("torchvision.datasets")
+    project = parts_project(tmp_path)
+    src = project.load_document("a")
+    assert [(o.object_id, o.parent_id, o.parent_fixed) for o in src.parts] == [
+        (2, 1, False), (4, 1, True), (5, 3, False)]
+    report = export_project(project, tmp_path / "out", train_fraction=1.0)
+    assert report.parts == 4 and report.orphan_parts == [("b", 2)]
+    assert "4 parts in SegmentationPart (1 without a parent object: in the part maps only" \
+        in report.summary()
+    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
+    semantic, instance = src.label_maps()
+    np.testing.assert_array_equal(read_label_png(root / "SegmentationClass/a.png"), semantic)
+    assert not (read_label_png(root / "SegmentationClass/a.png") == HEAD).any()
+    np.testing.assert_array_equal(read_label_png(root / "SegmentationPart/a.png"),
+                                  src.part_maps()[0])
+    assert not read_label_png(root / "SegmentationPart/c.png").any()
+    det = tv.VOCDetection(str(tmp_path / "out"), year="2012", image_set="train")
+    k = [Path(p).stem for p in det.images].index("a")
+    objs = det[k][1]["annotation"]["object"]
+    assert [o["name"] for o in objs] == ["dog", "dog"]
+    # torchvision gives a list for several <part>s, a dict for one: two in the left dog.
+    parts = [o["part"] if isinstance(o["part"], list) else [o["part"]] for o in objs]
+    assert [len(p) for p in parts] == [2, 1]
+    assert all(p["name"] == "head" for p in parts[0] + parts[1])
+
+    info = ImportReport()
+    back = import_voc(tmp_path / "out", tmp_path / "back", report=info)
+    assert info.parts == 4 and "(4 of them parts)" in info.summary()
+    dst = back.load_document("a")
+
+    def key(o: AnnotatedObject) -> bytes:
+        return np.packbits(o.mask).tobytes()
+
+    mapped = {key(o): o for o in dst.objects}
+    ids = {o.object_id: mapped[key(o)].object_id for o in src.objects}
+    for o in src.objects:
+        twin = mapped[key(o)]
+        assert twin.class_id == o.class_id
+        assert twin.parent_id == (None if o.parent_id is None else ids[o.parent_id])
+        assert twin.parent_fixed == o.parent_fixed
+    for mine, theirs in zip(dst.label_maps()[0:1] + dst.part_maps()[0:1],
+                            src.label_maps()[0:1] + src.part_maps()[0:1], strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    lone = back.load_document("b")
+    assert [(back.classes.names[o.class_id], o.parent_id) for o in lone.parts] == [
+        ("dog/head", None)]
+    # And out again: the same dataset.
+    export_project(back, tmp_path / "out2", train_fraction=1.0)
+    for sub in ("SegmentationClass", "SegmentationObject", "SegmentationPart",
+                "SegmentationPartObject", "Annotations"):
+        for p in sorted((root / sub).iterdir()):
+            assert (tmp_path / "out2/VOCdevkit/VOC2012" / sub / p.name).read_bytes() == \
+                p.read_bytes(), f"{sub}/{p.name}"
+
+
+def test_import_without_xml_links_parts_by_their_pixels(tmp_path: Path):
+    project = parts_project(tmp_path)
+    export_project(project, tmp_path / "out", train_fraction=1.0)
+    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
+    for xml in (root / "Annotations").iterdir():
+        xml.unlink()
+    back = import_voc(tmp_path / "out", tmp_path / "back")
+    doc = back.load_document("a")
+    by_box = {mask_bbox(o.mask): o for o in doc.parts}
+    # The explicitly given head now goes to the dog that holds it.
+    assert by_box[mask_bbox(rect(2, 10, 40, 50))].parent_id == 2
+    assert by_box[mask_bbox(rect(2, 10, 2, 10))].parent_id == 1
+    assert not any(o.parent_fixed for o in doc.parts)
+
+
+def test_import_refuses_parts_of_a_class_that_is_not_a_part(tmp_path: Path):
+    project = parts_project(tmp_path)
+    export_project(project, tmp_path / "out", train_fraction=1.0)
+    with pytest.raises(VocError, match=r"SegmentationPart/a\.png: class indices \[3\] are not "
+                                       "part classes"):
+        import_voc(tmp_path / "out", tmp_path / "back", classes=project.classes.__class__(
+            ("cat", "dog", "head", "tree")))
+    assert not (tmp_path / "back").exists()

@@ -176,6 +176,34 @@ def test_sepl_preview_accept_undo_and_autosave(folder, cached_masks):
     assert len(Project.open(folder).read_objects("a")) == 2
 
 
+def test_parts_go_through_a_refinement_unchanged(folder, cached_masks):
+    """A dog/head part is not refined with the wholes, and stays linked to the new dog."""
+    from napari_samlabel.core.classes import ClassTable
+
+    cache, _ = cached_masks
+    table = ClassTable.voc()
+    names = [*table.names, "dog/head"]
+    s = session_for_project(project_for_folder(folder, ClassTable(names)),
+                            engine=DiskEngine(radius=6), runner=SyncRunner(), prefetch=False)
+    s.open_image(0)
+    head_id = len(names) - 1
+    _accept(s, (20, 25), CAT)
+    _accept(s, (40, 30), DOG)
+    head = _accept(s, (40, 30), head_id)   # inside the dog
+    assert s.doc.parent_of(head.object_id) is not None
+    sem_before = coarse_maps(s.doc)[0]
+    assert head_id not in np.unique(sem_before)  # parts are not coarse labels
+    ctl = RefineController(s, cache=cache)
+    assert ctl.run(RefineSettings("sepl")) and ctl.accept()
+    parts = s.doc.parts
+    assert len(parts) == 1 and parts[0].class_id == head_id
+    np.testing.assert_array_equal(parts[0].mask, head.mask)
+    assert parts[0].object_id > max(o.object_id for o in s.doc.wholes)
+    parent = s.doc.parent_of(parts[0].object_id)
+    assert parent is not None and s.doc.get(parent).class_id == DOG
+    assert head_id not in np.unique(s.doc.label_maps()[0])
+
+
 def test_stale_previews_are_refused_and_dropped(folder, cached_masks):
     cache, _ = cached_masks
     s = _session(folder)

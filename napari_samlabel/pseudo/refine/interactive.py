@@ -48,7 +48,7 @@ from psygnal import Signal, SignalGroup
 
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.compose import MaskEntry, compose_label_maps
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.core.document import MAX_OBJECTS, AnnotatedObject, AnnotationDocument
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.pseudo.refine import sams, sepl, slic
 from napari_samlabel.pseudo.refine.api import METHODS, refine_labels
@@ -125,9 +125,17 @@ def accepted_state(doc: AnnotationDocument) -> tuple[AnnotatedObject, ...]:
     return doc.objects + ((original,) if original is not None else ())
 
 
+def _is_part(doc: AnnotationDocument, obj: AnnotatedObject) -> bool:
+    return doc.classes is not None and doc.classes.is_part(obj.class_id)
+
+
 def coarse_maps(doc: AnnotationDocument) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
-    """``(semantic, instance, scores)`` of the accepted objects (see :func:`accepted_state`)."""
-    objs = accepted_state(doc)
+    """``(semantic, instance, scores)`` of the accepted whole objects.
+
+    Parts (``dog/head``) are left out: the refiners work on object-level maps, and parts go
+    through a refinement unchanged (:func:`keep_parts`).
+    """
+    objs = [o for o in accepted_state(doc) if not _is_part(doc, o)]
     semantic, instance = compose_label_maps(doc.shape, [
         MaskEntry(o.class_id, o.object_id, o.mask, o.score) for o in objs])
     return semantic, instance, {o.object_id: o.score for o in objs}
@@ -212,6 +220,27 @@ def objects_from_labels(labels: np.ndarray, model_id: str | None = None
         cls = int(np.bincount(sem[mask], minlength=256).argmax())
         out.append(AnnotatedObject(oid, cls, mask, model_id=model_id))
     return out
+
+
+def keep_parts(doc: AnnotationDocument, refined: list[AnnotatedObject]
+               ) -> list[AnnotatedObject]:
+    """``refined`` wholes followed by the document's parts, renumbered after them.
+
+    The wholes a part was linked to are gone, so every part's parent is found again from
+    the pixels (an explicit link cannot survive its whole).
+
+    Raises
+    ------
+    RefineError
+        If wholes and parts together exceed the 254 objects an image can hold.
+    """
+    parts = [o for o in accepted_state(doc) if _is_part(doc, o)]
+    first = max((o.object_id for o in refined), default=0) + 1
+    if first - 1 + len(parts) > MAX_OBJECTS:
+        raise RefineError(f"the refined map has {first - 1} objects and the image "
+                          f"{len(parts)} parts: more than the {MAX_OBJECTS} an image can hold")
+    return refined + [replace(p, object_id=first + k, parent_id=None,
+                                     parent_fixed=False) for k, p in enumerate(parts)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,7 +358,7 @@ class RefineController:
                     model_id = getattr(engine, "model_id", None) if _needs_masks(
                         settings.method) else None
                     tag = settings.method + (f":{model_id}" if model_id else "")
-                    objects = objects_from_labels(labels, tag)
+                    objects = keep_parts(doc, objects_from_labels(labels, tag))
                 except Exception as exc:  # handed to the GUI thread as a result
                     return _Failed(exc)
                 changed = int(np.count_nonzero(labels != semantic))
