@@ -30,6 +30,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch/torchvision pinned to the builds that work together on CPU here (2.13.0 lacks
   # torchvision::nms); the rest comes from setup.cfg.
   quiet .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  quiet .venv/bin/python -m pip install -q -e ".[all,test]"
+  # [models]: the optional SAM 2, MobileSAM and SAM-HQ packages, so their tests run too.
+  quiet .venv/bin/python -m pip install -q -e ".[all,test,models]"
   echo "$want" > "$stamp"
 fi

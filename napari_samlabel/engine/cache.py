@@ -1,25 +1,41 @@
 """Embedding cache: encode an image once per model, reopen it in milliseconds.
 
-Two levels, both keyed by ``(model_id, image_key(image))``:
+Two levels, both keyed by ``(model_id, precision, image_key(image))``:
 
 - memory: a bounded LRU of the last ``memory_items`` embeddings (per process);
-- disk: one ``.npz`` file per image and model, in ``<directory>/<model dir>/<image key>.npz``,
-  where ``<model dir>`` is ``model_id`` with ``:`` replaced by ``-`` (``vit_b-ec2df6273261...``)
-  and ``<image key>`` is the SHA-256 of the image's shape, dtype and pixel bytes.
+- disk: one ``.npz`` file per image, model and encoder precision, in
+  ``<directory>/<model dir>/<image key>.npz``, where ``<model dir>`` is ``model_id`` with
+  ``:`` replaced by ``-`` (``vit_b-ec2df6273261...``), followed by ``-bf16`` for embeddings
+  computed under bfloat16 autocast, and ``<image key>`` is the SHA-256 of the image's shape,
+  dtype and pixel bytes.
 
-Disk format (format version 1), readable with plain ``numpy.load``:
+Why precision is part of the key: ``--precise`` asks for float32 encoder output, and must
+not be served an embedding a bfloat16 encoder made earlier. The other way round is fine, so
+a bfloat16 engine also accepts a cached float32 embedding (see :meth:`EmbeddingCache.get`).
 
-================  ===========================  ==============================================
-key               dtype / shape                meaning
-================  ===========================  ==============================================
-``embedding``     float16, ``(1, 256, 64, 64)``  image encoder output (``SamPredictor.features``)
-``original_size`` int64, ``(2,)``              ``(H, W)`` of the image given to ``set_image``
-``input_size``    int64, ``(2,)``              ``(h, w)`` after SAM's resize (long side 1024)
-``model_id``      str, ``()``                  ``"<model type>:<checkpoint sha256[:16]>"``
-``format_version`` int64, ``()``               1
-================  ===========================  ==============================================
+Disk format (format version 2), readable with plain ``numpy.load``:
 
-The embedding is stored as float16 (2 MB instead of 4 MB per image; the cosine to the
+==================  ===========================  ============================================
+key                 dtype / shape                meaning
+==================  ===========================  ============================================
+``embedding``       float16, ``(1, C, h, w)``    the image embedding (SAM: ``(1, 256, 64, 64)``,
+                                                 ``SamPredictor.features``)
+``extra__<name>``   float16, any shape           further feature maps a model needs besides
+                                                 the embedding (SAM 2: ``extra__high_res_0``
+                                                 ``(1, 32, 256, 256)`` and ``extra__high_res_1``
+                                                 ``(1, 64, 128, 128)``; SAM-HQ:
+                                                 ``extra__interm_0``, the ViT features after
+                                                 the first global-attention block)
+``original_size``   int64, ``(2,)``              ``(H, W)`` of the image given to ``set_image``
+``input_size``      int64, ``(2,)``              ``(h, w)`` of the resized encoder input
+``model_id``        str, ``()``                  ``"<model type>:<checkpoint sha256[:16]>"``
+``precision``       str, ``()``                  ``"float32"`` or ``"bfloat16"`` (encoder)
+``format_version``  int64, ``()``                2
+==================  ===========================  ============================================
+
+Files of format version 1 (no precision recorded) are treated as a miss and replaced.
+
+The embedding is stored as float16 (2 MB instead of 4 MB per SAM image; the cosine to the
 float32 embedding is above 0.99999, far below the bf16 encoder's own error). The engine
 installs the float16-rounded embedding even right after encoding, so masks are identical
 whether an embedding came from the encoder or from the cache.
@@ -42,15 +58,19 @@ import threading
 import time
 import warnings
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
 from napari_samlabel.core.fsutil import atomic_save
 
-FORMAT_VERSION = 1
-EMBEDDING_SHAPE = (1, 256, 64, 64)
+FORMAT_VERSION = 2
+EMBEDDING_SHAPE = (1, 256, 64, 64)  # SAM, MobileSAM, SAM-HQ and SAM 2 (256 channels)
+PRECISIONS = ("float32", "bfloat16")
+_EXTRA_PREFIX = "extra__"
 DEFAULT_MEMORY_ITEMS = 8
 DEFAULT_MAX_DISK_BYTES = 4 * 1024**3
 _STALE_TMP_SECONDS = 3600
@@ -58,30 +78,51 @@ _STALE_TMP_SECONDS = 3600
 
 @dataclass(frozen=True)
 class Embedding:
-    """One image's SAM embedding and the sizes ``SamPredictor`` needs to use it.
+    """One image's embedding and the sizes the model's predictor needs to use it.
 
     Attributes
     ----------
     features : numpy.ndarray
-        ``(1, 256, 64, 64)`` image encoder output (float16 or float32).
+        ``(1, C, h, w)`` image embedding (SAM: ``(1, 256, 64, 64)``), float16 or float32.
     original_size : tuple of int
         ``(H, W)`` of the original image.
     input_size : tuple of int
-        ``(h, w)`` of the resized image fed to the encoder (long side 1024).
+        ``(h, w)`` of the resized image fed to the encoder (SAM: long side 1024; SAM 2:
+        1024 x 1024).
     model_id : str
         Identity of the weights that produced it.
+    precision : str
+        How the encoder ran: ``"float32"`` or ``"bfloat16"`` (autocast).
+    extras : Mapping[str, numpy.ndarray]
+        Further feature maps the model's decoder needs (SAM 2's high-resolution features,
+        SAM-HQ's early ViT features); empty for SAM and MobileSAM.
     """
 
     features: np.ndarray
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     model_id: str
+    precision: str = "float32"
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if tuple(self.features.shape) != EMBEDDING_SHAPE:
+        shape = tuple(self.features.shape)
+        if len(shape) != 4 or shape[0] != 1:
             raise ValueError(
-                f"embedding must have shape {EMBEDDING_SHAPE}, got {tuple(self.features.shape)}"
+                f"embedding must have shape (1, C, h, w), e.g. SAM's {EMBEDDING_SHAPE}, "
+                f"got {shape}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in self.extras:
+            if not name.isidentifier():
+                raise ValueError(f"extra feature names must be identifiers, got {name!r}")
+        object.__setattr__(self, "extras", MappingProxyType(dict(self.extras)))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the feature arrays."""
+        return int(self.features.nbytes + sum(a.nbytes for a in self.extras.values()))
 
 
 def image_key(image: np.ndarray) -> str:
@@ -92,8 +133,16 @@ def image_key(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _model_dir_name(model_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", model_id.replace(":", "-"))
+def _model_dir_name(model_id: str, precision: str = "float32") -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", model_id.replace(":", "-"))
+    return name if precision == "float32" else f"{name}-bf16"
+
+
+def _acceptable(precision: str) -> tuple[str, ...]:
+    """Precisions an engine encoding at ``precision`` accepts, preferred first."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return ("bfloat16", "float32") if precision == "bfloat16" else ("float32",)
 
 
 class EmbeddingCache:
@@ -130,7 +179,7 @@ class EmbeddingCache:
         self.memory_items = memory_items
         self.max_disk_bytes = max_disk_bytes
         self.dtype = np.dtype(dtype)
-        self._memory: collections.OrderedDict[tuple[str, str], Embedding] = (
+        self._memory: collections.OrderedDict[tuple[str, str, str], Embedding] = (
             collections.OrderedDict()
         )
         self._lock = threading.Lock()
@@ -143,54 +192,77 @@ class EmbeddingCache:
 
     # -- paths -----------------------------------------------------------------------------
 
-    def path_for(self, model_id: str, key: str) -> Path | None:
-        """The ``.npz`` file of ``(model_id, key)``; None without a disk cache."""
+    def path_for(self, model_id: str, key: str, precision: str = "float32") -> Path | None:
+        """The ``.npz`` file of ``(model_id, precision, key)``; None without a disk cache."""
         if self.directory is None:
             return None
-        return self.directory / _model_dir_name(model_id) / f"{key}.npz"
+        return self.directory / _model_dir_name(model_id, precision) / f"{key}.npz"
 
     # -- lookup ----------------------------------------------------------------------------
 
-    def contains(self, model_id: str, key: str) -> bool:
-        """True if the embedding is in memory or a file for it exists (not read)."""
-        with self._lock:
-            if (model_id, key) in self._memory:
+    def contains(self, model_id: str, key: str, precision: str = "float32") -> bool:
+        """True if an acceptable embedding is in memory or on disk (not read).
+
+        ``precision`` is the encoder precision of the asking engine: a ``"bfloat16"``
+        engine accepts float32 embeddings too, a ``"float32"`` engine only float32 ones.
+        """
+        for prec in _acceptable(precision):
+            with self._lock:
+                if (model_id, prec, key) in self._memory:
+                    return True
+            path = self.path_for(model_id, key, prec)
+            if path is not None and path.is_file():
                 return True
-        path = self.path_for(model_id, key)
-        return path is not None and path.is_file()
+        return False
 
-    def get(self, model_id: str, key: str) -> Embedding | None:
-        """Return the cached embedding, or None (also for an unreadable file, with a warning)."""
-        with self._lock:
-            hit = self._memory.get((model_id, key))
-            if hit is not None:
-                self._memory.move_to_end((model_id, key))
-                return hit
-        path = self.path_for(model_id, key)
-        if path is None or not path.is_file():
-            return None
-        emb = self._read(path, model_id)
-        if emb is None:
-            return None
-        with contextlib.suppress(OSError):  # mark as recently used for eviction
-            os.utime(path)
-        self._remember(model_id, key, emb)
-        return emb
+    def get(self, model_id: str, key: str, precision: str = "float32") -> Embedding | None:
+        """Return a cached embedding acceptable at ``precision``, or None.
 
-    def _read(self, path: Path, model_id: str) -> Embedding | None:
+        An unreadable file counts as a miss (with a warning, and is removed).
+        """
+        for prec in _acceptable(precision):
+            with self._lock:
+                hit = self._memory.get((model_id, prec, key))
+                if hit is not None:
+                    self._memory.move_to_end((model_id, prec, key))
+                    return hit
+            path = self.path_for(model_id, key, prec)
+            if path is None or not path.is_file():
+                continue
+            emb = self._read(path, model_id, prec)
+            if emb is None:
+                continue
+            with contextlib.suppress(OSError):  # mark as recently used for eviction
+                os.utime(path)
+            self._remember(key, emb)
+            return emb
+        return None
+
+    def _read(self, path: Path, model_id: str, precision: str) -> Embedding | None:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 version = int(npz["format_version"])
+                if version < FORMAT_VERSION:
+                    # Older files do not record the encoder precision: recompute silently.
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                    return None
                 if version != FORMAT_VERSION:
                     raise ValueError(f"format version {version}, expected {FORMAT_VERSION}")
                 stored_id = str(npz["model_id"])
                 if stored_id != model_id:
                     raise ValueError(f"model_id {stored_id!r}, expected {model_id!r}")
+                stored_precision = str(npz["precision"])
+                if stored_precision != precision:
+                    raise ValueError(f"precision {stored_precision!r}, expected {precision!r}")
                 emb = Embedding(
                     features=np.asarray(npz["embedding"]),
                     original_size=_pair(npz["original_size"]),
                     input_size=_pair(npz["input_size"]),
                     model_id=stored_id,
+                    precision=stored_precision,
+                    extras={name[len(_EXTRA_PREFIX):]: np.asarray(npz[name])
+                            for name in npz.files if name.startswith(_EXTRA_PREFIX)},
                 )
         except FileNotFoundError:  # evicted by another process meanwhile
             return None
@@ -208,27 +280,36 @@ class EmbeddingCache:
     # -- store -----------------------------------------------------------------------------
 
     def to_storage(self, emb: Embedding) -> Embedding:
-        """Return ``emb`` with its features in the cache's storage dtype."""
-        if emb.features.dtype == self.dtype:
+        """Return ``emb`` with every feature map in the cache's storage dtype."""
+        arrays = [emb.features, *emb.extras.values()]
+        if all(a.dtype == self.dtype for a in arrays):
             return emb
         return Embedding(
             features=emb.features.astype(self.dtype),
             original_size=emb.original_size,
             input_size=emb.input_size,
             model_id=emb.model_id,
+            precision=emb.precision,
+            extras={k: v.astype(self.dtype) for k, v in emb.extras.items()},
         )
 
     def put(self, key: str, emb: Embedding) -> Embedding:
-        """Store ``emb`` under ``(emb.model_id, key)``; return the stored (dtype-cast) copy."""
+        """Store ``emb`` under ``(emb.model_id, emb.precision, key)``; return the stored copy.
+
+        The returned embedding has the storage dtype, so callers install exactly what a
+        later cache hit would give.
+        """
         emb = self.to_storage(emb)
-        self._remember(emb.model_id, key, emb)
-        path = self.path_for(emb.model_id, key)
+        self._remember(key, emb)
+        path = self.path_for(emb.model_id, key, emb.precision)
         if path is not None:
             arrays = {
                 "embedding": emb.features,
+                **{_EXTRA_PREFIX + k: v for k, v in emb.extras.items()},
                 "original_size": np.asarray(emb.original_size, dtype=np.int64),
                 "input_size": np.asarray(emb.input_size, dtype=np.int64),
                 "model_id": np.asarray(emb.model_id),
+                "precision": np.asarray(emb.precision),
                 "format_version": np.asarray(FORMAT_VERSION, dtype=np.int64),
             }
             try:
@@ -245,12 +326,13 @@ class EmbeddingCache:
             self._evict(keep=path)
         return emb
 
-    def _remember(self, model_id: str, key: str, emb: Embedding) -> None:
+    def _remember(self, key: str, emb: Embedding) -> None:
         if self.memory_items == 0:
             return
+        entry = (emb.model_id, emb.precision, key)
         with self._lock:
-            self._memory[(model_id, key)] = emb
-            self._memory.move_to_end((model_id, key))
+            self._memory[entry] = emb
+            self._memory.move_to_end(entry)
             while len(self._memory) > self.memory_items:
                 self._memory.popitem(last=False)
 

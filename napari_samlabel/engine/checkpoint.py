@@ -1,4 +1,4 @@
-"""Finding, downloading, verifying and loading SAM checkpoints.
+"""Finding, downloading, verifying and loading model checkpoints (every model family).
 
 Resolution order (:func:`resolve_checkpoint`):
 
@@ -10,7 +10,8 @@ The cache root is, in order: the ``cache_dir`` argument, the ``SAMLABEL_CACHE_DI
 environment variable, ``platformdirs.user_cache_dir("napari-samlabel")``.
 
 Downloads go to a temporary name in the cache directory and are renamed to the real file
-name only after the SHA-256 matched, so an interrupted or corrupt download never looks like
+name only after the published checksum (SHA-256, or MD5 where no SHA-256 is published)
+matched, so an interrupted or corrupt download never looks like
 a valid checkpoint. Every problem raises :class:`CheckpointError` with a message naming the
 file, the model type and what to do.
 
@@ -31,14 +32,27 @@ from typing import Any
 
 from napari_samlabel.core.fsutil import atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
+from napari_samlabel.engine.errors import CheckpointError, ModelUnavailableError
 from napari_samlabel.engine.registry import ModelSpec, get_model_spec, model_names
 
 CACHE_ENV_VAR = "SAMLABEL_CACHE_DIR"
 _SHA_INDEX = "sha256-index.json"
 
 
-class CheckpointError(Exception):
-    """A checkpoint is missing, cannot be downloaded, or does not fit its model type."""
+__all__ = [
+    "CheckpointError",
+    "ModelUnavailableError",
+    "ResolvedCheckpoint",
+    "cache_root",
+    "cached_checkpoint_path",
+    "checkpoint_dir",
+    "file_digest",
+    "file_sha256",
+    "load_model",
+    "load_sam",
+    "make_model_id",
+    "resolve_checkpoint",
+]
 
 
 @dataclass(frozen=True)
@@ -101,8 +115,8 @@ def cached_checkpoint_path(
 # --- SHA-256 -------------------------------------------------------------------------------
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def _hash_file(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
@@ -112,10 +126,20 @@ def _hash_file(path: Path) -> str:
 def file_sha256(
     path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
 ) -> str:
-    """SHA-256 (hex) of a file, remembered by path, size and mtime in the cache root.
+    """SHA-256 (hex) of a file, remembered by path, size and mtime (see :func:`file_digest`)."""
+    return file_digest(path, "sha256", cache_dir)
 
-    The index is only an optimisation: if it cannot be read or written, the hash is
-    simply computed.
+
+def file_digest(
+    path: str | os.PathLike[str], algorithm: str = "sha256",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> str:
+    """Hex digest of a file, remembered by path, size and mtime in the cache root.
+
+    Hashing a 2.5 GB checkpoint takes seconds, so digests are kept in
+    ``<cache root>/sha256-index.json``. ``algorithm="md5"`` serves checkpoints whose
+    publishers give no SHA-256. The index is only an optimisation: if it cannot be read or
+    written, the digest is simply computed.
     """
     path = Path(path).resolve()
     st = path.stat()
@@ -127,20 +151,31 @@ def file_sha256(
     except (OSError, ValueError):
         index = {}
     entry = index.get(str(path))
-    if (
+    if not (
         isinstance(entry, dict)
         and entry.get("size") == st.st_size
         and entry.get("mtime_ns") == st.st_mtime_ns
-        and isinstance(entry.get("sha256"), str)
     ):
-        return entry["sha256"]
-    sha = _hash_file(path)
-    index[str(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if isinstance(entry.get(algorithm), str):
+        return entry[algorithm]
+    entry[algorithm] = _hash_file(path, algorithm)
+    index[str(path)] = entry
     try:
         atomic_write_text(index_path, json.dumps(index, indent=1, sort_keys=True))
     except OSError:  # read-only cache: the hash is still right, just not remembered
         pass
-    return sha
+    return entry[algorithm]
+
+
+def _matches_published(path: Path, spec: ModelSpec, cache_dir: Any) -> tuple[bool, str]:
+    """Whether ``path`` has ``spec``'s published checksum; also returns what was found."""
+    if spec.sha256:
+        found = file_sha256(path, cache_dir)
+        return found == spec.sha256, f"SHA-256 {found}, expected {spec.sha256}"
+    assert spec.md5 is not None  # downloadable specs have one of the two
+    found = file_digest(path, "md5", cache_dir)
+    return found == spec.md5, f"MD5 {found}, expected {spec.md5}"
 
 
 # --- resolution and download ---------------------------------------------------------------
@@ -185,6 +220,7 @@ def resolve_checkpoint(
         Unknown model type.
     """
     spec = get_model_spec(model_type)
+    model_type = spec.name  # aliases resolve to one identity (model_id, cache folders)
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
@@ -194,20 +230,21 @@ def resolve_checkpoint(
             )
         return ResolvedCheckpoint(model_type, path, file_sha256(path, cache_dir), "explicit")
 
-    if spec.url is None or spec.filename is None or spec.sha256 is None:
+    if not spec.downloadable:
         raise CheckpointError(
             f"model type {model_type!r} has no downloadable checkpoint: {spec.description}. "
             + _how_to_pass(spec)
         )
+    assert spec.filename is not None
     target = checkpoint_dir(cache_dir) / spec.filename
     if target.is_file():
-        sha = file_sha256(target, cache_dir)
-        if sha == spec.sha256:
-            return ResolvedCheckpoint(model_type, target, sha, "cache")
+        ok, found = _matches_published(target, spec, cache_dir)
+        if ok:
+            return ResolvedCheckpoint(model_type, target, file_sha256(target, cache_dir),
+                                      "cache")
         # Only verified files are ever renamed into place, so this is damage on disk.
         warnings.warn(
-            f"cached checkpoint {target} has SHA-256 {sha}, expected {spec.sha256}; "
-            "removing it and downloading it again",
+            f"cached checkpoint {target} has {found}; removing it and downloading it again",
             stacklevel=2,
         )
         target.unlink(missing_ok=True)
@@ -252,8 +289,14 @@ def _download(spec: ModelSpec, target: Path, progress: ProgressCallback) -> None
     import pooch
     import requests
 
-    assert spec.url is not None and spec.sha256 is not None  # checked by the caller
-    target.parent.mkdir(parents=True, exist_ok=True)
+    assert spec.url is not None and spec.known_hash is not None  # checked by the caller
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot create the checkpoint cache folder {target.parent} ({exc.strerror}); "
+            f"set {CACHE_ENV_VAR} to a writable folder, or " + _how_to_pass(spec)
+        ) from exc
     downloader = pooch.HTTPDownloader(
         progressbar=_CallbackBar(progress, spec.filename or spec.name),
         chunk_size=1 << 20,
@@ -264,7 +307,7 @@ def _download(spec: ModelSpec, target: Path, progress: ProgressCallback) -> None
         # only then moves it to ``target``; on any failure the temporary file is removed.
         pooch.retrieve(
             url=spec.url,
-            known_hash=f"sha256:{spec.sha256}",
+            known_hash=spec.known_hash,
             fname=target.name,
             path=target.parent,
             downloader=downloader,
@@ -275,43 +318,116 @@ def _download(spec: ModelSpec, target: Path, progress: ProgressCallback) -> None
             _missing_message(spec, target, reason=f"the download failed ({exc})")
         ) from exc
     except ValueError as exc:  # pooch: hash mismatch
+        algorithm = "SHA-256" if spec.sha256 else "MD5"
         raise CheckpointError(
             f"downloaded checkpoint for model type {spec.name!r} from {spec.url} failed "
-            f"SHA-256 verification (expected {spec.sha256}); nothing was saved to {target}. "
-            f"Details: {exc}"
+            f"{algorithm} verification (expected {spec.known_hash}); nothing was saved to "
+            f"{target}. Details: {exc}"
+        ) from exc
+    except OSError as exc:  # disk full, permissions: pooch removed its temporary file
+        raise CheckpointError(
+            f"cannot write checkpoint {target} for model type {spec.name!r} "
+            f"({exc.strerror or exc}); nothing was saved. Free some space or set "
+            f"{CACHE_ENV_VAR} to another folder, or " + _how_to_pass(spec)
         ) from exc
 
 
 # --- loading -------------------------------------------------------------------------------
 
 
-def _guess_model_type(state_dict: Any) -> str | None:
-    """Guess which registered model a state dict belongs to, from the encoder's shapes."""
+def _architecture_key(spec: ModelSpec) -> tuple[Any, ...] | None:
+    """What :func:`_state_fingerprint` gives for ``spec``'s weights (None if unknown)."""
+    cfg = spec.config
+    if spec.family in ("sam", "sam_hq") and "encoder_embed_dim" in cfg:
+        return ("vit", spec.family, cfg["encoder_embed_dim"], cfg["encoder_depth"])
+    if "embed_dims" in cfg:
+        return ("tiny_vit", spec.family, tuple(cfg["embed_dims"]), tuple(cfg["depths"]))
+    if spec.family == "sam2":
+        return ("hiera", *_sam2_trunk(cfg))
+    return None
+
+
+def _sam2_trunk(cfg: dict[str, Any]) -> tuple[int, int]:
+    """Hiera width and block count of a SAM 2 config (YAML plus overrides), without torch."""
+    import importlib.resources
+
     try:
-        width = int(state_dict["image_encoder.patch_embed.proj.weight"].shape[0])
-        depth = 1 + max(
-            int(k.split(".")[2]) for k in state_dict if k.startswith("image_encoder.blocks.")
-        )
+        from omegaconf import OmegaConf
+
+        yaml = OmegaConf.load(str(importlib.resources.files("sam2") / cfg["config_file"]))
+        merged = OmegaConf.merge(yaml, OmegaConf.from_dotlist(list(cfg.get("overrides", ()))))
+        trunk = merged.model.image_encoder.trunk
+        return int(trunk.embed_dim), int(sum(trunk.stages))
+    except Exception:  # noqa: BLE001 - sam2 missing or unreadable: no guess for it
+        return (-1, -1)
+
+
+def _state_fingerprint(state: Any) -> tuple[Any, ...] | None:
+    """Family and encoder size of a state dict, read from its key names and shapes."""
+    try:
+        keys = list(state)
+        if any(k.startswith("image_encoder.trunk.") for k in keys):
+            width = int(state["image_encoder.trunk.patch_embed.proj.weight"].shape[0])
+            blocks = 1 + max(int(k.split(".")[3]) for k in keys
+                             if k.startswith("image_encoder.trunk.blocks."))
+            return ("hiera", width, blocks)
+        family = "sam_hq" if "mask_decoder.hf_token.weight" in state else (
+            "mobile_sam" if any(k.startswith("image_encoder.layers.") for k in keys) else "sam")
+        if family != "sam" and any(k.startswith("image_encoder.layers.") for k in keys):
+            dims, depths = [], []
+            for i in range(4):
+                prefix = f"image_encoder.layers.{i}.blocks."
+                blocks = {int(k[len(prefix):].split(".")[0]) for k in keys
+                          if k.startswith(prefix)}
+                depths.append(len(blocks))
+            dims.append(int(state["image_encoder.patch_embed.seq.2.c.weight"].shape[0]))
+            for i in range(1, 4):
+                w = state.get(f"image_encoder.layers.{i - 1}.downsample.conv3.c.weight")
+                dims.append(int(w.shape[0]) if w is not None else -1)
+            return ("tiny_vit", family, tuple(dims), tuple(depths))
+        width = int(state["image_encoder.patch_embed.proj.weight"].shape[0])
+        depth = 1 + max(int(k.split(".")[2]) for k in keys
+                        if k.startswith("image_encoder.blocks."))
+        return ("vit", family, width, depth)
     except (KeyError, ValueError, AttributeError, IndexError, TypeError):
         return None
+
+
+def _guess_model_type(state_dict: Any) -> str | None:
+    """Guess which registered model a state dict belongs to (family and encoder size)."""
+    found = _state_fingerprint(state_dict)
+    if found is None:
+        return None
     for name in model_names():
-        cfg = get_model_spec(name).config
-        if cfg["encoder_embed_dim"] == width and cfg["encoder_depth"] == depth:
+        if _architecture_key(get_model_spec(name)) == found:
             return name
     return None
 
 
-def load_sam(model_type: str, path: str | os.PathLike[str]) -> Any:
+def _unwrap_state(state: Any, spec: ModelSpec) -> Any:
+    """The state dict inside a checkpoint file (SAM 2 keeps it under ``"model"``)."""
+    from napari_samlabel.engine.families import get_family
+
+    key = get_family(spec.family).checkpoint_key or "model"
+    # Fine-tuning scripts of every family also save {"model": state_dict, ...}.
+    if isinstance(state, dict) and isinstance(state.get(key), dict):
+        return state[key]
+    return state
+
+
+def load_model(model_type: str, path: str | os.PathLike[str]) -> Any:
     """Build ``model_type``'s architecture and load the checkpoint at ``path`` into it.
 
     ``torch.load(path, map_location="cpu", weights_only=True)`` then
     ``load_state_dict(strict=True)``: no pickled code runs, and every key and shape must
-    match the architecture.
+    match the architecture (so a plain SAM checkpoint does not pass for SAM-HQ with random
+    HQ layers, as the HQ package's own non-strict loader would allow).
 
     Returns
     -------
-    segment_anything.modeling.Sam
-        The model on the CPU, in eval mode.
+    torch.nn.Module
+        The model on the CPU, in eval mode (``segment_anything.modeling.Sam``, its
+        MobileSAM/SAM-HQ counterparts, or ``sam2.modeling.sam2_base.SAM2Base``).
 
     Raises
     ------
@@ -319,43 +435,42 @@ def load_sam(model_type: str, path: str | os.PathLike[str]) -> Any:
         The file is missing, not a PyTorch file, not a state dict, or belongs to another
         architecture (the message names the file, the expected model type, and the model
         type the file looks like when it can tell).
+    ModelUnavailableError
+        The model family's optional package is not installed (a :class:`CheckpointError`
+        too; the message has the pip command).
     """
-    import pickle
-    import zipfile
-
     import torch
 
     spec = get_model_spec(model_type)
+    model_type = spec.name
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} for model type {model_type!r} not found")
+    # Fail on a missing package before reading a large file.
+    from napari_samlabel.engine.families import require_family
+
+    require_family(spec.family, model_type)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        RuntimeError,
-        EOFError,
-        ValueError,
-        OSError,
-        AttributeError,
-        TypeError,
-    ) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a bad file
+        # torch raises many types on damaged files (UnpicklingError, RuntimeError,
+        # IndexError, KeyError, EOFError ...); none of them is ours to re-raise.
         raise CheckpointError(
-            f"cannot read checkpoint {path} (expected a {model_type!r} SAM state dict): the "
+            f"cannot read checkpoint {path} (expected a {model_type!r} state dict): the "
             f"file is corrupt, truncated or not a PyTorch weights file ({type(exc).__name__}: "
             f"{_first_line(exc)})"
         ) from exc
+    state = _unwrap_state(state, spec)
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(
             f"checkpoint {path} is not a state dict of tensors (found {type(state).__name__}); "
-            f"expected the weights of a {model_type!r} SAM"
+            f"expected the weights of a {model_type!r} model"
         )
-    sam = spec.build()
+    model = spec.build()
     try:
-        sam.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         guess = _guess_model_type(state)
         hint = (
@@ -367,7 +482,11 @@ def load_sam(model_type: str, path: str | os.PathLike[str]) -> Any:
             f"checkpoint {path} does not fit model type {model_type!r} (missing, unexpected "
             f"or differently shaped weights){hint}. Details: {_summarise(str(exc))}"
         ) from exc
-    return sam.eval()
+    return model.eval()
+
+
+#: The loader's former name (it loaded SAM only); same function.
+load_sam = load_model
 
 
 def _first_line(exc: BaseException) -> str:

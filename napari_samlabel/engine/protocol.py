@@ -9,9 +9,11 @@ Coordinates in :class:`SamInputs` are already in SAM's convention (``x, y`` poin
 box, in pixels of the image given to ``set_image``); build them from core prompts with
 :func:`napari_samlabel.engine.policies.to_sam_inputs`, never by hand.
 
-Anything with these methods and attributes is an engine: the SAM engine
-(:class:`napari_samlabel.engine.sam.SamEngine`), test fakes, and later other models. The
-batch pipelines and the GUI accept any of them.
+Anything with these methods and attributes is an engine: the SAM-family engine
+(:class:`napari_samlabel.engine.sam.SamEngine`: SAM, MobileSAM, SAM-HQ), the SAM 2 engine
+(:class:`napari_samlabel.engine.sam2.Sam2Engine`), and test fakes. The batch pipelines and
+the GUI accept any of them; :func:`napari_samlabel.engine.sam.load_engine` builds the right
+one for a model type.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class Prediction:
     ----------
     masks : numpy.ndarray
         ``(K, H, W)`` ``bool`` masks at image resolution (K = 3 with multimask output,
-        otherwise 1), in SAM's order: sub-part, part, whole.
+        otherwise 1), in SAM's order: sub-part, part, whole. Engines whose model refines
+        one mask (SAM-HQ) return K = 1 whatever ``multimask_output`` says.
     iou_predictions : numpy.ndarray
         ``(K,)`` ``float32`` predicted IoU of each mask.
     low_res_logits : numpy.ndarray
@@ -70,12 +73,18 @@ class Prediction:
         ``mask_input`` of the next call for the same object.
     logits_threshold : float
         The logit value at which ``masks`` were thresholded (SAM: 0.0).
+    logits_frame : str
+        How the low-resolution logits map onto the image: ``"pad"`` (SAM, MobileSAM,
+        SAM-HQ: the image resized to long side 1024 in the top-left corner of the padded
+        square) or ``"stretch"`` (SAM 2: the whole image stretched to the square). See
+        :func:`napari_samlabel.engine.quality.logits_to_image`.
     """
 
     masks: np.ndarray
     iou_predictions: np.ndarray
     low_res_logits: np.ndarray
     logits_threshold: float = 0.0
+    logits_frame: str = "pad"
 
 
 @runtime_checkable
@@ -87,6 +96,10 @@ class Engine(Protocol):
     model_id : str
         Identity of the weights (model type plus checkpoint SHA-256 or another stable
         fingerprint). Embedding caches and stored provenance are keyed by it.
+
+    Engines may also have ``logits_frame`` (``"pad"`` when absent, see
+    :class:`Prediction`), ``encode(image)`` (encode without changing the current image, so
+    the GUI can prefetch on another thread) and ``is_cached(image)``.
     """
 
     model_id: str

@@ -58,16 +58,24 @@ def _linear_taps(n_out: int, step: float, n_in: int) -> tuple[np.ndarray, np.nda
     return i0, i1, (pos - i0).astype(np.float32)
 
 
-def logits_to_image(logits: np.ndarray, image_shape: tuple[int, int],
-                    encoder_size: int = ENCODER_SIZE) -> np.ndarray:
-    """Upsample SAM's low-resolution logits to the image, as SAM's post-processing does.
+LOGITS_FRAMES = ("pad", "stretch")
 
-    The ``256 x 256`` logits cover the padded ``encoder_size`` square into which the image
-    was resized (long side to ``encoder_size``, ``int(side * scale + 0.5)``); the image
-    occupies its top-left corner. SAM upsamples bilinearly to the square, crops that corner
-    and resizes it bilinearly to the image; this samples the low-resolution logits bilinearly
-    at the same positions in one pass. Logits already at ``image_shape`` are returned as
-    they are.
+
+def logits_to_image(logits: np.ndarray, image_shape: tuple[int, int],
+                    encoder_size: int = ENCODER_SIZE, frame: str = "pad") -> np.ndarray:
+    """Upsample low-resolution logits to the image, as the model's post-processing does.
+
+    ``frame="pad"`` (SAM, MobileSAM, SAM-HQ): the ``256 x 256`` logits cover the padded
+    ``encoder_size`` square into which the image was resized (long side to
+    ``encoder_size``, ``int(side * scale + 0.5)``); the image occupies its top-left corner.
+    SAM upsamples bilinearly to the square, crops that corner and resizes it bilinearly to
+    the image; this samples the low-resolution logits bilinearly at the same positions in
+    one pass.
+
+    ``frame="stretch"`` (SAM 2): the logits cover the whole image stretched to the square;
+    SAM 2 resizes them bilinearly straight to the image, as this does.
+
+    Logits already at ``image_shape`` are returned as they are.
 
     Parameters
     ----------
@@ -76,13 +84,17 @@ def logits_to_image(logits: np.ndarray, image_shape: tuple[int, int],
     image_shape : tuple of int
         ``(height, width)`` of the image.
     encoder_size : int
-        Side of SAM's square encoder input.
+        Side of the square encoder input.
+    frame : str
+        ``"pad"`` or ``"stretch"`` (an engine's ``logits_frame``).
 
     Returns
     -------
     numpy.ndarray
         ``float32`` logits of shape ``image_shape``.
     """
+    if frame not in LOGITS_FRAMES:
+        raise ValueError(f"frame must be one of {LOGITS_FRAMES}, got {frame!r}")
     arr = np.asarray(logits, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
@@ -91,8 +103,11 @@ def logits_to_image(logits: np.ndarray, image_shape: tuple[int, int],
     h, w = int(image_shape[0]), int(image_shape[1])
     if arr.shape == (h, w):
         return arr
-    scale = encoder_size / max(h, w)
-    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)  # ResizeLongestSide
+    if frame == "stretch":
+        newh, neww = encoder_size, encoder_size
+    else:
+        scale = encoder_size / max(h, w)
+        newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)  # ResizeLongestSide
     # Low-res pixels per image pixel along each axis.
     r0, r1, fr = _linear_taps(h, newh / h * arr.shape[0] / encoder_size, arr.shape[0])
     c0, c1, fc = _linear_taps(w, neww / w * arr.shape[1] / encoder_size, arr.shape[1])

@@ -1,4 +1,4 @@
-"""The SAM engine: segment-anything's ``SamPredictor`` behind the engine protocol.
+"""The SAM engine: ``SamPredictor`` behind the engine protocol, and :func:`load_engine`.
 
 Typical use::
 
@@ -7,6 +7,13 @@ Typical use::
     engine = load_engine("vit_b")            # checkpoint: explicit > cached > download
     engine.set_image(rgb_uint8)              # encodes once (or reads the embedding cache)
     pred = engine.predict(SamInputs(point_coords=..., point_labels=...))
+
+:class:`SamEngine` serves the three families that share segment-anything's predictor API:
+SAM itself, MobileSAM (``vit_t``: a TinyViT encoder in front of SAM's decoder) and SAM-HQ
+(``sam_hq_*``: SAM's encoder, whose early ViT features also feed an HQ decoder; it returns
+one refined mask per prompt). SAM 2 has its own engine
+(:class:`napari_samlabel.engine.sam2.Sam2Engine`); :func:`load_engine` picks the right one
+from the model type.
 
 Fast CPU encoding
 -----------------
@@ -44,48 +51,26 @@ Embeddings are cached (:mod:`napari_samlabel.engine.cache`) by image content and
 
 from __future__ import annotations
 
-import contextlib
 import os
 import types
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_samlabel.core.progress import ProgressCallback, no_progress
-from napari_samlabel.engine.cache import Embedding, EmbeddingCache, image_key
+from napari_samlabel.engine.base import CachedEngine, validate_image
+from napari_samlabel.engine.cache import Embedding, EmbeddingCache
 from napari_samlabel.engine.checkpoint import (
     cache_root,
-    load_sam,
+    load_model,
     resolve_checkpoint,
 )
-from napari_samlabel.engine.device import choose_device, cpu_supports_bf16
 from napari_samlabel.engine.protocol import Prediction, SamInputs
 
 _CACHE_DEFAULT = "auto"
 
-
-def validate_image(image: Any) -> np.ndarray:
-    """Check that ``image`` is an ``H x W x 3`` ``uint8`` RGB array; return it as ndarray.
-
-    Raises
-    ------
-    ValueError
-        With the shape/dtype found and what is expected.
-    """
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise ValueError(
-            f"image must be uint8 RGB (H x W x 3), got dtype {arr.dtype}; convert it first "
-            "(napari_samlabel.io loads any image as RGB uint8)"
-        )
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"image must have shape (H, W, 3) (RGB), got {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"image is empty: shape {arr.shape}")
-    return arr
+__all__ = ["SamEngine", "default_embedding_cache", "load_engine", "validate_image"]
 
 
 def _check_inputs(inputs: SamInputs) -> dict[str, Any]:
@@ -160,25 +145,33 @@ def _lean_attention_forward(self: Any, x: Any) -> Any:
     return self.proj(out)
 
 
-def _use_lean_attention(image_encoder: Any) -> None:
-    """Give every attention layer of ``image_encoder`` :func:`_lean_attention_forward`."""
-    from segment_anything.modeling.image_encoder import Attention
+def _use_lean_attention(image_encoder: Any, family: str = "sam") -> None:
+    """Give every ViT attention layer of ``image_encoder`` :func:`_lean_attention_forward`.
 
+    SAM-HQ's ViT is segment-anything's (same attention code); TinyViT encoders (MobileSAM,
+    Light HQ-SAM) have no such layers and are left as they are.
+    """
+    from napari_samlabel.engine.families import vit_attention_classes
+
+    classes = vit_attention_classes(family)
+    if not classes:
+        return
     for module in image_encoder.modules():
-        if isinstance(module, Attention):
+        if isinstance(module, classes):
             module.forward = types.MethodType(_lean_attention_forward, module)
 
 
-class SamEngine:
-    """SAM on ``SamPredictor``, implementing :class:`napari_samlabel.engine.protocol.Engine`.
+class SamEngine(CachedEngine):
+    """A SAM-family model on its ``SamPredictor``, implementing the engine protocol.
 
     Parameters
     ----------
-    sam : segment_anything.modeling.Sam
-        A loaded model (see :func:`load_engine`, which also resolves the checkpoint). The
-        engine takes it over: it is moved to ``device``, its encoder's forward is replaced
-        by the engine's (precision, compile) and, when not compiling, its attention layers
-        get :func:`_lean_attention_forward`.
+    sam : torch.nn.Module
+        A loaded ``Sam`` model of segment-anything, MobileSAM or SAM-HQ (see
+        :func:`load_engine`, which also resolves the checkpoint). The engine takes it over:
+        it is moved to ``device``, its encoder's forward is replaced by the engine's
+        (precision, compile) and, when not compiling, its ViT attention layers get
+        :func:`_lean_attention_forward`.
     model_id : str
         Identity of the weights (``"vit_b:ec2df62732614e57"``); keys the embedding cache.
     device : str or None
@@ -189,26 +182,20 @@ class SamEngine:
         ``torch.compile`` the image encoder (first encode is slow; see the module docstring).
     cache : EmbeddingCache or None
         Embedding cache; None keeps only the current image's embedding.
+    family : str
+        ``"sam"``, ``"mobile_sam"`` or ``"sam_hq"``: whose predictor wraps the model.
 
     Attributes
     ----------
-    model_id : str
-    device : torch.device
-    precision : str
-        ``"float32"`` or ``"bfloat16"``: how the encoder runs.
-    compiled : bool
-        Whether the encoder runs through ``torch.compile`` (False after a fallback).
-    cache : EmbeddingCache or None
-        The embedding cache ``set_image`` and ``encode`` use.
-    encode_count : int
-        How many times the image encoder ran (cache misses); handy for tests and reports.
-    predictor : segment_anything.SamPredictor
-        The wrapped predictor (for advanced use; prefer the methods below).
+    predictor : SamPredictor
+        The family's wrapped predictor (for advanced use; prefer the methods below).
 
     Notes
     -----
     One engine holds one current image: calls from several threads must be serialised
-    (the GUI runs them in one worker). The embedding cache itself is thread-safe.
+    (the GUI runs them in one worker), except :meth:`encode`, which leaves the current
+    image alone. The embedding cache itself is thread-safe. See
+    :class:`~napari_samlabel.engine.base.CachedEngine` for the other attributes.
     """
 
     def __init__(
@@ -219,126 +206,45 @@ class SamEngine:
         precise: bool = False,
         compile: bool = False,
         cache: EmbeddingCache | None = None,
+        family: str = "sam",
     ) -> None:
-        import torch
-        from segment_anything import SamPredictor
+        from napari_samlabel.engine.families import make_predictor
 
-        self.device = choose_device(device)
-        self.model_id = model_id
-        self.cache = cache
-        self.precision = "float32" if precise else _fast_precision(self.device)
-        sam = sam.to(self.device).eval()
-        for p in sam.parameters():  # inference only: no autograd bookkeeping
-            p.requires_grad_(False)
-        self.predictor = SamPredictor(sam)
-        encoder = sam.image_encoder
+        self.family = family
+        super().__init__(sam, model_id, device=device, precise=precise, compile=compile,
+                         cache=cache)
+        self.predictor = make_predictor(family, self.model)
+
+    def _prepare_encoder(self, encoder: Any, compile: bool) -> None:
         if not compile:
             # Eager only: inductor fuses segment-anything's own bias-add + softmax better.
-            _use_lean_attention(encoder)  # the engine owns ``sam`` from here on
-        self._eager_forward = encoder.forward
-        self._encoder = self._eager_forward
-        self.compiled = False
-        if compile:
-            try:
-                self._encoder = torch.compile(self._eager_forward, dynamic=False)
-                self.compiled = True
-            except Exception as exc:  # noqa: BLE001 - any backend failure: stay eager
-                warnings.warn(f"torch.compile unavailable ({exc}); encoding eagerly", stacklevel=2)
-        # Installed in the model itself, so that every encode takes the fast path, also
-        # ``predictor.set_image`` called directly (e.g. for the crops of the automatic
-        # mask generator); the output is float32 whatever the precision.
-        encoder.forward = self._encoder_forward
-        self._current_key: str | None = None
-        self.encode_count = 0
-
-    def __repr__(self) -> str:
-        return (
-            f"SamEngine(model_id={self.model_id!r}, device={str(self.device)!r}, "
-            f"precision={self.precision!r}, compiled={self.compiled})"
-        )
+            _use_lean_attention(encoder, self.family)  # the engine owns the model
 
     # -- encoding --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        import torch
-
-        if self.precision == "bfloat16":
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                yield
-        else:
-            yield
-
-    def _encoder_forward(self, x: Any) -> Any:
-        """The image encoder's forward as installed in the model (precision, compile)."""
-        try:
-            with self._autocast():
-                out = self._encoder(x)
-        except Exception as exc:
-            if not self.compiled:
-                raise
-            # A compiled graph that fails (missing compiler, unsupported op) must not
-            # break labelling: fall back to eager for the rest of the session.
-            warnings.warn(
-                f"compiled encoder failed ({type(exc).__name__}: {exc}); encoding eagerly",
-                stacklevel=2,
-            )
-            self._encoder = self._eager_forward
-            self.compiled = False
-            with self._autocast():
-                out = self._encoder(x)
-        return out.float()
-
     def _run_encoder(self, image: np.ndarray) -> Embedding:
-        """Run SAM's preprocessing and image encoder on ``image`` (no cache)."""
+        """Run the predictor's preprocessing and the image encoder on ``image``."""
         import torch
 
         transform = self.predictor.transform
         resized = transform.apply_image(image)  # long side -> 1024, as SamPredictor does
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        model = self.predictor.model
         with torch.inference_mode():
-            x = model.preprocess(x.float())  # normalise and pad to 1024 x 1024
-            features = model.image_encoder(x).cpu().numpy()
-        self.encode_count += 1
+            x = self.model.preprocess(x.float())  # normalise and pad to 1024 x 1024
+            out = self.model.image_encoder(x)
+        extras: dict[str, np.ndarray] = {}
+        if self.family == "sam_hq":
+            # (features, interm): the HQ decoder reads only the first intermediate map.
+            out, interm = out
+            extras["interm_0"] = interm[0].cpu().numpy()
         return Embedding(
-            features=features,
+            features=out.cpu().numpy(),
             original_size=(int(image.shape[0]), int(image.shape[1])),
             input_size=(int(resized.shape[0]), int(resized.shape[1])),
             model_id=self.model_id,
+            precision=self.precision,
+            extras=extras,
         )
-
-    def encode(self, image: np.ndarray, key: str | None = None) -> tuple[Embedding, bool]:
-        """Return ``(embedding, from_cache)`` for ``image`` without making it current.
-
-        Looks the embedding up in the cache first; a new embedding is stored there.
-        ``key`` is the image's :func:`~napari_samlabel.engine.cache.image_key` if the caller
-        already computed it.
-        """
-        image = validate_image(image)
-        key = key or image_key(image)
-        if self.cache is not None:
-            hit = self.cache.get(self.model_id, key)
-            if hit is not None:
-                return hit, True
-        emb = self._run_encoder(image)
-        if self.cache is not None:
-            emb = self.cache.put(key, emb)
-        return emb, False
-
-    def set_image(self, image: np.ndarray) -> None:
-        """Make ``image`` (``H x W x 3`` ``uint8`` RGB) current, encoding it unless cached.
-
-        Raises
-        ------
-        ValueError
-            If ``image`` is not ``H x W x 3`` ``uint8``.
-        """
-        image = validate_image(image)
-        key = image_key(image)
-        emb, _ = self.encode(image, key)
-        self.set_embedding(emb)
-        self._current_key = key
 
     def set_embedding(self, emb: Embedding) -> None:
         """Install a precomputed embedding as the current image (no encoding).
@@ -346,23 +252,26 @@ class SamEngine:
         Raises
         ------
         ValueError
-            If the embedding was made by other weights (``model_id`` differs).
+            If the embedding was made by other weights (``model_id`` differs) or lacks a
+            feature map this model needs.
         """
         import torch
 
-        if emb.model_id != self.model_id:
-            raise ValueError(
-                f"embedding was computed by {emb.model_id!r}, this engine is {self.model_id!r}"
-            )
+        self._check_embedding(emb)
+        if self.family == "sam_hq" and "interm_0" not in emb.extras:
+            raise ValueError("a SAM-HQ embedding needs its 'interm_0' feature map")
+
+        def tensor(arr: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, torch.float32)
+
         p = self.predictor
         p.reset_image()
-        p.features = torch.from_numpy(np.ascontiguousarray(emb.features)).to(
-            self.device, torch.float32
-        )
+        p.features = tensor(emb.features)
+        if self.family == "sam_hq":
+            p.interm_features = [tensor(emb.extras["interm_0"])]
         p.original_size = tuple(emb.original_size)
         p.input_size = tuple(emb.input_size)
         p.is_image_set = True
-        self._current_key = None
 
     def get_embedding(self) -> Embedding:
         """The current image's embedding (to save or to hand to another engine instance).
@@ -375,11 +284,16 @@ class SamEngine:
         p = self.predictor
         if not p.is_image_set:
             raise RuntimeError("no image set: call set_image() or set_embedding() first")
+        extras = {}
+        if self.family == "sam_hq":
+            extras["interm_0"] = p.interm_features[0].detach().float().cpu().numpy()
         return Embedding(
             features=p.features.detach().float().cpu().numpy(),
             original_size=tuple(p.original_size),
             input_size=tuple(p.input_size),
             model_id=self.model_id,
+            precision=self.precision,
+            extras=extras,
         )
 
     @property
@@ -390,20 +304,14 @@ class SamEngine:
     def reset_image(self) -> None:
         """Forget the current image."""
         self.predictor.reset_image()
-        self._current_key = None
-
-    def warmup(self) -> None:
-        """Encode a blank image once, so a compiled encoder pays its compilation now.
-
-        Nothing is cached and the current image is unchanged.
-        """
-        self._run_encoder(np.zeros((64, 64, 3), dtype=np.uint8))
-        self.encode_count -= 1
 
     # -- decoding --------------------------------------------------------------------------
 
     def predict(self, inputs: SamInputs) -> Prediction:
         """Decode masks for ``inputs`` on the current image (see the protocol).
+
+        SAM and MobileSAM return three masks with ``multimask_output``; SAM-HQ returns one
+        (its HQ mask refines the best of SAM's three).
 
         Raises
         ------
@@ -424,18 +332,8 @@ class SamEngine:
             iou_predictions=np.asarray(iou, dtype=np.float32),
             low_res_logits=np.asarray(low_res, dtype=np.float32),
             logits_threshold=float(self.predictor.model.mask_threshold),
+            logits_frame=self.logits_frame,
         )
-
-
-def _fast_precision(device: Any) -> str:
-    """The fastest precision that keeps the embedding within cosine 0.999 on ``device``."""
-    import torch
-
-    if device.type == "cpu":
-        return "bfloat16" if cpu_supports_bf16() else "float32"
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "float32"
 
 
 def default_embedding_cache(
@@ -455,13 +353,15 @@ def load_engine(
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: ProgressCallback = no_progress,
-) -> SamEngine:
-    """Resolve, load and wrap a SAM checkpoint: the one way to get a :class:`SamEngine`.
+) -> CachedEngine:
+    """Resolve, load and wrap a checkpoint: the one way to get an engine of any model.
 
     Parameters
     ----------
     model_type : str
-        ``"vit_b"`` (default), ``"vit_l"``, ``"vit_h"``, or ``"vit_tiny_test"`` (tests only).
+        A registered model type (``samlabel models`` lists them): ``"vit_b"`` (default),
+        ``"vit_l"``, ``"vit_h"``, ``"vit_t"`` (MobileSAM), ``"sam_hq_vit_b"`` ...,
+        ``"sam2.1_hiera_tiny"`` ..., or a ``*_test`` model (tests only).
     checkpoint : path, optional
         Local checkpoint file; otherwise the cached official file, downloaded if needed.
     device : str, optional
@@ -481,19 +381,30 @@ def load_engine(
     progress : callable
         Download progress callback ``(done_bytes, total_bytes, message)``.
 
+    Returns
+    -------
+    SamEngine or napari_samlabel.engine.sam2.Sam2Engine
+        Whichever serves the model's family.
+
     Raises
     ------
     napari_samlabel.engine.checkpoint.CheckpointError
-        Missing/corrupt/wrong checkpoint, or offline without a cached file.
+        Missing/corrupt/wrong checkpoint, offline without a cached file, or the model
+        family's optional package missing
+        (:class:`~napari_samlabel.engine.errors.ModelUnavailableError`, with the pip
+        command).
     KeyError
         Unknown model type.
     ValueError
         Unavailable device.
     """
+    from napari_samlabel.engine.registry import get_model_spec
+
+    spec = get_model_spec(model_type)
     resolved = resolve_checkpoint(
         model_type, checkpoint, cache_dir=cache_dir, download=download, progress=progress
     )
-    sam = load_sam(model_type, resolved.path)
+    model = load_model(spec.name, resolved.path)
     if isinstance(cache, EmbeddingCache):
         emb_cache: EmbeddingCache | None = cache
     elif cache is None:
@@ -502,11 +413,10 @@ def load_engine(
         emb_cache = default_embedding_cache(cache_dir)
     else:
         emb_cache = EmbeddingCache(Path(cache))
-    return SamEngine(
-        sam,
-        model_id=resolved.model_id,
-        device=device,
-        precise=precise,
-        compile=compile,
-        cache=emb_cache,
-    )
+    if spec.family == "sam2":
+        from napari_samlabel.engine.sam2 import Sam2Engine
+
+        return Sam2Engine(model, model_id=resolved.model_id, device=device, precise=precise,
+                          compile=compile, cache=emb_cache)
+    return SamEngine(model, model_id=resolved.model_id, device=device, precise=precise,
+                     compile=compile, cache=emb_cache, family=spec.family)

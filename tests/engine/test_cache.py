@@ -74,10 +74,65 @@ def test_disk_round_trip_in_documented_format(tmp_path):
     assert path == tmp_path / "vit_tiny_test-0123456789abcdef" / "abc.npz"
     with np.load(path) as npz:  # plain numpy can read it
         assert set(npz.files) == {
-            "embedding", "original_size", "input_size", "model_id", "format_version"
+            "embedding", "original_size", "input_size", "model_id", "precision",
+            "format_version"
         }
         assert int(npz["format_version"]) == FORMAT_VERSION
         assert str(npz["model_id"]) == MODEL
+        assert str(npz["precision"]) == "float32"
+
+
+def test_extra_feature_maps_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    extras = {"high_res_0": rng.normal(size=(1, 32, 256, 256)).astype(np.float32),
+              "high_res_1": rng.normal(size=(1, 64, 128, 128)).astype(np.float32)}
+    emb = Embedding(_emb().features, (375, 500), (1024, 1024), MODEL, extras=extras)
+    stored = EmbeddingCache(tmp_path).put("k", emb)
+    assert {k: v.dtype for k, v in stored.extras.items()} == {
+        "high_res_0": np.float16, "high_res_1": np.float16}
+    got = EmbeddingCache(tmp_path).get(MODEL, "k")
+    assert set(got.extras) == set(extras)
+    for name, arr in extras.items():
+        np.testing.assert_array_equal(got.extras[name], stored.extras[name])
+        assert _cos(got.extras[name], arr) > 0.99999
+    with np.load(EmbeddingCache(tmp_path).path_for(MODEL, "k")) as npz:
+        assert {"extra__high_res_0", "extra__high_res_1"} <= set(npz.files)
+    assert got.nbytes == stored.nbytes == sum(
+        a.size * 2 for a in (emb.features, *extras.values()))
+
+
+def test_precision_is_part_of_the_key(tmp_path):
+    """A --precise engine never gets a bfloat16 embedding; a bfloat16 engine takes float32."""
+    cache = EmbeddingCache(tmp_path, memory_items=0)
+    fast = Embedding(_emb(1).features, (375, 500), (768, 1024), MODEL, precision="bfloat16")
+    cache.put("k", fast)
+    assert cache.path_for(MODEL, "k", "bfloat16").parent.name.endswith("-bf16")
+    assert cache.get(MODEL, "k", "float32") is None
+    assert not cache.contains(MODEL, "k", "float32")
+    assert cache.get(MODEL, "k", "bfloat16").precision == "bfloat16"
+    cache.put("j", _emb(2))  # float32
+    assert cache.contains(MODEL, "j", "bfloat16")
+    got = cache.get(MODEL, "j", "bfloat16")
+    assert got.precision == "float32"
+    # Memory level honours it too.
+    mem = EmbeddingCache(None)
+    mem.put("k", fast)
+    assert mem.get(MODEL, "k") is None and mem.get(MODEL, "k", "bfloat16") is not None
+    with pytest.raises(ValueError, match="precision"):
+        cache.get(MODEL, "k", "float16")
+
+
+def test_version_1_files_are_a_silent_miss(tmp_path):
+    cache = EmbeddingCache(tmp_path, memory_items=0)
+    path = cache.path_for(MODEL, "k")
+    path.parent.mkdir(parents=True)
+    np.savez(path, embedding=_emb().features.astype(np.float16),
+             original_size=np.array([375, 500]), input_size=np.array([768, 1024]),
+             model_id=np.asarray(MODEL), format_version=np.asarray(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.get(MODEL, "k") is None
+    assert not path.exists()
 
 
 def test_float32_storage_is_exact(tmp_path):

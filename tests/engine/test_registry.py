@@ -1,39 +1,111 @@
+import importlib.util
 import re
 
 import pytest
 
-from napari_samlabel.engine.registry import DEFAULT_MODEL, get_model_spec, model_names
-from napari_samlabel.engine.testing import TINY_CONFIG, TINY_MODEL_TYPE
+from napari_samlabel.engine.errors import CheckpointError, ModelUnavailableError
+from napari_samlabel.engine.families import (
+    FAMILIES,
+    family_available,
+    install_hint,
+    missing_modules,
+)
+from napari_samlabel.engine.registry import (
+    DEFAULT_MODEL,
+    canonical_name,
+    get_model_spec,
+    model_names,
+)
+from napari_samlabel.engine.testing import TINY_CONFIG, TINY_MODEL_TYPE, TINY_MODELS
+
+OFFICIAL = ["vit_b", "vit_l", "vit_h", "vit_t", "sam_hq_vit_b", "sam_hq_vit_l", "sam_hq_vit_h",
+            "sam_hq_vit_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_small",
+            "sam2.1_hiera_base_plus", "sam2.1_hiera_large"]
 
 
-def test_official_models_have_url_sha_and_filename():
-    assert model_names(include_tests=False) == ["vit_b", "vit_l", "vit_h"]
+def test_official_models_have_url_checksum_and_filename():
+    assert model_names(include_tests=False) == OFFICIAL
     assert DEFAULT_MODEL == "vit_b"
-    for name in ("vit_b", "vit_l", "vit_h"):
+    hosts = {"sam": "https://dl.fbaipublicfiles.com/segment_anything/",
+             "sam2": "https://dl.fbaipublicfiles.com/segment_anything_2/092824/",
+             "sam_hq": "https://huggingface.co/lkeab/hq-sam/resolve/main/",
+             "mobile_sam": "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/"}
+    for name in OFFICIAL:
         spec = get_model_spec(name)
-        assert spec.url == f"https://dl.fbaipublicfiles.com/segment_anything/{spec.filename}"
-        assert spec.filename.startswith(f"sam_{name}_")
-        assert re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
-        assert not spec.for_tests
-    # The published sums (also used by micro-sam and others).
+        assert spec.downloadable and not spec.for_tests
+        assert spec.url == hosts[spec.family] + spec.filename
+        if spec.sha256 is not None:
+            assert re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
+            assert spec.known_hash == f"sha256:{spec.sha256}"
+        else:  # only SAM-HQ B/L publish no SHA-256
+            assert name in ("sam_hq_vit_b", "sam_hq_vit_l")
+            assert re.fullmatch(r"[0-9a-f]{32}", spec.md5)
+            assert spec.known_hash == f"md5:{spec.md5}"
+    # The published sums (each also found in other projects' registries).
     assert get_model_spec("vit_b").sha256.startswith("ec2df627")
     assert get_model_spec("vit_l").sha256.startswith("3adcc431")
     assert get_model_spec("vit_h").sha256.startswith("a7bf3b02")
+    assert get_model_spec("vit_t").sha256.startswith("6dbb9052")
+    assert get_model_spec("sam2.1_hiera_tiny").sha256.startswith("7402e0d8")
+    assert get_model_spec("sam2.1_hiera_large").sha256.startswith("2647878d")
+    assert get_model_spec("sam_hq_vit_h").sha256.startswith("a7ac14a0")
 
 
-def test_configs_match_segment_anything_builders():
-    # The encoder widths/depths are the ones segment-anything's own builders use.
-    assert get_model_spec("vit_b").config["encoder_embed_dim"] == 768
-    assert get_model_spec("vit_l").config["encoder_depth"] == 24
-    assert get_model_spec("vit_h").config["encoder_global_attn_indexes"] == [7, 15, 23, 31]
+def _shapes(model):
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def test_test_model_is_loudly_for_tests_and_not_downloadable():
-    spec = get_model_spec(TINY_MODEL_TYPE)
-    assert spec.for_tests
-    assert spec.url is None and spec.sha256 is None
-    assert "FOR TESTS ONLY" in spec.description
-    assert spec.config == TINY_CONFIG
+def _official_builder(name):
+    """The model packages' own builders, for comparison with our configs."""
+    spec = get_model_spec(name)
+    if spec.family == "sam":
+        from segment_anything import sam_model_registry
+        return lambda: sam_model_registry[name](checkpoint=None)
+    if spec.family == "mobile_sam":
+        from mobile_sam import sam_model_registry
+        return lambda: sam_model_registry["vit_t"](checkpoint=None)
+    if spec.family == "sam_hq":
+        from segment_anything_hq import sam_model_registry
+        return lambda: sam_model_registry[name.removeprefix("sam_hq_")](checkpoint=None)
+    from sam2.build_sam import build_sam2
+    cfg = spec.config["config_file"]
+    return lambda: build_sam2(cfg, ckpt_path=None, device="cpu")
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_configs_build_the_packages_own_architectures(name):
+    """Every parameter name and shape equals what the model's own package builds."""
+    import torch
+
+    spec = get_model_spec(name)
+    if not family_available(spec.family):
+        pytest.skip(f"{spec.family} not installed")
+    # Shapes only: ViTs build on the meta device (no memory, no init time); TinyViT and
+    # Hiera call .item() while building, so they are built for real (they are small).
+    meta = "encoder_embed_dim" in spec.config
+    with torch.device("meta" if meta else "cpu"):
+        ours = spec.build()
+        theirs = _official_builder(name)()
+    assert _shapes(ours) == _shapes(theirs)
+    assert not ours.training
+
+
+def test_aliases_resolve_to_one_identity():
+    assert canonical_name("mobile_sam") == "vit_t"
+    assert get_model_spec("mobile_sam") is get_model_spec("vit_t")
+    assert get_model_spec("sam2.1_b+").name == "sam2.1_hiera_base_plus"
+    assert canonical_name("vit_b") == "vit_b"
+
+
+def test_test_models_are_loudly_for_tests_and_not_downloadable():
+    assert set(TINY_MODELS) <= set(model_names())
+    assert not set(TINY_MODELS) & set(model_names(include_tests=False))
+    for name, (family, config) in TINY_MODELS.items():
+        spec = get_model_spec(name)
+        assert spec.for_tests and spec.family == family and spec.config == config
+        assert spec.url is None and spec.known_hash is None and not spec.downloadable
+        assert "FOR TESTS ONLY" in spec.description
+    assert get_model_spec(TINY_MODEL_TYPE).config == TINY_CONFIG
 
 
 def test_build_gives_the_empty_architecture():
@@ -44,5 +116,36 @@ def test_build_gives_the_empty_architecture():
 
 
 def test_unknown_model_lists_known_ones():
-    with pytest.raises(KeyError, match="vit_b, vit_l, vit_h"):
+    with pytest.raises(KeyError, match="vit_b, vit_l, vit_h, vit_t"):
         get_model_spec("vit_x")
+
+
+def test_every_family_is_declared_with_an_extra():
+    assert set(FAMILIES) == {"sam", "mobile_sam", "sam_hq", "sam2"}
+    assert install_hint("sam2") == 'pip install "napari-samlabel[sam2]"'
+    assert install_hint("mobile_sam") == 'pip install "napari-samlabel[mobilesam]"'
+    assert install_hint("sam_hq") == 'pip install "napari-samlabel[hq]"'
+
+
+def test_missing_package_is_a_clear_error_with_the_pip_command(monkeypatch, tmp_path):
+    """Asking for a model whose optional package is absent names the package and the fix."""
+    from napari_samlabel.engine.checkpoint import load_model
+    from napari_samlabel.engine.sam import load_engine
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sam2" else real(name, *a))
+    assert missing_modules("sam2") == ["sam2"]
+    assert not family_available("sam2")
+    ckpt = tmp_path / "weights.pt"
+    ckpt.write_bytes(b"never read")
+    for call in (lambda: get_model_spec("sam2.1_hiera_tiny").build(),
+                 lambda: load_model("sam2.1_hiera_tiny", ckpt),
+                 lambda: load_engine("sam2.1_hiera_tiny", ckpt, cache=None)):
+        with pytest.raises(ModelUnavailableError) as info:
+            call()
+        msg = str(info.value)
+        assert "'sam2.1_hiera_tiny'" in msg and "sam2" in msg
+        assert 'pip install "napari-samlabel[sam2]"' in msg
+        # CLI and GUI catch CheckpointError: this one is shown the same way.
+        assert isinstance(info.value, CheckpointError)

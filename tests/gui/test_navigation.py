@@ -7,7 +7,6 @@ import pytest
 
 from napari_samlabel._napari.session import session_for_project
 from napari_samlabel.core.document import ImageStatus
-from napari_samlabel.engine.cache import image_key
 from napari_samlabel.io.images import load_image
 from napari_samlabel.io.project import Project
 
@@ -78,15 +77,14 @@ def test_prefetch_computes_the_next_embedding(annotate, image_folder, qtbot, tin
     _, widget, a = annotate(image_folder, engine=engine)
     s = a.session
     paths = s.images
-    key1 = image_key(load_image(paths[1]))
     assert s.is_encoded(1)
-    assert engine.cache.contains(engine.model_id, key1)     # computed ahead, on disk too
+    assert engine.is_cached(load_image(paths[1]))          # computed ahead, on disk too
     assert engine.encode_count == 2
     s.next_image()
     wait_idle(qtbot, s)
     # Opening the prefetched image encoded nothing new for it; image 2 got prefetched.
     assert engine.encode_count == 3
-    assert engine.cache.contains(engine.model_id, image_key(load_image(paths[2])))
+    assert engine.is_cached(load_image(paths[2]))
     assert "encode" in widget.status_line.text()
     widget.shutdown()
     # A fresh engine on the same disk cache reopens every image without encoding.

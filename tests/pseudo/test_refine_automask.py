@@ -190,3 +190,27 @@ def test_crop_layer_through_the_engine(engine, image, all_masks):
     assert {m.level for m in masks} <= {0, 1, 2}
     assert all(m.segmentation.shape == image.shape[:2] for m in masks)
     assert engine.is_image_set  # the whole image is current again after the crop passes
+
+
+def test_mobile_sam_engine_drives_the_generator(image, tmp_path):
+    """MobileSAM shares SAM's predictor API: its engine gives the three tagged levels."""
+    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.testing import MOBILE_SAM_TINY_MODEL_TYPE, save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", model_type=MOBILE_SAM_TINY_MODEL_TYPE)
+    mobile = load_engine(MOBILE_SAM_TINY_MODEL_TYPE, ckpt, device="cpu", precise=True,
+                         cache=None)
+    masks = generate_automasks(mobile, image, AutoMaskParams(box_nms_thresh=1.0, **OPEN))
+    assert sorted(m.level for m in masks) == [0, 1, 2]
+    assert mobile.encode_count == 1  # the whole image came through the engine
+
+
+@pytest.mark.parametrize("model_type", ["sam2_tiny_test", "sam_hq_tiny_test"])
+def test_other_families_are_refused_with_the_models_that_work(model_type, image, tmp_path):
+    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.testing import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", model_type=model_type)
+    other = load_engine(model_type, ckpt, device="cpu", cache=None)
+    with pytest.raises(ValueError, match=rf"'{model_type}' is .*--model vit_b"):
+        generate_automasks(other, image, AutoMaskParams(**OPEN))

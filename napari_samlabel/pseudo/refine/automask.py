@@ -364,6 +364,11 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+#: Model families whose predictor the level-tagging generator drives (segment-anything's API
+#: with SAM's three mask levels).
+AUTOMASK_FAMILIES = ("sam", "mobile_sam")
+
+
 def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = AutoMaskParams(),
                        progress: ProgressCallback = no_progress) -> list[AutoMask]:
     """Run SAM's automatic mask generator on ``image`` and return level-tagged masks.
@@ -391,6 +396,14 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
 
     image = _check_image(image)
     engine = sam if hasattr(sam, "predictor") and hasattr(sam, "set_image") else None
+    family = getattr(engine, "family", "sam")
+    if family not in AUTOMASK_FAMILIES:
+        # SAM 2's predictor has another API, SAM-HQ returns one mask per point: neither
+        # gives the sub-part / part / whole levels SAMS ranks by.
+        raise ValueError(
+            f"automatic masks need a model of the SAM or MobileSAM family (vit_b, vit_l, "
+            f"vit_h, vit_t); {engine.model_id.split(':')[0]!r} is {family}. Pass "
+            "--model vit_b (or another of those) for SEPL/SAMS refinement")
     model = engine.predictor.model if engine is not None else sam
     generator = _generator_class()(model, params, progress, engine)
     with torch.no_grad():

@@ -1,0 +1,33 @@
+import importlib.util
+
+from napari_samlabel.cli import main
+
+
+def test_models_lists_cache_state(tmp_path, capsys):
+    assert main(["models", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "vit_b (default)" in out and "vit_h" in out and "vit_tiny_test" not in out
+    assert f"not cached (downloaded on first use to {tmp_path / 'checkpoints'}" in out
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "sam_vit_l_0b3195.pth").write_bytes(b"x")
+    assert main(["models", "--cache", str(tmp_path), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert f"cached: {tmp_path / 'checkpoints' / 'sam_vit_l_0b3195.pth'}" in out
+    assert "FOR TESTS ONLY" in out and "sam2_tiny_test" in out
+
+
+def test_models_lists_every_family_with_its_package_state(tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "segment_anything_hq" else real(name, *a))
+    assert main(["models", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    blocks = {b.split(":", 1)[0].split(" ")[0]: b for b in out.split("\n\n")[1:]}
+    assert set(blocks) >= {"vit_t", "sam_hq_vit_b", "sam2.1_hiera_large"}
+    assert "(also: mobile_sam)" in blocks["vit_t"]
+    assert "family: MobileSAM; package installed" in blocks["vit_t"]
+    assert ("family: SAM-HQ; package missing (segment_anything_hq): "
+            'pip install "napari-samlabel[hq]"') in blocks["sam_hq_vit_b"]
+    assert "md5:c6b8953247bcfdc8bb8ef91e36a6cacc" in blocks["sam_hq_vit_b"]
+    assert "sha256:2647878d" in blocks["sam2.1_hiera_large"]
+    assert "dl.fbaipublicfiles.com/segment_anything_2/092824/" in blocks["sam2.1_hiera_large"]

@@ -1,0 +1,229 @@
+"""Every model family through the real loader and engine, with its tiny random-weight model.
+
+SAM, MobileSAM, SAM-HQ and SAM 2 each get a checkpoint saved in the official layout,
+loaded by ``load_engine`` (weights-only, strict) and driven through the engine protocol;
+results are compared with the family's own predictor on the same weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_samlabel.engine.cache import EmbeddingCache
+from napari_samlabel.engine.checkpoint import CheckpointError, load_model
+from napari_samlabel.engine.families import family_available, make_predictor
+from napari_samlabel.engine.protocol import Engine, Prediction, SamInputs
+from napari_samlabel.engine.sam import load_engine
+from napari_samlabel.engine.testing import (
+    MOBILE_SAM_TINY_MODEL_TYPE,
+    SAM2_TINY_MODEL_TYPE,
+    SAM_HQ_TINY_MODEL_TYPE,
+    TINY_MODEL_TYPE,
+    TINY_MODELS,
+    save_tiny_checkpoint,
+)
+
+MODELS = list(TINY_MODELS)
+
+
+def _needs(model_type: str) -> None:
+    family = TINY_MODELS[model_type][0]
+    if not family_available(family):
+        pytest.skip(f"the {family} package is not installed")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("family_ckpts")
+    out = {}
+    for mt in MODELS:
+        if family_available(TINY_MODELS[mt][0]):
+            out[mt] = save_tiny_checkpoint(root / f"{mt}.pt", model_type=mt)
+    return out
+
+
+@pytest.fixture(scope="module")
+def engines(checkpoints, tmp_path_factory):
+    """One precise (float32) engine per family, sharing a disk cache."""
+    root = tmp_path_factory.mktemp("family_cache")
+    return {mt: load_engine(mt, path, device="cpu", precise=True, cache=root / "emb",
+                            cache_dir=root)
+            for mt, path in checkpoints.items()}
+
+
+def _pts(*xy, labels=None, **kw):
+    coords = np.array(xy, dtype=np.float32)
+    labels = np.ones(len(xy), np.int32) if labels is None else np.array(labels, np.int32)
+    return SamInputs(point_coords=coords, point_labels=labels, **kw)
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_engine_shapes_and_protocol(mt, engines, rect_image):
+    _needs(mt)
+    engine = engines[mt]
+    assert isinstance(engine, Engine)
+    assert engine.model_id.startswith(f"{mt}:") and engine.family == TINY_MODELS[mt][0]
+    engine.set_image(rect_image)
+    pred = engine.predict(_pts((60, 40)))
+    assert isinstance(pred, Prediction)
+    k = 1 if mt == SAM_HQ_TINY_MODEL_TYPE else 3  # SAM-HQ refines one mask
+    assert pred.masks.shape == (k, 96, 128) and pred.masks.dtype == bool
+    assert pred.iou_predictions.shape == (k,) and pred.low_res_logits.shape == (k, 256, 256)
+    assert pred.logits_frame == ("stretch" if mt == SAM2_TINY_MODEL_TYPE else "pad")
+    single = engine.predict(SamInputs(box=np.array([30, 20, 90, 60], np.float32),
+                                      multimask_output=False))
+    assert single.masks.shape == (1, 96, 128)
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_engine_matches_the_familys_own_predictor(mt, engines, checkpoints, rect_image):
+    """Same checkpoint, the package's own predictor and set_image: the same answer."""
+    _needs(mt)
+    engine = engines[mt]
+    family = TINY_MODELS[mt][0]
+    stock = make_predictor(family, load_model(mt, checkpoints[mt]))  # unpatched model
+    stock.set_image(rect_image)
+    engine.set_image(rect_image)
+    pts, lab = np.array([[60, 40], [10, 10]], np.float32), np.array([1, 0])
+    masks, iou, low = stock.predict(point_coords=pts, point_labels=lab, multimask_output=True)
+    pred = engine.predict(SamInputs(point_coords=pts, point_labels=lab))
+    # The engine installs the float16-stored embedding, so logits agree closely, not exactly.
+    np.testing.assert_allclose(pred.low_res_logits, low, atol=0.05 * np.abs(low).max())
+    np.testing.assert_allclose(pred.iou_predictions, iou, atol=0.02)
+    agree = (pred.masks == np.asarray(masks, bool)).mean()
+    assert agree > 0.99
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_coordinates_reach_the_model_as_x_y(mt, engines, rect_image, monkeypatch):
+    """Points and boxes are handed to the family's predictor unchanged, as (x, y) pixels."""
+    _needs(mt)
+    engine = engines[mt]
+    seen = {}
+    original = engine.predictor.predict
+
+    def spy(**kw):
+        seen.update(kw)
+        return original(**kw)
+
+    monkeypatch.setattr(engine.predictor, "predict", spy)
+    engine.set_image(rect_image)
+    engine.predict(_pts((100, 10), (5, 90), labels=[1, 0],
+                        box=np.array([30, 20, 90, 60], np.float32)))
+    np.testing.assert_array_equal(seen["point_coords"], [[100, 10], [5, 90]])
+    assert seen["point_labels"].tolist() == [1, 0]
+    np.testing.assert_array_equal(seen["box"], [30, 20, 90, 60])
+    if mt == SAM2_TINY_MODEL_TYPE:
+        assert seen["normalize_coords"] is True  # pixels, not [0, 1]
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_previous_logits_go_back_as_mask_input(mt, engines, rect_image, monkeypatch):
+    _needs(mt)
+    engine = engines[mt]
+    engine.set_image(rect_image)
+    first = engine.predict(_pts((60, 40)))
+    prev = first.low_res_logits[[int(np.argmax(first.iou_predictions))]]
+    seen = {}
+    original = engine.predictor.predict
+
+    def spy(**kw):
+        seen.update(kw)
+        return original(**kw)
+
+    monkeypatch.setattr(engine.predictor, "predict", spy)
+    with_logits = engine.predict(_pts((60, 40), (70, 30), mask_input=prev,
+                                      multimask_output=False))
+    np.testing.assert_array_equal(seen["mask_input"], prev)
+    without = engine.predict(_pts((60, 40), (70, 30), multimask_output=False))
+    assert not np.array_equal(with_logits.low_res_logits, without.low_res_logits)
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_embedding_cache_and_round_trip(mt, engines, checkpoints, astronaut, rect_image,
+                                        tmp_path):
+    _needs(mt)
+    engine = engines[mt]
+    engine.set_image(astronaut)
+    expected = engine.predict(_pts((30, 60)))
+    emb = engine.get_embedding()
+    if mt == SAM2_TINY_MODEL_TYPE:
+        assert set(emb.extras) == {"high_res_0", "high_res_1"}
+        assert emb.input_size == (1024, 1024)
+    elif mt == SAM_HQ_TINY_MODEL_TYPE:
+        assert set(emb.extras) == {"interm_0"}
+    else:
+        assert not emb.extras
+    # Another engine on the same weights reads the disk cache: no encode.
+    other = load_engine(mt, checkpoints[mt], device="cpu", precise=True,
+                        cache=EmbeddingCache(engine.cache.directory, memory_items=0),
+                        cache_dir=tmp_path)
+    other.set_image(astronaut)
+    assert other.encode_count == 0
+    np.testing.assert_array_equal(other.predict(_pts((30, 60))).masks, expected.masks)
+    # set_embedding restores an image without encoding it.
+    other.set_image(rect_image)
+    other.set_embedding(emb)
+    np.testing.assert_array_equal(other.predict(_pts((30, 60))).masks, expected.masks)
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_encode_leaves_the_current_image_alone(mt, engines, astronaut, rect_image):
+    """The GUI prefetches the next image with encode() while the annotator decodes."""
+    _needs(mt)
+    engine = engines[mt]
+    engine.set_image(rect_image)
+    before = engine.predict(_pts((60, 40)))
+    emb, _ = engine.encode(astronaut[:, ::-1].copy())
+    assert emb.original_size == (128, 128)
+    after = engine.predict(_pts((60, 40)))
+    np.testing.assert_array_equal(before.masks, after.masks)
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_bfloat16_encoder_stays_close_to_float32(mt, engines, checkpoints, astronaut):
+    from napari_samlabel.engine.device import cpu_supports_bf16
+
+    _needs(mt)
+    fast = load_engine(mt, checkpoints[mt], device="cpu", cache=None)
+    if not cpu_supports_bf16():
+        assert fast.precision == "float32"
+        pytest.skip("no native bfloat16 on this CPU")
+    assert fast.precision == "bfloat16"
+    a, _ = fast.encode(astronaut)
+    b, _ = engines[mt].encode(astronaut)
+    assert a.precision == "bfloat16" and b.precision == "float32"
+    for x, y in [(a.features, b.features),
+                 *((a.extras[k], b.extras[k]) for k in b.extras)]:
+        x, y = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
+        assert x @ y / np.linalg.norm(x) / np.linalg.norm(y) > 0.999
+    fast.set_image(astronaut)  # decoding runs in float32 after a bfloat16 encode
+    assert fast.predict(_pts((30, 60))).masks.dtype == bool
+
+
+@pytest.mark.parametrize(("file_of", "loaded_as"), [
+    (TINY_MODEL_TYPE, SAM_HQ_TINY_MODEL_TYPE),       # plain SAM weights are not SAM-HQ
+    (SAM2_TINY_MODEL_TYPE, TINY_MODEL_TYPE),
+    (MOBILE_SAM_TINY_MODEL_TYPE, SAM2_TINY_MODEL_TYPE),
+])
+def test_wrong_family_checkpoint_names_the_right_one(file_of, loaded_as, checkpoints):
+    _needs(file_of)
+    _needs(loaded_as)
+    with pytest.raises(CheckpointError) as info:
+        load_model(loaded_as, checkpoints[file_of])
+    msg = str(info.value)
+    assert str(checkpoints[file_of]) in msg and f"{loaded_as!r}" in msg
+    assert f"looks like a {file_of!r} checkpoint: use --model {file_of}" in msg
+
+
+def test_sam2_checkpoint_without_model_key_is_read_too(checkpoints, tmp_path):
+    import torch
+
+    _needs(SAM2_TINY_MODEL_TYPE)
+    state = torch.load(checkpoints[SAM2_TINY_MODEL_TYPE], weights_only=True)
+    assert set(state) == {"model"}  # Meta's layout
+    bare = tmp_path / "bare.pt"
+    torch.save(state["model"], bare)
+    model = load_model(SAM2_TINY_MODEL_TYPE, bare)
+    assert not model.training
