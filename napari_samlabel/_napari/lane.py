@@ -1,10 +1,11 @@
 """One lane for engine work: jobs run one at a time, off the GUI thread, newest request wins.
 
 A SAM engine holds one image at a time, so encoding, prefetching and decoding must never
-overlap. :class:`EngineLane` serialises them. Each job has a *kind*; a waiting job is replaced
+overlap. :class:`EngineLane` serialises them (reading images and documents runs on a lane
+of its own, kind ``load``). Each job has a *kind*; a waiting job is replaced
 by a newer job of the same kind (a burst of prompt edits during a decode costs one decode,
-for the newest prompts, not one per edit). Waiting jobs start in priority order (``encode``
-before ``decode`` before ``prefetch``).
+for the newest prompts, not one per edit). Waiting jobs start in priority order (``load``,
+``encode``, ``decode``, ``prefetch``).
 
 A job is given as a *factory* called on the calling (GUI) thread at the moment the job starts;
 it returns the function to run in the worker. So a decode reads the current object's logits
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 #: Kinds of job in start order.
-PRIORITY: tuple[str, ...] = ("encode", "decode", "prefetch")
+PRIORITY: tuple[str, ...] = ("load", "encode", "decode", "prefetch")
 
 
 class Runner(Protocol):

@@ -1,9 +1,9 @@
-"""The dock widget: open a folder, classes, images, help, and the status line.
+"""The dock widget: open a folder, classes, objects, images, help, and the status line.
 
 Reached from napari's Plugins menu (npe2 manifest) or docked by ``samlabel annotate``.
 Opening a folder makes it a project (or reopens it) and resumes at the first unfinished
 image; the model loads in a worker thread meanwhile (prompts drawn before it is ready are
-decoded once it is).
+decoded once it is). Images and their annotations are read on a worker thread too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
+from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.session import (
     AnnotationSession,
@@ -41,6 +42,12 @@ class EngineOptions:
     model: str = "vit_b"
     checkpoint: str | None = None
     precise: bool = False
+
+
+def _runners() -> dict[str, ThreadRunner]:
+    """Worker threads of a session: the engine, the prefetch, and reading files."""
+    return {"runner": ThreadRunner(), "prefetch_runner": ThreadRunner("samlabel-prefetch"),
+            "loader": ThreadRunner("samlabel-load")}
 
 
 @dataclass(frozen=True)
@@ -94,17 +101,14 @@ class SamLabelWidget(QWidget):
         :attr:`engine_options`.
         """
         project = project_for_folder(folder, self.classes)
-        session = session_for_project(project, runner=ThreadRunner(),
-                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
-        return self.attach(session, engine)
+        return self.attach(session_for_project(project, **_runners()), engine)
 
     def open_samples(self, engine: Any = None) -> Annotator:
         """Annotate the bundled sample images (their project lives in the user data folder)."""
         from napari_samlabel._napari.samples import sample_project
 
-        session = session_for_project(sample_project(self.classes), runner=ThreadRunner(),
-                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
-        return self.attach(session, engine)
+        return self.attach(session_for_project(sample_project(self.classes), **_runners()),
+                           engine)
 
     def attach(self, session: AnnotationSession, engine: Any = None) -> Annotator:
         """Annotate ``session`` in this widget's viewer (replacing a previous one)."""
@@ -115,7 +119,8 @@ class SamLabelWidget(QWidget):
         ev.busy.connect(self._on_busy)
         ev.message.connect(self._on_message)
         ev.saved.connect(lambda iid: self._on_message(f"saved {iid}"))
-        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed):
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed,
+                       ev.selection_changed, ev.polarity_changed):
             signal.connect(self._render_status)
         if engine is not None:
             session.engine = engine
@@ -123,6 +128,7 @@ class SamLabelWidget(QWidget):
         annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
         self.annotator = annotator
         self.tabs.addTab(ClassPanel(annotator), "Classes")
+        self.tabs.addTab(ObjectsPanel(annotator), "Objects")
         self.tabs.addTab(NavigatorPanel(annotator), "Images")
         self.tabs.addTab(HelpPanel(), "Shortcuts")
         annotator.points_mode()
@@ -185,9 +191,13 @@ class SamLabelWidget(QWidget):
         a = self.annotator
         if a is not None and a.session.doc is not None:
             s = a.session
-            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · "
-                         f"{len(s.doc.objects)} objects · class "
-                         f"{s.classes.name(s.current_class)}")
+            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · {len(s.doc.objects)} objects")
+            line = (f"class {s.classes.name(s.current_class)} ({s.current_class}) · next "
+                    f"prompt {'positive' if s.positive else 'NEGATIVE'}")
+            if s.selected is not None:
+                obj = s.doc.get(s.selected)
+                line += f" · selected #{obj.object_id} {s.classes.name(obj.class_id)}"
+            parts.append(line)
         parts += [p for p in (self._timing, self._busy, self._message) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
@@ -197,10 +207,11 @@ class SamLabelWidget(QWidget):
         if a is None:
             return
         s = a.session
-        for lane in (s.lane, s.prefetch_lane):
-            for kind in ("encode", "decode", "prefetch"):
+        lanes = (s.lane, s.prefetch_lane, s.load_lane)
+        for lane in lanes:
+            for kind in ("load", "encode", "decode", "prefetch"):
                 lane.cancel(kind)
-        for runner in {id(r): r for r in (s.lane.runner, s.prefetch_lane.runner)}.values():
+        for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
             wait = getattr(runner, "wait", None)
             if wait is not None:
                 wait(timeout_ms)
@@ -211,7 +222,8 @@ class SamLabelWidget(QWidget):
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
                              (ev.message, self._on_message)):
             signal.disconnect(slot)
-        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved):
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved,
+                       ev.selection_changed, ev.polarity_changed):
             signal.disconnect()
         a.close()
 
