@@ -5,7 +5,8 @@ cost does not depend on the weights' values). One real 500 x 375 VOC image is en
 then, for each of N clicks:
 
 - **plugin path**: a point is added to the plugin's Points layer (as a click does) and the
-  clock stops when the preview Labels layer has been given the new mask. This covers the
+  clock stops when the preview Labels layer has been given the new mask (updated in place
+  and refreshed; the repaint follows in the event loop, as after any napari edit). This covers the
   layer event, prompt conversion, the document, the engine lane and its worker thread, the
   prompt policy, ``SamPredictor.predict``, the hand-back to the GUI thread, and the render.
 - **raw decoder**: ``engine.predict`` on the very same decoder inputs (same points, same
@@ -113,7 +114,7 @@ def main() -> None:
         widget = open_annotator(viewer, folder, engine=engine)
         s = widget.annotator.session
         bridge = widget.annotator.bridge
-        while not s.lane.idle:
+        while not s.idle or s.doc is None:
             app.processEvents()
             time.sleep(0.005)
         h, w = s.doc.shape
@@ -125,11 +126,18 @@ def main() -> None:
         rendered: list[float] = []
         loop = QEventLoop()
 
-        def on_render(_event: object) -> None:
-            rendered.append(time.perf_counter())
-            loop.quit()
+        real_render = bridge.render_preview
 
-        bridge.preview_layer.events.data.connect(on_render)
+        def render_and_stamp() -> None:
+            # The preview layer is updated in place (no data event): stamp when the
+            # bridge has given it a new mask.
+            before = bridge._shown
+            real_render()
+            if bridge._shown is not before:
+                rendered.append(time.perf_counter())
+                loop.quit()
+
+        bridge.render_preview = render_and_stamp  # type: ignore[method-assign]
         guard = QTimer()
         guard.setSingleShot(True)
         guard.timeout.connect(loop.quit)  # never hang on a lost answer

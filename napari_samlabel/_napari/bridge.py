@@ -43,6 +43,14 @@ ACCEPTED_OPACITY = 0.45
 _DONE_ACTIONS = {ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED}
 
 
+def _set_visible(layer: Any, visible: bool) -> bool:
+    """Show or hide ``layer``; True if that changed it (showing a layer refreshes it)."""
+    if layer.visible == visible:
+        return False
+    layer.visible = visible
+    return True
+
+
 def modifier_names(modifiers: Any) -> set[str]:
     """Names of the modifier keys of a mouse event (vispy ``Key`` objects or strings)."""
     return {str(getattr(m, "name", m)) for m in modifiers}
@@ -65,12 +73,15 @@ class LayerBridge:
         self.session = session
         self._syncing = 0
         self._editing = 0             # inside a layer's own data event
+        self._accepted_shown = True   # the "h" key hides the accepted objects
         self._swallow_click = False
         self._one_shot: bool | None = None
         self._shown: tuple[Any, ...] | None = None  # (mask, class, document) on show
         #: How to run a callable once the current napari event is over (the GUI passes a
         #: zero-delay timer; the default runs it at once).
         self.defer: Any = lambda fn: fn()
+        #: Called on every mouse press on a prompt layer (the GUI lets the window paint).
+        self.pressed: Any = lambda: None
         empty = np.zeros((1, 1), dtype=np.uint8)
         cmap = class_colormap(session.classes)
         self.image_layer = viewer.add_layer(Image(np.zeros((1, 1, 3), np.uint8), name="image",
@@ -167,6 +178,7 @@ class LayerBridge:
     # -- modifier clicks -------------------------------------------------------------------------
     def _on_press(self, layer: Any, event: Any) -> None:
         """Interpret modifier clicks; runs before the layer's own mode (which may add)."""
+        self.pressed()
         mods = modifier_names(event.modifiers)
         self._swallow_click = False
         self._one_shot = None
@@ -262,9 +274,10 @@ class LayerBridge:
 
     def toggle_accepted(self) -> bool:
         """Hide or show the accepted objects; returns True when they are shown."""
-        shown = not self.semantic_layer.visible
-        self.semantic_layer.visible = shown
-        return shown
+        self._accepted_shown = not self._accepted_shown
+        doc = self.session.doc
+        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc and doc.objects))
+        return self._accepted_shown
 
     # -- rendering -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -281,7 +294,7 @@ class LayerBridge:
         self.image_layer.name = "image"
         self.image_layer.metadata["image_id"] = s.image_id()
         self.render_labels()
-        self.render_prompts(force=True)
+        self.render_prompts()
         self.render_preview()
         self.viewer.reset_view()
 
@@ -316,7 +329,12 @@ class LayerBridge:
         self._set_polarity_defaults()
 
     def render_preview(self) -> None:
-        """Show the current object's mask in its class colour."""
+        """Show the current object's mask in its class colour (hidden without a mask).
+
+        The preview layer keeps one buffer per image and is updated in place: assigning a
+        new array to a Labels layer re-evaluates the viewer's dims and transforms (about
+        10-25 ms a click, measured), a refresh does not. A hidden layer costs no rendering.
+        """
         doc = self.session.doc
         if doc is None:
             return
@@ -326,11 +344,20 @@ class LayerBridge:
         if old is not None and old[0] is cur.mask and old[1] == cur.class_id and old[2] is doc:
             return  # a prompt edit keeps the old mask until its prediction arrives
         self._shown = shown
+        layer = self.preview_layer
+        buf = layer.data
+        fresh = buf.shape != doc.shape
+        if fresh:
+            buf = np.zeros(doc.shape, dtype=np.uint8)
         if cur.mask is None:
-            data = np.zeros(doc.shape, dtype=np.uint8)
+            buf[...] = 0
         else:
-            data = cur.mask.astype(np.uint8) * np.uint8(cur.class_id)
-        self.preview_layer.data = data
+            np.multiply(cur.mask, np.uint8(cur.class_id), out=buf)
+        if fresh:
+            layer.data = buf
+        visible = cur.mask is not None
+        if not _set_visible(layer, visible) and visible and not fresh:
+            layer.refresh(extent=False)
 
     def render_labels(self) -> None:
         """Show the accepted objects in the semantic and instance layers."""
@@ -340,6 +367,8 @@ class LayerBridge:
         semantic, instance = doc.label_maps()
         self.semantic_layer.data = np.array(semantic)
         self.instance_layer.data = np.array(instance)
+        # An empty Labels layer still costs a full-canvas pass per frame: hide it.
+        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc.objects))
         self.render_selection()
 
     def render_selection(self, *_: Any) -> None:
@@ -347,10 +376,10 @@ class LayerBridge:
         s = self.session
         oid = s.selected
         if oid is None or s.doc is None:
-            self.selection_layer.visible = False
+            _set_visible(self.selection_layer, False)
             return
         self.selection_layer.data = s.doc.get(oid).mask.astype(np.uint8)
-        self.selection_layer.visible = True
+        _set_visible(self.selection_layer, True)
 
     def close(self) -> None:
         """Disconnect from the session and remove the plugin's layers."""

@@ -60,6 +60,7 @@ class SessionEvents(SignalGroup):
     saved = Signal(str)              # image id written to the project
     selection_changed = Signal(int)  # id of the selected accepted object, 0 for none
     polarity_changed = Signal(bool)  # polarity of the next prompt (True: positive)
+    decoding = Signal(bool)          # a decode started (True) / its answer was shown (False)
 
 
 def decode_object(engine: Any, prompts: ObjectPrompts, shape: tuple[int, int],
@@ -432,6 +433,7 @@ class AnnotationSession:
                 t0 = time.perf_counter()
                 result = decode_object(engine, obj, shape, logits, policy)
                 return doc, cur.prompts, result, (time.perf_counter() - t0) * 1e3
+            self.events.decoding.emit(True)
             return run
 
         self.lane.submit("decode", factory, self._decode_done, label="Decoding")
@@ -440,12 +442,15 @@ class AnnotationSession:
         doc, prompts, res, ms = result
         self.last_decode_ms = ms
         self.decode_count += 1
-        self._clear_notice()
-        self._emit_timing()
-        if doc is not self.doc:
-            return
-        model_id = getattr(self.engine, "model_id", None)
-        doc.set_prediction(prompts, res.mask, res.score, res.logits, model_id, ious=res.ious)
+        try:
+            self._clear_notice()
+            self._emit_timing()
+            if doc is self.doc:
+                model_id = getattr(self.engine, "model_id", None)
+                doc.set_prediction(prompts, res.mask, res.score, res.logits, model_id,
+                                   ious=res.ious)
+        finally:
+            self.events.decoding.emit(False)
 
     @property
     def decoding(self) -> bool:
@@ -591,6 +596,8 @@ class AnnotationSession:
     def _job_failed(self, kind: str, exc: BaseException) -> None:
         self.events.busy.emit("")
         self.notify(f"{kind} failed: {exc}")
+        if kind == "decode":
+            self.events.decoding.emit(False)
 
     def notify(self, text: str) -> None:
         """Tell the user something; cleared by the next successful encode or decode."""

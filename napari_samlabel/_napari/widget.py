@@ -4,6 +4,13 @@ Reached from napari's Plugins menu (npe2 manifest) or docked by ``samlabel annot
 Opening a folder makes it a project (or reopens it) and resumes at the first unfinished
 image; the model loads in a worker thread meanwhile (prompts drawn before it is ready are
 decoded once it is). Images and their annotations are read on a worker thread too.
+
+While a decode runs, the window does not repaint (for at most :data:`PAINT_HOLD_MS`): the
+click's own repaint would compete with the decoder for the CPU and the GIL (with software
+OpenGL a repaint of the window costs 50-100 ms of the GUI thread, measured), so the point
+and its mask are painted together, once the mask is there. A slow decode still lets the
+click show after :data:`PAINT_HOLD_MS`, and a mouse press paints at once (drawing a stroke
+always shows live).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from napari_samlabel._napari.session import (
 )
 from napari_samlabel._napari.workers import ThreadRunner
 from napari_samlabel.core.classes import ClassTable
+
+#: Longest time the window's repaint waits for a decode.
+PAINT_HOLD_MS = 400
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,9 @@ class SamLabelWidget(QWidget):
         self._timing = ""
         self._busy = ""
         self._message = ""
+        self._paint_hold = QTimer(self)
+        self._paint_hold.setSingleShot(True)
+        self._paint_hold.timeout.connect(lambda: self._release_paint(now=False))
         open_button = QPushButton("Open image folder…")
         open_button.clicked.connect(self._choose_folder)
         samples_button = QPushButton("Sample images")
@@ -118,6 +131,7 @@ class SamLabelWidget(QWidget):
         ev.timing.connect(self._on_timing)
         ev.busy.connect(self._on_busy)
         ev.message.connect(self._on_message)
+        ev.decoding.connect(self._on_decoding)
         ev.saved.connect(lambda iid: self._on_message(f"saved {iid}"))
         for signal in (ev.image_changed, ev.current_changed, ev.objects_changed,
                        ev.selection_changed, ev.polarity_changed):
@@ -126,6 +140,7 @@ class SamLabelWidget(QWidget):
             session.engine = engine
         annotator = Annotator(self.viewer, session, start=session.resume_index())
         annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
+        annotator.bridge.pressed = lambda: self._release_paint(now=False)  # drawing shows live
         self.annotator = annotator
         self.tabs.addTab(ClassPanel(annotator), "Classes")
         self.tabs.addTab(ObjectsPanel(annotator), "Objects")
@@ -172,6 +187,30 @@ class SamLabelWidget(QWidget):
             return
         if self.annotator is not None:
             self.annotator.session.set_engine(engine)
+
+    # -- painting while decoding -----------------------------------------------------------------
+    def _window(self) -> Any:
+        return getattr(self.viewer.window, "_qt_window", None)
+
+    def _on_decoding(self, busy: bool) -> None:
+        win = self._window()
+        if win is None:
+            return
+        if busy:
+            if win.updatesEnabled():
+                win.setUpdatesEnabled(False)
+                self._paint_hold.start(PAINT_HOLD_MS)
+        else:
+            self._release_paint(now=True)
+
+    def _release_paint(self, now: bool) -> None:
+        """Let the window paint again; ``now``: paint at once (the next decode may follow)."""
+        self._paint_hold.stop()
+        win = self._window()
+        if win is not None and not win.updatesEnabled():
+            win.setUpdatesEnabled(True)
+            if now:
+                win.repaint()
 
     # -- status line ---------------------------------------------------------------------------
     def _on_timing(self, text: str) -> None:
@@ -220,8 +259,9 @@ class SamLabelWidget(QWidget):
                 close()
         ev = s.events
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
-                             (ev.message, self._on_message)):
+                             (ev.message, self._on_message), (ev.decoding, self._on_decoding)):
             signal.disconnect(slot)
+        self._release_paint(now=False)
         for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved,
                        ev.selection_changed, ev.polarity_changed):
             signal.disconnect()

@@ -215,3 +215,67 @@ def test_keys_and_modifier_clicks(annotate, image_folder, qtbot):
     assert s.doc.current.prompts == obj.prompts
     # A reopened object is still on disk (a crash now would not lose it).
     assert len(Project.open(image_folder).read_objects(s.image_id())) == 2
+
+
+def test_preview_updated_in_place_is_what_the_canvas_shows(annotate, image_folder, qtbot):
+    """The preview buffer is refreshed in place: the next mask must reach the screen."""
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+
+    def pixel(rc):  # what the canvas shows at rc, without the point markers over it
+        b.points_layer.visible = False
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        b.points_layer.visible = True
+        pt = qi.to_screen(viewer, rc)
+        return shot[pt.y(), pt.x(), :3].astype(int)
+
+    first, second = (20.0, 30.0), (60.0, 90.0)
+    before = pixel(second)
+    b.points_layer.add(list(first))
+    qtbot.waitUntil(lambda: _preview_matches(a) and s.idle, timeout=20000)
+    assert b.preview_layer.visible
+    buffer = b.preview_layer.data
+    assert np.array_equal(pixel(second), before)       # not part of the mask yet
+    b.points_layer.add(list(second))
+    qtbot.waitUntil(lambda: _preview_matches(a) and s.doc.current.mask[60, 90], timeout=20000)
+    assert b.preview_layer.data is buffer               # same buffer, new content ...
+    assert not np.array_equal(pixel(second), before)    # ... and on screen
+    a.discard()
+    assert not b.preview_layer.visible and not buffer.any()
+
+
+def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
+    """While a decode runs the window does not repaint (for at most PAINT_HOLD_MS)."""
+    import time
+
+    from napari_samlabel._napari.widget import PAINT_HOLD_MS
+    from napari_samlabel.engine.fakes import DiskEngine
+
+    class Slow(DiskEngine):
+        delay = 0.15
+
+        def predict(self, inputs):
+            time.sleep(self.delay)
+            return super().predict(inputs)
+
+    engine = Slow(radius=5)
+    viewer, _, a = annotate(image_folder, engine=engine, show=True)
+    s, win = a.session, viewer.window._qt_window
+    painted = []
+    s.events.current_changed.connect(lambda: painted.append(win.updatesEnabled()))
+    a.bridge.points_layer.add([40, 50])
+    assert not win.updatesEnabled()                  # the decode runs: no repaint yet
+    qtbot.waitUntil(lambda: s.doc.current.has_mask, timeout=5000)
+    assert win.updatesEnabled() and painted[-1] is False   # mask set, then painted
+    engine.delay = 3 * PAINT_HOLD_MS / 1000          # a slow decode ...
+    a.bridge.points_layer.add([20, 30])
+    qtbot.wait(PAINT_HOLD_MS + 200)
+    assert win.updatesEnabled() and s.decoding       # ... lets the click show meanwhile
+    wait_idle(qtbot, s, timeout=10000)
+    engine.delay = 1.0
+    a.bridge.points_layer.add([60, 80])
+    assert not win.updatesEnabled()
+    qi.press(viewer, (10, 10))                        # a press paints at once
+    assert win.updatesEnabled()
+    qi.release(viewer, (10, 10))
+    wait_idle(qtbot, s, timeout=10000)
