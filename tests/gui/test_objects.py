@@ -109,3 +109,17 @@ def test_class_filter_and_alt_digits_reach_every_class(annotate, image_folder, q
     assert "next prompt positive" in widget.status_line.text()
     a.toggle_polarity()
     assert "next prompt NEGATIVE" in widget.status_line.text()
+
+
+def test_delete_without_a_selected_object_deletes_the_selected_prompts(annotate, image_folder,
+                                                                       qtbot):
+    viewer, _, a = annotate(image_folder)
+    s, pts = a.session, a.bridge.points_layer
+    pts.add([20, 30])
+    pts.add([40, 50])
+    wait_idle(qtbot, s)
+    pts.selected_data = {0}
+    viewer.layers.selection.active = pts
+    viewer.window._qt_viewer._key_map_handler.press_key("Delete")
+    wait_idle(qtbot, s)
+    assert [p.rc for p in s.doc.current.prompts] == [(40.0, 50.0)]
