@@ -83,12 +83,15 @@ def accept_signals(current: CurrentObject, shape: tuple[int, int]) -> dict[str, 
 
     ``stability``: IoU of the mask thresholded at logit +1 and -1 (SAM's stability score,
     on the logits upsampled to the image); ``iou_spread``: highest minus lowest predicted
-    IoU of SAM's candidate masks (a wide spread: the prompts were ambiguous). A reopened
-    object keeps the signals it had for what is not recomputed.
+    IoU of SAM's candidate masks (a wide spread: the prompts were ambiguous). Signals
+    describe a mask: a reopened object accepted with its mask unchanged keeps its signals,
+    a new mask gets new ones.
     """
     from napari_samlabel.engine.quality import logits_to_image, stability_score
 
-    out = dict(current.original.signals) if current.original is not None else {}
+    if current.original is not None and current.mask is current.original.mask:
+        return dict(current.original.signals)
+    out: dict[str, float] = {}
     if current.logits is not None:
         out["stability"] = float(stability_score(logits_to_image(current.logits, shape)))
     if current.ious is not None and len(current.ious) > 1:
@@ -144,7 +147,7 @@ class AnnotationSession:
         self.lane = EngineLane(runner or SyncRunner(), self._job_failed)
         self.prefetch_lane = EngineLane(prefetch_runner or runner or SyncRunner(),
                                         self._prefetch_failed)
-        self.load_lane = EngineLane(loader or SyncRunner(), self._load_failed)
+        self.load_lane = EngineLane(loader or SyncRunner(), self._load_failed, kinds=("load",))
         self._async_load = loader is not None
         self._opening: int | None = None        # image being read by the load lane
         self._preloaded: dict[int, tuple[np.ndarray, AnnotationDocument]] = {}

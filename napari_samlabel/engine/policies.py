@@ -69,8 +69,6 @@ from napari_samlabel.engine.protocol import Prediction, SamInputs
 MULTIMASK_CHOICES = ("best", "whole", "single", 0, 1, 2)
 UNITS = ("class", "object")
 LOW_RES = (1, 256, 256)
-#: Low-res logit put over a negative box (SAM's logits rarely go below -20).
-EXCLUDED_LOGIT = -40.0
 
 
 @dataclass(frozen=True)
@@ -296,7 +294,6 @@ class _Plan:
     steps: list[np.ndarray]
     negatives: np.ndarray
     boxes: list[np.ndarray]
-    exclusions: tuple[Box, ...] = ()
 
     @property
     def positives(self) -> np.ndarray:
@@ -338,8 +335,7 @@ def _plan(prompts: ObjectPrompts | Sequence[Prompt], image_shape: tuple[int, int
         allpos = np.concatenate(pos_groups)
         g = int(policy.group_size)
         steps = [allpos[i:i + g] for i in range(0, len(allpos), g)]
-    return _Plan(steps, neg, boxes, tuple(p for p in items if isinstance(p, Box)
-                                          and not p.positive))
+    return _Plan(steps, neg, boxes)
 
 
 # -- SamInputs ------------------------------------------------------------------------------
@@ -440,6 +436,18 @@ def _decode(engine: Any, inputs: SamInputs, policy: Policy, shape: tuple[int, in
     logits = np.asarray(pred.low_res_logits[idx:idx + 1], dtype=np.float32)
     ious = np.asarray(pred.iou_predictions, dtype=np.float32)
     return mask, float(ious[idx]), idx, ious, logits
+
+
+# -- negative boxes -------------------------------------------------------------------------
+
+#: Low-res logit put over a negative box (SAM's logits rarely go below -20).
+EXCLUDED_LOGIT = -40.0
+
+
+def negative_boxes(prompts: ObjectPrompts | Sequence[Prompt]) -> tuple[Box, ...]:
+    """The negative boxes (exclusion regions) among ``prompts``."""
+    items = prompts.prompts if isinstance(prompts, ObjectPrompts) else tuple(prompts)
+    return tuple(p for p in items if isinstance(p, Box) and not p.positive)
 
 
 def _lowres_span(lo: float, hi: float, scale: float) -> slice:
@@ -546,9 +554,10 @@ def segment_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
     plan = _plan(prompts, shape, policy, negatives)
     if not plan.steps and not plan.boxes:
         return _empty(shape, len(plan.negatives))
-    mask_input = exclude_logits(mask_input, plan.exclusions, shape)
+    excluded = negative_boxes(prompts)
+    mask_input = exclude_logits(mask_input, excluded, shape)
     return apply_exclusions(_run_plan(engine, plan, shape, policy, mask_input, plan.steps),
-                            plan.exclusions, shape)
+                            excluded, shape)
 
 
 def refine_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
@@ -573,6 +582,7 @@ def refine_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
     plan = _plan(prompts, shape, policy, negatives)
     if not plan.steps and not plan.boxes:
         return _empty(shape, len(plan.negatives))
-    prev = exclude_logits(prev, plan.exclusions, shape)
+    excluded = negative_boxes(prompts)
+    prev = exclude_logits(prev, excluded, shape)
     return apply_exclusions(_run_plan(engine, plan, shape, policy, prev, [plan.positives]),
-                            plan.exclusions, shape)
+                            excluded, shape)
