@@ -84,7 +84,9 @@ def test_outlines_and_hiding_accepted_objects(annotate, image_folder, qtbot):
     assert not b.semantic_layer.visible
     keys.press_key("h")
     assert b.semantic_layer.visible
-    text = widget.tabs.widget(widget.tabs.count() - 1).text()    # the Shortcuts tab
+    tabs = widget.tabs
+    (shortcuts,) = [tabs.widget(i) for i in range(tabs.count()) if tabs.tabText(i) == "Shortcuts"]
+    text = shortcuts.text()
     for key in ("<b>o</b>", "<b>h</b>", "<b>Delete / Backspace</b>", "<b>/</b>"):
         assert key in text
 
