@@ -65,7 +65,7 @@ def main() -> None:
 
         def settle(seconds: float = 0.3) -> None:
             end = time.time() + seconds
-            while time.time() < end or not s.lane.idle:
+            while time.time() < end or not s.idle or s.doc is None:
                 app.processEvents()
                 time.sleep(0.01)
 
@@ -73,8 +73,9 @@ def main() -> None:
         sem = pairs[IMAGES.index(s.image_id())][1]
         people = label(sem == PERSON)
         cow = sem == COW
-        # Two people accepted with one click each; the cow in progress: a box and a
-        # negative click on the person standing behind it.
+        # Two people accepted with one click each (shown as outlines, listed in the
+        # Objects tab); the cow in progress: a box and a negative click on the person
+        # standing behind it.
         a.pick_class(PERSON)
         for k in (1, 2):
             a.bridge.points_layer.add(inner_point(people == k))
@@ -89,6 +90,8 @@ def main() -> None:
         a.toggle_polarity()
         a.bridge.points_layer.add(inner_point(people == 1))
         a.toggle_polarity()
+        a.toggle_outlines()          # accepted objects as outlines ("o")
+        widget.tabs.setCurrentIndex(1)   # the Objects tab
         settle(1.0)
         viewer.layers.selection.active = a.bridge.points_layer
         viewer.reset_view()

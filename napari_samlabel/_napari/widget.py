@@ -1,9 +1,16 @@
-"""The dock widget: open a folder, classes, images, help, and the status line.
+"""The dock widget: open a folder, classes, objects, images, help, and the status line.
 
 Reached from napari's Plugins menu (npe2 manifest) or docked by ``samlabel annotate``.
 Opening a folder makes it a project (or reopens it) and resumes at the first unfinished
 image; the model loads in a worker thread meanwhile (prompts drawn before it is ready are
-decoded once it is).
+decoded once it is). Images and their annotations are read on a worker thread too.
+
+While a decode runs, the window does not repaint (for at most :data:`PAINT_HOLD_MS`): the
+click's own repaint would compete with the decoder for the CPU and the GIL (with software
+OpenGL a repaint of the window costs 50-100 ms of the GUI thread, measured), so the point
+and its mask are painted together, once the mask is there. A slow decode still lets the
+click show after :data:`PAINT_HOLD_MS`, and a mouse press paints at once (drawing a stroke
+always shows live).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
+from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.session import (
@@ -34,6 +42,9 @@ from napari_samlabel._napari.session import (
 from napari_samlabel._napari.workers import ThreadRunner
 from napari_samlabel.core.classes import ClassTable
 
+#: Longest time the window's repaint waits for a decode.
+PAINT_HOLD_MS = 400
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -42,6 +53,12 @@ class EngineOptions:
     model: str = "vit_b"
     checkpoint: str | None = None
     precise: bool = False
+
+
+def _runners() -> dict[str, ThreadRunner]:
+    """Worker threads of a session: the engine, the prefetch, and reading files."""
+    return {"runner": ThreadRunner(), "prefetch_runner": ThreadRunner("samlabel-prefetch"),
+            "loader": ThreadRunner("samlabel-load")}
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,9 @@ class SamLabelWidget(QWidget):
         self._timing = ""
         self._busy = ""
         self._message = ""
+        self._paint_hold = QTimer(self)
+        self._paint_hold.setSingleShot(True)
+        self._paint_hold.timeout.connect(lambda: self._release_paint(now=False))
         open_button = QPushButton("Open image folder…")
         open_button.clicked.connect(self._choose_folder)
         samples_button = QPushButton("Sample images")
@@ -95,17 +115,14 @@ class SamLabelWidget(QWidget):
         :attr:`engine_options`.
         """
         project = project_for_folder(folder, self.classes)
-        session = session_for_project(project, runner=ThreadRunner(),
-                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
-        return self.attach(session, engine)
+        return self.attach(session_for_project(project, **_runners()), engine)
 
     def open_samples(self, engine: Any = None) -> Annotator:
         """Annotate the bundled sample images (their project lives in the user data folder)."""
         from napari_samlabel._napari.samples import sample_project
 
-        session = session_for_project(sample_project(self.classes), runner=ThreadRunner(),
-                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
-        return self.attach(session, engine)
+        return self.attach(session_for_project(sample_project(self.classes), **_runners()),
+                           engine)
 
     def attach(self, session: AnnotationSession, engine: Any = None) -> Annotator:
         """Annotate ``session`` in this widget's viewer (replacing a previous one)."""
@@ -115,15 +132,19 @@ class SamLabelWidget(QWidget):
         ev.timing.connect(self._on_timing)
         ev.busy.connect(self._on_busy)
         ev.message.connect(self._on_message)
+        ev.decoding.connect(self._on_decoding)
         ev.saved.connect(lambda iid: self._on_message(f"saved {iid}"))
-        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed):
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed,
+                       ev.selection_changed, ev.polarity_changed):
             signal.connect(self._render_status)
         if engine is not None:
             session.engine = engine
         annotator = Annotator(self.viewer, session, start=session.resume_index())
         annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
+        annotator.bridge.pressed = lambda: self._release_paint(now=False)  # drawing shows live
         self.annotator = annotator
         self.tabs.addTab(ClassPanel(annotator), "Classes")
+        self.tabs.addTab(ObjectsPanel(annotator), "Objects")
         self.tabs.addTab(NavigatorPanel(annotator), "Images")
         self.tabs.addTab(HelpPanel(), "Shortcuts")
         self.tabs.addTab(RefinePanel(annotator), "Refine")
@@ -169,6 +190,30 @@ class SamLabelWidget(QWidget):
         if self.annotator is not None:
             self.annotator.session.set_engine(engine)
 
+    # -- painting while decoding -----------------------------------------------------------------
+    def _window(self) -> Any:
+        return getattr(self.viewer.window, "_qt_window", None)
+
+    def _on_decoding(self, busy: bool) -> None:
+        win = self._window()
+        if win is None:
+            return
+        if busy:
+            if win.updatesEnabled():
+                win.setUpdatesEnabled(False)
+                self._paint_hold.start(PAINT_HOLD_MS)
+        else:
+            self._release_paint(now=True)
+
+    def _release_paint(self, now: bool) -> None:
+        """Let the window paint again; ``now``: paint at once (the next decode may follow)."""
+        self._paint_hold.stop()
+        win = self._window()
+        if win is not None and not win.updatesEnabled():
+            win.setUpdatesEnabled(True)
+            if now:
+                win.repaint()
+
     # -- status line ---------------------------------------------------------------------------
     def _on_timing(self, text: str) -> None:
         self._timing = text
@@ -187,9 +232,13 @@ class SamLabelWidget(QWidget):
         a = self.annotator
         if a is not None and a.session.doc is not None:
             s = a.session
-            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · "
-                         f"{len(s.doc.objects)} objects · class "
-                         f"{s.classes.name(s.current_class)}")
+            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · {len(s.doc.objects)} objects")
+            line = (f"class {s.classes.name(s.current_class)} ({s.current_class}) · next "
+                    f"prompt {'positive' if s.positive else 'NEGATIVE'}")
+            if s.selected is not None:
+                obj = s.doc.get(s.selected)
+                line += f" · selected #{obj.object_id} {s.classes.name(obj.class_id)}"
+            parts.append(line)
         parts += [p for p in (self._timing, self._busy, self._message) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
@@ -199,10 +248,11 @@ class SamLabelWidget(QWidget):
         if a is None:
             return
         s = a.session
-        for lane in (s.lane, s.prefetch_lane):
-            for kind in ("encode", "decode", "prefetch"):
+        lanes = (s.lane, s.prefetch_lane, s.load_lane)
+        for lane in lanes:
+            for kind in ("load", "encode", "decode", "prefetch"):
                 lane.cancel(kind)
-        for runner in {id(r): r for r in (s.lane.runner, s.prefetch_lane.runner)}.values():
+        for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
             wait = getattr(runner, "wait", None)
             if wait is not None:
                 wait(timeout_ms)
@@ -211,9 +261,11 @@ class SamLabelWidget(QWidget):
                 close()
         ev = s.events
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
-                             (ev.message, self._on_message)):
+                             (ev.message, self._on_message), (ev.decoding, self._on_decoding)):
             signal.disconnect(slot)
-        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved):
+        self._release_paint(now=False)
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved,
+                       ev.selection_changed, ev.polarity_changed):
             signal.disconnect()
         a.close()
 
