@@ -504,32 +504,39 @@ def _lowres_span(lo: float, hi: float, scale: float) -> slice:
 
 
 def exclude_logits(logits: np.ndarray | None, boxes: Sequence[Box],
-                   image_shape: tuple[int, int]) -> np.ndarray | None:
+                   image_shape: tuple[int, int], frame: str = "pad") -> np.ndarray | None:
     """A copy of ``(1, 256, 256)`` low-res logits with :data:`EXCLUDED_LOGIT` over ``boxes``.
 
-    The low-res frame is SAM's: the image resized so its long side is 1024, in the top-left
-    corner, seen at a quarter of the resolution.
+    ``frame`` is the engine's ``logits_frame``: ``"pad"`` (SAM, MobileSAM, SAM-HQ: the image
+    resized so its long side is 1024, in the top-left corner) or ``"stretch"`` (SAM 2: the
+    whole image stretched to 1024 x 1024); either is seen at a quarter of the resolution.
     """
     if logits is None or not boxes:
         return logits
     out = np.array(logits, dtype=np.float32)
-    scale = 1024.0 / max(int(image_shape[0]), int(image_shape[1]))
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if frame == "stretch":
+        rscale, cscale = 1024.0 / h, 1024.0 / w
+    elif frame == "pad":
+        rscale = cscale = 1024.0 / max(h, w)
+    else:
+        raise ValueError(f"unknown logits frame {frame!r}; expected 'pad' or 'stretch'")
     for b in boxes:
-        rows = _lowres_span(b.top_left[0], b.bottom_right[0], scale)
-        cols = _lowres_span(b.top_left[1], b.bottom_right[1], scale)
+        rows = _lowres_span(b.top_left[0], b.bottom_right[0], rscale)
+        cols = _lowres_span(b.top_left[1], b.bottom_right[1], cscale)
         out[..., rows, cols] = EXCLUDED_LOGIT
     return out
 
 
 def apply_exclusions(result: ObjectResult, boxes: Sequence[Box],
-                     image_shape: tuple[int, int]) -> ObjectResult:
+                     image_shape: tuple[int, int], frame: str = "pad") -> ObjectResult:
     """``result`` with its mask cleared and its logits lowered inside negative ``boxes``."""
     if not boxes:
         return result
     shape = (int(image_shape[0]), int(image_shape[1]))
     keep = ~np.logical_or.reduce([b.pixel_region(shape) for b in boxes])
     return replace(result, mask=result.mask & keep,
-                   logits=exclude_logits(result.logits, boxes, shape),
+                   logits=exclude_logits(result.logits, boxes, shape, frame),
                    extra={**result.extra, "excluded_boxes": len(boxes)})
 
 
@@ -600,9 +607,10 @@ def segment_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
     if not plan.steps and not plan.boxes:
         return _empty(shape, len(plan.negatives))
     excluded = negative_boxes(prompts)
-    mask_input = exclude_logits(mask_input, excluded, shape)
+    frame = getattr(engine, "logits_frame", "pad")
+    mask_input = exclude_logits(mask_input, excluded, shape, frame)
     return apply_exclusions(_run_plan(engine, plan, shape, policy, mask_input, plan.steps),
-                            excluded, shape)
+                            excluded, shape, frame)
 
 
 def refine_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
@@ -628,6 +636,7 @@ def refine_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
     if not plan.steps and not plan.boxes:
         return _empty(shape, len(plan.negatives))
     excluded = negative_boxes(prompts)
-    prev = exclude_logits(prev, excluded, shape)
+    frame = getattr(engine, "logits_frame", "pad")
+    prev = exclude_logits(prev, excluded, shape, frame)
     return apply_exclusions(_run_plan(engine, plan, shape, policy, prev, [plan.positives]),
-                            excluded, shape)
+                            excluded, shape, frame)

@@ -88,6 +88,38 @@ def test_exclude_logits_covers_the_box_in_sams_low_res_frame():
     assert exclude_logits(None, [Box((0, 0), (1, 1), False)], SHAPE) is None
 
 
+def test_exclude_logits_follows_the_engines_frame():
+    """SAM 2 stretches the whole image over the 256 x 256 logits: no padding to skip."""
+    logits = np.zeros((1, 256, 256), np.float32)
+    whole = exclude_logits(logits, [Box((0, 0), (99, 119), positive=False)], SHAPE, "stretch")
+    assert (whole == EXCLUDED_LOGIT).all()
+    right = exclude_logits(logits, [Box((0, 60), (99, 119), positive=False)], SHAPE, "stretch")
+    assert (right[0, :, 129:] == EXCLUDED_LOGIT).all() and (right[0, :, :127] == 0).all()
+    with pytest.raises(ValueError, match="logits frame"):
+        exclude_logits(logits, [Box((0, 0), (1, 1), False)], SHAPE, "square")
+
+
+def test_negative_box_through_a_sam2_engine(tmp_path):
+    """The cut lands on the right pixels of SAM 2's own upsampling of the fed-back logits."""
+    from napari_samlabel.engine.families import family_available
+    from napari_samlabel.engine.quality import logits_to_image
+    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.testing import SAM2_TINY_MODEL_TYPE, save_tiny_checkpoint
+
+    if not family_available("sam2"):
+        pytest.skip("sam2 not installed")
+    ckpt = save_tiny_checkpoint(tmp_path / "s2.pt", model_type=SAM2_TINY_MODEL_TYPE)
+    engine = load_engine(SAM2_TINY_MODEL_TYPE, ckpt, device="cpu", cache=None)
+    image = np.random.default_rng(0).integers(0, 255, SHAPE + (3,), dtype=np.uint8)
+    engine.set_image(image)
+    cut = Box((0, 60), (99, 119), positive=False)
+    res = refine_object(engine, (Point((50, 30)), Box((10, 10), (90, 110)), cut), SHAPE,
+                        None, "interactive")
+    assert not res.mask[:, 61:].any()
+    up = logits_to_image(res.logits, SHAPE, frame=engine.logits_frame)
+    assert (up[:, 62:] < 0).all()  # SAM 2 would not bring the cut region back either
+
+
 @pytest.mark.parametrize("prompt, inside", [
     (Point((-0.4, 10)), True), (Point((-0.6, 10)), False), (Point((99.5, 119.5)), True),
     (Box((-20, -20), (0, 0)), True), (Box((-20, -20), (-1, 5)), False),
