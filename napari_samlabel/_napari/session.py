@@ -289,12 +289,18 @@ class AnnotationSession:
 
     # -- the engine ----------------------------------------------------------------------------
     def set_engine(self, engine: Any) -> None:
-        """Use ``engine`` from now on and encode the open image with it."""
+        """Use ``engine`` from now on and encode the open image with it.
+
+        Accepted objects stay as they are (their masks, and the model that made each, are
+        saved with them). The object being prompted is decoded again by the new model,
+        without the old model's logits.
+        """
         self.engine = engine
         self._engine_image = None
         self._encoded.clear()
         self.events.engine_changed.emit()
         if self.doc is not None:
+            self.doc.invalidate_prediction()  # the new model answers the current prompts
             self._request_encode()
             self._request_decode()
 
@@ -424,13 +430,17 @@ class AnnotationSession:
             if doc is not self.doc or self._engine_image != self.index:
                 return None
             cur = doc.current
+            engine, policy, shape = self.engine, self.policy, doc.shape
             if not cur.prompts or cur.prediction_is_current:
                 return None  # e.g. undo back to a state whose mask answers its prompts
-            engine, policy, shape = self.engine, self.policy, doc.shape
+            # Logits of another model (the model was switched, or an object made with it
+            # was reopened) mean nothing to this one.
+            other_model = cur.model_id is not None and cur.model_id != getattr(
+                engine, "model_id", None)
             obj = ObjectPrompts(cur.object_id or 0, cur.class_id, cur.prompts)
             # A writable copy: torch warns on (and must not write into) the document's
             # read-only array.
-            logits = None if cur.logits is None else np.array(cur.logits)
+            logits = None if cur.logits is None or other_model else np.array(cur.logits)
 
             def run() -> tuple[Any, ...]:
                 t0 = time.perf_counter()

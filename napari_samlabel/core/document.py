@@ -444,6 +444,17 @@ class AnnotationDocument:
         self.events.current_changed.emit()
         return True
 
+    def invalidate_prediction(self) -> None:
+        """Mark the current mask as no answer to the current prompts (e.g. another model).
+
+        The mask stays on screen until a new prediction arrives; like :meth:`set_prediction`
+        this changes the current state in place (no undo step).
+        """
+        cur = self._state.current
+        if cur.mask_prompts is not None:
+            self._state = replace(self._state, current=replace(cur, mask_prompts=None))
+            self.events.current_changed.emit()
+
     def set_current_class(self, class_id: int) -> None:
         """Change the class of the object being prompted."""
         cur = self._state.current

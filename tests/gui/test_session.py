@@ -326,3 +326,42 @@ def test_class_search_by_name():
     assert match_classes(parts, "dog") == [1, 3, 2]      # prefix matches first
     assert match_classes(parts, "") == [1, 2, 3]
     assert match_classes(parts, "zebra") == []
+
+
+class _RecordingDisk(DiskEngine):
+    """A disk engine that records the mask_input of every decode."""
+
+    def __init__(self, model_id, radius):
+        super().__init__(radius=radius)
+        self.model_id = model_id
+        self.mask_inputs = []
+
+    def predict(self, inputs):
+        self.mask_inputs.append(inputs.mask_input)
+        return super().predict(inputs)
+
+
+def test_switching_models_keeps_accepted_objects_and_redecodes_without_old_logits(
+        image_folder):
+    old, new = _RecordingDisk("model-a:1", 6.0), _RecordingDisk("model-b:2", 12.0)
+    s = _session(image_folder, engine=old, prefetch=False)
+    s.set_prompts([Point((20, 30))])
+    kept = s.accept()
+    s.set_prompts([Point((40, 50))])
+    s.set_prompts([Point((40, 50)), Point((42, 52))])
+    assert old.mask_inputs[-1] is not None             # the old model's own logits went back
+    small = s.doc.current.mask.sum()
+    s.set_engine(new)
+    # The current object is answered by the new model at once, without the old logits.
+    assert new.mask_inputs == [None]
+    assert s.doc.current.model_id == "model-b:2" and s.doc.current.mask.sum() > small
+    assert s.doc.objects == (kept,) and kept.model_id == "model-a:1"
+    assert Project.open(image_folder).read_objects(s.image_id())[0].model_id == "model-a:1"
+    # From now on the new model's logits are handed back.
+    s.set_prompts([Point((40, 50)), Point((42, 52)), Point((44, 50))])
+    assert new.mask_inputs[-1] is not None
+    # A reopened object of the old model refines without the old logits.
+    s.discard()
+    s.reopen(kept.object_id)
+    s.set_prompts([*s.doc.current.prompts, Point((22, 31))])
+    assert new.mask_inputs[-1] is None
