@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
+from napari_samlabel._napari.model_panel import ModelPanel
 from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
@@ -79,6 +80,9 @@ class SamLabelWidget(QWidget):
         self.classes = classes
         self.annotator: Annotator | None = None
         self._loader: Any = None
+        self.loading_model: str | None = None  # model type being loaded, if any
+        self._load_seq = 0  # the newest load wins
+        self.model_panel: ModelPanel | None = None
         self._timing = ""
         self._busy = ""
         self._message = ""
@@ -148,17 +152,33 @@ class SamLabelWidget(QWidget):
         self.tabs.addTab(NavigatorPanel(annotator), "Images")
         self.tabs.addTab(HelpPanel(), "Shortcuts")
         self.tabs.addTab(RefinePanel(annotator), "Refine")
+        self.model_panel = ModelPanel(self)
+        self.tabs.addTab(self.model_panel, "Model")
         annotator.points_mode()
         if session.engine is None:
             self.load_engine()
         self._render_status()
         return annotator
 
+    def switch_model(self, options: EngineOptions) -> None:
+        """Load another model (in a worker); the annotation goes on with it when ready.
+
+        Accepted objects are kept; the object being prompted is decoded again by the new
+        model. If loading fails, the previous model stays in use.
+        """
+        self.engine_options = options
+        self.load_engine()
+
     def load_engine(self) -> None:
         """Load the model in a worker thread; the session encodes once it is ready."""
         from napari.qt.threading import create_worker
 
         opts = self.engine_options
+        self.loading_model = opts.model
+        self._load_seq += 1
+        seq = self._load_seq
+        if self.model_panel is not None:
+            self.model_panel.refresh()
 
         def load() -> Any:
             from napari_samlabel._napari.torch_guard import keep_triton_out
@@ -166,25 +186,39 @@ class SamLabelWidget(QWidget):
 
             keep_triton_out()
             try:
-                return load_engine(opts.model, opts.checkpoint, precise=opts.precise)
+                return seq, load_engine(opts.model, opts.checkpoint, precise=opts.precise)
             except Exception as exc:  # shown as a message, not re-raised as a traceback
-                return _LoadFailed(exc)  # (a worker returning an exception re-raises it)
+                return seq, _LoadFailed(exc)  # (a worker returning an exception re-raises it)
 
         self._on_busy(f"loading model {opts.model}")
         worker = create_worker(load, _start_thread=False,
                                _progress={"desc": f"Loading {opts.model}", "total": 0})
         worker.returned.connect(self._engine_loaded)
-        worker.finished.connect(lambda: self._on_busy(""))
+        worker.finished.connect(lambda: self._load_finished(seq))
         self._loader = worker
         worker.start()
 
-    def _engine_loaded(self, engine: Any) -> None:
+    def _load_finished(self, seq: int) -> None:
+        if seq != self._load_seq:
+            return  # a newer load is under way
+        self.loading_model = None
+        self._on_busy("")
+        if self.model_panel is not None:
+            self.model_panel.refresh()
+
+    def _engine_loaded(self, result: tuple[int, Any]) -> None:
+        seq, engine = result
+        if seq != self._load_seq:
+            return  # the user picked another model meanwhile
         if isinstance(engine, _LoadFailed):
             from napari.utils.notifications import show_error
 
             exc = engine.error
             text = f"model not loaded ({type(exc).__name__}): {exc}"
-            self._on_message(text + "\nPrompts are kept; reopen with --checkpoint PATH.")
+            keep = ("the previous model stays in use" if self.annotator is not None
+                    and self.annotator.session.engine is not None else "prompts are kept")
+            self._on_message(f"{text}\n{keep.capitalize()}; pick another model or a local "
+                             "checkpoint in the Model tab.")
             show_error(text)
             return
         if self.annotator is not None:
