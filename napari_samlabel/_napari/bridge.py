@@ -40,6 +40,8 @@ SELECTED_COLOR = (1.0, 1.0, 0.0, 1.0)
 SCRIBBLE_WIDTH = convert.EDGE_WIDTH
 OUTLINE_WIDTH = 2
 ACCEPTED_OPACITY = 0.45
+#: Parts are drawn over their wholes, a little stronger so that they stand out.
+PARTS_OPACITY = 0.6
 _DONE_ACTIONS = {ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED}
 
 
@@ -90,6 +92,9 @@ class LayerBridge:
                                                       opacity=ACCEPTED_OPACITY, colormap=cmap))
         self.instance_layer = viewer.add_layer(Labels(empty, name="instances",
                                                       opacity=ACCEPTED_OPACITY, visible=False))
+        # Parts (dog/head) have their own map: they never compete with their wholes.
+        self.parts_layer = viewer.add_layer(Labels(empty, name="parts", opacity=PARTS_OPACITY,
+                                                   colormap=cmap, visible=False))
         self.preview_layer = viewer.add_layer(Labels(empty, name="current object",
                                                      opacity=0.6, colormap=cmap))
         self.selection_layer = viewer.add_layer(Labels(
@@ -105,12 +110,12 @@ class LayerBridge:
             face_color="positive", face_color_cycle={True: POSITIVE_COLOR,
                                                       False: NEGATIVE_COLOR},
             border_color="white", size=10))
-        for layer in (self.semantic_layer, self.instance_layer, self.preview_layer,
-                      self.selection_layer):
+        for layer in (self.semantic_layer, self.instance_layer, self.parts_layer,
+                      self.preview_layer, self.selection_layer):
             layer.editable = False
         self.owned = (self.image_layer, self.semantic_layer, self.instance_layer,
-                      self.preview_layer, self.selection_layer, self.shapes_layer,
-                      self.points_layer)
+                      self.parts_layer, self.preview_layer, self.selection_layer,
+                      self.shapes_layer, self.points_layer)
         self.points_layer.events.data.connect(self._on_layer_data)
         self.shapes_layer.events.data.connect(self._on_layer_data)
         for layer in (self.points_layer, self.shapes_layer):
@@ -263,9 +268,11 @@ class LayerBridge:
 
     def set_outlines(self, on: bool) -> None:
         """Show accepted objects as outlines (opaque) or as filled areas (translucent)."""
-        for layer in (self.semantic_layer, self.instance_layer):
+        for layer, filled in ((self.semantic_layer, ACCEPTED_OPACITY),
+                              (self.instance_layer, ACCEPTED_OPACITY),
+                              (self.parts_layer, PARTS_OPACITY)):
             layer.contour = OUTLINE_WIDTH if on else 0
-            layer.opacity = 1.0 if on else ACCEPTED_OPACITY
+            layer.opacity = 1.0 if on else filled
 
     def toggle_outlines(self) -> bool:
         """Switch between outlines and filled areas; returns True for outlines."""
@@ -276,7 +283,8 @@ class LayerBridge:
         """Hide or show the accepted objects; returns True when they are shown."""
         self._accepted_shown = not self._accepted_shown
         doc = self.session.doc
-        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc and doc.objects))
+        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc and doc.wholes))
+        _set_visible(self.parts_layer, self._accepted_shown and bool(doc and doc.parts))
         return self._accepted_shown
 
     # -- rendering -------------------------------------------------------------------------------
@@ -368,7 +376,11 @@ class LayerBridge:
         self.semantic_layer.data = np.array(semantic)
         self.instance_layer.data = np.array(instance)
         # An empty Labels layer still costs a full-canvas pass per frame: hide it.
-        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc.objects))
+        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc.wholes))
+        has_parts = bool(doc.parts)
+        if has_parts:
+            self.parts_layer.data = np.array(doc.part_maps()[0])
+        _set_visible(self.parts_layer, self._accepted_shown and has_parts)
         self.render_selection()
 
     def render_selection(self, *_: Any) -> None:

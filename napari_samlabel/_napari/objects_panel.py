@@ -1,10 +1,11 @@
 """The Objects tab: the open image's accepted objects, to select, re-class, reopen or delete.
 
-A row shows the class (colour swatch and name), the instance id, the area in pixels and
-SAM's predicted IoU. The panel only mirrors the session's selection
-(:meth:`AnnotationSession.select_object`): selecting a row selects the object (the viewer
-outlines it, a class pick re-classes it), double-click reopens it, Delete or Backspace
-deletes it (undoable with Ctrl+Z, saved at once).
+A row shows the class (colour swatch and name; a part also names the object it belongs to,
+``dog/head (of #3)``), the instance id, the area in pixels and SAM's predicted IoU. The
+panel only mirrors the session's selection (:meth:`AnnotationSession.select_object`):
+selecting a row selects the object (the viewer outlines it, a class pick re-classes it),
+double-click reopens it, Delete or Backspace deletes it (undoable with Ctrl+Z, saved at
+once).
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ class ObjectsPanel(QWidget):
             colors = s.classes.colors()
             for obj in s.doc.objects:
                 score = "" if obj.score is None else f"{obj.score:.2f}"
-                item = QTreeWidgetItem([s.classes.name(obj.class_id), str(obj.object_id),
-                                        str(obj.area), score])
+                name = s.classes.name(obj.class_id)
+                parent = s.doc.parent_of(obj.object_id)
+                if parent is not None:  # a part: say which whole it belongs to
+                    name = f"{name} (of #{parent})"
+                item = QTreeWidgetItem([name, str(obj.object_id), str(obj.area), score])
                 item.setIcon(0, swatch(colors[obj.class_id]))
                 item.setData(0, _ID, obj.object_id)
                 for col in (1, 2, 3):

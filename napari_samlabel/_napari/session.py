@@ -528,8 +528,12 @@ class AnnotationSession:
         return True
 
     def object_at(self, row: float, col: float) -> int | None:
-        """Accepted object visible at ``(row, col)`` of the open image."""
-        return self._require_doc().object_at(int(row), int(col))
+        """Accepted object visible at ``(row, col)`` of the open image (a part first).
+
+        Parts are drawn over their wholes, so a click on a dog's head finds the head.
+        """
+        doc = self._require_doc()
+        return doc.part_at(int(row), int(col)) or doc.object_at(int(row), int(col))
 
     def remove_object(self, object_id: int) -> None:
         """Delete accepted object ``object_id`` (saved at once)."""
@@ -555,7 +559,8 @@ class AnnotationSession:
 
     def _load_document(self, path: Path, shape: tuple[int, int]) -> AnnotationDocument:
         if self.project is None:
-            return AnnotationDocument(path.stem, shape, class_id=self.current_class)
+            return AnnotationDocument(path.stem, shape, class_id=self.current_class,
+                                      classes=self.classes)
         return self.project.load_document(path.stem, class_id=self.current_class)
 
     def save(self) -> None:
@@ -571,7 +576,7 @@ class AnnotationSession:
         original = doc.current.original
         if original is not None:
             snapshot = AnnotationDocument(doc.image_id, doc.shape, doc.objects + (original,),
-                                          doc.status)
+                                          doc.status, classes=doc.classes)
             self.project.save_document(snapshot)
         else:
             self.project.save_document(doc)

@@ -35,8 +35,8 @@ def _press(position, modifiers):
 def test_layers_are_owned_and_polarity_is_a_feature(annotate, image_folder, qtbot):
     viewer, _, a = annotate(image_folder)
     names = [layer.name for layer in viewer.layers]
-    assert names == ["image", "semantic", "instances", "current object", "selected object",
-                     "SAM boxes & scribbles", "SAM points"]
+    assert names == ["image", "semantic", "instances", "parts", "current object",
+                     "selected object", "SAM boxes & scribbles", "SAM points"]
     b = a.bridge
     pts = b.points_layer
     pts.add([10, 12])
@@ -279,3 +279,39 @@ def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
     assert win.updatesEnabled()
     qi.release(viewer, (10, 10))
     wait_idle(qtbot, s, timeout=10000)
+
+
+def test_parts_have_their_own_layer_and_are_clicked_first(annotate, image_folder, qtbot):
+    """A dog/head never punches a hole in its dog; a click on the head finds the head."""
+    from napari_samlabel._napari.session import project_for_folder
+    from napari_samlabel.core.classes import ClassTable
+
+    names = [*ClassTable.voc().names, "dog/head"]
+    project_for_folder(image_folder, ClassTable(names))
+    head_class, dog = len(names) - 1, names.index("dog")
+    _, _, a = annotate(image_folder)
+    s, b = a.session, a.bridge
+    a.pick_class(dog)
+    s.set_prompts([Point((30, 40))])
+    wait_idle(qtbot, s)
+    whole = s.accept()
+    s.select_class(head_class)
+    s.set_prompts([Point((30, 40))])               # the same disk: the head is inside the dog
+    wait_idle(qtbot, s)
+    head = s.accept()
+    assert s.doc.parent_of(head.object_id) == whole.object_id
+    assert b.parts_layer.visible and b.semantic_layer.visible
+    assert (b.parts_layer.data[head.mask] == head_class).all()
+    assert (b.semantic_layer.data[whole.mask] == dog).all()   # the dog stays whole
+    assert s.object_at(30, 40) == head.object_id
+    from napari_samlabel._napari.objects_panel import ObjectsPanel
+
+    rows = ObjectsPanel(a).tree
+    assert rows.topLevelItem(1).text(0) == f"dog/head (of #{whole.object_id})"
+    a.toggle_outlines()
+    assert b.parts_layer.contour > 0
+    a.toggle_accepted()                                        # "h" hides parts too
+    assert not b.parts_layer.visible and not b.semantic_layer.visible
+    a.toggle_accepted()
+    s.remove_object(head.object_id)
+    assert not b.parts_layer.visible
