@@ -468,7 +468,11 @@ def test_check_within_image_shape():
     with pytest.raises(WeakLabelError, match=r"pts.json \(object 1 \(class 8\)\): point lies "
                                              r"outside the 10 x 20 image 'im'"):
         pts.check_within((20, 10))  # as if x and y were swapped
-    scr = WeakLabels("im", "scribbles", background=(Scribble([[0, 0], [30, 0]], False),))
+    # A stroke that runs past the border is fine (the policies clip it); one wholly
+    # outside is not.
+    WeakLabels("im", "scribbles", background=(Scribble([[0, 0], [30, 0]], False),)
+               ).check_within((10, 10))
+    scr = WeakLabels("im", "scribbles", background=(Scribble([[12, 0], [30, 0]], False),))
     with pytest.raises(WeakLabelError, match="background prompt"):
         scr.check_within((10, 10))
     box = WeakLabels("im", "boxes", (ObjectPrompts(1, 8, (Box((5.0, 5.0), (50.0, 50.0)),)),))

@@ -300,7 +300,8 @@ def test_scribble_outside_the_image_fails_the_image_naming_file_and_line(tmp_pat
     # img0: the dog's stroke (line 3) lies wholly right of the 80-pixel-wide image
     (weak_dir / "img0_scribble.txt").write_text(
         "# cat, then dog\n8,20,30,30,30\n12,200,30,210,35\n0,2,60,70,60\n")
-    (weak_dir / "img1_scribble.txt").write_text("8,20,30,30,30\n0,2,60,70,60\n")
+    # img1: the cat's stroke runs past the right border (x 95 > 80): clipped, not an error
+    (weak_dir / "img1_scribble.txt").write_text("8,20,30,95,30\n0,2,60,70,60\n")
     weak = read_weak_labels(weak_dir, "scribbles")
     report = pseudo_label(img_dir, weak, tmp_path / "out", DiskEngine(), kind="scribbles")
     assert report.done == ["img1"] and list(report.failed) == ["img0"]

@@ -16,6 +16,7 @@ from napari_samlabel.core.prompts import (
     Point,
     Prompt,
     Scribble,
+    in_image,
     prompt_from_dict,
 )
 
@@ -228,8 +229,9 @@ class WeakLabels:
         """Check that the prompts fit an image of ``shape`` ``(height, width)``.
 
         Readers cannot know the image size; the pipeline calls this once it has loaded the
-        image. Points (and scribble vertices) may lie up to half a pixel outside; a box must
-        overlap the image. The usual cause of a failure is swapped x/y or the wrong image.
+        image. Points may lie up to half a pixel outside; a box or a scribble must touch the
+        image (the policies clip the rest: hand-drawn strokes often run past the border). The
+        usual cause of a failure is swapped x/y or the wrong image.
 
         Raises
         ------
@@ -250,8 +252,10 @@ class WeakLabels:
             if isinstance(p, Box):
                 bad = (p.top_left[0] > h - 0.5 or p.top_left[1] > w - 0.5
                        or p.bottom_right[0] < -0.5 or p.bottom_right[1] < -0.5)
+            elif isinstance(p, Scribble):
+                bad = not in_image(p, (int(h), int(w)))
             else:
-                rc = np.asarray(p.rc if isinstance(p, Point) else p.path).reshape(-1, 2)
+                rc = np.asarray(p.rc).reshape(-1, 2)
                 bad = bool(((rc < -0.5) | (rc > np.array([h, w]) - 0.5)).any())
             if bad:
                 raise WeakLabelError(self.source or self.image_id,
