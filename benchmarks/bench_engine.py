@@ -59,6 +59,9 @@ def _timed(fn, repeats: int) -> list[float]:
 
 
 def main() -> None:
+    from napari_samlabel.engine.device import enable_huge_pages
+
+    enable_huge_pages()  # as the samlabel command does, before torch is imported
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2, help="timed encodes per mode")
     ap.add_argument("--clicks", type=int, default=30, help="decodes for the latency figures")

@@ -89,6 +89,9 @@ def _decode_ms(engine, image: np.ndarray, clicks: int) -> np.ndarray:
 
 
 def main() -> None:
+    from napari_samlabel.engine.device import enable_huge_pages
+
+    enable_huge_pages()  # as the samlabel command does, before torch is imported
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     ap.add_argument("--repeats", type=int, default=2, help="timed encodes per mode")

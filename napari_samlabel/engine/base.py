@@ -127,6 +127,8 @@ class CachedEngine:
             p.requires_grad_(False)
         self.model = model
         encoder = model.image_encoder
+        #: Set by subclasses whose encoder runs with weights of this dtype (no autocast).
+        self._encoder_dtype: Any = None
         self._prepare_encoder(encoder, compile)
         self._eager_forward = encoder.forward
         self._encoder = self._eager_forward
@@ -143,6 +145,10 @@ class CachedEngine:
     def _prepare_encoder(self, encoder: Any, compile: bool) -> None:
         """Hook for subclasses to adjust the encoder before its forward is wrapped."""
 
+    def _encoder_context(self) -> contextlib.AbstractContextManager[Any]:
+        """Hook: a context every encoder pass runs in (e.g. reused attention buffers)."""
+        return contextlib.nullcontext()
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(model_id={self.model_id!r}, device={str(self.device)!r}, "
@@ -155,7 +161,7 @@ class CachedEngine:
     def _autocast(self) -> Iterator[None]:
         import torch
 
-        if self.precision == "bfloat16":
+        if self.precision == "bfloat16" and self._encoder_dtype is None:
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 yield
         else:
@@ -163,8 +169,10 @@ class CachedEngine:
 
     def _encoder_forward(self, x: Any) -> Any:
         """The image encoder's forward as installed in the model (precision, compile)."""
+        if self._encoder_dtype is not None:
+            x = x.to(self._encoder_dtype)
         try:
-            with self._autocast():
+            with self._autocast(), self._encoder_context():
                 out = self._encoder(x)
         except Exception as exc:
             if not self.compiled:
@@ -177,7 +185,7 @@ class CachedEngine:
             )
             self._encoder = self._eager_forward
             self.compiled = False
-            with self._autocast():
+            with self._autocast(), self._encoder_context():
                 out = self._encoder(x)
         # Decoders run in float32 (several fail on bfloat16 inputs).
         return to_float32(out)
