@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
+from napari_samlabel._napari.review_panel import ReviewPanel
 from napari_samlabel._napari.session import (
     AnnotationSession,
     project_for_folder,
@@ -61,6 +62,7 @@ class SamLabelWidget(QWidget):
         self.engine_options = engine_options or EngineOptions()
         self.classes = classes
         self.annotator: Annotator | None = None
+        self.review_panel: ReviewPanel | None = None
         self._loader: Any = None
         self._timing = ""
         self._busy = ""
@@ -127,11 +129,24 @@ class SamLabelWidget(QWidget):
         self.tabs.addTab(NavigatorPanel(annotator), "Images")
         self.tabs.addTab(HelpPanel(), "Shortcuts")
         self.tabs.addTab(RefinePanel(annotator), "Refine")
+        self.review_panel = ReviewPanel(annotator)
+        self.tabs.addTab(self.review_panel, "Review")
         annotator.points_mode()
         if session.engine is None:
             self.load_engine()
         self._render_status()
         return annotator
+
+    def open_review(self, queue: str | Path) -> bool:
+        """Show the Review tab with ``queue`` loaded, at its worst undecided image.
+
+        ``queue``: a ``queue.json`` or the folder holding it. False when it could not be
+        loaded (the tab says why).
+        """
+        if self.review_panel is None:
+            raise RuntimeError("open a folder before loading a review queue")
+        self.tabs.setCurrentWidget(self.review_panel)
+        return self.review_panel.load(queue)
 
     def load_engine(self) -> None:
         """Load the model in a worker thread; the session encodes once it is ready."""

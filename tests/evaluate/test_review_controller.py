@@ -188,7 +188,7 @@ def test_signals_of_the_current_image_and_rescoring_after_a_fix(curated):
     c.load(queue)
     c.next()                                    # b
     lines = c.item_lines()
-    assert lines[0] == "b: rank 2, score %.2f" % c.current.score
+    assert lines[0] == f"b: rank 2, score {c.current.score:.2f}"
     assert "positive_outside" in lines[1] and "fragmented" in lines[1]
     assert lines[2].startswith("why: object 2 (dog): positive prompts outside the mask")
     rows = c.object_rows()
