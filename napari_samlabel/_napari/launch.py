@@ -31,7 +31,7 @@ def open_annotator(viewer: Any, folder: str | Path | None = None,
     else:
         widget.open_folder(folder, engine)
     if review is not None and not widget.open_review(review):
-        text = widget.review_panel.status.text() if widget.review_panel else ""
+        text = widget.review_panel.message if widget.review_panel else ""
         widget.shutdown()
         raise ValueError(text or f"cannot review {review}")
     return widget

@@ -72,19 +72,20 @@ class ReviewPanel(QWidget):
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["obj", "class", "score", "flags", "why"])
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["obj", "class", "score", "flags — why"])
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(True)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setToolTip("Click: outline the object (and select it for 'c'); "
                               "double-click: reopen it with its prompts")
         header = self.table.horizontalHeader()
-        for col in range(4):
+        for col in range(3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(190)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.table.cellDoubleClicked.connect(lambda row, _col: self.reopen_row(row))
 
@@ -129,18 +130,17 @@ class ReviewPanel(QWidget):
         nav.addWidget(self.prev_button)
         nav.addWidget(self.next_button)
         nav.addWidget(self.include_decided)
-        self.status = QLabel("Load the queue.json written by samlabel curate.")
-        self.status.setWordWrap(True)
+        #: The last message (also shown on the dock widget's status line).
+        self.message = ""
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         for part in (load, self.source, self.position, self.queue, self.info, self.table,
-                     decision_row, self.reason, self.note, decide_row, nav, self.status):
+                     decision_row, self.reason, self.note, decide_row, nav):
             if isinstance(part, QHBoxLayout):
                 lay.addLayout(part)
             else:
-                lay.addWidget(part)
-        lay.addStretch(1)
+                lay.addWidget(part, 1 if part is self.table else 0)
 
         ev = self.controller.events
         ev.loaded.connect(self._fill_queue)
@@ -183,7 +183,7 @@ class ReviewPanel(QWidget):
             item.setData(_ID_ROLE, image_id)
             self.queue.addItem(item)
         path = self.controller.queue_path
-        self.source.setText("" if path is None else f"Queue: {path}")
+        self.source.setText("" if path is None else f"Queue: {path.parent.name}/{path.name}")
         self.source.setToolTip("" if path is None else str(path))
 
     def _mark(self, image_id: str) -> None:
@@ -204,13 +204,14 @@ class ReviewPanel(QWidget):
         self.table.clearSelection()
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            cells = (str(row.object_id), row.class_name, f"{row.score:.2f}",
-                     ", ".join(row.flags), row.reason)
+            why = " — ".join(p for p in (", ".join(row.flags), row.reason) if p)
+            cells = (str(row.object_id), row.class_name, f"{row.score:.2f}", why or "fine")
             for col, text in enumerate(cells):
                 cell = QTableWidgetItem(text)
                 cell.setData(_ID_ROLE, row.object_id)
                 cell.setToolTip(row.signals)
                 self.table.setItem(r, col, cell)
+        self.table.resizeRowsToContents()
         self.table.blockSignals(False)
         review = c.decision
         if item is None:
@@ -237,8 +238,8 @@ class ReviewPanel(QWidget):
         self._show_highlight(None)
 
     def _on_message(self, text: str) -> None:
-        self.status.setText(text)
-        # also on the widget's status line: the review keys work from every tab
+        # on the widget's status line, visible from every tab (the review keys work there)
+        self.message = text
         self.annotator.session.events.message.emit(text)
 
     # -- following the annotator ---------------------------------------------------------------
@@ -263,8 +264,8 @@ class ReviewPanel(QWidget):
         doc = self.annotator.session.doc
         obj = next((o for o in doc.objects if o.object_id == object_id), None) if doc else None
         if obj is None:
-            self.status.setText(f"object {object_id} is not an accepted object of this image "
-                                "(any more)")
+            self._on_message(f"object {object_id} is not an accepted object of this image "
+                             "(any more)")
         return obj
 
     def _row_selected(self) -> None:
@@ -294,8 +295,8 @@ class ReviewPanel(QWidget):
         self._show_highlight(None)
         self.annotator.session.reopen(oid)
         self.annotator.points_mode()
-        self.status.setText(f"object {oid} reopened with its prompts: refine it, then "
-                            "accept (a) or put it back (Escape)")
+        self._on_message(f"object {oid} reopened with its prompts: refine it, then accept "
+                         "(a) or put it back (Escape)")
 
     def _show_highlight(self, mask: np.ndarray | None) -> None:
         layer = self.highlight

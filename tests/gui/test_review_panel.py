@@ -137,10 +137,11 @@ def test_review_errors_are_shown_and_keys_without_a_queue(annotate, image_folder
     keys = viewer.window._qt_viewer._key_map_handler
     keys.press_key("Shift-A")                  # nothing loaded: a message, no decision
     assert "load a curation queue first" in widget.status_line.text()
-    assert panel.status.text().startswith("load a curation queue first")
+    assert panel.message.startswith("load a curation queue first")
     assert not Project.open(image_folder).reviews()
     assert not widget.open_review(tmp_path / "missing")
-    assert "curation queue not found" in panel.status.text()
+    assert "curation queue not found" in panel.message
+    assert "curation queue not found" in widget.status_line.text()
     assert not panel.buttons["accepted"].isEnabled() and not panel.next_button.isEnabled()
 
 
