@@ -13,24 +13,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from make_screenshot import inner_point, save_window, settle  # the script next to this one
 from PIL import Image
 
 VOC = Path("/work/shared/data/voc-sample/VOC2012")
 OUT = Path(__file__).resolve().parent.parent / "docs" / "review.png"
 CAT, COW, DOG, PERSON = 8, 10, 12, 15
-
-
-def inner_point(mask: np.ndarray) -> tuple[float, float]:
-    """The pixel deepest inside ``mask`` (a click an annotator would make)."""
-    from scipy.ndimage import distance_transform_edt
-
-    d = distance_transform_edt(mask)
-    r, c = np.unravel_index(int(np.argmax(d)), d.shape)
-    return float(r), float(c)
 
 
 def build_project(folder: Path) -> None:
@@ -51,8 +42,8 @@ def build_project(folder: Path) -> None:
 
     def obj(oid: int, cls: int, mask: np.ndarray, score: float, at: np.ndarray | None = None
             ) -> AnnotatedObject:
-        return AnnotatedObject(oid, cls, mask, (Point(inner_point(mask if at is None else at)),),
-                               score)
+        click = tuple(inner_point(mask if at is None else at))
+        return AnnotatedObject(oid, cls, mask, (Point(click),), score)
 
     plans: dict[str, list[AnnotatedObject]] = {}
     sem = gt("2010_004815")            # a person holding a cat: the person's mask took the cat
@@ -84,7 +75,7 @@ def main() -> None:
     import napari
     from napari.settings import get_settings
     from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QApplication, QDockWidget, QWidget
+    from qtpy.QtWidgets import QApplication, QDockWidget
 
     from napari_samlabel._napari.launch import open_annotator
     from napari_samlabel.engine.fakes import OracleEngine
@@ -110,30 +101,18 @@ def main() -> None:
         s = widget.annotator.session
         panel = widget.review_panel
 
-        def settle(seconds: float = 0.3) -> None:
-            end = time.time() + seconds
-            while time.time() < end or not s.lane.idle:
-                app.processEvents()
-                time.sleep(0.01)
-
         dock = widget.parent()
         while dock is not None and not isinstance(dock, QDockWidget):
             dock = dock.parent()
         viewer.window._qt_window.resizeDocks([dock], [430], Qt.Orientation.Horizontal)
-        settle(1.0)
+        settle(app, s, 1.0)
         panel.table.selectRow(0)                   # the worst object, outlined
         panel.reason.setEditText("wrong object")
         panel.note.setText("the person's mask took the cat")
         viewer.layers.selection.active = widget.annotator.bridge.points_layer
         viewer.reset_view()
-        settle(1.0)
-        for w in app.topLevelWidgets() + viewer.window._qt_window.findChildren(QWidget):
-            if type(w).__name__ == "NapariQtNotification":  # the PyQt5 deprecation toast
-                w.close()
-        settle(0.5)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(str(OUT), canvas_only=False)
-        print(f"wrote {OUT}")
+        settle(app, s, 1.0)
+        save_window(viewer, app, s, OUT)
         widget.shutdown()
         viewer.close()
     finally:

@@ -28,7 +28,12 @@ from typing import Any
 from psygnal import Signal, SignalGroup
 
 from napari_samlabel.core.document import AnnotatedObject
-from napari_samlabel.evaluate.curation import ImageAssessment, ObjectAssessment, Thresholds
+from napari_samlabel.evaluate.curation import (
+    SIGNAL_SPECS,
+    ImageAssessment,
+    ObjectAssessment,
+    Thresholds,
+)
 from napari_samlabel.io.project import REVIEW_DECISIONS, Review
 
 
@@ -64,6 +69,20 @@ class ReviewItem:
     def object(self, object_id: int) -> ObjectAssessment | None:
         """The assessment of one of the image's objects, by id (None when not in the queue)."""
         return next((o for o in self.assessment.objects if o.object_id == object_id), None)
+
+    @property
+    def headline(self) -> str:
+        """The flag that says most: the main reason's own flag, else the first flag, or ``""``.
+
+        Image-level reasons (``flagged``, ``gt_missed``, ``no_objects``) are flags
+        themselves.
+        """
+        name = (self.main_reason or {}).get("signal")
+        spec = SIGNAL_SPECS.get(str(name))
+        flag = spec.flag if spec is not None else name
+        if flag in self.flags:
+            return str(flag)
+        return self.flags[0] if self.flags else ""
 
     def worst_objects(self) -> list[ObjectAssessment]:
         """The image's objects, worst first."""
@@ -290,6 +309,9 @@ class ReviewController:
         """
         from napari_samlabel.evaluate.queue import read_queue
 
+        if self.project is None:
+            self.events.message.emit("nothing to review: these images are not a project")
+            return False
         try:
             data = read_queue(Path(path))
             walk = ReviewWalk(data, self.project.image_ids, decided=self.is_decided)
@@ -397,7 +419,7 @@ class ReviewController:
     def queue_rows(self) -> list[tuple[str, str]]:
         """``(image_id, label)`` of every queued image, worst first.
 
-        The label has the decision mark, rank, id, score and first flag.
+        The label has the decision mark, rank, id, score and :attr:`ReviewItem.headline`.
         """
         if self.walk is None:
             return []
@@ -405,9 +427,8 @@ class ReviewController:
         for it in self.walk.items:
             r = self.project.review(it.image_id)
             mark = DECISION_MARK.get(r.decision if r is not None else "", "·")
-            flag = it.flags[0] if it.flags else ""
             rows.append((it.image_id, f"{mark} {it.rank:>3}  {it.image_id}  "
-                                      f"{it.score:.2f}  {flag}".rstrip()))
+                                      f"{it.score:.2f}  {it.headline}".rstrip()))
         return rows
 
     # -- moving --------------------------------------------------------------------------------

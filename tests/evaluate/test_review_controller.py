@@ -92,8 +92,11 @@ def test_walk_decide_and_resume_after_a_restart(curated):
         "c": ("rejected", "wrong object", "the cat's tail is missing"),
         "b": ("needs_work", "boundary", "")}
     assert c2.counts() == {"accepted": 0, "rejected": 1, "needs_work": 1, "undecided": 2}
-    # The queue list marks decided images.
-    assert [label.split()[0] for _, label in c2.queue_rows()] == ["\u2717", "\u270e", "·", "·"]
+    # The queue list marks decided images, and names each image's telling flag.
+    rows = [label.split() for _, label in c2.queue_rows()]
+    assert [r[0] for r in rows] == ["\u2717", "\u270e", "·", "·"]
+    assert [r[2] for r in rows] == ["c", "b", "d", "a"]
+    assert [r[4:] for r in rows] == [["flagged"], ["positive_outside"], ["low_iou"], []]
     assert c2.decide("accepted") and c2.decide("accepted")
     assert c2.current is None and c2.counts()["undecided"] == 0
     assert c2.position_text() == "End of the queue (4 images) · 0 undecided"
