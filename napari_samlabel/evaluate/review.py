@@ -441,8 +441,7 @@ class ReviewController:
         walk = self._need_walk()
         if walk is None:
             return None
-        if self.away is not None:  # go on from where the walk was
-            self.away = None
+        self.away = None  # off the queue: go on from where the walk was
         if self.include_decided:
             return self._show(walk.next(skip_decided=False))
         item = walk.next()
