@@ -35,9 +35,9 @@ def inner_point(mask: np.ndarray) -> list[float]:
 
 
 def settle(app, session, seconds: float = 0.3) -> None:
-    """Run the Qt event loop for ``seconds`` and until the session's engine is idle."""
+    """Run the Qt event loop for ``seconds`` and until the session is idle with an image."""
     end = time.time() + seconds
-    while time.time() < end or not session.lane.idle:
+    while time.time() < end or not session.idle or session.doc is None:
         app.processEvents()
         time.sleep(0.01)
 
@@ -91,8 +91,9 @@ def main() -> None:
         sem = pairs[IMAGES.index(s.image_id())][1]
         people = label(sem == PERSON)
         cow = sem == COW
-        # Two people accepted with one click each; the cow in progress: a box and a
-        # negative click on the person standing behind it.
+        # Two people accepted with one click each (shown as outlines, listed in the
+        # Objects tab); the cow in progress: a box and a negative click on the person
+        # standing behind it.
         a.pick_class(PERSON)
         for k in (1, 2):
             a.bridge.points_layer.add(inner_point(people == k))
@@ -107,6 +108,8 @@ def main() -> None:
         a.toggle_polarity()
         a.bridge.points_layer.add(inner_point(people == 1))
         a.toggle_polarity()
+        a.toggle_outlines()          # accepted objects as outlines ("o")
+        widget.tabs.setCurrentIndex(1)   # the Objects tab
         wait(1.0)
         viewer.layers.selection.active = a.bridge.points_layer
         viewer.reset_view()

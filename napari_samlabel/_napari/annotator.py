@@ -26,21 +26,37 @@ class Shortcut:
     help: str
 
 
+#: Keys of the class shortcuts: 1-9, 0 pick classes 1-10; Alt+1..0 pick classes 11-20.
+#: (Not Shift: napari folds Shift into the key, and Shift+1 arrives as "!" or whatever the
+#: keyboard layout makes of it.)
+DIGITS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
+CLASS_KEYS: dict[str, int] = {**{d: i + 1 for i, d in enumerate(DIGITS)},
+                              **{f"Alt-{d}": i + 11 for i, d in enumerate(DIGITS)}}
+
 # Keys chosen against napari's defaults: they are bound on the plugin's own layers (an
 # instance keymap wins over the layer class's), so e.g. "a" no longer selects all points
 # there, and on the viewer for when another layer is active.
 SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut(("a",), "accept", "accept the current object"),
-    Shortcut(("Escape",), "discard", "discard the current object (a reopened one goes back)"),
-    Shortcut(("Control-z",), "undo", "undo (prompts, accepts, classes, status)"),
+    Shortcut(("Escape",), "discard",
+             "cancel the box or scribble being drawn; else discard the current object (a "
+             "reopened one goes back) and deselect"),
+    Shortcut(("Control-z",), "undo", "undo (prompts, accepts, deletes, classes, status)"),
     Shortcut(("Control-Shift-z", "Control-y"), "redo", "redo"),
     Shortcut(("n",), "toggle_polarity", "switch next prompts positive / negative"),
     Shortcut(("p",), "points_mode", "click points (Shift+click: one negative point)"),
-    Shortcut(("r",), "box_mode", "draw boxes"),
+    Shortcut(("r",), "box_mode",
+             "draw boxes (Shift+drag: a negative box, which cuts its area out of the mask)"),
     Shortcut(("t",), "scribble_mode", "draw scribbles (Shift+drag: negative scribble)"),
-    Shortcut(tuple(str(d) for d in (1, 2, 3, 4, 5, 6, 7, 8, 9, 0)), "class_key",
-             "pick class 1-9, 0 = class 10 (current object)"),
-    Shortcut(("c",), "apply_class", "give the selected accepted object the picked class"),
+    Shortcut(tuple(CLASS_KEYS)[:10], "class_key",
+             "pick class 1-9, 0 = class 10 (of the selected accepted object, else of the "
+             "current one)"),
+    Shortcut(tuple(CLASS_KEYS)[10:], "class_key", "pick class 11-20"),
+    Shortcut(("/",), "find_class", "type to find a class by name (Enter picks it)"),
+    Shortcut(("Delete", "Backspace"), "delete",
+             "delete the selected accepted object (else the selected prompts)"),
+    Shortcut(("o",), "toggle_outlines", "accepted objects as outlines / filled"),
+    Shortcut(("h",), "toggle_accepted", "hide / show the accepted objects"),
     Shortcut((".", "PageDown"), "next_image", "next image"),
     Shortcut((",", "PageUp"), "previous_image", "previous image"),
     Shortcut(("u",), "next_unfinished", "next unfinished image"),
@@ -56,7 +72,9 @@ SHORTCUTS: tuple[Shortcut, ...] = (
 #: Mouse gestures, listed in the help panel.
 MOUSE_HELP: tuple[tuple[str, str], ...] = (
     ("Ctrl+click", "reopen the accepted object under the cursor with its prompts"),
-    ("Alt+click", "select the accepted object under the cursor (for 'c')"),
+    ("Alt+click", "select the accepted object under the cursor (class keys re-class it, "
+                  "Delete deletes it); on the background: deselect"),
+    ("Objects tab", "click selects, double-click reopens, Delete deletes"),
 )
 
 
@@ -80,6 +98,8 @@ class Annotator:
         self.viewer = viewer
         self.session = session
         self.bridge = LayerBridge(viewer, session)
+        #: Called by the "/" key: the dock widget points it at its class filter box.
+        self.find_class_hook: Callable[[], None] = lambda: None
         self._bind_keys()
         if session.doc is None:
             session.open_image(start)
@@ -92,8 +112,9 @@ class Annotator:
         return self.session.accept()
 
     def discard(self) -> None:
-        """Discard the current object."""
-        self.session.discard()
+        """Cancel the stroke being drawn; else discard the current object and deselect."""
+        if not self.bridge.cancel_stroke():
+            self.session.discard()
 
     def undo(self) -> None:
         """Undo one step."""
@@ -120,16 +141,29 @@ class Annotator:
         self._activate(self.bridge.shapes_layer, "add_path")
 
     def pick_class(self, class_id: int) -> None:
-        """Pick the class of the current object."""
+        """Pick a class: of the selected accepted object, else of the current object."""
         if 0 < class_id < len(self.session.classes):
-            self.session.select_class(class_id)
+            self.session.pick_class(class_id)
 
-    def apply_class(self) -> None:
-        """Give the selected accepted object the picked class."""
-        oid = self.bridge.selected_object
-        doc = self.session.doc
-        if oid is not None and doc is not None and any(o.object_id == oid for o in doc.objects):
-            self.session.set_object_class(oid, self.session.current_class)
+    def find_class(self) -> None:
+        """Start typing a class name (the dock's class filter)."""
+        self.find_class_hook()
+
+    def delete(self) -> None:
+        """Delete the selected accepted object, else the selected prompts of the layer."""
+        if self.session.delete_selected():
+            return
+        layer = self.viewer.layers.selection.active
+        if layer in (self.bridge.points_layer, self.bridge.shapes_layer) and layer.selected_data:
+            layer.remove_selected()
+
+    def toggle_outlines(self) -> None:
+        """Show accepted objects as outlines or filled."""
+        self.bridge.toggle_outlines()
+
+    def toggle_accepted(self) -> None:
+        """Hide or show the accepted objects."""
+        self.bridge.toggle_accepted()
 
     def next_image(self) -> None:
         """Open the next image."""
@@ -170,7 +204,7 @@ class Annotator:
 
     def _review(self, decision: str) -> None:
         if self.review is None:
-            self.session.events.message.emit("no review queue: load one in the Review tab")
+            self.session.notify("no review queue: load one in the Review tab")
         else:
             self.review.decide(decision)
 
@@ -181,7 +215,7 @@ class Annotator:
 
     def _handler(self, sc: Shortcut, key: str) -> Callable[..., None]:
         if sc.action == "class_key":
-            class_id = 10 if key == "0" else int(key)
+            class_id = CLASS_KEYS[key]
             return lambda *_: self.pick_class(class_id)
         method = getattr(self, sc.action)
         return lambda *_: method()

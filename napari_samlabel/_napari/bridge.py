@@ -4,7 +4,9 @@ The bridge creates and owns the plugin's layers:
 
 - ``image``: the open image;
 - ``semantic``: accepted objects by class (VOC colours), ``instances``: by instance id;
+  both can show as filled areas or as outlines, and be hidden;
 - ``current object``: the preview of the object being prompted, in its class colour;
+- ``selected object``: the outline of the selected accepted object (hidden without one);
 - ``SAM boxes & scribbles`` (Shapes): rectangles are boxes, paths are scribbles;
 - ``SAM points`` (Points): clicks; polarity is the ``positive`` feature, the colour follows it.
 
@@ -12,7 +14,8 @@ Layer edits become core prompts and go to :meth:`AnnotationSession.set_prompts` 
 decodes off the GUI thread); session events are rendered back into the layers (undo, redo,
 reopen and image changes rewrite the prompt layers from the document). Modifier clicks:
 Shift adds a negative prompt, Ctrl/Cmd reopens the accepted object under the cursor, Alt
-selects it (for changing its class).
+selects it (then class keys re-class it and Delete deletes it). napari hands mouse
+callbacks vispy ``Key`` objects as modifiers; :func:`modifier_names` reads their names.
 """
 
 from __future__ import annotations
@@ -33,8 +36,24 @@ from napari_samlabel.core.classes import ClassTable
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
-SCRIBBLE_WIDTH = 3.0
+SELECTED_COLOR = (1.0, 1.0, 0.0, 1.0)
+SCRIBBLE_WIDTH = convert.EDGE_WIDTH
+OUTLINE_WIDTH = 2
+ACCEPTED_OPACITY = 0.45
 _DONE_ACTIONS = {ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED}
+
+
+def _set_visible(layer: Any, visible: bool) -> bool:
+    """Show or hide ``layer``; True if that changed it (showing a layer refreshes it)."""
+    if layer.visible == visible:
+        return False
+    layer.visible = visible
+    return True
+
+
+def modifier_names(modifiers: Any) -> set[str]:
+    """Names of the modifier keys of a mouse event (vispy ``Key`` objects or strings)."""
+    return {str(getattr(m, "name", m)) for m in modifiers}
 
 
 def class_colormap(classes: ClassTable) -> DirectLabelColormap:
@@ -52,25 +71,32 @@ class LayerBridge:
     def __init__(self, viewer: Any, session: AnnotationSession) -> None:
         self.viewer = viewer
         self.session = session
-        self.positive = True          # polarity of the next prompt (toggled by a key)
-        self.selected_object: int | None = None
         self._syncing = 0
+        self._editing = 0             # inside a layer's own data event
+        self._accepted_shown = True   # the "h" key hides the accepted objects
         self._swallow_click = False
         self._one_shot: bool | None = None
         self._shown: tuple[Any, ...] | None = None  # (mask, class, document) on show
         #: How to run a callable once the current napari event is over (the GUI passes a
         #: zero-delay timer; the default runs it at once).
         self.defer: Any = lambda fn: fn()
+        #: Called on every mouse press on a prompt layer (the GUI lets the window paint).
+        self.pressed: Any = lambda: None
         empty = np.zeros((1, 1), dtype=np.uint8)
         cmap = class_colormap(session.classes)
         self.image_layer = viewer.add_layer(Image(np.zeros((1, 1, 3), np.uint8), name="image",
                                                   rgb=True))
-        self.semantic_layer = viewer.add_layer(Labels(empty, name="semantic", opacity=0.45,
-                                                      colormap=cmap))
-        self.instance_layer = viewer.add_layer(Labels(empty, name="instances", opacity=0.45,
-                                                      visible=False))
+        self.semantic_layer = viewer.add_layer(Labels(empty, name="semantic",
+                                                      opacity=ACCEPTED_OPACITY, colormap=cmap))
+        self.instance_layer = viewer.add_layer(Labels(empty, name="instances",
+                                                      opacity=ACCEPTED_OPACITY, visible=False))
         self.preview_layer = viewer.add_layer(Labels(empty, name="current object",
                                                      opacity=0.6, colormap=cmap))
+        self.selection_layer = viewer.add_layer(Labels(
+            empty, name="selected object", opacity=1.0, visible=False,
+            colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0),
+                                                     1: SELECTED_COLOR})))
+        self.selection_layer.contour = OUTLINE_WIDTH + 1
         self.shapes_layer = viewer.add_layer(Shapes(
             ndim=2, name="SAM boxes & scribbles", features={"positive": np.array([], bool)},
             edge_width=SCRIBBLE_WIDTH, face_color="transparent", edge_color=POSITIVE_COLOR))
@@ -79,10 +105,12 @@ class LayerBridge:
             face_color="positive", face_color_cycle={True: POSITIVE_COLOR,
                                                       False: NEGATIVE_COLOR},
             border_color="white", size=10))
-        for layer in (self.semantic_layer, self.instance_layer, self.preview_layer):
+        for layer in (self.semantic_layer, self.instance_layer, self.preview_layer,
+                      self.selection_layer):
             layer.editable = False
         self.owned = (self.image_layer, self.semantic_layer, self.instance_layer,
-                      self.preview_layer, self.shapes_layer, self.points_layer)
+                      self.preview_layer, self.selection_layer, self.shapes_layer,
+                      self.points_layer)
         self.points_layer.events.data.connect(self._on_layer_data)
         self.shapes_layer.events.data.connect(self._on_layer_data)
         for layer in (self.points_layer, self.shapes_layer):
@@ -92,7 +120,19 @@ class LayerBridge:
         ev.image_changed.connect(self._on_image_changed)
         ev.current_changed.connect(self._on_current_changed)
         ev.objects_changed.connect(self.render_labels)
+        ev.selection_changed.connect(self.render_selection)
+        ev.polarity_changed.connect(self._on_polarity)
         self._set_polarity_defaults()
+
+    @property
+    def positive(self) -> bool:
+        """Polarity of the next prompt (the session's)."""
+        return self.session.positive
+
+    @property
+    def selected_object(self) -> int | None:
+        """The selected accepted object (the session's)."""
+        return self.session.selected
 
     # -- reading the layers ----------------------------------------------------------------------
     def layer_prompts(self) -> list:
@@ -125,12 +165,21 @@ class LayerBridge:
         if doc is None:
             return
         prompts = convert.merge_order(doc.current.prompts, self.layer_prompts())
-        self.session.set_prompts(prompts)
+        self._editing += 1
+        try:
+            kept = self.session.set_prompts(prompts)
+        finally:
+            self._editing -= 1
+        if len(kept) != len(prompts):
+            # Prompts outside the image were dropped: take them off the layers too, once
+            # napari has finished its own handling of the edit.
+            self.defer(lambda: self.render_prompts(force=True))
 
     # -- modifier clicks -------------------------------------------------------------------------
     def _on_press(self, layer: Any, event: Any) -> None:
         """Interpret modifier clicks; runs before the layer's own mode (which may add)."""
-        mods = {str(m) for m in event.modifiers}
+        self.pressed()
+        mods = modifier_names(event.modifiers)
         self._swallow_click = False
         self._one_shot = None
         if mods & {"Control", "Meta", "Alt"}:
@@ -144,31 +193,58 @@ class LayerBridge:
             self._set_polarity_defaults()
 
     def click_object(self, row: float, col: float, reopen: bool = True) -> int | None:
-        """Reopen (or only select) the accepted object at ``(row, col)``; returns its id."""
+        """Reopen (or only select) the accepted object at ``(row, col)``; returns its id.
+
+        Selecting where there is no object deselects.
+        """
         oid = self.session.object_at(row, col)
-        if oid is None:
-            return None
-        self.selected_object = oid
         if reopen:
-            self.session.reopen(oid)
+            if oid is not None:
+                self.session.reopen(oid)
         else:
-            self.instance_layer.selected_label = oid
+            self.session.select_object(oid)
         return oid
+
+    # -- drawing -----------------------------------------------------------------------------
+    def cancel_stroke(self) -> bool:
+        """Drop the box or scribble being drawn, if any; True when there was one.
+
+        napari keeps a drawing in progress in the Shapes layer's drag generator and its
+        ``_is_creating`` flag (private; checked by ``tests/gui``): both are reset, and the
+        layer is rewritten from the document, which never saw the unfinished stroke.
+        """
+        sh = self.shapes_layer
+        drags = getattr(sh, "_mouse_drag_gen", {})
+        if not (getattr(sh, "_is_creating", False) or drags):
+            return False
+        for gen in list(drags.values()):
+            gen.close()
+        drags.clear()
+        getattr(sh, "_persisted_mouse_event", {}).clear()
+        with self._sync():
+            if getattr(sh, "_is_creating", False) and sh._moving_value[0] is not None:
+                sh._finish_drawing()
+            sh._is_creating = False
+        self.render_prompts(force=True)
+        return True
 
     # -- polarity --------------------------------------------------------------------------------
     def toggle_polarity(self) -> bool:
         """Switch the polarity of the next prompts; returns the new polarity."""
-        self.positive = not self.positive
+        return self.session.toggle_polarity()
+
+    def _on_polarity(self, positive: bool) -> None:
         self._set_polarity_defaults()
-        return self.positive
 
     def _set_polarity_defaults(self, positive: bool | None = None) -> None:
         pos = self.positive if positive is None else positive
         for layer in (self.points_layer, self.shapes_layer):
             layer.feature_defaults = {"positive": pos}
         # Points take their colour from the feature; shapes are recoloured after each edit,
-        # this only shows the right colour while drawing.
+        # this only shows the right colour while drawing (napari also gives it to the
+        # selected shapes, e.g. the one just drawn: recolour them from their features).
         self.shapes_layer.current_edge_color = POSITIVE_COLOR if pos else NEGATIVE_COLOR
+        self._recolor_shapes()
 
     def _recolor_shapes(self) -> None:
         sh = self.shapes_layer
@@ -178,6 +254,30 @@ class LayerBridge:
         colors = [POSITIVE_COLOR if p else NEGATIVE_COLOR for p in pos]
         with self._sync():
             sh.edge_color = colors
+
+    # -- display of the accepted objects ------------------------------------------------------
+    @property
+    def outlines(self) -> bool:
+        """True when accepted objects show as outlines rather than filled areas."""
+        return bool(self.semantic_layer.contour)
+
+    def set_outlines(self, on: bool) -> None:
+        """Show accepted objects as outlines (opaque) or as filled areas (translucent)."""
+        for layer in (self.semantic_layer, self.instance_layer):
+            layer.contour = OUTLINE_WIDTH if on else 0
+            layer.opacity = 1.0 if on else ACCEPTED_OPACITY
+
+    def toggle_outlines(self) -> bool:
+        """Switch between outlines and filled areas; returns True for outlines."""
+        self.set_outlines(not self.outlines)
+        return self.outlines
+
+    def toggle_accepted(self) -> bool:
+        """Hide or show the accepted objects; returns True when they are shown."""
+        self._accepted_shown = not self._accepted_shown
+        doc = self.session.doc
+        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc and doc.objects))
+        return self._accepted_shown
 
     # -- rendering -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -190,17 +290,17 @@ class LayerBridge:
 
     def _on_image_changed(self, index: int) -> None:
         s = self.session
-        self.selected_object = None
         self.image_layer.data = s.image
         self.image_layer.name = "image"
         self.image_layer.metadata["image_id"] = s.image_id()
         self.render_labels()
-        self.render_prompts(force=True)
+        self.render_prompts()
         self.render_preview()
         self.viewer.reset_view()
 
     def _on_current_changed(self) -> None:
-        self.render_prompts()
+        if not self._editing:  # the layers already show an edit made in them
+            self.render_prompts()
         self.render_preview()
 
     def render_prompts(self, force: bool = False) -> None:
@@ -229,7 +329,12 @@ class LayerBridge:
         self._set_polarity_defaults()
 
     def render_preview(self) -> None:
-        """Show the current object's mask in its class colour."""
+        """Show the current object's mask in its class colour (hidden without a mask).
+
+        The preview layer keeps one buffer per image and is updated in place: assigning a
+        new array to a Labels layer re-evaluates the viewer's dims and transforms (about
+        10-25 ms a click, measured), a refresh does not. A hidden layer costs no rendering.
+        """
         doc = self.session.doc
         if doc is None:
             return
@@ -239,11 +344,20 @@ class LayerBridge:
         if old is not None and old[0] is cur.mask and old[1] == cur.class_id and old[2] is doc:
             return  # a prompt edit keeps the old mask until its prediction arrives
         self._shown = shown
+        layer = self.preview_layer
+        buf = layer.data
+        fresh = buf.shape != doc.shape
+        if fresh:
+            buf = np.zeros(doc.shape, dtype=np.uint8)
         if cur.mask is None:
-            data = np.zeros(doc.shape, dtype=np.uint8)
+            buf[...] = 0
         else:
-            data = cur.mask.astype(np.uint8) * np.uint8(cur.class_id)
-        self.preview_layer.data = data
+            np.multiply(cur.mask, np.uint8(cur.class_id), out=buf)
+        if fresh:
+            layer.data = buf
+        visible = cur.mask is not None
+        if not _set_visible(layer, visible) and visible and not fresh:
+            layer.refresh(extent=False)
 
     def render_labels(self) -> None:
         """Show the accepted objects in the semantic and instance layers."""
@@ -253,6 +367,19 @@ class LayerBridge:
         semantic, instance = doc.label_maps()
         self.semantic_layer.data = np.array(semantic)
         self.instance_layer.data = np.array(instance)
+        # An empty Labels layer still costs a full-canvas pass per frame: hide it.
+        _set_visible(self.semantic_layer, self._accepted_shown and bool(doc.objects))
+        self.render_selection()
+
+    def render_selection(self, *_: Any) -> None:
+        """Outline the selected accepted object; hide the layer without one."""
+        s = self.session
+        oid = s.selected
+        if oid is None or s.doc is None:
+            _set_visible(self.selection_layer, False)
+            return
+        self.selection_layer.data = s.doc.get(oid).mask.astype(np.uint8)
+        _set_visible(self.selection_layer, True)
 
     def close(self) -> None:
         """Disconnect from the session and remove the plugin's layers."""
@@ -260,6 +387,8 @@ class LayerBridge:
         ev.image_changed.disconnect(self._on_image_changed)
         ev.current_changed.disconnect(self._on_current_changed)
         ev.objects_changed.disconnect(self.render_labels)
+        ev.selection_changed.disconnect(self.render_selection)
+        ev.polarity_changed.disconnect(self._on_polarity)
         for layer in self.owned:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)

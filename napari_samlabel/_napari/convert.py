@@ -7,8 +7,10 @@ happens here:
 - a point is a :class:`~napari_samlabel.core.prompts.Point`; its polarity comes from the
   layer's ``positive`` feature (never from its colour);
 - a rectangle (or an ellipse, by its bounding box) is a
-  :class:`~napari_samlabel.core.prompts.Box`; a path, line, polyline or polygon is a
-  :class:`~napari_samlabel.core.prompts.Scribble` whose width is the shape's edge width;
+  :class:`~napari_samlabel.core.prompts.Box` with the shape's polarity (a negative box is an
+  exclusion region, see :mod:`napari_samlabel.engine.policies`); a path, line, polyline or
+  polygon is a :class:`~napari_samlabel.core.prompts.Scribble` whose width is the shape's
+  edge width; boxes come back with :data:`EDGE_WIDTH` (a box has no width of its own);
 - the document keeps prompts in the order they were given (iterative policies feed them in
   that order), while layers keep them per layer: :func:`merge_order` keeps the document's
   order for prompts still present and appends new ones.
@@ -24,6 +26,7 @@ import numpy as np
 
 from napari_samlabel.core.prompts import Box, Point, Prompt, Scribble
 
+EDGE_WIDTH = 3.0   # edge width of new shapes (the scribble brush) and of boxes shown again
 BOX_TYPES = frozenset({"rectangle", "ellipse"})
 PATH_TYPES = frozenset({"path", "line", "polyline", "polygon"})
 
@@ -41,14 +44,14 @@ def shapes_to_prompts(data: Sequence[np.ndarray], shape_types: Sequence[str],
                       positive: Sequence[bool], widths: Sequence[float]) -> list[Prompt]:
     """Shapes layer data -> boxes and scribbles (in layer order).
 
-    Rectangles and ellipses become boxes (always positive: SAM has no negative box); paths,
-    lines, polylines and polygons become scribbles with the shape's polarity and edge width.
+    Rectangles and ellipses become boxes with the shape's polarity; paths, lines,
+    polylines and polygons become scribbles with the shape's polarity and edge width.
     """
     out: list[Prompt] = []
     for verts, kind, pos, width in zip(data, shape_types, positive, widths, strict=True):
         verts = np.asarray(verts, dtype=float).reshape(-1, 2)
         if kind in BOX_TYPES:
-            out.append(Box(tuple(verts.min(axis=0)), tuple(verts.max(axis=0))))
+            out.append(Box(tuple(verts.min(axis=0)), tuple(verts.max(axis=0)), bool(pos)))
         elif kind in PATH_TYPES:
             out.append(Scribble(verts, bool(pos), float(width)))
         else:
@@ -92,8 +95,8 @@ def prompts_to_shapes(prompts: Sequence[Prompt]) -> ShapesData:
             (r0, c0), (r1, c1) = p.top_left, p.bottom_right
             data.append(np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]], dtype=float))
             types.append("rectangle")
-            pos.append(True)
-            widths.append(1.0)
+            pos.append(p.positive)
+            widths.append(EDGE_WIDTH)
         elif isinstance(p, Scribble):
             data.append(np.asarray(p.path, dtype=float))
             types.append("path")

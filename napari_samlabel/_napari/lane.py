@@ -1,10 +1,11 @@
 """One lane for engine work: jobs run one at a time, off the GUI thread, newest request wins.
 
 A SAM engine holds one image at a time, so encoding, prefetching and decoding must never
-overlap. :class:`EngineLane` serialises them. Each job has a *kind*; a waiting job is replaced
+overlap. :class:`EngineLane` serialises them (reading images and documents runs on a lane
+of its own, whose only kind is ``load``). Each job has a *kind*; a waiting job is replaced
 by a newer job of the same kind (a burst of prompt edits during a decode costs one decode,
-for the newest prompts, not one per edit). Waiting jobs start in priority order (``encode``
-before ``decode`` before ``prefetch``).
+for the newest prompts, not one per edit). Waiting jobs start in priority order (by default
+:data:`PRIORITY`: ``encode`` before ``decode`` before ``prefetch``).
 
 A job is given as a *factory* called on the calling (GUI) thread at the moment the job starts;
 it returns the function to run in the worker. So a decode reads the current object's logits
@@ -65,11 +66,15 @@ class EngineLane:
         Where jobs run.
     on_error : callable
         Called with ``(kind, exception)`` when a job fails.
+    kinds : tuple of str
+        The kinds of job this lane takes, in start order (default :data:`PRIORITY`).
     """
 
     def __init__(self, runner: Runner,
-                 on_error: Callable[[str, BaseException], None] | None = None) -> None:
+                 on_error: Callable[[str, BaseException], None] | None = None,
+                 kinds: tuple[str, ...] | None = None) -> None:
         self.runner = runner
+        self.kinds = PRIORITY if kinds is None else tuple(kinds)
         self._on_error = on_error
         self._waiting: dict[str, _Job] = {}
         self._running: str | None = None
@@ -95,8 +100,8 @@ class EngineLane:
         ``factory`` is called when the job starts and returns the function to run, or None
         to skip the job (nothing left to do by then).
         """
-        if kind not in PRIORITY:
-            raise ValueError(f"unknown job kind {kind!r}; expected one of {PRIORITY}")
+        if kind not in self.kinds:
+            raise ValueError(f"unknown job kind {kind!r}; expected one of {self.kinds}")
         self._waiting[kind] = _Job(kind, factory, on_done, label or kind)
         self._pump()
 
@@ -106,7 +111,7 @@ class EngineLane:
 
     def _pump(self) -> None:
         while self._running is None and self._waiting:
-            kind = next(k for k in PRIORITY if k in self._waiting)
+            kind = next(k for k in self.kinds if k in self._waiting)
             job = self._waiting.pop(kind)
             fn = job.factory()
             if fn is None:

@@ -9,6 +9,20 @@ from napari_samlabel._napari.widget import EngineOptions, SamLabelWidget
 from napari_samlabel.core.classes import ClassTable
 
 
+def preload_model_libraries() -> None:
+    """Import torch and segment-anything now, before the window shows.
+
+    Imported by the model-loading worker instead, they hold the GIL for seconds (shared
+    libraries, op registration, torchvision), and the window freezes in stalls of up to
+    1.5 s (measured by ``benchmarks/bench_gui_stalls.py``). Triton is kept out first (see
+    :mod:`napari_samlabel._napari.torch_guard`).
+    """
+    from napari_samlabel._napari.torch_guard import keep_triton_out
+
+    keep_triton_out()
+    import segment_anything  # noqa: F401
+
+
 def open_annotator(viewer: Any, folder: str | Path | None = None,
                    classes: ClassTable | None = None,
                    engine_options: EngineOptions | None = None,
@@ -55,6 +69,7 @@ def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
         folder = Path(folder)
         if not folder.is_dir():
             raise NotADirectoryError(f"not a folder of images: {folder}")
+    preload_model_libraries()
     viewer = napari.Viewer(title="napari-samlabel")
     try:
         widget = open_annotator(viewer, folder, classes,

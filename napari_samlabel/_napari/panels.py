@@ -1,5 +1,7 @@
 """Small Qt panels of the dock widget: classes, images (navigator), shortcuts (help).
 
+The objects panel is in :mod:`napari_samlabel._napari.objects_panel`.
+
 Each panel renders the session and calls the annotator's actions; none holds state of its
 own beyond what it shows.
 """
@@ -14,6 +16,7 @@ from qtpy.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -21,57 +24,95 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_samlabel._napari.annotator import MOUSE_HELP, SHORTCUTS, Annotator
-from napari_samlabel._napari.session import STATUSES
+from napari_samlabel._napari.annotator import CLASS_KEYS, MOUSE_HELP, SHORTCUTS, Annotator
+from napari_samlabel._napari.session import STATUSES, match_classes
 from napari_samlabel.core.document import ImageStatus
 
 STATUS_MARK = {ImageStatus.NEW: "○", ImageStatus.IN_PROGRESS: "◐",
                ImageStatus.DONE: "●", ImageStatus.FLAGGED: "⚑"}
 
 
-def _swatch(rgb: Any) -> QIcon:
+def swatch(rgb: Any) -> QIcon:
+    """A small square icon of colour ``rgb``."""
     pix = QPixmap(14, 14)
     pix.fill(QColor(int(rgb[0]), int(rgb[1]), int(rgb[2])))
     return QIcon(pix)
 
 
+def focus_canvas(annotator: Annotator) -> None:
+    """Give the keyboard back to the viewer's canvas (so the shortcuts work again)."""
+    qt_viewer = getattr(annotator.viewer.window, "_qt_viewer", None)
+    if qt_viewer is not None:
+        qt_viewer.canvas.native.setFocus()
+
+
 class ClassPanel(QWidget):
-    """The class list: click or number keys pick the class of the current object."""
+    """The class list: click, number keys or the filter box pick a class.
+
+    The pick goes to the selected accepted object when there is one, else to the current
+    object (and the objects that follow).
+    """
 
     def __init__(self, annotator: Annotator, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.annotator = annotator
         session = annotator.session
+        keys = {cid: key.replace("Alt-", "Alt+") for key, cid in CLASS_KEYS.items()}
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Find a class (/), Enter picks it")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self._filter)
+        self.filter.returnPressed.connect(self._pick_first)
         self.list = QListWidget()
         colors = session.classes.colors()
         for i, name in enumerate(session.classes.names):
             if i == 0:
                 continue
             depth = name.count("/")
-            key = f"{i % 10}  " if i <= 10 else "   "
-            label = f"{key}{'    ' * depth}{name.rsplit('/', 1)[-1]}"
-            item = QListWidgetItem(_swatch(colors[i]), label)
+            label = f"{keys.get(i, ''):6s}{'    ' * depth}{name.rsplit('/', 1)[-1]}"
+            item = QListWidgetItem(swatch(colors[i]), label)
             item.setData(Qt.ItemDataRole.UserRole, i)
             item.setToolTip(name)
             self.list.addItem(item)
         self.list.itemClicked.connect(self._clicked)
-        self.apply = QPushButton("Apply to selected object (c)")
-        self.apply.setToolTip("Alt+click an accepted object to select it")
-        self.apply.clicked.connect(annotator.apply_class)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.filter)
         lay.addWidget(self.list)
-        lay.addWidget(self.apply)
-        session.events.current_changed.connect(self.refresh)
-        session.events.image_changed.connect(self.refresh)
+        annotator.find_class_hook = self.start_filter
+        for signal in (session.events.current_changed, session.events.image_changed,
+                       session.events.selection_changed, session.events.objects_changed):
+            signal.connect(self.refresh)
         self.refresh()
 
     def _clicked(self, item: QListWidgetItem) -> None:
         self.annotator.pick_class(int(item.data(Qt.ItemDataRole.UserRole)))
 
+    def start_filter(self) -> None:
+        """Focus the filter box (the "/" key)."""
+        self.filter.setFocus()
+        self.filter.selectAll()
+
+    def _filter(self, text: str) -> None:
+        shown = set(match_classes(self.annotator.session.classes, text))
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            item.setHidden(int(item.data(Qt.ItemDataRole.UserRole)) not in shown)
+
+    def _pick_first(self) -> None:
+        found = match_classes(self.annotator.session.classes, self.filter.text())
+        if found:
+            self.annotator.pick_class(found[0])
+        self.filter.clear()
+        focus_canvas(self.annotator)
+
     def refresh(self, *_: Any) -> None:
-        """Highlight the picked class."""
-        row = self.annotator.session.current_class - 1
+        """Highlight the class of the selected accepted object, else the picked class."""
+        s = self.annotator.session
+        cid = s.current_class
+        if s.selected is not None and s.doc is not None:
+            cid = s.doc.get(s.selected).class_id
+        row = cid - 1
         if 0 <= row < self.list.count() and self.list.currentRow() != row:
             self.list.setCurrentRow(row)
 
@@ -134,7 +175,10 @@ def help_text() -> str:
             for sc in SHORTCUTS]
     rows += [f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in MOUSE_HELP]
     return ("<table cellspacing='4'>" + "".join(rows) + "</table>"
-            "<p>Every accept, class change and status change is saved at once.</p>")
+            "<p><b>Negative boxes</b> (magenta) are exclusion regions: SAM has no negative "
+            "box, so the object's mask is cut out of the box, and the low-res logits handed "
+            "to the next decode are set strongly negative there.</p>"
+            "<p>Every accept, delete, class change and status change is saved at once.</p>")
 
 
 class HelpPanel(QLabel):

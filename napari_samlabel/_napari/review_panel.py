@@ -3,8 +3,9 @@
 A view of :class:`~napari_samlabel.evaluate.review.ReviewController`, which does the work
 (walk, decisions saved to the project, rescoring) headless. The panel shows the queue, the
 current image's signals and its worst objects, and passes clicks on: a queue row opens that
-image in the annotator (whose prompting tools fix it), an object row outlines that accepted
-object (and selects it for ``c``), a double-click reopens it with its prompts.
+image in the annotator (whose prompting tools fix it), an object row selects that accepted
+object (the annotator outlines it; class keys and Delete act on it), a double-click reopens
+it with its prompts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -37,7 +37,6 @@ from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel.evaluate.review import ReviewController
 from napari_samlabel.io.project import REVIEW_REASONS
 
-HIGHLIGHT_NAME = "review: selected object"
 #: Objects listed in the table (worst first); the rest are in queue.csv and the report.
 TABLE_ROWS = 8
 _ID_ROLE = Qt.ItemDataRole.UserRole
@@ -55,7 +54,6 @@ class ReviewPanel(QWidget):
         self._index = {session.image_id(k): k for k in range(len(session))}
         self.controller = controller or ReviewController(session.project, self._open)
         annotator.review = self.controller  # the review shortcuts act on it
-        self.highlight: Any = None
 
         load = QPushButton("Load queue…")
         menu = QMenu(load)
@@ -80,12 +78,15 @@ class ReviewPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setToolTip("Click: outline the object (and select it for 'c'); "
-                              "double-click: reopen it with its prompts")
+        self.table.setToolTip("Click: select the object (outlined; class keys and Delete "
+                              "act on it); double-click: reopen it with its prompts")
         header = self.table.horizontalHeader()
         for col in range(3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        # rows as tall as their wrapped reasons, whatever the column width becomes
+        self.table.verticalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.table.cellDoubleClicked.connect(lambda row, _col: self.reopen_row(row))
 
@@ -211,7 +212,6 @@ class ReviewPanel(QWidget):
                 cell.setData(_ID_ROLE, row.object_id)
                 cell.setToolTip(row.signals)
                 self.table.setItem(r, col, cell)
-        self.table.resizeRowsToContents()
         self.table.blockSignals(False)
         review = c.decision
         if item is None:
@@ -235,16 +235,14 @@ class ReviewPanel(QWidget):
         position = None if item is None or c.walk is None else c.walk.position
         self.queue.setCurrentRow(-1 if position is None else position)
         self.queue.blockSignals(False)
-        self._show_highlight(None)
 
     def _on_message(self, text: str) -> None:
         # on the widget's status line, visible from every tab (the review keys work there)
         self.message = text
-        self.annotator.session.events.message.emit(text)
+        self.annotator.session.notify(text)
 
     # -- following the annotator ---------------------------------------------------------------
     def _on_image(self, _index: int) -> None:
-        self._show_highlight(None)
         self.controller.follow(self.annotator.session.image_id())
 
     def _on_objects(self) -> None:
@@ -272,19 +270,12 @@ class ReviewPanel(QWidget):
         rows = self.table.selectionModel().selectedRows()
         if rows:
             self.select_object(self._row_object(rows[0].row()))
-        else:
-            self._show_highlight(None)
 
     def select_object(self, object_id: int) -> bool:
-        """Outline accepted object ``object_id`` and select it (for ``c``)."""
-        obj = self._accepted(object_id)
-        if obj is None:
-            self._show_highlight(None)
+        """Select accepted object ``object_id`` (outlined; class keys and Delete act on it)."""
+        if self._accepted(object_id) is None:
             return False
-        bridge = self.annotator.bridge
-        bridge.selected_object = obj.object_id
-        bridge.instance_layer.selected_label = obj.object_id
-        self._show_highlight(obj.mask)
+        self.annotator.session.select_object(object_id)
         return True
 
     def reopen_row(self, row: int) -> None:
@@ -292,36 +283,7 @@ class ReviewPanel(QWidget):
         oid = self._row_object(row)
         if oid is None or self._accepted(oid) is None:
             return
-        self._show_highlight(None)
         self.annotator.session.reopen(oid)
         self.annotator.points_mode()
         self._on_message(f"object {oid} reopened with its prompts: refine it, then accept "
                          "(a) or put it back (Escape)")
-
-    def _show_highlight(self, mask: np.ndarray | None) -> None:
-        layer = self.highlight
-        if mask is None:
-            if layer is not None and layer in self.viewer.layers:
-                layer.data = np.zeros((1, 1), np.uint8)
-                layer.visible = False
-            return
-        data = np.asarray(mask, dtype=np.uint8)
-        if layer is None or layer not in self.viewer.layers:
-            from napari.layers import Labels
-            from napari.utils.colormaps import DirectLabelColormap
-
-            active = self.viewer.layers.selection.active
-            layer = self.viewer.add_layer(Labels(
-                data, name=HIGHLIGHT_NAME, opacity=1.0,
-                colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0),
-                                                         1: (1.0, 0.9, 0.0, 1.0)})))
-            layer.contour = 3
-            layer.editable = False
-            bridge = self.annotator.bridge
-            bridge.owned = (*bridge.owned, layer)  # removed with the annotator's layers
-            self.highlight = layer
-            if active is not None:
-                self.viewer.layers.selection.active = active
-        else:
-            layer.data = data
-            layer.visible = True

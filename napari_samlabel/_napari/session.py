@@ -13,7 +13,13 @@ What the session does, and what it leaves to the layers below:
 - SAM inputs are built only by :func:`napari_samlabel.engine.policies.refine_object`;
 - engine work runs on an :class:`~napari_samlabel._napari.lane.EngineLane`: encoding the
   image, decoding the newest prompts (older waiting requests are dropped, stale answers are
-  refused by ``set_prediction``), and prefetching the next image's embedding when idle.
+  refused by ``set_prediction``), and prefetching the next image's embedding when idle (the
+  prefetch also reads the next image and its saved annotation, so moving on is instant);
+- with a ``loader`` runner, images and documents are read off the GUI thread too (the old
+  image stays until the new one is read; a newer request wins);
+- the annotator's choices that are not document state: the polarity of the next prompt,
+  the selected accepted object (picking a class then re-classes it; it can be deleted), and
+  which prompts are accepted at all (prompts outside the image are dropped with a notice).
 
 One session per viewer; nothing here is global.
 """
@@ -21,7 +27,6 @@ One session per viewer; nothing here is global.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from psygnal import Signal, SignalGroup
 from napari_samlabel._napari.lane import EngineLane, Runner, SyncRunner
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.document import AnnotationDocument, CurrentObject, ImageStatus
-from napari_samlabel.core.prompts import ObjectPrompts, Prompt
+from napari_samlabel.core.prompts import ObjectPrompts, Prompt, in_image
 
 #: Statuses the navigator cycles through, in menu order.
 STATUSES: tuple[ImageStatus, ...] = (ImageStatus.NEW, ImageStatus.IN_PROGRESS,
@@ -51,25 +56,47 @@ class SessionEvents(SignalGroup):
     prefetched = Signal(int)         # the embedding of image ``index`` was computed ahead
     timing = Signal(str)             # status-line text with the last encode/decode times
     busy = Signal(str)               # what the engine is doing ("" when idle)
-    message = Signal(str)            # errors and notices for the user
+    message = Signal(str)            # errors and notices for the user ("" clears them)
     saved = Signal(str)              # image id written to the project
+    selection_changed = Signal(int)  # id of the selected accepted object, 0 for none
+    polarity_changed = Signal(bool)  # polarity of the next prompt (True: positive)
+    decoding = Signal(bool)          # a decode started (True) / its answer was shown (False)
 
 
 def decode_object(engine: Any, prompts: ObjectPrompts, shape: tuple[int, int],
-                  prev_logits: np.ndarray | None, policy: Any = None
-                  ) -> tuple[np.ndarray, float | None, np.ndarray | None]:
+                  prev_logits: np.ndarray | None, policy: Any = None) -> Any:
     """Run one interactive decode through the engine's prompt policy.
 
     Returns
     -------
-    mask, score, logits
-        ``H x W`` bool mask, predicted IoU and the ``(1, 256, 256)`` logits to hand to the
-        next decode of the same object.
+    ObjectResult
+        Its ``mask`` (``H x W`` bool), ``score`` (predicted IoU), ``ious`` (of every
+        candidate) and ``logits`` (``(1, 256, 256)``, for the next decode of this object).
     """
     from napari_samlabel.engine.policies import refine_object
 
-    result = refine_object(engine, prompts, shape, prev_logits, policy)
-    return result.mask, result.score, result.logits
+    return refine_object(engine, prompts, shape, prev_logits, policy)
+
+
+def accept_signals(current: CurrentObject, shape: tuple[int, int]) -> dict[str, float]:
+    """Quality signals of the object about to be accepted (curation ranks objects by them).
+
+    ``stability``: IoU of the mask thresholded at logit +1 and -1 (SAM's stability score,
+    on the logits upsampled to the image); ``iou_spread``: highest minus lowest predicted
+    IoU of SAM's candidate masks (a wide spread: the prompts were ambiguous). Signals
+    describe a mask: a reopened object accepted with its mask unchanged keeps its signals,
+    a new mask gets new ones.
+    """
+    from napari_samlabel.engine.quality import logits_to_image, stability_score
+
+    if current.original is not None and current.mask is current.original.mask:
+        return dict(current.original.signals)
+    out: dict[str, float] = {}
+    if current.logits is not None:
+        out["stability"] = float(stability_score(logits_to_image(current.logits, shape)))
+    if current.ious is not None and len(current.ious) > 1:
+        out["iou_spread"] = float(np.max(current.ious) - np.min(current.ious))
+    return out
 
 
 class AnnotationSession:
@@ -97,13 +124,17 @@ class AnnotationSession:
         image (default: ``runner``).
     image_loader : callable, optional
         ``path -> RGB uint8 array`` (``napari_samlabel.io.images.load_image`` by default).
+    loader : Runner, optional
+        Where images and documents are read when an image is opened (default: at once, on
+        the calling thread, so :meth:`open_image` returns the document).
     """
 
     def __init__(self, images: Sequence[Path], *, project: Any = None, engine: Any = None,
                  classes: ClassTable | None = None, runner: Runner | None = None,
                  policy: Any = None, prefetch: bool = True,
                  prefetch_runner: Runner | None = None,
-                 image_loader: Callable[[Path], np.ndarray] | None = None) -> None:
+                 image_loader: Callable[[Path], np.ndarray] | None = None,
+                 loader: Runner | None = None) -> None:
         if not images:
             raise ValueError("no images to annotate")
         self.images = [Path(p) for p in images]
@@ -116,8 +147,15 @@ class AnnotationSession:
         self.lane = EngineLane(runner or SyncRunner(), self._job_failed)
         self.prefetch_lane = EngineLane(prefetch_runner or runner or SyncRunner(),
                                         self._prefetch_failed)
+        self.load_lane = EngineLane(loader or SyncRunner(), self._load_failed, kinds=("load",))
+        self._async_load = loader is not None
+        self._opening: int | None = None        # image being read by the load lane
+        self._preloaded: dict[int, tuple[np.ndarray, AnnotationDocument]] = {}
         self._prefetching: int | None = None
         self._load = image_loader or _default_loader
+        self.positive = True                    # polarity of the next prompt
+        self.selected: int | None = None        # selected accepted object
+        self._notice_shown = False
         self.index = -1
         self.image: np.ndarray | None = None
         self.doc: AnnotationDocument | None = None
@@ -125,7 +163,6 @@ class AnnotationSession:
         self._statuses: list[ImageStatus] = [self._stored_status(p) for p in self.images]
         self._engine_image: int | None = None   # index of the image the engine holds
         self._encoded: set[int] = set()         # images encoded (or prefetched) this session
-        self._fresh: weakref.WeakSet[CurrentObject] = weakref.WeakSet()
         self.last_encode_ms: float | None = None
         self.last_decode_ms: float | None = None
         self.last_encode_cached = False
@@ -143,20 +180,52 @@ class AnnotationSession:
         """Status of image ``index``."""
         return self._statuses[index]
 
-    def open_image(self, index: int) -> AnnotationDocument:
-        """Open image ``index``: load it and its saved annotation, start encoding it.
+    def open_image(self, index: int) -> AnnotationDocument | None:
+        """Open image ``index``: read it and its saved annotation, start encoding it.
 
         The unaccepted current object of the image being left is dropped (accepted objects
-        are already saved).
+        are already saved). Returns the new document, or None while it is being read by an
+        asynchronous ``loader`` (``image_changed`` tells when it is open).
         """
         if not 0 <= index < len(self.images):
             raise IndexError(f"image index {index} is outside 0..{len(self.images) - 1}")
+        pre = self._preloaded.pop(index, None)
+        if pre is not None:
+            return self._show(index, *pre)
+        if not self._async_load:
+            return self._show(index, *self._read(index))
+        self._opening = index
+
+        def factory() -> Callable[[], Any] | None:
+            if self._opening != index:
+                return None
+            return lambda: (index, *self._read(index))
+
+        self.load_lane.submit("load", factory, self._loaded,
+                              label=f"Loading {self.image_id(index)}")
+        return self.doc if self.index == index and self._opening is None else None
+
+    def _read(self, index: int) -> tuple[np.ndarray, AnnotationDocument]:
         path = self.images[index]
         image = self._load(path)
-        doc = self._load_document(path, image.shape[:2])
+        return image, self._load_document(path, image.shape[:2])
+
+    def _loaded(self, result: tuple[int, np.ndarray, AnnotationDocument]) -> None:
+        index, image, doc = result
+        if index == self._opening:
+            self._show(index, image, doc)
+
+    def _load_failed(self, kind: str, exc: BaseException) -> None:
+        self._opening = None
+        self.notify(f"cannot open the image: {exc}")
+
+    def _show(self, index: int, image: np.ndarray, doc: AnnotationDocument
+              ) -> AnnotationDocument:
+        self._opening = None
         if self.doc is not None:
             self._disconnect(self.doc)
         self.index, self.image, self.doc = index, image, doc
+        self.selected = None
         self._statuses[index] = doc.status
         doc.events.current_changed.connect(self._on_current_changed)
         doc.events.objects_changed.connect(self._on_objects_changed)
@@ -165,8 +234,19 @@ class AnnotationSession:
             doc.set_current_class(self.current_class)
         self.lane.cancel("decode")
         self.events.image_changed.emit(index)
+        self.events.selection_changed.emit(0)
         self._request_encode()
         return doc
+
+    @property
+    def target_index(self) -> int:
+        """The image being opened, else the open one (navigation counts from it)."""
+        return self.index if self._opening is None else self._opening
+
+    @property
+    def idle(self) -> bool:
+        """True when no engine or loading job runs or waits."""
+        return self.lane.idle and self.prefetch_lane.idle and self.load_lane.idle
 
     def resume_index(self) -> int:
         """Where to resume: the first image in progress, else the first new one, else 0."""
@@ -178,24 +258,27 @@ class AnnotationSession:
 
     def next_image(self) -> bool:
         """Open the next image; False at the end."""
-        if self.index + 1 >= len(self.images):
+        nxt = self.target_index + 1
+        if nxt >= len(self.images):
             return False
-        self.open_image(self.index + 1)
+        self.open_image(nxt)
         return True
 
     def previous_image(self) -> bool:
         """Open the previous image; False at the start."""
-        if self.index <= 0:
+        prev = self.target_index - 1
+        if prev < 0:
             return False
-        self.open_image(self.index - 1)
+        self.open_image(prev)
         return True
 
     def next_unfinished(self) -> bool:
         """Open the next image (wrapping around) that is neither done nor flagged."""
         n = len(self.images)
+        here = self.target_index
         for step in range(1, n + 1):
-            i = (self.index + step) % n
-            if self._statuses[i] in (ImageStatus.NEW, ImageStatus.IN_PROGRESS) and i != self.index:
+            i = (here + step) % n
+            if self._statuses[i] in (ImageStatus.NEW, ImageStatus.IN_PROGRESS) and i != here:
                 self.open_image(i)
                 return True
         return False
@@ -206,12 +289,18 @@ class AnnotationSession:
 
     # -- the engine ----------------------------------------------------------------------------
     def set_engine(self, engine: Any) -> None:
-        """Use ``engine`` from now on and encode the open image with it."""
+        """Use ``engine`` from now on and encode the open image with it.
+
+        Accepted objects stay as they are (their masks, and the model that made each, are
+        saved with them). The object being prompted is decoded again by the new model,
+        without the old model's logits.
+        """
         self.engine = engine
         self._engine_image = None
         self._encoded.clear()
         self.events.engine_changed.emit()
         if self.doc is not None:
+            self.doc.invalidate_prediction()  # the new model answers the current prompts
             self._request_encode()
             self._request_decode()
 
@@ -244,6 +333,7 @@ class AnnotationSession:
         self.last_encode_cached = index in self._encoded
         self._encoded.add(index)
         self.last_encode_ms = ms
+        self._clear_notice()
         self.events.busy.emit("")
         self._emit_timing()
         self.events.encoded.emit(index)
@@ -271,22 +361,27 @@ class AnnotationSession:
             self._prefetching = nxt
             self.events.busy.emit(f"prefetching {self.image_id(nxt)}")
 
-            def run() -> int:
+            def run() -> tuple[int, np.ndarray, AnnotationDocument]:
                 image = self._load(path)
+                doc = self._load_document(path, image.shape[:2])
                 if callable(encode):
                     encode(image)
                 else:
                     engine.set_image(image)
                     engine.set_image(current)
-                return nxt
+                return nxt, image, doc
             return run
 
         lane.submit("prefetch", factory, self._prefetch_done,
                     label=f"Prefetching {self.image_id(nxt)}")
 
-    def _prefetch_done(self, index: int) -> None:
+    def _prefetch_done(self, result: tuple[int, np.ndarray, AnnotationDocument]) -> None:
+        index, image, doc = result
         self._prefetching = None
         self._encoded.add(index)
+        if index != self.index and index != self._opening:
+            # Only the open image's document changes, so this one stays valid until opened.
+            self._preloaded = {index: (image, doc)}
         self.events.busy.emit("")
         self.events.prefetched.emit(index)
         if index == self.index and self._engine_image != index:
@@ -297,10 +392,34 @@ class AnnotationSession:
         return index in self._encoded
 
     # -- prompting ---------------------------------------------------------------------------
-    def set_prompts(self, prompts: Sequence[Prompt]) -> None:
-        """Replace the current object's prompts and decode them (off the GUI thread)."""
-        self._require_doc().set_prompts(prompts)
+    def set_prompts(self, prompts: Sequence[Prompt]) -> tuple[Prompt, ...]:
+        """Replace the current object's prompts and decode them (off the GUI thread).
+
+        Prompts outside the image (a click past its edge) are dropped with a notice, so they
+        never reach the decoder. Returns the prompts kept.
+        """
+        doc = self._require_doc()
+        kept = tuple(p for p in prompts if in_image(p, doc.shape))
+        if len(kept) < len(prompts):
+            n = len(prompts) - len(kept)
+            self.notify(f"ignored {n} prompt{'s' * (n > 1)} outside the "
+                        f"{doc.shape[1]} x {doc.shape[0]} image")
+        if kept and kept != doc.current.prompts:
+            self.select_object(None)  # prompting again: class keys are for this object
+        doc.set_prompts(kept)
         self._request_decode()
+        return kept
+
+    def set_polarity(self, positive: bool) -> None:
+        """Set the polarity of the next prompts."""
+        if bool(positive) != self.positive:
+            self.positive = bool(positive)
+            self.events.polarity_changed.emit(self.positive)
+
+    def toggle_polarity(self) -> bool:
+        """Switch the polarity of the next prompts; returns the new polarity."""
+        self.set_polarity(not self.positive)
+        return self.positive
 
     def _request_decode(self) -> None:
         doc = self.doc
@@ -311,32 +430,40 @@ class AnnotationSession:
             if doc is not self.doc or self._engine_image != self.index:
                 return None
             cur = doc.current
-            if not cur.prompts or cur in self._fresh:
-                return None
             engine, policy, shape = self.engine, self.policy, doc.shape
+            if not cur.prompts or cur.prediction_is_current:
+                return None  # e.g. undo back to a state whose mask answers its prompts
+            # Logits of another model (the model was switched, or an object made with it
+            # was reopened) mean nothing to this one.
+            other_model = cur.model_id is not None and cur.model_id != getattr(
+                engine, "model_id", None)
             obj = ObjectPrompts(cur.object_id or 0, cur.class_id, cur.prompts)
             # A writable copy: torch warns on (and must not write into) the document's
             # read-only array.
-            logits = None if cur.logits is None else np.array(cur.logits)
+            logits = None if cur.logits is None or other_model else np.array(cur.logits)
 
             def run() -> tuple[Any, ...]:
                 t0 = time.perf_counter()
-                mask, score, new_logits = decode_object(engine, obj, shape, logits, policy)
-                return doc, cur.prompts, mask, score, new_logits, (time.perf_counter() - t0) * 1e3
+                result = decode_object(engine, obj, shape, logits, policy)
+                return doc, cur.prompts, result, (time.perf_counter() - t0) * 1e3
+            self.events.decoding.emit(True)
             return run
 
         self.lane.submit("decode", factory, self._decode_done, label="Decoding")
 
     def _decode_done(self, result: tuple[Any, ...]) -> None:
-        doc, prompts, mask, score, logits, ms = result
+        doc, prompts, res, ms = result
         self.last_decode_ms = ms
         self.decode_count += 1
-        self._emit_timing()
-        if doc is not self.doc:
-            return
-        model_id = getattr(self.engine, "model_id", None)
-        if doc.set_prediction(prompts, mask, score, logits, model_id):
-            self._fresh.add(doc.current)
+        try:
+            self._clear_notice()
+            self._emit_timing()
+            if doc is self.doc:
+                model_id = getattr(self.engine, "model_id", None)
+                doc.set_prediction(prompts, res.mask, res.score, res.logits, model_id,
+                                   ious=res.ious)
+        finally:
+            self.events.decoding.emit(False)
 
     @property
     def decoding(self) -> bool:
@@ -351,25 +478,54 @@ class AnnotationSession:
         if self.doc is not None:
             self.doc.set_current_class(class_id)
 
+    def pick_class(self, class_id: int) -> None:
+        """A class key or click: re-class the selected accepted object, else the current one."""
+        if self.selected is not None:
+            self.set_object_class(self.selected, class_id)
+        else:
+            self.select_class(class_id)
+
     def set_object_class(self, object_id: int, class_id: int) -> None:
         """Change the class of an accepted object (saved at once)."""
         self.classes.index(int(class_id))
         self._require_doc().set_object_class(object_id, class_id)
 
     def accept(self) -> Any:
-        """Accept the current object (saved at once); returns it, or None without a mask."""
-        return self._require_doc().accept()
+        """Accept the current object (saved at once); returns it, or None without a mask.
+
+        Its ``signals`` get the stability and candidate-IoU spread (:func:`accept_signals`).
+        """
+        doc = self._require_doc()
+        if not doc.current.has_mask:
+            return None
+        return doc.accept(accept_signals(doc.current, doc.shape))
 
     def discard(self) -> None:
-        """Drop the current object; a reopened object goes back unchanged."""
+        """Drop the current object (a reopened object goes back unchanged); deselect."""
+        self.select_object(None)
         self._require_doc().discard()
 
     def reopen(self, object_id: int) -> None:
         """Take accepted object ``object_id`` back into prompting, with its prompts."""
         doc = self._require_doc()
+        self.select_object(None)
         doc.reopen(object_id)
-        self._fresh.add(doc.current)
         self.current_class = doc.current.class_id
+
+    def select_object(self, object_id: int | None) -> None:
+        """Select accepted object ``object_id`` (None: deselect); class keys then re-class it."""
+        if object_id is not None:
+            self._require_doc().get(object_id)   # KeyError for an id not on this image
+        if object_id != self.selected:
+            self.selected = object_id
+            self.events.selection_changed.emit(object_id or 0)
+
+    def delete_selected(self) -> bool:
+        """Delete the selected accepted object (undoable, saved at once); False if none."""
+        if self.selected is None:
+            return False
+        self.remove_object(self.selected)
+        return True
 
     def object_at(self, row: float, col: float) -> int | None:
         """Accepted object visible at ``(row, col)`` of the open image."""
@@ -411,6 +567,7 @@ class AnnotationSession:
         doc = self.doc
         if doc is None or self.project is None:
             return
+        self._preloaded.pop(self.index, None)
         original = doc.current.original
         if original is not None:
             snapshot = AnnotationDocument(doc.image_id, doc.shape, doc.objects + (original,),
@@ -428,6 +585,10 @@ class AnnotationSession:
         self.events.current_changed.emit()
 
     def _on_objects_changed(self) -> None:
+        doc = self.doc
+        if self.selected is not None and doc is not None and \
+                all(o.object_id != self.selected for o in doc.objects):
+            self.select_object(None)   # deleted, reopened or undone away
         self.save()
         self.events.objects_changed.emit()
 
@@ -447,7 +608,19 @@ class AnnotationSession:
 
     def _job_failed(self, kind: str, exc: BaseException) -> None:
         self.events.busy.emit("")
-        self.events.message.emit(f"{kind} failed: {exc}")
+        self.notify(f"{kind} failed: {exc}")
+        if kind == "decode":
+            self.events.decoding.emit(False)
+
+    def notify(self, text: str) -> None:
+        """Tell the user something; cleared by the next successful encode or decode."""
+        self._notice_shown = True
+        self.events.message.emit(text)
+
+    def _clear_notice(self) -> None:
+        if self._notice_shown:
+            self._notice_shown = False
+            self.events.message.emit("")
 
     def _emit_timing(self) -> None:
         parts = []
@@ -467,6 +640,22 @@ class AnnotationSession:
         if self.doc is not None:
             self._disconnect(self.doc)
         self.doc = None
+
+
+def match_classes(classes: ClassTable, text: str) -> list[int]:
+    """Class indices (background excluded) whose name contains ``text``, best first.
+
+    Case-insensitive; names whose last part (``dog/head`` -> ``head``) or whole name start
+    with ``text`` come first, then the other matches, each group in class order. An empty
+    ``text`` matches every class.
+    """
+    needle = text.strip().lower()
+    hits = [(i, name.lower()) for i, name in enumerate(classes.names) if i > 0]
+    if not needle:
+        return [i for i, _ in hits]
+    starts = [i for i, n in hits if n.startswith(needle) or n.rsplit("/", 1)[-1].startswith(needle)]
+    rest = [i for i, n in hits if needle in n and i not in starts]
+    return starts + rest
 
 
 def project_for_folder(folder: str | Path, classes: ClassTable | None = None) -> Any:

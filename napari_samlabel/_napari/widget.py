@@ -1,9 +1,16 @@
-"""The dock widget: open a folder, classes, images, help, and the status line.
+"""The dock widget: open a folder, classes, objects, images, help, and the status line.
 
 Reached from napari's Plugins menu (npe2 manifest) or docked by ``samlabel annotate``.
 Opening a folder makes it a project (or reopens it) and resumes at the first unfinished
 image; the model loads in a worker thread meanwhile (prompts drawn before it is ready are
-decoded once it is).
+decoded once it is). Images and their annotations are read on a worker thread too.
+
+While a decode runs, the window does not repaint (for at most :data:`PAINT_HOLD_MS`): the
+click's own repaint would compete with the decoder for the CPU and the GIL (with software
+OpenGL a repaint of the window costs 50-100 ms of the GUI thread, measured), so the point
+and its mask are painted together, once the mask is there. A slow decode still lets the
+click show after :data:`PAINT_HOLD_MS`, and a mouse press paints at once (drawing a stroke
+always shows live).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
+from napari_samlabel._napari.model_panel import ModelPanel
+from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
@@ -35,6 +44,9 @@ from napari_samlabel._napari.session import (
 from napari_samlabel._napari.workers import ThreadRunner
 from napari_samlabel.core.classes import ClassTable
 
+#: Longest time the window's repaint waits for a decode.
+PAINT_HOLD_MS = 400
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -43,6 +55,12 @@ class EngineOptions:
     model: str = "vit_b"
     checkpoint: str | None = None
     precise: bool = False
+
+
+def _runners() -> dict[str, ThreadRunner]:
+    """Worker threads of a session: the engine, the prefetch, and reading files."""
+    return {"runner": ThreadRunner(), "prefetch_runner": ThreadRunner("samlabel-prefetch"),
+            "loader": ThreadRunner("samlabel-load")}
 
 
 @dataclass(frozen=True)
@@ -64,9 +82,15 @@ class SamLabelWidget(QWidget):
         self.annotator: Annotator | None = None
         self.review_panel: ReviewPanel | None = None
         self._loader: Any = None
+        self.loading_model: str | None = None  # model type being loaded, if any
+        self._load_seq = 0  # the newest load wins
+        self.model_panel: ModelPanel | None = None
         self._timing = ""
         self._busy = ""
         self._message = ""
+        self._paint_hold = QTimer(self)
+        self._paint_hold.setSingleShot(True)
+        self._paint_hold.timeout.connect(lambda: self._release_paint(now=False))
         open_button = QPushButton("Open image folder…")
         open_button.clicked.connect(self._choose_folder)
         samples_button = QPushButton("Sample images")
@@ -97,17 +121,14 @@ class SamLabelWidget(QWidget):
         :attr:`engine_options`.
         """
         project = project_for_folder(folder, self.classes)
-        session = session_for_project(project, runner=ThreadRunner(),
-                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
-        return self.attach(session, engine)
+        return self.attach(session_for_project(project, **_runners()), engine)
 
     def open_samples(self, engine: Any = None) -> Annotator:
         """Annotate the bundled sample images (their project lives in the user data folder)."""
         from napari_samlabel._napari.samples import sample_project
 
-        session = session_for_project(sample_project(self.classes), runner=ThreadRunner(),
-                                      prefetch_runner=ThreadRunner("samlabel-prefetch"))
-        return self.attach(session, engine)
+        return self.attach(session_for_project(sample_project(self.classes), **_runners()),
+                           engine)
 
     def attach(self, session: AnnotationSession, engine: Any = None) -> Annotator:
         """Annotate ``session`` in this widget's viewer (replacing a previous one)."""
@@ -117,18 +138,24 @@ class SamLabelWidget(QWidget):
         ev.timing.connect(self._on_timing)
         ev.busy.connect(self._on_busy)
         ev.message.connect(self._on_message)
+        ev.decoding.connect(self._on_decoding)
         ev.saved.connect(lambda iid: self._on_message(f"saved {iid}"))
-        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed):
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed,
+                       ev.selection_changed, ev.polarity_changed):
             signal.connect(self._render_status)
         if engine is not None:
             session.engine = engine
         annotator = Annotator(self.viewer, session, start=session.resume_index())
         annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
+        annotator.bridge.pressed = lambda: self._release_paint(now=False)  # drawing shows live
         self.annotator = annotator
         self.tabs.addTab(ClassPanel(annotator), "Classes")
+        self.tabs.addTab(ObjectsPanel(annotator), "Objects")
         self.tabs.addTab(NavigatorPanel(annotator), "Images")
         self.tabs.addTab(HelpPanel(), "Shortcuts")
         self.tabs.addTab(RefinePanel(annotator), "Refine")
+        self.model_panel = ModelPanel(self)
+        self.tabs.addTab(self.model_panel, "Model")
         self.review_panel = ReviewPanel(annotator)
         self.tabs.addTab(self.review_panel, "Review")
         annotator.points_mode()
@@ -148,11 +175,25 @@ class SamLabelWidget(QWidget):
         self.tabs.setCurrentWidget(self.review_panel)
         return self.review_panel.load(queue)
 
+    def switch_model(self, options: EngineOptions) -> None:
+        """Load another model (in a worker); the annotation goes on with it when ready.
+
+        Accepted objects are kept; the object being prompted is decoded again by the new
+        model. If loading fails, the previous model stays in use.
+        """
+        self.engine_options = options
+        self.load_engine()
+
     def load_engine(self) -> None:
         """Load the model in a worker thread; the session encodes once it is ready."""
         from napari.qt.threading import create_worker
 
         opts = self.engine_options
+        self.loading_model = opts.model
+        self._load_seq += 1
+        seq = self._load_seq
+        if self.model_panel is not None:
+            self.model_panel.refresh()
 
         def load() -> Any:
             from napari_samlabel._napari.torch_guard import keep_triton_out
@@ -160,29 +201,67 @@ class SamLabelWidget(QWidget):
 
             keep_triton_out()
             try:
-                return load_engine(opts.model, opts.checkpoint, precise=opts.precise)
+                return seq, load_engine(opts.model, opts.checkpoint, precise=opts.precise)
             except Exception as exc:  # shown as a message, not re-raised as a traceback
-                return _LoadFailed(exc)  # (a worker returning an exception re-raises it)
+                return seq, _LoadFailed(exc)  # (a worker returning an exception re-raises it)
 
         self._on_busy(f"loading model {opts.model}")
         worker = create_worker(load, _start_thread=False,
                                _progress={"desc": f"Loading {opts.model}", "total": 0})
         worker.returned.connect(self._engine_loaded)
-        worker.finished.connect(lambda: self._on_busy(""))
+        worker.finished.connect(lambda: self._load_finished(seq))
         self._loader = worker
         worker.start()
 
-    def _engine_loaded(self, engine: Any) -> None:
+    def _load_finished(self, seq: int) -> None:
+        if seq != self._load_seq:
+            return  # a newer load is under way
+        self.loading_model = None
+        self._on_busy("")
+        if self.model_panel is not None:
+            self.model_panel.refresh()
+
+    def _engine_loaded(self, result: tuple[int, Any]) -> None:
+        seq, engine = result
+        if seq != self._load_seq:
+            return  # the user picked another model meanwhile
         if isinstance(engine, _LoadFailed):
             from napari.utils.notifications import show_error
 
             exc = engine.error
             text = f"model not loaded ({type(exc).__name__}): {exc}"
-            self._on_message(text + "\nPrompts are kept; reopen with --checkpoint PATH.")
+            keep = ("the previous model stays in use" if self.annotator is not None
+                    and self.annotator.session.engine is not None else "prompts are kept")
+            self._on_message(f"{text}\n{keep.capitalize()}; pick another model or a local "
+                             "checkpoint in the Model tab.")
             show_error(text)
             return
         if self.annotator is not None:
             self.annotator.session.set_engine(engine)
+
+    # -- painting while decoding -----------------------------------------------------------------
+    def _window(self) -> Any:
+        return getattr(self.viewer.window, "_qt_window", None)
+
+    def _on_decoding(self, busy: bool) -> None:
+        win = self._window()
+        if win is None:
+            return
+        if busy:
+            if win.updatesEnabled():
+                win.setUpdatesEnabled(False)
+                self._paint_hold.start(PAINT_HOLD_MS)
+        else:
+            self._release_paint(now=True)
+
+    def _release_paint(self, now: bool) -> None:
+        """Let the window paint again; ``now``: paint at once (the next decode may follow)."""
+        self._paint_hold.stop()
+        win = self._window()
+        if win is not None and not win.updatesEnabled():
+            win.setUpdatesEnabled(True)
+            if now:
+                win.repaint()
 
     # -- status line ---------------------------------------------------------------------------
     def _on_timing(self, text: str) -> None:
@@ -202,9 +281,13 @@ class SamLabelWidget(QWidget):
         a = self.annotator
         if a is not None and a.session.doc is not None:
             s = a.session
-            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · "
-                         f"{len(s.doc.objects)} objects · class "
-                         f"{s.classes.name(s.current_class)}")
+            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · {len(s.doc.objects)} objects")
+            line = (f"class {s.classes.name(s.current_class)} ({s.current_class}) · next "
+                    f"prompt {'positive' if s.positive else 'NEGATIVE'}")
+            if s.selected is not None:
+                obj = s.doc.get(s.selected)
+                line += f" · selected #{obj.object_id} {s.classes.name(obj.class_id)}"
+            parts.append(line)
         parts += [p for p in (self._timing, self._busy, self._message) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
@@ -214,10 +297,11 @@ class SamLabelWidget(QWidget):
         if a is None:
             return
         s = a.session
-        for lane in (s.lane, s.prefetch_lane):
-            for kind in ("encode", "decode", "prefetch"):
+        lanes = (s.lane, s.prefetch_lane, s.load_lane)
+        for lane in lanes:
+            for kind in ("load", "encode", "decode", "prefetch"):
                 lane.cancel(kind)
-        for runner in {id(r): r for r in (s.lane.runner, s.prefetch_lane.runner)}.values():
+        for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
             wait = getattr(runner, "wait", None)
             if wait is not None:
                 wait(timeout_ms)
@@ -226,9 +310,11 @@ class SamLabelWidget(QWidget):
                 close()
         ev = s.events
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
-                             (ev.message, self._on_message)):
+                             (ev.message, self._on_message), (ev.decoding, self._on_decoding)):
             signal.disconnect(slot)
-        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved):
+        self._release_paint(now=False)
+        for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved,
+                       ev.selection_changed, ev.polarity_changed):
             signal.disconnect()
         a.close()
 

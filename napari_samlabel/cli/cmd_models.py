@@ -21,30 +21,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one block per model type."""
-    from napari_samlabel.engine.checkpoint import cache_root, cached_checkpoint_path
-    from napari_samlabel.engine.families import get_family, install_hint, missing_modules
-    from napari_samlabel.engine.registry import DEFAULT_MODEL, get_model_spec, model_names
+    from napari_samlabel.engine.catalogue import model_choices
+    from napari_samlabel.engine.checkpoint import cache_root
+    from napari_samlabel.engine.families import missing_modules
+    from napari_samlabel.engine.registry import get_model_spec
 
     print(f"cache root: {cache_root(args.cache_dir)}")
-    for name in model_names(include_tests=args.all):
-        spec = get_model_spec(name)
-        family = get_family(spec.family)
-        path = cached_checkpoint_path(name, args.cache_dir)
-        if path is None:
+    for row in model_choices(args.cache_dir, include_tests=args.all):
+        spec = get_model_spec(row.name)
+        if row.checkpoint is None:
             state = "no download: pass --checkpoint PATH"
-        elif path.is_file():
-            state = f"cached: {path}"
+        elif row.cached:
+            state = f"cached: {row.checkpoint}"
         else:
-            state = f"not cached (downloaded on first use to {path})"
-        default = " (default)" if name == DEFAULT_MODEL else ""
+            state = f"not cached (downloaded on first use to {row.checkpoint})"
+        default = " (default)" if row.default else ""
         aliases = f" (also: {', '.join(spec.aliases)})" if spec.aliases else ""
-        print(f"\n{name}{default}{aliases}: {spec.description}")
-        missing = missing_modules(spec.family)
-        package = (f"package missing ({', '.join(missing)}): {install_hint(spec.family)}"
-                   if missing else "package installed")
-        speed = (f"; about {spec.cpu_encode_s:.1f} s per image on 2 CPU cores"
-                 if spec.cpu_encode_s else "")
-        print(f"  family: {family.title}; {package}{speed}")
+        print(f"\n{row.name}{default}{aliases}: {row.description}")
+        package = ("package installed" if row.installed else
+                   f"package missing ({', '.join(missing_modules(spec.family))}): "
+                   f"{row.install_hint}")
+        speed = (f"; about {row.cpu_encode_s:.1f} s per image on 2 CPU cores"
+                 if row.cpu_encode_s else "")
+        print(f"  family: {row.family_title}; {package}{speed}")
         print(f"  {state}")
         if spec.url:
             print(f"  url: {spec.url}")

@@ -160,7 +160,12 @@ class AnnotatedObject:
 
 @dataclass(frozen=True, eq=False)
 class CurrentObject:
-    """The object being prompted, and SAM's latest answer to its prompts."""
+    """The object being prompted, and SAM's latest answer to its prompts.
+
+    ``mask_prompts`` are the prompts the mask was computed for: after a prompt edit the old
+    mask stays (its logits feed the next decode) until the answer to the new prompts
+    arrives. ``ious`` are the predicted IoUs of all of SAM's candidates in that answer.
+    """
 
     class_id: int
     prompts: tuple[Prompt, ...] = ()
@@ -169,6 +174,13 @@ class CurrentObject:
     logits: np.ndarray | None = None
     model_id: str | None = None
     original: AnnotatedObject | None = None  # the accepted object this one reopens
+    mask_prompts: tuple[Prompt, ...] | None = None
+    ious: np.ndarray | None = None
+
+    @property
+    def prediction_is_current(self) -> bool:
+        """True when the mask was computed for exactly the current prompts."""
+        return self.mask is not None and self.mask_prompts == self.prompts
 
     @property
     def object_id(self) -> int | None:
@@ -396,7 +408,8 @@ class AnnotationDocument:
         if prompts:
             new = replace(cur, prompts=prompts)
         else:
-            new = replace(cur, prompts=(), mask=None, score=None, logits=None)
+            new = replace(cur, prompts=(), mask=None, score=None, logits=None,
+                          mask_prompts=None, ious=None)
         self._push(replace(self._state, current=new), current=True)
 
     def add_prompt(self, prompt: Prompt) -> None:
@@ -410,9 +423,11 @@ class AnnotationDocument:
         score: float | None,
         logits: np.ndarray | None,
         model_id: str | None = None,
+        ious: np.ndarray | None = None,
     ) -> bool:
         """Attach a prediction computed for ``prompts`` to the current object.
 
+        ``ious``: the predicted IoUs of all candidate masks of that decode (optional).
         Returns False (and changes nothing) when ``prompts`` are no longer the current
         prompts: a stale answer to an older request.
         """
@@ -422,11 +437,23 @@ class AnnotationDocument:
         if mask is not None:
             self._check_mask(mask)
         new = replace(cur, mask=_frozen(mask, bool), score=None if score is None else float(score),
-                      logits=_frozen(logits, np.float32), model_id=model_id)
+                      logits=_frozen(logits, np.float32), model_id=model_id,
+                      mask_prompts=cur.prompts, ious=_frozen(ious, np.float32))
         # In place: the prediction belongs to the state that holds these prompts.
         self._state = replace(self._state, current=new)
         self.events.current_changed.emit()
         return True
+
+    def invalidate_prediction(self) -> None:
+        """Mark the current mask as no answer to the current prompts (e.g. another model).
+
+        The mask stays on screen until a new prediction arrives; like :meth:`set_prediction`
+        this changes the current state in place (no undo step).
+        """
+        cur = self._state.current
+        if cur.mask_prompts is not None:
+            self._state = replace(self._state, current=replace(cur, mask_prompts=None))
+            self.events.current_changed.emit()
 
     def set_current_class(self, class_id: int) -> None:
         """Change the class of the object being prompted."""
@@ -489,7 +516,7 @@ class AnnotationDocument:
             # Reopening while another reopened object is open puts that one back first.
             objects = objects + (self._state.current.original,)
         current = CurrentObject(obj.class_id, obj.prompts, obj.mask, obj.score, obj.logits,
-                                obj.model_id, original=obj)
+                                obj.model_id, original=obj, mask_prompts=obj.prompts)
         self._push(replace(self._state, objects=objects, current=current),
                    current=True, objects=True)
         return current

@@ -31,28 +31,37 @@ class Box:
     """An axis-aligned box given by two opposite corners in ``(row, col)``.
 
     The corners are normalised on construction so that ``top_left <= bottom_right``.
-    SAM accepts one box per prediction and has no notion of a negative box, so boxes are
-    always positive.
+    A positive box is SAM's box prompt. SAM has no negative box, so a negative box
+    (``positive=False``) is an *exclusion region*: the object's mask is cut out of it (see
+    :mod:`napari_samlabel.engine.policies`). Records written before boxes had a polarity
+    read as positive.
     """
 
     top_left: tuple[float, float]
     bottom_right: tuple[float, float]
+    positive: bool = True
 
     def __post_init__(self) -> None:
         r0, r1 = sorted((float(self.top_left[0]), float(self.bottom_right[0])))
         c0, c1 = sorted((float(self.top_left[1]), float(self.bottom_right[1])))
         object.__setattr__(self, "top_left", (r0, c0))
         object.__setattr__(self, "bottom_right", (r1, c1))
+        object.__setattr__(self, "positive", bool(self.positive))
 
-    @property
-    def positive(self) -> bool:
-        """Boxes are always positive prompts."""
-        return True
+    def pixel_region(self, shape: tuple[int, int]) -> np.ndarray:
+        """``H x W`` bool: the pixels whose centres lie in the box (clipped to the image)."""
+        out = np.zeros((int(shape[0]), int(shape[1])), dtype=bool)
+        (r0, c0), (r1, c1) = self.top_left, self.bottom_right
+        rs, re = max(0, int(np.ceil(r0))), min(out.shape[0], int(np.floor(r1)) + 1)
+        cs, ce = max(0, int(np.ceil(c0))), min(out.shape[1], int(np.floor(c1)) + 1)
+        if re > rs and ce > cs:
+            out[rs:re, cs:ce] = True
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready representation."""
         return {"type": "box", "top_left": list(self.top_left),
-                "bottom_right": list(self.bottom_right)}
+                "bottom_right": list(self.bottom_right), "positive": bool(self.positive)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +134,22 @@ class Scribble:
 Prompt = Point | Box | Scribble
 
 
+def in_image(prompt: Prompt, shape: tuple[int, int]) -> bool:
+    """True when ``prompt`` touches the ``shape`` image.
+
+    A point counts as inside within half a pixel of the border (the decoder's rule); a box
+    or a scribble needs at least one pixel inside (the decoder clips the rest).
+    """
+    h, w = float(shape[0]), float(shape[1])
+    if isinstance(prompt, Point):
+        r, c = prompt.rc
+        return -0.5 <= r <= h - 0.5 and -0.5 <= c <= w - 0.5
+    if isinstance(prompt, Box):
+        (r0, c0), (r1, c1) = prompt.top_left, prompt.bottom_right
+        return r1 >= 0 and c1 >= 0 and r0 <= h - 1 and c0 <= w - 1
+    return len(prompt.pixels((int(h), int(w)))) > 0
+
+
 def prompt_from_dict(data: dict[str, Any]) -> Prompt:
     """Rebuild a prompt written by ``to_dict``.
 
@@ -142,7 +167,8 @@ def prompt_from_dict(data: dict[str, Any]) -> Prompt:
             return Point((float(r), float(c)), bool(data.get("positive", True)))
         if kind == "box":
             return Box(tuple(map(float, data["top_left"])),  # type: ignore[arg-type]
-                       tuple(map(float, data["bottom_right"])))  # type: ignore[arg-type]
+                       tuple(map(float, data["bottom_right"])),  # type: ignore[arg-type]
+                       bool(data.get("positive", True)))
         if kind == "scribble":
             return Scribble(np.asarray(data["path"], dtype=np.float32),
                             bool(data.get("positive", True)), float(data.get("width", 1.0)))

@@ -48,6 +48,13 @@ Corner cases (decided here, tested in ``tests/engine/test_policies.py``)
   as inside. Scribble pixels outside the image are dropped (a stroke may run past the edge).
 - **Boxes are clipped** to the image (a box dragged past the edge is normal); a box wholly
   outside is rejected.
+- **Negative boxes are exclusion regions.** SAM has no negative box, so a negative box is
+  never given to SAM. Instead, after the decode, the object's mask is cleared in the pixels
+  whose centres lie in the box (:meth:`Box.pixel_region`), and its low-res logits (the next
+  call's ``mask_input``) are set to :data:`EXCLUDED_LOGIT` in the cells over the box; the
+  incoming ``mask_input`` gets the same treatment before the call, so SAM's own refinement
+  starts from the cut mask. An object with only negative prompts stays empty (see above).
+  :func:`to_sam_inputs` (SAM's inputs only) leaves negative boxes out.
 - **Several boxes in one object**: SAM takes one box per call, so each box is decoded on
   its own (with the object's points and negatives), the masks are united, the score is the
   lowest of the boxes' predicted IoUs (the union is only as good as its worst part), and
@@ -325,7 +332,8 @@ def _plan(prompts: ObjectPrompts | Sequence[Prompt], image_shape: tuple[int, int
     for k, p in enumerate(items):
         what = f"prompt {k} ({type(p).__name__.lower()})"
         if isinstance(p, Box):
-            boxes.append(_clip_box(p, shape))
+            if p.positive:
+                boxes.append(_clip_box(p, shape))
             continue
         pts = _prompt_points(p, shape, policy, what)
         if len(pts) == 0:
@@ -418,7 +426,8 @@ def to_sam_inputs(prompts: ObjectPrompts | Sequence[Prompt], image_shape: tuple[
     """All prompts of one object as one :class:`SamInputs` (one-shot; no engine call).
 
     Points are ``(x, y)`` (positives in prompt order, then negatives, labels 1/0); a box
-    becomes XYXY. Scribbles give a ``sample_fraction`` of their pixels.
+    becomes XYXY. Scribbles give a ``sample_fraction`` of their pixels. Negative boxes are
+    not SAM inputs and are left out (:func:`segment_object` applies them to the mask).
 
     Raises
     ------
@@ -472,6 +481,63 @@ def _decode(engine: Any, inputs: SamInputs, policy: Policy, shape: tuple[int, in
     logits = np.asarray(pred.low_res_logits[idx:idx + 1], dtype=np.float32)
     ious = np.asarray(pred.iou_predictions, dtype=np.float32)
     return mask, float(ious[idx]), idx, ious, logits
+
+
+# -- negative boxes -------------------------------------------------------------------------
+
+#: Low-res logit put over a negative box (SAM's logits rarely go below -20).
+EXCLUDED_LOGIT = -40.0
+
+
+def negative_boxes(prompts: ObjectPrompts | Sequence[Prompt]) -> tuple[Box, ...]:
+    """The negative boxes (exclusion regions) among ``prompts``."""
+    items = prompts.prompts if isinstance(prompts, ObjectPrompts) else tuple(prompts)
+    return tuple(p for p in items if isinstance(p, Box) and not p.positive)
+
+
+def _lowres_span(lo: float, hi: float, scale: float) -> slice:
+    """Low-res cells (of 4 encoder pixels) whose centres fall on image pixels ``lo..hi``."""
+    first, last = int(np.ceil(lo)), int(np.floor(hi)) + 1   # pixel edges, in image pixels
+    start = int(np.ceil((first * scale - 2.0) / 4.0))
+    stop = int(np.floor((last * scale - 2.0) / 4.0)) + 1
+    return slice(max(0, start), min(LOW_RES[1], max(0, stop)))
+
+
+def exclude_logits(logits: np.ndarray | None, boxes: Sequence[Box],
+                   image_shape: tuple[int, int], frame: str = "pad") -> np.ndarray | None:
+    """A copy of ``(1, 256, 256)`` low-res logits with :data:`EXCLUDED_LOGIT` over ``boxes``.
+
+    ``frame`` is the engine's ``logits_frame``: ``"pad"`` (SAM, MobileSAM, SAM-HQ: the image
+    resized so its long side is 1024, in the top-left corner) or ``"stretch"`` (SAM 2: the
+    whole image stretched to 1024 x 1024); either is seen at a quarter of the resolution.
+    """
+    if logits is None or not boxes:
+        return logits
+    out = np.array(logits, dtype=np.float32)
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if frame == "stretch":
+        rscale, cscale = 1024.0 / h, 1024.0 / w
+    elif frame == "pad":
+        rscale = cscale = 1024.0 / max(h, w)
+    else:
+        raise ValueError(f"unknown logits frame {frame!r}; expected 'pad' or 'stretch'")
+    for b in boxes:
+        rows = _lowres_span(b.top_left[0], b.bottom_right[0], rscale)
+        cols = _lowres_span(b.top_left[1], b.bottom_right[1], cscale)
+        out[..., rows, cols] = EXCLUDED_LOGIT
+    return out
+
+
+def apply_exclusions(result: ObjectResult, boxes: Sequence[Box],
+                     image_shape: tuple[int, int], frame: str = "pad") -> ObjectResult:
+    """``result`` with its mask cleared and its logits lowered inside negative ``boxes``."""
+    if not boxes:
+        return result
+    shape = (int(image_shape[0]), int(image_shape[1]))
+    keep = ~np.logical_or.reduce([b.pixel_region(shape) for b in boxes])
+    return replace(result, mask=result.mask & keep,
+                   logits=exclude_logits(result.logits, boxes, shape, frame),
+                   extra={**result.extra, "excluded_boxes": len(boxes)})
 
 
 def _run_plan(engine: Any, plan: _Plan, shape: tuple[int, int], policy: Policy,
@@ -540,7 +606,11 @@ def segment_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
     plan = _plan(prompts, shape, policy, negatives)
     if not plan.steps and not plan.boxes:
         return _empty(shape, len(plan.negatives))
-    return _run_plan(engine, plan, shape, policy, mask_input, plan.steps)
+    excluded = negative_boxes(prompts)
+    frame = getattr(engine, "logits_frame", "pad")
+    mask_input = exclude_logits(mask_input, excluded, shape, frame)
+    return apply_exclusions(_run_plan(engine, plan, shape, policy, mask_input, plan.steps),
+                            excluded, shape, frame)
 
 
 def refine_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
@@ -565,4 +635,8 @@ def refine_object(engine: Any, prompts: ObjectPrompts | Sequence[Prompt],
     plan = _plan(prompts, shape, policy, negatives)
     if not plan.steps and not plan.boxes:
         return _empty(shape, len(plan.negatives))
-    return _run_plan(engine, plan, shape, policy, prev, [plan.positives])
+    excluded = negative_boxes(prompts)
+    frame = getattr(engine, "logits_frame", "pad")
+    prev = exclude_logits(prev, excluded, shape, frame)
+    return apply_exclusions(_run_plan(engine, plan, shape, policy, prev, [plan.positives]),
+                            excluded, shape, frame)

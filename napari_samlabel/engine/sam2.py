@@ -72,6 +72,8 @@ class Sam2Engine(CachedEngine):
         import torch
 
         model, p = self.model, self.predictor
+        if not image.flags.writeable:  # SAM 2's ToTensor warns on read-only arrays
+            image = image.copy()
         with torch.inference_mode():
             x = p._transforms(image)[None].to(self.device)  # stretch to 1024^2, normalise
             backbone_out = model.forward_image(x)

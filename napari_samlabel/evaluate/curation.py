@@ -266,13 +266,20 @@ BADNESS_SIGNAL = {"area": "area_fraction"}
 # --------------------------------------------------------------------------------------------
 def _prompt_pixels(prompts: Iterable[Prompt], shape: tuple[int, int],
                    positive: bool) -> np.ndarray:
-    """``(M, 2)`` integer pixels of the point and scribble prompts of one sign, in the image."""
+    """``(M, 2)`` integer pixels of the prompts of one sign, in the image.
+
+    Points and scribbles of that sign; negative boxes (exclusion regions) count with all
+    the pixels they cover, positive boxes not at all (they bound the object, see
+    :func:`box_region`).
+    """
     parts: list[np.ndarray] = []
     for p in prompts:
         if isinstance(p, Point) and p.positive == positive:
             parts.append(np.rint(np.asarray(p.rc, dtype=np.float64)).astype(np.int64)[None])
         elif isinstance(p, Scribble) and p.positive == positive:
             parts.append(p.pixels(shape))
+        elif isinstance(p, Box) and not p.positive and not positive:
+            parts.append(np.argwhere(p.pixel_region(shape)))
     if not parts:
         return np.zeros((0, 2), dtype=np.int64)
     pix = np.concatenate(parts)
@@ -347,8 +354,9 @@ def prompt_consistency(mask: np.ndarray, prompts: Sequence[Prompt]) -> dict[str,
 
     - ``positive_outside``: fraction of positive prompt pixels (a point is one pixel, a
       scribble all the pixels it covers) outside the mask;
-    - ``negative_inside``: fraction of negative prompt pixels inside the mask;
-    - ``box_fill``: mask area inside the box(es) / box area;
+    - ``negative_inside``: fraction of negative prompt pixels inside the mask (the pixels of
+      a negative box, an exclusion region, included);
+    - ``box_fill``: mask area inside the positive box(es) / box area;
     - ``box_gap``: the largest gap between a box side and the mask (see :func:`box_gap`);
     - ``outside_box``: fraction of the mask's area outside the box(es).
 
@@ -362,7 +370,7 @@ def prompt_consistency(mask: np.ndarray, prompts: Sequence[Prompt]) -> dict[str,
         if len(pix):
             hit = mask[pix[:, 0], pix[:, 1]]
             out[name] = float(np.mean(~hit if positive else hit))
-    boxes = [p for p in prompts if isinstance(p, Box)]
+    boxes = [p for p in prompts if isinstance(p, Box) and p.positive]
     region = box_region(boxes, shape)
     if region is not None:
         box_area = np.count_nonzero(region)

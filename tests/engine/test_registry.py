@@ -149,3 +149,23 @@ def test_missing_package_is_a_clear_error_with_the_pip_command(monkeypatch, tmp_
         assert 'pip install "napari-samlabel[sam2]"' in msg
         # CLI and GUI catch CheckpointError: this one is shown the same way.
         assert isinstance(info.value, CheckpointError)
+
+
+def test_model_choices_say_what_is_missing(tmp_path, monkeypatch):
+    from napari_samlabel.engine.catalogue import model_choices
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mobile_sam" else real(name, *a))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "sam2.1_hiera_tiny.pt").write_bytes(b"x")
+    rows = {r.name: r for r in model_choices(tmp_path)}
+    assert list(rows) == OFFICIAL
+    assert rows["vit_b"].default and not rows["vit_t"].default
+    assert not rows["vit_t"].installed and "not installed" in rows["vit_t"].label
+    assert rows["vit_t"].install_hint == 'pip install "napari-samlabel[mobilesam]"'
+    assert rows["sam2.1_hiera_tiny"].cached and "downloads" not in rows["sam2.1_hiera_tiny"].label
+    assert "downloads on first use" in rows["vit_h"].label
+    assert rows["vit_b"].label.startswith("vit_b — Segment Anything")
+    tests = {r.name for r in model_choices(tmp_path, include_tests=True)} - set(OFFICIAL)
+    assert tests == set(TINY_MODELS)

@@ -150,6 +150,18 @@ def test_box_fill_and_outside_box():
     assert big["box_fill"] == pytest.approx(400 / 1600)
 
 
+def test_negative_boxes_are_exclusion_regions_not_bounds():
+    """A negative box (the GUI's exclusion region) never counts as the object's box."""
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[10:30, 10:30] = True
+    cut = Box((20, 0), (39, 39), positive=False)   # rows 20..39: half of the mask lies in it
+    got = prompt_consistency(mask, [Box((10, 10), (29, 29)), cut])
+    assert got["box_fill"] == pytest.approx(1.0) and got["outside_box"] == 0.0
+    assert got["negative_inside"] == pytest.approx(200 / (20 * 40))
+    only = prompt_consistency(mask, [cut])
+    assert "box_fill" not in only and "box_gap" not in only
+
+
 def test_fragmentation_counts_pieces_and_holes():
     mask = np.zeros(SHAPE, dtype=bool)
     mask[10:50, 10:50] = True  # 1600

@@ -44,8 +44,8 @@ def tiny_engine(tiny_checkpoint: Path):
 
 
 def wait_idle(qtbot, session, timeout: int = 20000) -> None:
-    """Wait until the session's engine lanes have nothing running or waiting."""
-    qtbot.waitUntil(lambda: session.lane.idle and session.prefetch_lane.idle, timeout=timeout)
+    """Wait until the session's engine and loading lanes have nothing running or waiting."""
+    qtbot.waitUntil(lambda: session.idle, timeout=timeout)
     time.sleep(0)  # let queued signals land
 
 

@@ -6,10 +6,12 @@ import types
 
 import numpy as np
 import pytest
+from vispy.util import keys as vkeys
 
 from napari_samlabel.core.prompts import Box, Point, Scribble
 from napari_samlabel.io.project import Project
 
+from . import _qtinput as qi
 from .conftest import wait_idle
 
 pytestmark = pytest.mark.gui
@@ -25,13 +27,15 @@ def _preview_matches(annotator) -> bool:
 
 
 def _press(position, modifiers):
-    return types.SimpleNamespace(modifiers=modifiers, position=position, type="mouse_press")
+    """A mouse press as napari hands it to layer callbacks: vispy Key modifiers."""
+    return types.SimpleNamespace(modifiers=tuple(modifiers), position=position,
+                                 type="mouse_press")
 
 
 def test_layers_are_owned_and_polarity_is_a_feature(annotate, image_folder, qtbot):
     viewer, _, a = annotate(image_folder)
     names = [layer.name for layer in viewer.layers]
-    assert names == ["image", "semantic", "instances", "current object",
+    assert names == ["image", "semantic", "instances", "current object", "selected object",
                      "SAM boxes & scribbles", "SAM points"]
     b = a.bridge
     pts = b.points_layer
@@ -39,7 +43,7 @@ def test_layers_are_owned_and_polarity_is_a_feature(annotate, image_folder, qtbo
     a.toggle_polarity()                                   # key "n"
     pts.add([20, 22])
     a.toggle_polarity()
-    b._on_press(pts, _press((30, 30), ["Shift"]))         # Shift+click: one negative point
+    b._on_press(pts, _press((30, 30), [vkeys.SHIFT]))     # Shift+click: one negative point
     pts.add([30, 30])
     b._on_press(pts, _press((31, 31), []))
     pts.add([31, 31])
@@ -160,7 +164,7 @@ def test_latest_wins_then_undo_redo_restore_state_and_layers(annotate, image_fol
 
 
 def test_keys_and_modifier_clicks(annotate, image_folder, qtbot):
-    viewer, _, a = annotate(image_folder)
+    viewer, _, a = annotate(image_folder, show=True)
     s = a.session
     keys = viewer.window._qt_viewer._key_map_handler
     viewer.layers.selection.active = a.bridge.points_layer
@@ -178,27 +182,100 @@ def test_keys_and_modifier_clicks(annotate, image_folder, qtbot):
     assert len(a.bridge.points_layer.data) == 1
     keys.press_key("Control-Shift-z")
     assert len(a.bridge.points_layer.data) == 0
-    # Alt+click selects an accepted object, Ctrl+click reopens it.
+    # Real clicks on the canvas (Qt -> vispy -> napari): plain, then Shift = negative.
     b = a.bridge
-    b.points_layer.add([60, 90])
-    qtbot.waitUntil(lambda: _preview_matches(a), timeout=20000)
+    qi.click(viewer, (60, 90))
+    qi.click(viewer, (20, 20), ["Shift"])
+    qtbot.waitUntil(lambda: _preview_matches(a) and len(s.doc.current.prompts) == 2,
+                    timeout=20000)
+    assert [p.positive for p in s.doc.current.prompts] == [True, False]
+    np.testing.assert_allclose([p.rc for p in s.doc.current.prompts], [(60, 90), (20, 20)],
+                               atol=1.0)
+    wait_idle(qtbot, s)
     obj = a.accept()
     rows, cols = np.nonzero(obj.mask)
-    at = (float(rows[0]), float(cols[0]))
-    # Alt+click: select only; the point the click adds is dropped.
-    b._on_press(b.points_layer, _press(at, ["Alt"]))
-    b.points_layer.add(list(at))
-    assert b.selected_object == obj.object_id and s.doc.current.prompts == ()
-    a.pick_class(12)
-    a.apply_class()
-    assert s.doc.get(obj.object_id).class_id == 12
-    assert Project.open(image_folder).read_objects(s.image_id())[1].class_id == 12
+    at = (float(np.median(rows)), float(np.median(cols)))
+    assert obj.mask[int(at[0]), int(at[1])]
+    # Alt+click: select only (the point napari adds for the click is dropped) ...
+    qi.click(viewer, at, ["Alt"])
+    qtbot.waitUntil(lambda: len(b.points_layer.data) == 0, timeout=5000)
+    assert s.selected == obj.object_id and s.doc.current.prompts == ()
+    assert b.selection_layer.visible and np.array_equal(b.selection_layer.data > 0, obj.mask)
+    # ... then a class key re-classes the selected object, not the next one.
+    keys.press_key("8")
+    assert s.doc.get(obj.object_id).class_id == 8 and s.current_class == 3
+    assert Project.open(image_folder).read_objects(s.image_id())[1].class_id == 8
+    # Alt+click on the background deselects.
+    qi.click(viewer, (1, 1), ["Alt"])
+    assert s.selected is None and not b.selection_layer.visible
     # Ctrl+click: reopen with its prompts.
-    b._on_press(b.points_layer, _press(at, ["Control"]))
-    b.points_layer.add(list(at))
-    qtbot.waitUntil(lambda: len(b.points_layer.data) == 1, timeout=5000)
+    qi.click(viewer, at, ["Control"])
+    qtbot.waitUntil(lambda: len(b.points_layer.data) == 2, timeout=5000)
     assert s.doc.current.original is not None
     assert s.doc.current.prompts == obj.prompts
-    np.testing.assert_array_equal(b.points_layer.data, [[60.0, 90.0]])
     # A reopened object is still on disk (a crash now would not lose it).
     assert len(Project.open(image_folder).read_objects(s.image_id())) == 2
+
+
+def test_preview_updated_in_place_is_what_the_canvas_shows(annotate, image_folder, qtbot):
+    """The preview buffer is refreshed in place: the next mask must reach the screen."""
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+
+    def pixel(rc):  # what the canvas shows at rc, without the point markers over it
+        b.points_layer.visible = False
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        b.points_layer.visible = True
+        pt = qi.to_screen(viewer, rc)
+        return shot[pt.y(), pt.x(), :3].astype(int)
+
+    first, second = (20.0, 30.0), (60.0, 90.0)
+    before = pixel(second)
+    b.points_layer.add(list(first))
+    qtbot.waitUntil(lambda: _preview_matches(a) and s.idle, timeout=20000)
+    assert b.preview_layer.visible
+    buffer = b.preview_layer.data
+    assert np.array_equal(pixel(second), before)       # not part of the mask yet
+    b.points_layer.add(list(second))
+    qtbot.waitUntil(lambda: _preview_matches(a) and s.doc.current.mask[60, 90], timeout=20000)
+    assert b.preview_layer.data is buffer               # same buffer, new content ...
+    assert not np.array_equal(pixel(second), before)    # ... and on screen
+    a.discard()
+    assert not b.preview_layer.visible and not buffer.any()
+
+
+def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
+    """While a decode runs the window does not repaint (for at most PAINT_HOLD_MS)."""
+    import time
+
+    from napari_samlabel._napari.widget import PAINT_HOLD_MS
+    from napari_samlabel.engine.fakes import DiskEngine
+
+    class Slow(DiskEngine):
+        delay = 0.15
+
+        def predict(self, inputs):
+            time.sleep(self.delay)
+            return super().predict(inputs)
+
+    engine = Slow(radius=5)
+    viewer, _, a = annotate(image_folder, engine=engine, show=True)
+    s, win = a.session, viewer.window._qt_window
+    painted = []
+    s.events.current_changed.connect(lambda: painted.append(win.updatesEnabled()))
+    a.bridge.points_layer.add([40, 50])
+    assert not win.updatesEnabled()                  # the decode runs: no repaint yet
+    qtbot.waitUntil(lambda: s.doc.current.has_mask, timeout=5000)
+    assert win.updatesEnabled() and painted[-1] is False   # mask set, then painted
+    engine.delay = 3 * PAINT_HOLD_MS / 1000          # a slow decode ...
+    a.bridge.points_layer.add([20, 30])
+    qtbot.wait(PAINT_HOLD_MS + 200)
+    assert win.updatesEnabled() and s.decoding       # ... lets the click show meanwhile
+    wait_idle(qtbot, s, timeout=10000)
+    engine.delay = 1.0
+    a.bridge.points_layer.add([60, 80])
+    assert not win.updatesEnabled()
+    qi.press(viewer, (10, 10))                        # a press paints at once
+    assert win.updatesEnabled()
+    qi.release(viewer, (10, 10))
+    wait_idle(qtbot, s, timeout=10000)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_samlabel._napari.review_panel import HIGHLIGHT_NAME, ReviewPanel
+from napari_samlabel._napari.review_panel import ReviewPanel
 from napari_samlabel.cli import main
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.io.project import Project
@@ -58,18 +58,17 @@ def test_review_walk_decide_restart_and_export(annotate, image_folder, qtbot, ti
     assert panel.table.rowCount() == 1 and panel.table.item(0, 1).text() == "cat"
     assert not panel.clear_button.isEnabled()
 
-    # Clicking the object row outlines that accepted object and selects it (for 'c').
+    # Clicking the object row selects that accepted object: outlined, class keys act on it.
     (obj,) = s.doc.objects
     panel.table.selectRow(0)
-    assert a.bridge.selected_object == obj.object_id
-    layer = viewer.layers[HIGHLIGHT_NAME]
-    assert layer.visible and layer.contour > 0
+    assert s.selected == obj.object_id
+    layer = a.bridge.selection_layer
+    assert layer.visible
     np.testing.assert_array_equal(layer.data.astype(bool), obj.mask)
-    assert viewer.layers.selection.active is not layer  # prompting goes on where it was
     # Double-click reopens it with its prompts; one more click refines it; 'a' accepts.
     panel.table.cellDoubleClicked.emit(0, 0)
     assert s.doc.current.original == obj and s.doc.current.prompts == obj.prompts
-    assert not layer.visible
+    assert s.selected is None and not layer.visible
     a.bridge.points_layer.add([40, 60])
     qtbot.waitUntil(lambda: s.doc.current.has_mask and s.lane.idle
                     and len(s.doc.current.prompts) == 2, timeout=20000)

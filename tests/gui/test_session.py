@@ -149,3 +149,219 @@ def test_engine_arriving_late_encodes_and_decodes(image_folder):
     assert s.doc.current.mask is None
     s.set_engine(DiskEngine())
     assert s.is_encoded(0) and s.doc.current.has_mask
+
+
+def _session(image_folder, engine=None, **kwargs):
+    s = session_for_project(project_for_folder(image_folder), engine=engine or DiskEngine(),
+                            **kwargs)
+    s.open_image(0)
+    return s
+
+
+def test_selected_object_is_reclassed_deleted_and_undone(image_folder):
+    s = _session(image_folder)
+    selections = []
+    s.events.selection_changed.connect(selections.append)
+    s.select_class(3)
+    s.set_prompts([Point((20, 30))])
+    first = s.accept()
+    s.set_prompts([Point((60, 80))])
+    second = s.accept()
+    s.select_object(first.object_id)
+    s.pick_class(12)                                    # a class key with a selection ...
+    assert s.doc.get(first.object_id).class_id == 12
+    assert s.current_class == 3 and s.doc.current.class_id == 3   # ... leaves the next one
+    stored = {o.object_id: o.class_id for o in Project.open(image_folder).read_objects("a_cat")}
+    assert stored == {first.object_id: 12, second.object_id: 3}
+    assert s.delete_selected() and s.selected is None
+    assert [o.object_id for o in s.doc.objects] == [second.object_id]
+    assert [o.object_id for o in Project.open(image_folder).read_objects("a_cat")] == \
+        [second.object_id]
+    assert not s.delete_selected()                      # nothing selected: nothing deleted
+    s.undo()                                            # the delete is undone, and saved
+    assert len(Project.open(image_folder).read_objects("a_cat")) == 2
+    s.select_object(second.object_id)
+    s.set_prompts([Point((5, 5))])                      # prompting again deselects
+    assert s.selected is None
+    assert selections == [first.object_id, 0, second.object_id, 0]
+    with pytest.raises(KeyError):
+        s.select_object(99)
+
+
+def test_accept_records_stability_and_iou_spread(image_folder):
+    engine = DiskEngine(radius=6, ious=(0.5, 0.9, 0.7))
+    s = _session(image_folder, engine)
+    s.set_prompts([Point((30, 40))])
+    obj = s.accept()
+    assert obj.signals["iou_spread"] == pytest.approx(0.4)
+    assert 0.5 < obj.signals["stability"] <= 1.0
+    stored = Project.open(image_folder).read_objects(s.image_id())[0]
+    assert stored.signals == pytest.approx(dict(obj.signals))
+    # Reopened from disk (no logits kept) and accepted again: the signals stay.
+    s.open_image(0)
+    s.reopen(obj.object_id)
+    again = s.accept()
+    assert again.signals == pytest.approx(dict(obj.signals))
+
+
+def test_accept_signals_on_known_logits():
+    from napari_samlabel._napari.session import accept_signals
+    from napari_samlabel.core.document import CurrentObject
+
+    logits = np.full((1, 256, 256), -5.0, np.float32)
+    logits[..., :128] = 5.0        # surely inside
+    logits[..., 128:192] = 0.0     # inside at -1, outside at +1
+    cur = CurrentObject(1, mask=logits[0] > 0, logits=logits,
+                        ious=np.array([0.2, 0.9, 0.5], np.float32))
+    signals = accept_signals(cur, (256, 256))
+    assert signals["stability"] == pytest.approx(128 / 192)
+    assert signals["iou_spread"] == pytest.approx(0.7)
+
+
+def test_undo_after_a_class_change_keeps_the_mask_without_a_decode(image_folder):
+    engine = DiskEngine()
+    s = _session(image_folder, engine)
+    s.set_prompts([Point((20, 30))])
+    s.set_prompts([Point((20, 30)), Point((40, 50))])
+    mask = s.doc.current.mask
+    calls = len(engine.calls)
+    s.select_class(7)                  # a new current object, same prompts and mask
+    s.accept()
+    s.undo()                           # back to the class-changed, unaccepted object
+    assert s.doc.current.mask is mask and s.doc.current.class_id == 7
+    s.undo()                           # back before the class change
+    s.redo()
+    s.redo()
+    assert len(engine.calls) == calls  # nothing was decoded again
+    s.undo()
+    s.undo()
+    s.undo()                           # one prompt: its own (earlier) mask, no decode
+    assert len(s.doc.current.prompts) == 1 and len(engine.calls) == calls
+
+
+def test_prompts_outside_the_image_are_dropped_with_a_notice(image_folder):
+    s = _session(image_folder)
+    messages = []
+    s.events.message.connect(messages.append)
+    h, w = s.doc.shape
+    kept = s.set_prompts([Point((20, 30)), Point((h + 40.0, 10.0))])
+    assert kept == (Point((20, 30)),) and s.doc.current.prompts == kept
+    assert s.doc.current.has_mask          # the decode of the rest worked
+    assert "outside" in messages[0]
+    s.set_prompts([Point((20, 30)), Point((-30.0, -30.0))])   # a click past the corner
+    assert messages[-1].startswith("ignored 1 prompt outside")
+    s.set_prompts([Point((20, 30)), Point((40, 40))])
+    assert messages[-1] == ""              # cleared by the next successful decode
+
+
+def test_decode_error_is_cleared_by_the_next_success(image_folder):
+    class Flaky(DiskEngine):
+        fail = True
+
+        def predict(self, inputs):
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("boom")
+            return super().predict(inputs)
+
+    s = _session(image_folder, Flaky())
+    messages = []
+    s.events.message.connect(messages.append)
+    s.set_prompts([Point((20, 30))])
+    assert messages == ["decode failed: boom"]
+    s.set_prompts([Point((20, 30)), Point((40, 40))])
+    assert messages == ["decode failed: boom", ""] and s.doc.current.has_mask
+
+
+def test_images_load_off_the_calling_thread_newest_request_wins(image_folder):
+    loader = ManualRunner()
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(),
+                            prefetch=False, loader=loader)
+    assert s.open_image(0) is None and s.doc is None      # being read
+    loader.finish()
+    assert s.index == 0 and s.doc is not None
+    opened = []
+    s.events.image_changed.connect(opened.append)
+    assert s.next_image() and s.next_image()              # two presses before a load ends
+    assert s.index == 0 and s.target_index == 2
+    loader.finish()                                       # image 1 arrives: superseded
+    assert s.index == 0 and opened == []
+    loader.finish()
+    assert s.index == 2 and opened == [2] and s.idle
+    assert not s.next_image()                             # the last image
+
+
+def test_prefetch_reads_the_next_image_and_document_ahead(image_folder):
+    reads = []
+
+    def loader(path):
+        reads.append(path.stem)
+        from napari_samlabel.io.images import load_image
+
+        return load_image(path)
+
+    s = _session(image_folder, image_loader=loader)
+    assert reads == ["a_cat", "b_coffee"]                 # the open one, the prefetched one
+    s.next_image()
+    assert reads == ["a_cat", "b_coffee", "c_astronaut"]  # b_coffee was not read again
+    assert s.image_id() == "b_coffee" and s.doc.image_id == "b_coffee"
+
+
+def test_polarity_is_session_state_with_an_event(image_folder):
+    s = _session(image_folder)
+    seen = []
+    s.events.polarity_changed.connect(seen.append)
+    assert s.positive and s.toggle_polarity() is False
+    s.set_polarity(False)                                 # unchanged: no event
+    s.set_polarity(True)
+    assert seen == [False, True]
+
+
+def test_class_search_by_name():
+    from napari_samlabel._napari.session import match_classes
+
+    assert match_classes(ClassTable.voc(), "pers") == [15]
+    parts = ClassTable(("dog", "hotdog", "dog/head"))
+    assert match_classes(parts, "HEAD") == [3]
+    assert match_classes(parts, "dog") == [1, 3, 2]      # prefix matches first
+    assert match_classes(parts, "") == [1, 2, 3]
+    assert match_classes(parts, "zebra") == []
+
+
+class _RecordingDisk(DiskEngine):
+    """A disk engine that records the mask_input of every decode."""
+
+    def __init__(self, model_id, radius):
+        super().__init__(radius=radius)
+        self.model_id = model_id
+        self.mask_inputs = []
+
+    def predict(self, inputs):
+        self.mask_inputs.append(inputs.mask_input)
+        return super().predict(inputs)
+
+
+def test_switching_models_keeps_accepted_objects_and_redecodes_without_old_logits(
+        image_folder):
+    old, new = _RecordingDisk("model-a:1", 6.0), _RecordingDisk("model-b:2", 12.0)
+    s = _session(image_folder, engine=old, prefetch=False)
+    s.set_prompts([Point((20, 30))])
+    kept = s.accept()
+    s.set_prompts([Point((40, 50))])
+    s.set_prompts([Point((40, 50)), Point((42, 52))])
+    assert old.mask_inputs[-1] is not None             # the old model's own logits went back
+    small = s.doc.current.mask.sum()
+    s.set_engine(new)
+    # The current object is answered by the new model at once, without the old logits.
+    assert new.mask_inputs == [None]
+    assert s.doc.current.model_id == "model-b:2" and s.doc.current.mask.sum() > small
+    assert s.doc.objects == (kept,) and kept.model_id == "model-a:1"
+    assert Project.open(image_folder).read_objects(s.image_id())[0].model_id == "model-a:1"
+    # From now on the new model's logits are handed back.
+    s.set_prompts([Point((40, 50)), Point((42, 52)), Point((44, 50))])
+    assert new.mask_inputs[-1] is not None
+    # A reopened object of the old model refines without the old logits.
+    s.discard()
+    s.reopen(kept.object_id)
+    s.set_prompts([*s.doc.current.prompts, Point((22, 31))])
+    assert new.mask_inputs[-1] is None

@@ -1,0 +1,121 @@
+"""The Model tab: pick SAM, MobileSAM, SAM-HQ or SAM 2, see its CPU speed, switch.
+
+The list comes from :func:`napari_samlabel.engine.catalogue.model_choices` (family,
+measured CPU encode time, whether its package is installed and its checkpoint cached).
+Models whose package is missing are listed but disabled, with the pip command as their
+tooltip. Loading runs in a worker thread (the dock widget's :meth:`switch_model`); the
+image's accepted objects stay as they are, and the object being prompted is decoded again
+by the new model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class ModelPanel(QWidget):
+    """Model picker of one dock widget.
+
+    Parameters
+    ----------
+    widget : SamLabelWidget
+        The dock widget: its ``engine_options`` say what is loaded or loading, its
+        ``switch_model(options)`` loads another model.
+    """
+
+    def __init__(self, widget: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from napari_samlabel.engine.catalogue import model_choices
+
+        self.widget = widget
+        current = widget.engine_options
+        self.choices = model_choices()
+        if current.model not in {c.name for c in self.choices}:
+            # A test model (or an alias) given on the command line: list it too.
+            self.choices += [c for c in model_choices(include_tests=True)
+                             if c.name == current.model]
+        self.combo = QComboBox()
+        model = self.combo.model()
+        for row, choice in enumerate(self.choices):
+            self.combo.addItem(choice.label, choice.name)
+            tip = choice.description if choice.installed else (
+                f"{choice.description}\nNot installed: {choice.install_hint}")
+            self.combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
+            if not choice.installed:
+                model.item(row).setEnabled(False)
+        names = [c.name for c in self.choices]
+        if current.model in names:
+            self.combo.setCurrentIndex(names.index(current.model))
+        self.checkpoint = QLineEdit(current.checkpoint or "")
+        self.checkpoint.setPlaceholderText("official checkpoint (cached or downloaded)")
+        browse = QPushButton("…")
+        browse.setToolTip("Use a local checkpoint file (fine-tuned weights, or offline)")
+        browse.clicked.connect(self._browse)
+        self.precise = QCheckBox("Precise (float32 encoder)")
+        self.precise.setChecked(current.precise)
+        self.precise.setToolTip("Off: bfloat16 where the CPU supports it, about twice as fast")
+        self.load = QPushButton("Load model")
+        self.load.clicked.connect(self.apply)
+        self.state = QLabel()
+        self.state.setWordWrap(True)
+        ckpt = QHBoxLayout()
+        ckpt.addWidget(self.checkpoint, 1)
+        ckpt.addWidget(browse)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(QLabel("Model:"))
+        lay.addWidget(self.combo)
+        lay.addLayout(ckpt)
+        lay.addWidget(self.precise)
+        lay.addWidget(self.load)
+        lay.addWidget(self.state)
+        lay.addStretch(1)
+        session = widget.annotator.session if widget.annotator is not None else None
+        if session is not None:
+            session.events.engine_changed.connect(self.refresh)
+        self.refresh()
+
+    def selected(self) -> str:
+        """The model type selected in the list."""
+        return str(self.combo.currentData())
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint file", "",
+                                              "PyTorch weights (*.pth *.pt);;All files (*)")
+        if path:
+            self.checkpoint.setText(path)
+
+    def apply(self) -> None:
+        """Load the selected model (with the given checkpoint, if any)."""
+        from napari_samlabel._napari.widget import EngineOptions
+
+        text = self.checkpoint.text().strip()
+        self.widget.switch_model(EngineOptions(self.selected(), text or None,
+                                               self.precise.isChecked()))
+
+    def refresh(self, *_: Any) -> None:
+        """Show which model is loaded."""
+        a = self.widget.annotator
+        engine = a.session.engine if a is not None else None
+        if self.widget.loading_model is not None:
+            text = f"loading {self.widget.loading_model}…" + (
+                f" ({engine.model_id} in use meanwhile)" if engine is not None else "")
+        elif engine is None:
+            text = "no model loaded (see the status line)"
+        else:
+            text = (f"loaded: {engine.model_id} ({getattr(engine, 'precision', '?')} encoder on "
+                    f"{getattr(engine, 'device', 'cpu')})")
+        self.state.setText(text)

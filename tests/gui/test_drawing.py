@@ -1,0 +1,103 @@
+"""Drawing with real mouse events: Escape mid-stroke, negative boxes, clicks off the image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_samlabel._napari.bridge import NEGATIVE_COLOR, POSITIVE_COLOR
+from napari_samlabel._napari.convert import EDGE_WIDTH
+from napari_samlabel.core.prompts import Box, Point, Scribble
+
+from . import _qtinput as qi
+from .conftest import wait_idle
+
+pytestmark = pytest.mark.gui
+
+
+def _rgba(name):
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    return transform_color(name)[0]
+
+
+def test_escape_mid_stroke_cancels_only_that_stroke(annotate, image_folder, qtbot):
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+    qi.click(viewer, (40, 50))                              # the object so far: one point
+    wait_idle(qtbot, s)
+    a.scribble_mode()
+    sh = b.shapes_layer
+    stroke = [(20.0, 20.0 + 3 * k) for k in range(12)]
+    qi.press(viewer, stroke[0])
+    for rc in stroke[1:6]:
+        qi.move(viewer, rc)
+    assert sh._is_creating                                  # mid-stroke
+    qi.key(viewer, Qt.Key.Key_Escape)
+    for rc in stroke[6:]:                                   # the hand goes on, then lets go
+        qi.move(viewer, rc)
+    qi.release(viewer, stroke[-1])
+    wait_idle(qtbot, s)
+    [point] = s.doc.current.prompts                         # the point is kept ...
+    assert isinstance(point, Point) and np.allclose(point.rc, (40, 50), atol=1)
+    assert sh.nshapes == 0                                  # ... the stroke is not
+    assert not sh._is_creating and sh.mode == "add_path"
+    # The next stroke is one scribble, with no ghost of the cancelled one.
+    qi.drag(viewer, [(60.0, 20.0 + 3 * k) for k in range(12)])
+    wait_idle(qtbot, s)
+    scribbles = [p for p in s.doc.current.prompts if isinstance(p, Scribble)]
+    assert len(scribbles) == 1 and sh.nshapes == 1
+    assert np.all(np.abs(scribbles[0].path[:, 0] - 60) < 1.5)
+    # Without a stroke in progress, Escape discards the object as before.
+    qi.key(viewer, Qt.Key.Key_Escape)
+    assert s.doc.current.prompts == () and sh.nshapes == 0
+
+
+def test_shift_drag_draws_a_negative_box_that_cuts_the_mask(annotate, image_folder, qtbot):
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+    engine = s.engine
+    qi.click(viewer, (40, 50))
+    wait_idle(qtbot, s)
+    assert s.doc.current.mask[40, 52]
+    a.box_mode()
+    qi.drag(viewer, [(30.0, 51.0), (40.0, 60.0), (50.0, 70.0)], ["Shift"])
+    wait_idle(qtbot, s)
+    box = next(p for p in s.doc.current.prompts if isinstance(p, Box))
+    assert not box.positive
+    assert engine.last.box is None                          # SAM was given no box
+    region = box.pixel_region(s.doc.shape)
+    assert region[40, 55] and not (s.doc.current.mask & region).any()
+    assert s.doc.current.mask[40, 47]                       # the rest of the disk stays
+    np.testing.assert_allclose(b.shapes_layer.edge_color[0], _rgba(NEGATIVE_COLOR))
+    # Accepted and reopened, the box comes back magenta and as wide as it was drawn.
+    width = float(b.shapes_layer.edge_width[0])
+    obj = a.accept()
+    assert obj is not None and b.shapes_layer.nshapes == 0
+    s.reopen(obj.object_id)
+    assert b.shapes_layer.nshapes == 1
+    np.testing.assert_allclose(b.shapes_layer.edge_color[0], _rgba(NEGATIVE_COLOR))
+    assert float(b.shapes_layer.edge_width[0]) == width == EDGE_WIDTH
+    assert b.shapes_layer.features["positive"].tolist() == [False]
+    # A plain drag draws a positive (lime) box.
+    qi.drag(viewer, [(5.0, 5.0), (15.0, 15.0)])
+    wait_idle(qtbot, s)
+    np.testing.assert_allclose(b.shapes_layer.edge_color[-1], _rgba(POSITIVE_COLOR))
+    assert [p.positive for p in s.doc.current.prompts if isinstance(p, Box)] == [False, True]
+
+
+def test_click_outside_the_image_is_dropped_and_the_notice_clears(annotate, image_folder,
+                                                                   qtbot):
+    viewer, widget, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+    h, w = s.doc.shape
+    qi.click(viewer, (h / 2, w + 15.0))                    # right of the image
+    qtbot.waitUntil(lambda: len(b.points_layer.data) == 0, timeout=5000)
+    assert s.doc.current.prompts == ()
+    assert "outside" in widget.status_line.text()
+    qi.click(viewer, (h / 2, w / 2))                       # the next click decodes fine
+    qtbot.waitUntil(lambda: s.doc.current.has_mask and s.idle, timeout=20000)
+    assert len(b.points_layer.data) == 1 and len(s.doc.current.prompts) == 1
+    assert "outside" not in widget.status_line.text()
+    assert "failed" not in widget.status_line.text()
