@@ -34,9 +34,30 @@ def inner_point(mask: np.ndarray) -> list[float]:
     return [float(r), float(c)]
 
 
+def settle(app, session, seconds: float = 0.3) -> None:
+    """Run the Qt event loop for ``seconds`` and until the session is idle with an image."""
+    end = time.time() + seconds
+    while time.time() < end or not session.idle or session.doc is None:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def save_window(viewer, app, session, out: Path) -> None:
+    """Close napari's toasts, let the window settle, and save it (with its docks) to ``out``."""
+    from qtpy.QtWidgets import QWidget
+
+    for w in app.topLevelWidgets() + viewer.window._qt_window.findChildren(QWidget):
+        if type(w).__name__ == "NapariQtNotification":  # the PyQt5 deprecation toast
+            w.close()
+    settle(app, session, 0.5)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     import napari
-    from qtpy.QtWidgets import QApplication, QWidget
+    from qtpy.QtWidgets import QApplication
     from skimage.measure import label
 
     from napari_samlabel._napari.launch import open_annotator
@@ -63,13 +84,10 @@ def main() -> None:
         a = widget.annotator
         s = a.session
 
-        def settle(seconds: float = 0.3) -> None:
-            end = time.time() + seconds
-            while time.time() < end or not s.idle or s.doc is None:
-                app.processEvents()
-                time.sleep(0.01)
+        def wait(seconds: float = 0.3) -> None:
+            settle(app, s, seconds)
 
-        settle()
+        wait()
         sem = pairs[IMAGES.index(s.image_id())][1]
         people = label(sem == PERSON)
         cow = sem == COW
@@ -79,7 +97,7 @@ def main() -> None:
         a.pick_class(PERSON)
         for k in (1, 2):
             a.bridge.points_layer.add(inner_point(people == k))
-            settle()
+            wait()
             a.accept()
         a.pick_class(COW)
         rows, cols = np.nonzero(cow)
@@ -92,17 +110,11 @@ def main() -> None:
         a.toggle_polarity()
         a.toggle_outlines()          # accepted objects as outlines ("o")
         widget.tabs.setCurrentIndex(1)   # the Objects tab
-        settle(1.0)
+        wait(1.0)
         viewer.layers.selection.active = a.bridge.points_layer
         viewer.reset_view()
-        settle(1.0)
-        for w in app.topLevelWidgets() + viewer.window._qt_window.findChildren(QWidget):
-            if type(w).__name__ == "NapariQtNotification":  # the PyQt5 deprecation toast
-                w.close()
-        settle(0.5)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(str(OUT), canvas_only=False)
-        print(f"wrote {OUT}")
+        wait(1.0)
+        save_window(viewer, app, s, OUT)
         widget.shutdown()
         viewer.close()
     finally:

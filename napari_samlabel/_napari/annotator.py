@@ -62,6 +62,11 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut(("u",), "next_unfinished", "next unfinished image"),
     Shortcut(("d",), "mark_done", "mark image done and go to the next unfinished"),
     Shortcut(("f",), "toggle_flag", "flag / unflag the image"),
+    Shortcut(("Shift-A",), "review_accept", "review: accept the image, go to the next"),
+    Shortcut(("Shift-R",), "review_reject",
+             "review: reject the image (out of train and val), go to the next"),
+    Shortcut(("Shift-W",), "review_needs_work",
+             "review: the image needs work (out of train), go to the next"),
 )
 
 #: Mouse gestures, listed in the help panel.
@@ -85,6 +90,9 @@ class Annotator:
     start : int
         Image to open first.
     """
+
+    #: The Review tab's controller (a ``ReviewController``) that the review keys act on.
+    review: Any = None
 
     def __init__(self, viewer: Any, session: AnnotationSession, start: int = 0) -> None:
         self.viewer = viewer
@@ -181,6 +189,24 @@ class Annotator:
         has_objects = bool(s.doc and s.doc.objects)
         back = ImageStatus.IN_PROGRESS if has_objects else ImageStatus.NEW
         s.set_status(back if flagged else ImageStatus.FLAGGED)
+
+    def review_accept(self) -> None:
+        """Review: accept the image and go to the next undecided one."""
+        self._review("accepted")
+
+    def review_reject(self) -> None:
+        """Review: reject the image and go to the next undecided one."""
+        self._review("rejected")
+
+    def review_needs_work(self) -> None:
+        """Review: mark the image as needing work and go to the next undecided one."""
+        self._review("needs_work")
+
+    def _review(self, decision: str) -> None:
+        if self.review is None:
+            self.session.notify("no review queue: load one in the Review tab")
+        else:
+            self.review.decide(decision)
 
     # -- keys ------------------------------------------------------------------------------------
     def _activate(self, layer: Any, mode: str) -> None:

@@ -26,21 +26,37 @@ def preload_model_libraries() -> None:
 def open_annotator(viewer: Any, folder: str | Path | None = None,
                    classes: ClassTable | None = None,
                    engine_options: EngineOptions | None = None,
-                   engine: Any = None) -> SamLabelWidget:
-    """Dock the annotator in ``viewer`` and open ``folder`` (the sample images if None)."""
+                   engine: Any = None,
+                   review: str | Path | None = None) -> SamLabelWidget:
+    """Dock the annotator in ``viewer`` and open ``folder`` (the sample images if None).
+
+    ``review``: a curation queue (``queue.json`` or its folder) to walk in the Review tab,
+    which opens at its worst undecided image.
+
+    Raises
+    ------
+    ValueError
+        If the review queue cannot be used with this folder (the message says why).
+    """
     widget = SamLabelWidget(viewer, engine_options, classes)
     viewer.window.add_dock_widget(widget, name="SAM label", area="right")
     if folder is None:
         widget.open_samples(engine)
     else:
         widget.open_folder(folder, engine)
+    if review is not None and not widget.open_review(review):
+        text = widget.review_panel.message if widget.review_panel else ""
+        widget.shutdown()
+        raise ValueError(text or f"cannot review {review}")
     return widget
 
 
 def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
            model: str = "vit_b", checkpoint: str | None = None, precise: bool = False,
-           run: bool = True) -> SamLabelWidget:
+           run: bool = True, review: str | Path | None = None) -> SamLabelWidget:
     """Open a napari window annotating ``folder`` and run the Qt event loop until closed.
+
+    ``review``: a curation queue to walk in the Review tab (see :func:`open_annotator`).
 
     Raises
     ------
@@ -57,7 +73,7 @@ def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
     viewer = napari.Viewer(title="napari-samlabel")
     try:
         widget = open_annotator(viewer, folder, classes,
-                                EngineOptions(model, checkpoint, precise))
+                                EngineOptions(model, checkpoint, precise), review=review)
     except Exception:
         viewer.close()
         raise

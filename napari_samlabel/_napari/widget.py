@@ -35,6 +35,7 @@ from napari_samlabel._napari.model_panel import ModelPanel
 from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
+from napari_samlabel._napari.review_panel import ReviewPanel
 from napari_samlabel._napari.session import (
     AnnotationSession,
     project_for_folder,
@@ -79,6 +80,7 @@ class SamLabelWidget(QWidget):
         self.engine_options = engine_options or EngineOptions()
         self.classes = classes
         self.annotator: Annotator | None = None
+        self.review_panel: ReviewPanel | None = None
         self._loader: Any = None
         self.loading_model: str | None = None  # model type being loaded, if any
         self._load_seq = 0  # the newest load wins
@@ -154,11 +156,24 @@ class SamLabelWidget(QWidget):
         self.tabs.addTab(RefinePanel(annotator), "Refine")
         self.model_panel = ModelPanel(self)
         self.tabs.addTab(self.model_panel, "Model")
+        self.review_panel = ReviewPanel(annotator)
+        self.tabs.addTab(self.review_panel, "Review")
         annotator.points_mode()
         if session.engine is None:
             self.load_engine()
         self._render_status()
         return annotator
+
+    def open_review(self, queue: str | Path) -> bool:
+        """Show the Review tab with ``queue`` loaded, at its worst undecided image.
+
+        ``queue``: a ``queue.json`` or the folder holding it. False when it could not be
+        loaded (the tab says why).
+        """
+        if self.review_panel is None:
+            raise RuntimeError("open a folder before loading a review queue")
+        self.tabs.setCurrentWidget(self.review_panel)
+        return self.review_panel.load(queue)
 
     def switch_model(self, options: EngineOptions) -> None:
         """Load another model (in a worker); the annotation goes on with it when ready.

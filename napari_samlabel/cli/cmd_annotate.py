@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "if missing)")
     p.add_argument("--precise", action="store_true",
                    help="encode in float32 (slower) instead of bfloat16 where supported")
+    p.add_argument("--review", type=Path, metavar="QUEUE",
+                   help="walk a curation queue (queue.json, or the output folder of "
+                        "'samlabel curate FOLDER') worst first in the Review tab, starting "
+                        "at its worst undecided image")
     p.set_defaults(func=run)
 
 
@@ -43,6 +47,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"not a folder of images: {args.folder}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise CLIError(f"checkpoint file not found: {args.checkpoint}")
+    if args.review is not None:
+        from napari_samlabel.evaluate.queue import read_queue
+
+        if args.folder is None:
+            raise CLIError("--review needs FOLDER, the project the queue was curated from")
+        try:
+            read_queue(args.review)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
     classes = None
     if args.classes is not None:
         try:
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         launcher.launch(args.folder, classes, args.model,
                         None if args.checkpoint is None else str(args.checkpoint),
-                        args.precise)
+                        args.precise, review=args.review)
     except (ValueError, OSError) as exc:
         raise CLIError(str(exc)) from exc
     return 0

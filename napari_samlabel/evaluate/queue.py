@@ -220,7 +220,7 @@ def read_queue(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"curation queue not found: {p}") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read curation queue {p}: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != QUEUE_FORMAT:
         raise ValueError(f"{p} is not a curation queue (field 'format' is not "

@@ -16,7 +16,7 @@ MANIFEST = Path(napari_samlabel.__file__).with_name("napari.yaml")
 def test_annotate_arguments_reach_the_launcher(monkeypatch, image_folder, tmp_path):
     launch = importlib.import_module("napari_samlabel._napari.launch")
     seen = {}
-    monkeypatch.setattr(launch, "launch", lambda *a: seen.setdefault("args", a))
+    monkeypatch.setattr(launch, "launch", lambda *a, **kw: seen.setdefault("args", a))
     classes = tmp_path / "classes.txt"
     classes.write_text("dog\ndog/head\ncat\n")
     ckpt = tmp_path / "sam.pth"

@@ -1,0 +1,208 @@
+"""The review workflow headless: load a curated queue, walk it, decide, restart, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.prompts import Box, Point
+from napari_samlabel.evaluate.queue import curate
+from napari_samlabel.evaluate.review import ReviewController
+from napari_samlabel.io.project import Project
+
+SHAPE = (64, 80)
+
+
+def _rect(r0, r1, c0, c1):
+    m = np.zeros(SHAPE, dtype=bool)
+    m[r0:r1, c0:c1] = True
+    return m
+
+
+CLEAN = _rect(10, 40, 10, 50)
+GOOD = AnnotatedObject(1, 1, CLEAN, (Point((25, 30)), Box((10, 10), (39, 49))), 0.97)
+
+
+@pytest.fixture()
+def curated(tmp_path):
+    """A project of five images and the queue `samlabel curate` made of it.
+
+    Worst first: c (flagged), b (a second object with a click outside and stray pieces),
+    d (low predicted IoU), a (clean); e is not annotated, so not queued.
+    """
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for iid in "abcde":
+        Image.fromarray(rng.integers(0, 255, SHAPE + (3,), dtype=np.uint8)).save(
+            images / f"{iid}.png")
+    proj = Project.create(tmp_path / "proj", images, ["cat", "dog"])
+    broken = CLEAN.copy()
+    broken[50:60, 60:75] = True
+    bad = AnnotatedObject(2, 2, broken, (Point((60, 5)),), 0.62)
+    for iid, objects, status in (
+            ("a", [GOOD], ImageStatus.DONE),
+            ("b", [GOOD, bad], ImageStatus.DONE),
+            ("c", [GOOD], ImageStatus.FLAGGED),
+            ("d", [AnnotatedObject(1, 1, CLEAN, GOOD.prompts, 0.70)], ImageStatus.DONE)):
+        proj.save_document(AnnotationDocument(iid, SHAPE, objects, status))
+    result = curate(proj.folder, tmp_path / "review", top=0)
+    assert [a.image_id for a in result.ranked] == ["c", "b", "d", "a"]
+    return proj.folder, tmp_path / "review"
+
+
+def _controller(folder):
+    """A controller on a freshly opened project (a restart), recording what it does."""
+    opened: list[str] = []
+    messages: list[str] = []
+    c = ReviewController(Project.open(folder), opened.append)
+    c.events.message.connect(messages.append)
+    return c, opened, messages
+
+
+def test_walk_decide_and_resume_after_a_restart(curated):
+    folder, queue = curated
+    c, opened, messages = _controller(folder)
+    assert c.position_text() == "No queue loaded."
+    assert c.load(queue)                       # the folder: its queue.json is read
+    assert c.queue_path == queue / "queue.json"
+    assert "queue of 4 images, 4 undecided" in messages[-1]
+    assert opened == ["c"] and c.current.image_id == "c"
+    assert c.position_text() == "1 of 4 · 4 undecided"
+    c.reason, c.note = "wrong object", "the cat's tail is missing"
+    assert c.decide("rejected")
+    assert messages[-1] == "c: rejected (wrong object), saved"
+    # saved at once, and the walk moved to the next undecided image, which was opened
+    assert Project.open(folder).review("c").reason == "wrong object"
+    assert opened == ["c", "b"] and c.current.image_id == "b"
+    assert (c.reason, c.note) == ("", "")       # the draft does not leak to the next image
+    c.reason = "boundary"
+    assert c.decide("needs_work")
+    assert c.current.image_id == "d" and c.position_text() == "3 of 4 · 2 undecided"
+
+    # Restart: a new controller on a newly opened project resumes at the next undecided one.
+    c2, opened2, _ = _controller(folder)
+    assert c2.load(queue / "queue.json")
+    assert opened2 == ["d"] and c2.current.image_id == "d"
+    assert {i: (r.decision, r.reason, r.note) for i, r in c2.project.reviews().items()} == {
+        "c": ("rejected", "wrong object", "the cat's tail is missing"),
+        "b": ("needs_work", "boundary", "")}
+    assert c2.counts() == {"accepted": 0, "rejected": 1, "needs_work": 1, "undecided": 2}
+    # The queue list marks decided images, and names each image's telling flag.
+    rows = [label.split() for _, label in c2.queue_rows()]
+    assert [r[0] for r in rows] == ["\u2717", "\u270e", "·", "·"]
+    assert [r[2] for r in rows] == ["c", "b", "d", "a"]
+    assert [r[4:] for r in rows] == [["flagged"], ["positive_outside"], ["low_iou"], []]
+    assert c2.decide("accepted") and c2.decide("accepted")
+    assert c2.current is None and c2.counts()["undecided"] == 0
+    assert c2.position_text() == "End of the queue (4 images) · 0 undecided"
+
+
+def test_next_wraps_to_skipped_images_previous_revises_and_clear(curated):
+    folder, queue = curated
+    c, opened, messages = _controller(folder)
+    c.load(queue)
+    c.next()                                    # pass over c without deciding
+    assert c.current.image_id == "b"
+    assert c.decide("accepted") and c.decide("accepted")  # b, d
+    assert c.current.image_id == "a"
+    assert c.decide("accepted")
+    # The one left undecided is found again: the walk wraps round.
+    assert c.current.image_id == "c"
+    assert c.decide("rejected") and c.current is None
+    assert messages[-1] == "all 4 images decided: 3 accepted, 1 rejected, 0 need work"
+    # Prev goes back over decided images, and shows the decision to revise it.
+    assert c.previous().image_id == "a"
+    assert c.decision.decision == "accepted"
+    assert c.previous().image_id == "d"
+    # Every image is decided: Next has nowhere to go.
+    assert c.next() is None and c.current is None
+    # A decision cleared elsewhere (another window) is seen at the next move.
+    c.project.clear_review("b")
+    assert c.next().image_id == "b" and opened[-1] == "b"
+
+
+def test_include_decided_walks_every_image_and_clear_makes_one_undecided(curated):
+    folder, queue = curated
+    c, opened, _ = _controller(folder)
+    c.load(queue)
+    c.decide("rejected")
+    c.decide("accepted")                        # c, b decided; on d
+    c.include_decided = True
+    assert c.restart().image_id == "d"          # restart: the worst *undecided*
+    assert c.previous().image_id == "b"
+    assert c.decision.decision == "accepted"
+    assert c.previous().image_id == "c" and c.reason == ""
+    assert c.previous().image_id == "c"         # the worst: stays
+    assert [c.next().image_id for _ in range(3)] == ["b", "d", "a"]
+    assert c.next() is None                     # the end, not a wrap round
+    c.go_to("c")
+    assert opened[-1] == "c" and c.decision.decision == "rejected"
+    assert c.clear() and c.decision is None
+    assert Project.open(folder).review("c") is None
+    assert c.current.image_id == "c"            # clearing stays on the image
+    assert c.counts()["undecided"] == 3
+
+
+def test_refused_decisions_and_bad_queues_are_messages(curated, tmp_path):
+    folder, queue = curated
+    c, opened, messages = _controller(folder)
+    assert not c.decide("accepted")
+    assert messages[-1].startswith("load a curation queue first")
+    assert not c.load(tmp_path / "nowhere")
+    assert "curation queue not found" in messages[-1]
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"format": "something else"}')
+    assert not c.load(bogus) and "is not a curation queue" in messages[-1]
+    other = json.loads((queue / "queue.json").read_text())
+    for rec in other["images"]:
+        rec["image_id"] = "x" + rec["image_id"]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert not c.load(tmp_path / "other.json")
+    assert "none of the queue's 4 images is in the project" in messages[-1]
+    assert c.walk is None and opened == []
+
+    c.load(queue)
+    c.reason = "x" * 300                        # not a short tag
+    assert not c.decide("rejected")
+    assert messages[-1].startswith("not saved: image c: reason must be one line")
+    assert c.current.image_id == "c" and Project.open(folder).review("c") is None
+    c.reason = "boundary"
+    assert not c.decide("maybe")
+    assert "decision 'maybe' is not one of" in messages[-1]
+    # The annotator goes to an image the queue does not hold: nothing to decide there.
+    c.follow("e")
+    assert c.current is None and c.away == "e"
+    assert c.position_text() == "e is not in the queue · 4 undecided"
+    assert not c.decide("accepted") and "e is not in the queue" in messages[-1]
+    assert Project.open(folder).review("e") is None
+    c.follow("d")                               # ... and back to a queued one
+    assert c.current.image_id == "d" and opened[-1] == "c"  # followed, not reopened
+    assert c.next().image_id == "a"
+
+
+def test_signals_of_the_current_image_and_rescoring_after_a_fix(curated):
+    folder, queue = curated
+    c, _, _ = _controller(folder)
+    c.load(queue)
+    c.next()                                    # b
+    lines = c.item_lines()
+    assert lines[0] == f"b: rank 2, score {c.current.score:.2f}"
+    assert "positive_outside" in lines[1] and "fragmented" in lines[1]
+    assert lines[2].startswith("why: object 2 (dog): positive prompts outside the mask")
+    rows = c.object_rows()
+    assert [r.object_id for r in rows] == [2, 1]
+    assert rows[0].class_name == "dog" and rows[0].reason.startswith("positive prompts outside")
+    assert "fragment_fraction: " in rows[0].signals and rows[1].flags == ()
+    assert len(c.object_rows(limit=1)) == 1
+    # The annotator fixes object 2: rescored from the objects as they are now.
+    now = c.rescore([GOOD, AnnotatedObject(2, 2, _rect(42, 60, 55, 78), (Point((50, 60)),),
+                                           0.95)], "done")
+    assert now.score < c.current.score and not now.flags
+    assert c.item_lines()[-1] == f"now: score {now.score:.2f}, flags: none"
+    c.next()
+    assert c.now is None and len(c.item_lines()) == 3
