@@ -109,7 +109,7 @@ def main() -> None:
         a.bridge.points_layer.add(inner_point(people == 1))
         a.toggle_polarity()
         a.toggle_outlines()          # accepted objects as outlines ("o")
-        widget.tabs.setCurrentIndex(1)   # the Objects tab
+        widget.tabs.setCurrentIndex(0)   # the Label tab: classes and objects
         wait(1.0)
         viewer.layers.selection.active = a.bridge.points_layer
         viewer.reset_view()

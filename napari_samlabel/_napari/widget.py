@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -149,15 +150,21 @@ class SamLabelWidget(QWidget):
         annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
         annotator.bridge.pressed = lambda: self._release_paint(now=False)  # drawing shows live
         self.annotator = annotator
-        self.tabs.addTab(ClassPanel(annotator), "Classes")
-        self.tabs.addTab(ObjectsPanel(annotator), "Objects")
-        self.tabs.addTab(NavigatorPanel(annotator), "Images")
-        self.tabs.addTab(HelpPanel(), "Shortcuts")
+        # Classes and the image's objects are used together all day: one tab, split.
+        self.class_panel = ClassPanel(annotator)
+        self.objects_panel = ObjectsPanel(annotator)
+        label = QSplitter(Qt.Orientation.Vertical)
+        label.addWidget(self.class_panel)
+        label.addWidget(self.objects_panel)
+        self.tabs.addTab(label, "Label")
+        self.navigator_panel = NavigatorPanel(annotator)
+        self.tabs.addTab(self.navigator_panel, "Images")
         self.tabs.addTab(RefinePanel(annotator), "Refine")
         self.model_panel = ModelPanel(self)
         self.tabs.addTab(self.model_panel, "Model")
         self.review_panel = ReviewPanel(annotator)
         self.tabs.addTab(self.review_panel, "Review")
+        self.tabs.addTab(HelpPanel(), "Keys")
         annotator.points_mode()
         if session.engine is None:
             self.load_engine()

@@ -44,7 +44,7 @@ def test_navigation_statuses_and_resume_keep_every_object(annotate, image_folder
     keys.press_key("u")                        # next unfinished: image 0 (in progress)
     wait_idle(qtbot, s)
     assert s.index == 0 and len(s.doc.objects) == 2
-    nav = widget.tabs.widget(2)
+    nav = widget.navigator_panel
     assert "done" in nav.list.item(1).text() and "flagged" in nav.list.item(2).text()
     widget.shutdown()
 

@@ -23,8 +23,8 @@ def _accept_at(a, qtbot, rc, class_id):
 
 
 def _panel(widget) -> ObjectsPanel:
-    return next(widget.tabs.widget(i) for i in range(widget.tabs.count())
-                if isinstance(widget.tabs.widget(i), ObjectsPanel))
+    assert isinstance(widget.objects_panel, ObjectsPanel)
+    return widget.objects_panel
 
 
 def test_objects_panel_lists_selects_reclasses_deletes_and_reopens(annotate, image_folder,
@@ -85,7 +85,7 @@ def test_outlines_and_hiding_accepted_objects(annotate, image_folder, qtbot):
     keys.press_key("h")
     assert b.semantic_layer.visible
     tabs = widget.tabs
-    (shortcuts,) = [tabs.widget(i) for i in range(tabs.count()) if tabs.tabText(i) == "Shortcuts"]
+    (shortcuts,) = [tabs.widget(i) for i in range(tabs.count()) if tabs.tabText(i) == "Keys"]
     text = shortcuts.text()
     for key in ("<b>o</b>", "<b>h</b>", "<b>Delete / Backspace</b>", "<b>/</b>"):
         assert key in text
@@ -94,7 +94,7 @@ def test_outlines_and_hiding_accepted_objects(annotate, image_folder, qtbot):
 def test_class_filter_and_alt_digits_reach_every_class(annotate, image_folder, qtbot):
     viewer, widget, a = annotate(image_folder, show=True)
     s = a.session
-    panel = widget.tabs.widget(0)
+    panel = widget.class_panel
     qi.key(viewer, Qt.Key.Key_5, ["Alt"])                  # Alt+5: class 15, person
     assert s.current_class == 15
     assert "class person (15)" in widget.status_line.text()
