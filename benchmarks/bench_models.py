@@ -117,8 +117,8 @@ def main() -> None:
         precise, fast = _engine(name, True), _engine(name, False)
         ref, _ = precise.encode(image)  # also warms both up
         emb, _ = fast.encode(image)
-        cos = min(_cos(emb.features, ref.features),
-                  *(_cos(emb.extras[k], ref.extras[k]) for k in ref.extras))
+        cos = min([_cos(emb.features, ref.features),
+                   *(_cos(emb.extras[k], ref.extras[k]) for k in ref.extras)])
         best = {"fp32": float("inf"), "default": float("inf")}
         for _ in range(args.repeats):  # round-robin: other load hits both alike
             for mode, eng in (("fp32", precise), ("default", fast)):

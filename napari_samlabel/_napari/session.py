@@ -160,6 +160,15 @@ class AnnotationSession:
         self.image: np.ndarray | None = None
         self.doc: AnnotationDocument | None = None
         self.current_class = 1 if len(self.classes) > 1 else 0
+        self._resume_at: int | None = None
+        if project is not None:
+            # Where the annotator stopped (samlabel-session.json): image and class.
+            image_id, class_id = project.last_position()
+            stems = [p.stem for p in self.images]
+            if image_id in stems:
+                self._resume_at = stems.index(image_id)
+            if class_id is not None and 0 < class_id < len(self.classes):
+                self.current_class = int(class_id)
         self._statuses: list[ImageStatus] = [self._stored_status(p) for p in self.images]
         self._engine_image: int | None = None   # index of the image the engine holds
         self._encoded: set[int] = set()         # images encoded (or prefetched) this session
@@ -233,10 +242,20 @@ class AnnotationSession:
         if doc.current.class_id != self.current_class:
             doc.set_current_class(self.current_class)
         self.lane.cancel("decode")
+        self._remember_position()
         self.events.image_changed.emit(index)
         self.events.selection_changed.emit(0)
         self._request_encode()
         return doc
+
+    def _remember_position(self) -> None:
+        """Save the open image and the picked class, so reopening resumes exactly here."""
+        if self.project is None or self.index < 0:
+            return
+        try:
+            self.project.set_last_position(self.image_id(), self.current_class or None)
+        except (OSError, KeyError, ValueError) as exc:  # a convenience: never stop work
+            self.notify(f"could not remember the position: {exc}")
 
     @property
     def target_index(self) -> int:
@@ -249,7 +268,13 @@ class AnnotationSession:
         return self.lane.idle and self.prefetch_lane.idle and self.load_lane.idle
 
     def resume_index(self) -> int:
-        """Where to resume: the first image in progress, else the first new one, else 0."""
+        """Index of the image to open first.
+
+        The image that was open when the project was last left, else the first image in
+        progress, else the first new one, else 0.
+        """
+        if self._resume_at is not None:
+            return self._resume_at
         for wanted in (ImageStatus.IN_PROGRESS, ImageStatus.NEW):
             for i, status in enumerate(self._statuses):
                 if status == wanted:
@@ -477,6 +502,7 @@ class AnnotationSession:
         self.current_class = int(class_id)
         if self.doc is not None:
             self.doc.set_current_class(class_id)
+        self._remember_position()
 
     def pick_class(self, class_id: int) -> None:
         """A class key or click: re-class the selected accepted object, else the current one."""

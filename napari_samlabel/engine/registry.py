@@ -127,28 +127,29 @@ _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            name="vit_b", config=_VIT_B,
+            name="vit_b", cpu_encode_s=3.6, config=_VIT_B,
             url=_SAM_BASE_URL + "sam_vit_b_01ec64.pth",
             sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
             filename="sam_vit_b_01ec64.pth",
             description="SAM ViT-B (375 MB): fastest official SAM, the default",
         ),
         ModelSpec(
-            name="vit_l", config=_VIT_L,
+            name="vit_l", cpu_encode_s=11.2, config=_VIT_L,
             url=_SAM_BASE_URL + "sam_vit_l_0b3195.pth",
             sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
             filename="sam_vit_l_0b3195.pth",
             description="SAM ViT-L (1.2 GB): about 2.5x slower than ViT-B",
         ),
         ModelSpec(
-            name="vit_h", config=_VIT_H,
+            name="vit_h", cpu_encode_s=19.4, config=_VIT_H,
             url=_SAM_BASE_URL + "sam_vit_h_4b8939.pth",
             sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             filename="sam_vit_h_4b8939.pth",
             description="SAM ViT-H (2.6 GB): the paper's model, slowest",
         ),
         ModelSpec(
-            name="vit_t", family="mobile_sam", config=_TINY_VIT, aliases=("mobile_sam",),
+            name="vit_t", cpu_encode_s=0.7, family="mobile_sam", config=_TINY_VIT,
+            aliases=("mobile_sam",),
             url=_MOBILE_SAM_URL,
             sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
             filename="mobile_sam.pt",
@@ -156,27 +157,27 @@ _MODELS: dict[str, ModelSpec] = {
                         "made for CPUs and laptops",
         ),
         ModelSpec(
-            name="sam_hq_vit_b", family="sam_hq", config=_VIT_B,
+            name="sam_hq_vit_b", cpu_encode_s=4.8, family="sam_hq", config=_VIT_B,
             url=_HQ_BASE_URL + "sam_hq_vit_b.pth", sha256=None,
             md5="c6b8953247bcfdc8bb8ef91e36a6cacc", filename="sam_hq_vit_b.pth",
             description="SAM-HQ ViT-B (362 MB): finer boundaries and thin structures; "
                         "one refined mask per prompt",
         ),
         ModelSpec(
-            name="sam_hq_vit_l", family="sam_hq", config=_VIT_L,
+            name="sam_hq_vit_l", cpu_encode_s=12.0, family="sam_hq", config=_VIT_L,
             url=_HQ_BASE_URL + "sam_hq_vit_l.pth", sha256=None,
             md5="08947267966e4264fb39523eccc33f86", filename="sam_hq_vit_l.pth",
             description="SAM-HQ ViT-L (1.2 GB)",
         ),
         ModelSpec(
-            name="sam_hq_vit_h", family="sam_hq", config=_VIT_H,
+            name="sam_hq_vit_h", cpu_encode_s=18.6, family="sam_hq", config=_VIT_H,
             url=_HQ_BASE_URL + "sam_hq_vit_h.pth",
             sha256="a7ac14a085326d9fa6199c8c698c4f0e7280afdbb974d2c4660ec60877b45e35",
             filename="sam_hq_vit_h.pth",
             description="SAM-HQ ViT-H (2.4 GB)",
         ),
         ModelSpec(
-            name="sam_hq_vit_tiny", family="sam_hq",
+            name="sam_hq_vit_tiny", cpu_encode_s=0.6, family="sam_hq",
             config={**_TINY_VIT, "encoder": "tiny_vit"},
             url=_HQ_BASE_URL + "sam_hq_vit_tiny.pth",
             sha256="0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
@@ -185,7 +186,7 @@ _MODELS: dict[str, ModelSpec] = {
                         "encoder",
         ),
         ModelSpec(
-            name="sam2.1_hiera_tiny", family="sam2", config=_sam2("t"),
+            name="sam2.1_hiera_tiny", cpu_encode_s=2.0, family="sam2", config=_sam2("t"),
             aliases=("sam2.1_t", "sam2_t"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_tiny.pt",
             sha256="7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
@@ -193,7 +194,7 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-T (149 MB): SAM 2 image prediction, smallest",
         ),
         ModelSpec(
-            name="sam2.1_hiera_small", family="sam2", config=_sam2("s"),
+            name="sam2.1_hiera_small", cpu_encode_s=2.5, family="sam2", config=_sam2("s"),
             aliases=("sam2.1_s", "sam2_s"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_small.pt",
             sha256="6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
@@ -201,7 +202,7 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-S (176 MB)",
         ),
         ModelSpec(
-            name="sam2.1_hiera_base_plus", family="sam2", config=_sam2("b+"),
+            name="sam2.1_hiera_base_plus", cpu_encode_s=3.8, family="sam2", config=_sam2("b+"),
             aliases=("sam2.1_b+", "sam2_b+", "sam2.1_hiera_b+"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_base_plus.pt",
             sha256="a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
@@ -209,7 +210,7 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-B+ (309 MB)",
         ),
         ModelSpec(
-            name="sam2.1_hiera_large", family="sam2", config=_sam2("l"),
+            name="sam2.1_hiera_large", cpu_encode_s=8.1, family="sam2", config=_sam2("l"),
             aliases=("sam2.1_l", "sam2_l"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_large.pt",
             sha256="2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",

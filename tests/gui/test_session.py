@@ -365,3 +365,24 @@ def test_switching_models_keeps_accepted_objects_and_redecodes_without_old_logit
     s.reopen(kept.object_id)
     s.set_prompts([*s.doc.current.prompts, Point((22, 31))])
     assert new.mask_inputs[-1] is None
+
+
+def test_reopening_resumes_at_the_last_image_and_class(image_folder):
+    s = _session(image_folder, prefetch=False)
+    s.next_image()
+    s.next_image()
+    s.select_class(7)
+    s.previous_image()                           # image 1 in progress would also win; no
+    s.set_prompts([Point((20, 30))])
+    s.accept()
+    s.next_image()                               # left at image 2, class 7
+    again = session_for_project(Project.open(image_folder), engine=DiskEngine(),
+                                prefetch=False)
+    assert again.resume_index() == 2 and again.current_class == 7
+    again.open_image(again.resume_index())
+    assert again.doc.current.class_id == 7
+    # A damaged position file is a warning, never a failure to open.
+    (image_folder / "samlabel-session.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="samlabel-session.json"):
+        third = session_for_project(Project.open(image_folder), engine=DiskEngine())
+    assert third.resume_index() == 1              # the first image in progress
