@@ -53,10 +53,12 @@ def open_annotator(viewer: Any, folder: str | Path | None = None,
 
 def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
            model: str = "vit_b", checkpoint: str | None = None, precise: bool = False,
-           run: bool = True, review: str | Path | None = None) -> SamLabelWidget:
+           run: bool = True, review: str | Path | None = None,
+           cache_dir: str | None = None) -> SamLabelWidget:
     """Open a napari window annotating ``folder`` and run the Qt event loop until closed.
 
     ``review``: a curation queue to walk in the Review tab (see :func:`open_annotator`).
+    ``cache_dir``: cache root of checkpoints and embeddings (default: the user cache dir).
 
     Raises
     ------
@@ -73,7 +75,8 @@ def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
     viewer = napari.Viewer(title="napari-samlabel")
     try:
         widget = open_annotator(viewer, folder, classes,
-                                EngineOptions(model, checkpoint, precise), review=review)
+                                EngineOptions(model, checkpoint, precise, cache_dir),
+                                review=review)
     except Exception:
         viewer.close()
         raise

@@ -42,10 +42,10 @@ class ModelPanel(QWidget):
 
         self.widget = widget
         current = widget.engine_options
-        self.choices = model_choices()
+        self.choices = model_choices(current.cache_dir)
         if current.model not in {c.name for c in self.choices}:
             # A test model (or an alias) given on the command line: list it too.
-            self.choices += [c for c in model_choices(include_tests=True)
+            self.choices += [c for c in model_choices(current.cache_dir, include_tests=True)
                              if c.name == current.model]
         self.combo = QComboBox()
         model = self.combo.model()
@@ -104,7 +104,8 @@ class ModelPanel(QWidget):
 
         text = self.checkpoint.text().strip()
         self.widget.switch_model(EngineOptions(self.selected(), text or None,
-                                               self.precise.isChecked()))
+                                               self.precise.isChecked(),
+                                               self.widget.engine_options.cache_dir))
 
     def refresh(self, *_: Any) -> None:
         """Show which model is loaded."""

@@ -56,6 +56,7 @@ class EngineOptions:
     model: str = "vit_b"
     checkpoint: str | None = None
     precise: bool = False
+    cache_dir: str | None = None
 
 
 def _runners() -> dict[str, ThreadRunner]:
@@ -211,7 +212,8 @@ class SamLabelWidget(QWidget):
 
             keep_triton_out()
             try:
-                return seq, load_engine(opts.model, opts.checkpoint, precise=opts.precise)
+                return seq, load_engine(opts.model, opts.checkpoint, precise=opts.precise,
+                                        cache_dir=opts.cache_dir)
             except Exception as exc:  # shown as a message, not re-raised as a traceback
                 return seq, _LoadFailed(exc)  # (a worker returning an exception re-raises it)
 

@@ -26,10 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=Path, metavar="FILE",
                    help="class list, one name per line or a YAML list; 'dog/head' is a part "
                         "of 'dog' (default: the 20 PASCAL VOC classes)")
-    p.add_argument("--model", default="vit_b", help="SAM model type (default: vit_b)")
+    p.add_argument("--model", default="vit_b",
+                   help="model type: vit_b (default), vit_l, vit_h, vit_t (MobileSAM), "
+                        "sam_hq_vit_b ..., sam2.1_hiera_tiny ... ('samlabel models' lists "
+                        "them); the Model tab switches later")
     p.add_argument("--checkpoint", type=Path, metavar="PATH",
                    help="local checkpoint file (default: cached official file, downloaded "
                         "if missing)")
+    p.add_argument("--cache", "--cache-dir", dest="cache_dir", type=Path, metavar="DIR",
+                   help="cache root for checkpoints and embeddings (default: "
+                        "$SAMLABEL_CACHE_DIR or the user cache dir), e.g. the one "
+                        "'samlabel embed --cache DIR' filled")
     p.add_argument("--precise", action="store_true",
                    help="encode in float32 (slower) instead of bfloat16 where supported")
     p.add_argument("--review", type=Path, metavar="QUEUE",
@@ -47,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"not a folder of images: {args.folder}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise CLIError(f"checkpoint file not found: {args.checkpoint}")
+    from napari_samlabel.engine.errors import ModelUnavailableError
+    from napari_samlabel.engine.families import require_family
+    from napari_samlabel.engine.registry import get_model_spec
+
+    try:  # an unknown model or a missing package is said before any window opens
+        require_family(get_model_spec(args.model).family, args.model)
+    except KeyError as exc:
+        raise CLIError(str(exc.args[0])) from exc
+    except ModelUnavailableError as exc:
+        raise CLIError(str(exc)) from exc
     if args.review is not None:
         from napari_samlabel.evaluate.queue import read_queue
 
@@ -66,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         launcher.launch(args.folder, classes, args.model,
                         None if args.checkpoint is None else str(args.checkpoint),
-                        args.precise, review=args.review)
+                        args.precise, review=args.review,
+                        cache_dir=None if args.cache_dir is None else str(args.cache_dir))
     except (ValueError, OSError) as exc:
         raise CLIError(str(exc)) from exc
     return 0

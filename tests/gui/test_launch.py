@@ -16,15 +16,17 @@ MANIFEST = Path(napari_samlabel.__file__).with_name("napari.yaml")
 def test_annotate_arguments_reach_the_launcher(monkeypatch, image_folder, tmp_path):
     launch = importlib.import_module("napari_samlabel._napari.launch")
     seen = {}
-    monkeypatch.setattr(launch, "launch", lambda *a, **kw: seen.setdefault("args", a))
+    monkeypatch.setattr(launch, "launch",
+                        lambda *a, **kw: (seen.setdefault("args", a), seen.update(kw)))
     classes = tmp_path / "classes.txt"
     classes.write_text("dog\ndog/head\ncat\n")
     ckpt = tmp_path / "sam.pth"
     ckpt.write_bytes(b"x")
     assert main(["annotate", str(image_folder), "--classes", str(classes), "--model", "vit_l",
-                 "--checkpoint", str(ckpt), "--precise"]) == 0
+                 "--checkpoint", str(ckpt), "--precise", "--cache", str(tmp_path / "c")]) == 0
     folder, table, model, checkpoint, precise = seen["args"]
     assert folder == image_folder and model == "vit_l" and checkpoint == str(ckpt) and precise
+    assert seen["cache_dir"] == str(tmp_path / "c")
     assert table.names == ("background", "dog", "dog/head", "cat")
     assert table.parent(2) == 1
 
@@ -32,6 +34,7 @@ def test_annotate_arguments_reach_the_launcher(monkeypatch, image_folder, tmp_pa
 @pytest.mark.parametrize("argv, message", [
     (["annotate", "/no/such/folder"], "not a folder of images"),
     (["annotate", ".", "--checkpoint", "/no/such.pth"], "checkpoint file not found"),
+    (["annotate", ".", "--model", "vit_q"], "unknown model type 'vit_q'"),
 ])
 def test_annotate_user_errors(argv, message, capsys):
     assert main(argv) == 2
@@ -75,3 +78,13 @@ def test_launcher_opens_the_samples_with_help(make_napari_viewer, qtbot, monkeyp
             assert key in text
     finally:
         widget.shutdown()
+
+
+def test_annotate_says_a_models_package_is_missing_before_any_window(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sam2" else real(name, *a))
+    assert main(["annotate", ".", "--model", "sam2.1_hiera_tiny"]) == 2
+    assert 'pip install "napari-samlabel[sam2]"' in capsys.readouterr().err
