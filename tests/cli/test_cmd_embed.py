@@ -61,3 +61,30 @@ def test_embed_errors(tmp_path, tiny_checkpoint, capsys, images):
     assert main(_args(str(bad), checkpoint=tiny_checkpoint, cache=tmp_path)) == 1
     out = capsys.readouterr().out
     assert "1 unreadable" in out and "bad.png" in out
+
+
+@pytest.mark.parametrize(("option", "expected"), [(None, False), ("on", True), ("off", False)])
+def test_compile_auto_keeps_the_faster_eager_encoder_on_cpu(option, expected, tmp_path,
+                                                             monkeypatch, capsys):
+    """torch.compile is slower than the eager encoder on CPU: auto never picks it there."""
+    from napari_samlabel.engine import sam
+    from napari_samlabel.engine.checkpoint import CheckpointError
+
+    seen = {}
+
+    def fake_load_engine(*args, **kwargs):
+        seen.update(kwargs)
+        raise CheckpointError("stopped by the test")
+
+    monkeypatch.setattr(sam, "load_engine", fake_load_engine)
+    from napari_samlabel.cli.cmd_embed import COMPILE_MIN_IMAGES
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(COMPILE_MIN_IMAGES + 1):  # enough images for auto to consider compiling
+        Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(many / f"{i}.png")
+    argv = ["embed", str(many), "--model", TINY_MODEL_TYPE, "--cache", str(tmp_path),
+            "--device", "cpu"] + ([] if option is None else ["--compile", option])
+    assert main(argv) == 2
+    assert "stopped by the test" in capsys.readouterr().err
+    assert seen["compile"] is expected
