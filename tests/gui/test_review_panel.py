@@ -166,7 +166,9 @@ def test_annotate_review_option_reaches_the_launcher(monkeypatch, image_folder, 
     queue = tmp_path / "review"
     assert main(["curate", str(image_folder), "--out", str(queue)]) == 0
     assert main(["annotate", str(image_folder), "--review", str(queue)]) == 0
-    assert seen["args"][0] == image_folder and seen["kw"] == {"review": queue}
+    # No --cache given: the launcher gets the queue and the default cache.
+    assert seen["args"][0] == image_folder
+    assert seen["kw"] == {"review": queue, "cache_dir": None}
     capsys.readouterr()
     for argv, message in (
             (["annotate", str(image_folder), "--review", str(tmp_path / "nope")],
