@@ -52,7 +52,9 @@ class ReviewPanel(QWidget):
         self.viewer = annotator.viewer
         session = annotator.session
         self._index = {session.image_id(k): k for k in range(len(session))}
-        self.controller = controller or ReviewController(session.project, self._open)
+        self.controller = controller or ReviewController(
+            session.project, self._open,
+            lambda iid, status: session.set_status_of(self._index[iid], status))
         annotator.review = self.controller  # the review shortcuts act on it
 
         load = QPushButton("Load queue…")

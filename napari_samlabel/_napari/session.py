@@ -151,6 +151,9 @@ class AnnotationSession:
         self._async_load = loader is not None
         self._opening: int | None = None        # image being read by the load lane
         self._preloaded: dict[int, tuple[np.ndarray, AnnotationDocument]] = {}
+        # statuses saved for images that were not open; applied to their documents on open,
+        # since a preloaded or in-flight read may predate the save
+        self._pending_status: dict[int, ImageStatus] = {}
         self._prefetching: int | None = None
         self._load = image_loader or _default_loader
         self.positive = True                    # polarity of the next prompt
@@ -241,6 +244,9 @@ class AnnotationSession:
         doc.events.status_changed.connect(self._on_status_changed)
         if doc.current.class_id != self.current_class:
             doc.set_current_class(self.current_class)
+        pending = self._pending_status.pop(index, None)
+        if pending is not None and doc.status != pending:
+            doc.set_status(pending)
         self.lane.cancel("decode")
         self._remember_position()
         self.events.image_changed.emit(index)
@@ -311,6 +317,31 @@ class AnnotationSession:
     def set_status(self, status: ImageStatus | str) -> None:
         """Set the open image's status (saved at once)."""
         self._require_doc().set_status(status)
+
+    def set_status_of(self, index: int, status: ImageStatus | str) -> None:
+        """Set the status of image ``index`` (saved at once), open or not.
+
+        The open image's goes through its document (one undo step); any other's is written
+        to the project and taken over by its document when it opens.
+
+        Raises
+        ------
+        ValueError
+            For an image that is not open when there is no project to save it to.
+        """
+        status = ImageStatus(status)
+        doc = self.doc
+        if doc is not None and index == self.index and self._opening != index:
+            doc.set_status(status)
+            return
+        if self.project is None:
+            raise ValueError(f"image {self.image_id(index)} is not open and there is no "
+                             "project to save its status to")
+        self.project.set_status(self.image_id(index), status)
+        self._pending_status[index] = status
+        if self._statuses[index] != status:
+            self._statuses[index] = status
+            self.events.status_changed.emit(index, status.value)
 
     # -- the engine ----------------------------------------------------------------------------
     def set_engine(self, engine: Any) -> None:

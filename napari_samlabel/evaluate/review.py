@@ -27,7 +27,7 @@ from typing import Any
 
 from psygnal import Signal, SignalGroup
 
-from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.document import AnnotatedObject, ImageStatus
 from napari_samlabel.evaluate.curation import (
     SIGNAL_SPECS,
     ImageAssessment,
@@ -270,6 +270,13 @@ class ReviewController:
     open_image : callable, optional
         ``open_image(image_id)``: show that project image (the panel passes the session's
         ``open_image``). May raise ``OSError`` or ``ValueError``; the message is shown.
+    set_status : callable, optional
+        ``set_status(image_id, status)``: how an *accepted* decision marks its image
+        ``done`` (the reviewer vouches that its labels are complete and right, so the export
+        puts it in train or val even when it was flagged or in progress). The panel passes
+        one that goes through the annotator's open document, so the navigator and undo see
+        it; the default is :meth:`Project.set_status`. Rejected and needs-work decisions
+        leave the status alone: the export reads them from the decision itself.
 
     Attributes
     ----------
@@ -286,9 +293,11 @@ class ReviewController:
         edits in the annotator; None until the objects change.
     """
 
-    def __init__(self, project: Any, open_image: Callable[[str], Any] | None = None) -> None:
+    def __init__(self, project: Any, open_image: Callable[[str], Any] | None = None,
+                 set_status: Callable[[str, ImageStatus], Any] | None = None) -> None:
         self.project = project
         self.open_image = open_image or (lambda _iid: None)
+        self.set_status = set_status or (lambda iid, status: project.set_status(iid, status))
         self.events = ReviewEvents()
         self.walk: ReviewWalk | None = None
         self.queue_path: Path | None = None
@@ -506,8 +515,9 @@ class ReviewController:
     def decide(self, decision: str) -> bool:
         """Save ``decision`` for the current image and move to the next undecided one.
 
-        The draft :attr:`reason` and :attr:`note` go with it. Returns False, with a message,
-        when it is refused (no image under review, a reason that is not one short line).
+        The draft :attr:`reason` and :attr:`note` go with it; ``accepted`` also marks the
+        image ``done`` (see :attr:`set_status`). Returns False, with a message, when it is
+        refused (no image under review, a reason that is not one short line).
         """
         item = self._need_item()
         if item is None:
@@ -520,7 +530,15 @@ class ReviewController:
             self.events.message.emit(f"not saved: {exc}")
             return False
         tag = f" ({review.reason})" if review.reason else ""
-        self.events.message.emit(f"{item.image_id}: {decision.replace('_', ' ')}{tag}, saved")
+        done = ""
+        if decision == "accepted" and self.project.status(item.image_id) != ImageStatus.DONE:
+            try:
+                self.set_status(item.image_id, ImageStatus.DONE)
+                done = ", marked done"
+            except (OSError, ValueError, KeyError) as exc:
+                done = f"; its status is not saved: {exc}"
+        self.events.message.emit(
+            f"{item.image_id}: {decision.replace('_', ' ')}{tag}, saved{done}")
         self.events.decided.emit(item.image_id)
         self.next()
         return True

@@ -206,3 +206,37 @@ def test_signals_of_the_current_image_and_rescoring_after_a_fix(curated):
     assert c.item_lines()[-1] == f"now: score {now.score:.2f}, flags: none"
     c.next()
     assert c.now is None and len(c.item_lines()) == 3
+
+
+def test_accepting_marks_the_image_done_so_the_export_trains_on_it(curated, tmp_path):
+    from napari_samlabel.io.voc_project import export_project
+
+    folder, queue = curated
+    c, _, messages = _controller(folder)
+    c.load(queue)                               # c: flagged by the annotator
+    assert c.decide("accepted")
+    assert messages[-1] == "c: accepted, saved, marked done"
+    assert Project.open(folder).status("c") == ImageStatus.DONE
+    assert c.decide("rejected")                 # b: a rejection leaves the status alone
+    assert Project.open(folder).status("b") == ImageStatus.DONE
+    assert messages[-1] == "b: rejected, saved"
+    out = tmp_path / "voc"
+    export_project(Project.open(folder), out, train_fraction=1.0)
+    sets = out / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert "c" in (sets / "train.txt").read_text().split()
+    assert "b" in (sets / "excluded.txt").read_text().split()
+
+
+def test_a_status_that_cannot_be_saved_is_reported_with_the_decision(curated):
+    folder, queue = curated
+
+    def refuse(image_id, status):
+        raise OSError(f"disk full writing {image_id}")
+
+    c = ReviewController(Project.open(folder), set_status=refuse)
+    messages: list[str] = []
+    c.events.message.connect(messages.append)
+    c.load(queue)
+    assert c.decide("accepted")
+    assert messages[-1] == "c: accepted, saved; its status is not saved: disk full writing c"
+    assert Project.open(folder).review("c").decision == "accepted"

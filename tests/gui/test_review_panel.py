@@ -89,12 +89,17 @@ def test_review_walk_decide_restart_and_export(annotate, image_folder, qtbot, ti
     assert s.image_id() == order[1] and panel.position.text() == "2 of 3 · 2 undecided"
     assert panel.reason.currentText() == "" and panel.note.text() == ""
     assert panel.queue.item(0).text().startswith("\u2717")
-    # Shift+A from a real key press on the canvas: accepted.
+    # Shift+A from a real key press on the canvas: accepted, and the image (put back in
+    # progress here) is marked done, in the navigator and the project.
+    s.set_status(ImageStatus.IN_PROGRESS)
+    second = s.index
     canvas = viewer.window._qt_viewer.canvas.native
     canvas.setFocus()
     qtbot.keyClick(canvas, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
     wait_idle(qtbot, s)
     assert Project.open(image_folder).review(order[1]).decision == "accepted"
+    assert s.status_of(second) == ImageStatus.DONE
+    assert Project.open(image_folder).status(order[1]) == ImageStatus.DONE
     assert s.image_id() == order[2]
     # Prev goes back to the accepted image and shows its decision, which can be cleared.
     panel.prev_button.click()

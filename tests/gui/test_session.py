@@ -386,3 +386,29 @@ def test_reopening_resumes_at_the_last_image_and_class(image_folder):
     with pytest.warns(UserWarning, match="samlabel-session.json"):
         third = session_for_project(Project.open(image_folder), engine=DiskEngine())
     assert third.resume_index() == 1              # the first image in progress
+
+
+def test_status_of_another_image_is_saved_and_taken_over_when_it_opens(image_folder):
+    """A status set for an image that is preloaded or still being read is not lost."""
+    loader = ManualRunner()
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(),
+                            prefetch=False, loader=loader)
+    s.open_image(0)
+    loader.finish()
+    changed = []
+    s.events.status_changed.connect(lambda i, st: changed.append((i, st)))
+    s.set_status_of(0, ImageStatus.FLAGGED)               # the open one: its document
+    assert s.doc.status == ImageStatus.FLAGGED and changed == [(0, "flagged")]
+    s.open_image(1)
+    fn, on_done, _, _ = loader.started.pop(0)
+    read = fn()                                           # read from disk ...
+    s.set_status_of(1, ImageStatus.DONE)                  # ... before its status is set
+    assert read[2].status == ImageStatus.NEW
+    assert s.project.status("b_coffee") == ImageStatus.DONE
+    assert s.status_of(1) == ImageStatus.DONE and changed[-1] == (1, "done")
+    on_done(read)                                         # the read arrives
+    assert s.index == 1 and s.doc.status == ImageStatus.DONE
+    s.undo()                                              # taking it over was one step
+    assert s.doc.status == ImageStatus.NEW
+    assert Project.open(s.project.folder).status("b_coffee") == ImageStatus.NEW
+    assert Project.open(s.project.folder).status("a_cat") == ImageStatus.FLAGGED
