@@ -70,8 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-download", action="store_true", help="never download a checkpoint")
     g.add_argument("--points-per-side", type=int, default=32,
                    help="automatic-mask point grid (default 32)")
-    g.add_argument("--points-per-batch", type=int, default=64,
-                   help="points decoded together (speed only; default 64)")
+    g.add_argument("--points-per-batch", type=int, default=None,
+                   help="points decoded together (speed only; default 4 on CPU, 64 on GPU)")
     g.add_argument("--pred-iou-thresh", type=float, default=0.88,
                    help="predicted-IoU threshold (default 0.88)")
     g.add_argument("--stability-score-thresh", type=float, default=0.95,
@@ -164,7 +164,8 @@ def _check_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
                            f"{getattr(args, name)}")
     if args.alpha <= 0:
         raise CLIError(f"--alpha must be > 0, got {args.alpha}")
-    if args.n_segments < 1 or args.points_per_side < 1 or args.points_per_batch < 1:
+    if args.n_segments < 1 or args.points_per_side < 1 or (
+            args.points_per_batch is not None and args.points_per_batch < 1):
         raise CLIError("--n-segments, --points-per-side and --points-per-batch must be >= 1")
     if args.border < 0:
         raise CLIError(f"--border must be >= 0, got {args.border}")

@@ -214,3 +214,34 @@ def test_other_families_are_refused_with_the_models_that_work(model_type, image,
     other = load_engine(model_type, ckpt, device="cpu", cache=None)
     with pytest.raises(ValueError, match=rf"'{model_type}' is .*--model vit_b"):
         generate_automasks(other, image, AutoMaskParams(**OPEN))
+
+
+def test_points_per_batch_defaults_by_device_and_stays_out_of_the_key():
+    from napari_samlabel.pseudo.refine.automask import (
+        CPU_POINTS_PER_BATCH,
+        GPU_POINTS_PER_BATCH,
+        points_per_batch_for,
+    )
+
+    assert AutoMaskParams().points_per_batch is None
+    assert points_per_batch_for("cpu") == CPU_POINTS_PER_BATCH < GPU_POINTS_PER_BATCH
+    assert points_per_batch_for("cuda:1") == points_per_batch_for("mps") == GPU_POINTS_PER_BATCH
+    assert AutoMaskParams().key() == AutoMaskParams(points_per_batch=64).key()
+    assert '"points_per_batch": null' in AutoMaskParams().to_json()
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="points_per_batch"):
+            AutoMaskParams(points_per_batch=bad)
+
+
+def test_cpu_batches_of_points_give_the_masks_of_sams_batch(engine, image):
+    calls = []
+    params = dict(OPEN, points_per_side=3, box_nms_thresh=1.0)
+    small = generate_automasks(engine, image, AutoMaskParams(**params),
+                               progress=lambda done, total, _msg: calls.append((done, total)))
+    assert calls[-1] == (3, 3)                  # 9 points in batches of 4 on CPU
+    big = generate_automasks(engine, image, AutoMaskParams(points_per_batch=64, **params))
+    assert len(small) == len(big) > 0
+    for a, b in zip(small, big, strict=True):
+        np.testing.assert_array_equal(a.segmentation, b.segmentation)
+        # the batched matrix products round differently in the last bits
+        assert a.predicted_iou == pytest.approx(b.predicted_iou, abs=1e-5)

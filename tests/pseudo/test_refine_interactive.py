@@ -314,7 +314,7 @@ def test_tiny_sam_automatic_masks_are_cached_and_reused(folder, tmp_path, tiny_c
     steps = []
     assert ctl.run(quick, progress=lambda d, t, m: steps.append((d, t)))
     assert ctl.preview is not None, "refine failed"
-    assert steps[-1] == (1, 1)  # 16 points in one batch
+    assert steps[-1] == (4, 4)  # 16 points in batches of 4 (the CPU default)
     files = list((tmp_path / "am").rglob("*.npz"))
     assert len(files) == 1
     calls = []
