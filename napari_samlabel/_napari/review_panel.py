@@ -154,6 +154,8 @@ class ReviewPanel(QWidget):
         sev.image_changed.connect(self._on_image)
         sev.objects_changed.connect(self._on_objects)
         self.refresh()
+        # A reopened project goes on with the queue it was reviewing, at the open image.
+        self.controller.resume(at=session.image_id(session.target_index))
 
     # -- loading -------------------------------------------------------------------------------
     def load(self, path: str | Path) -> bool:

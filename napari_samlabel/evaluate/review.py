@@ -18,6 +18,7 @@ exported project, whose ids were made VOC-safe), when that is unambiguous. A pro
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -310,11 +311,15 @@ class ReviewController:
         self._with_gt = False
 
     # -- loading -------------------------------------------------------------------------------
-    def load(self, path: str | os.PathLike[str]) -> bool:
+    def load(self, path: str | os.PathLike[str], at: str | None = None) -> bool:
         """Load a queue and open its worst undecided image.
 
         ``path`` is a ``queue.json`` or the ``samlabel curate`` output folder holding it.
-        Returns False (and emits a message) when the queue cannot be used.
+        With ``at`` (the image the annotator has open, when a reopened project resumes its
+        last queue) nothing is opened: the review follows that image (:meth:`follow`). The
+        queue is remembered in the project's session file
+        (:meth:`~napari_samlabel.io.project.Project.set_last_review_queue`). Returns False
+        (and emits a message) when the queue cannot be used.
         """
         from napari_samlabel.evaluate.queue import read_queue
 
@@ -340,9 +345,36 @@ class ReviewController:
                  if walk.unmatched else "")
         self.events.message.emit(f"queue of {len(walk)} images, {walk.remaining()} "
                                  f"undecided{extra}")
+        try:
+            self.project.set_last_review_queue(self.queue_path)
+        except OSError as exc:  # a convenience: the review goes on
+            self.events.message.emit(f"could not remember the queue: {exc}")
         self.events.loaded.emit()
-        self._show(walk.restart())
+        self.away = None
+        if at is None:
+            self._show(walk.restart())
+        elif walk.index_of(at) is None:
+            self.follow(at)
+        else:
+            self._show(walk.go_to(at), open_it=False)
         return True
+
+    def resume(self, at: str | None = None) -> bool:
+        """Load the queue last loaded for this project, if it still exists (see :meth:`load`).
+
+        False, quietly, when there is none or it is gone; False with a message when it can
+        no longer be used (the remembered queue is then forgotten).
+        """
+        if self.project is None:
+            return False
+        path = self.project.last_review_queue()
+        if path is None or not path.is_file():
+            return False
+        if self.load(path, at=at):
+            return True
+        with contextlib.suppress(OSError):
+            self.project.set_last_review_queue(None)
+        return False
 
     # -- where we are --------------------------------------------------------------------------
     def is_decided(self, image_id: str) -> bool:

@@ -354,7 +354,8 @@ class Project:
         self._mask_names: OrderedDict[str, dict[int, tuple[np.ndarray, str]]] = OrderedDict()
         self._batch_depth = 0
         self._dirty = False
-        self._position_written: tuple[str | None, int | None] | None = None
+        # samlabel-session.json as last read or written (None: not read yet)
+        self._session_state: dict[str, Any] | None = None
 
     # -- creating and opening ---------------------------------------------------------------
     @staticmethod
@@ -648,6 +649,46 @@ class Project:
         return {i: e.review for i, e in self._images.items() if e.review is not None}
 
     # -- where the annotator was ------------------------------------------------------------------
+    def _session(self) -> dict[str, Any]:
+        """The fields of ``samlabel-session.json`` (read once; ``{}`` if absent or bad).
+
+        The file is disposable: an unreadable or malformed one gives a warning and ``{}``,
+        never an error, since losing it must never stop a project from opening.
+        """
+        if self._session_state is not None:
+            return self._session_state
+        path = self.folder / SESSION_FILE
+        state: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
+                    raise ValueError(f"field 'format' is not {SESSION_FORMAT!r}")
+                version = data.get("schema_version")
+                if not isinstance(version, int) or not 1 <= version <= SESSION_SCHEMA_VERSION:
+                    raise ValueError(f"schema version {version!r} is not one this version "
+                                     f"reads (1..{SESSION_SCHEMA_VERSION})")
+                state = {k: data.get(k) for k in ("image_id", "class_id", "review_queue")}
+            except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeError: ValueErrors
+                warnings.warn(f"{path}: {exc}; starting without a saved position",
+                              stacklevel=3)
+        self._session_state = state
+        return state
+
+    def _write_session(self, **changes: Any) -> None:
+        """Save ``changes`` with the other fields of the session file (if anything changed)."""
+        old = self._session()
+        state = {**old, **changes}
+        if state == old and (self.folder / SESSION_FILE).is_file():
+            return
+        payload = {"format": SESSION_FORMAT, "schema_version": SESSION_SCHEMA_VERSION,
+                   "image_id": state.get("image_id"), "class_id": state.get("class_id")}
+        if state.get("review_queue") is not None:
+            payload["review_queue"] = state["review_queue"]
+        payload["saved"] = time.time()
+        atomic_write_text(self.folder / SESSION_FILE, json.dumps(payload) + "\n")
+        self._session_state = state
+
     def last_position(self) -> tuple[str | None, int | None]:
         """``(image_id, class_id)`` saved by :meth:`set_last_position`, or ``(None, None)``.
 
@@ -656,21 +697,9 @@ class Project:
         image or class the project no longer has, gives a warning and None for that part:
         losing the position must never stop a project from opening.
         """
+        state = self._session()
+        iid, cid = state.get("image_id"), state.get("class_id")
         path = self.folder / SESSION_FILE
-        if not path.is_file():
-            return None, None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
-                raise ValueError(f"field 'format' is not {SESSION_FORMAT!r}")
-            version = data.get("schema_version")
-            if not isinstance(version, int) or not 1 <= version <= SESSION_SCHEMA_VERSION:
-                raise ValueError(f"schema version {version!r} is not one this version reads "
-                                 f"(1..{SESSION_SCHEMA_VERSION})")
-            iid, cid = data.get("image_id"), data.get("class_id")
-        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeError are ValueErrors
-            warnings.warn(f"{path}: {exc}; starting without a saved position", stacklevel=2)
-            return None, None
         if iid is not None and (not isinstance(iid, str) or iid not in self._images):
             warnings.warn(f"{path}: image {iid!r} is not in the project; ignoring it",
                           stacklevel=2)
@@ -704,13 +733,37 @@ class Project:
                 raise ValueError(f"class {class_id!r} is not a class of this project "
                                  f"(1..{len(self.classes) - 1})")
             class_id = int(class_id)
-        position = (image_id, class_id)
-        if position == self._position_written:
-            return
-        payload = {"format": SESSION_FORMAT, "schema_version": SESSION_SCHEMA_VERSION,
-                   "image_id": image_id, "class_id": class_id, "saved": time.time()}
-        atomic_write_text(self.folder / SESSION_FILE, json.dumps(payload) + "\n")
-        self._position_written = position
+        self._write_session(image_id=image_id, class_id=class_id)
+
+    def last_review_queue(self) -> Path | None:
+        """The curation queue last loaded for review (:meth:`set_last_review_queue`), or None.
+
+        The path as saved, made absolute against the project folder; it may no longer exist
+        (the caller checks). A value that is not a string gives a warning and None.
+        """
+        value = self._session().get("review_queue")
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            warnings.warn(f"{self.folder / SESSION_FILE}: review_queue {value!r} is not a "
+                          "path; ignoring it", stacklevel=2)
+            return None
+        return self.folder / value
+
+    def set_last_review_queue(self, path: str | os.PathLike[str] | None) -> None:
+        """Remember ``path`` (a ``queue.json``), or forget it with None, in the session file.
+
+        Saved relative to the project folder when it lies inside it (the project can move),
+        absolute otherwise.
+        """
+        value = None
+        if path is not None:
+            full = Path(path).absolute()
+            try:
+                value = full.relative_to(self.folder.absolute()).as_posix()
+            except ValueError:
+                value = str(full)
+        self._write_session(review_queue=value)
 
     # -- documents ------------------------------------------------------------------------------
     def annotation_dir(self, image_id: str) -> Path:

@@ -240,3 +240,31 @@ def test_a_status_that_cannot_be_saved_is_reported_with_the_decision(curated):
     assert c.decide("accepted")
     assert messages[-1] == "c: accepted, saved; its status is not saved: disk full writing c"
     assert Project.open(folder).review("c").decision == "accepted"
+
+
+def test_a_reopened_project_resumes_its_last_queue_at_the_open_image(curated, tmp_path):
+    folder, queue = curated
+    c, _, _ = _controller(folder)
+    assert not c.resume()                       # nothing loaded yet: quietly nothing
+    c.load(queue)
+    c.decide("rejected")                        # c decided; on b
+    # Reopened: the queue comes back without opening anything, at the annotator's image.
+    c2, opened, messages = _controller(folder)
+    assert c2.resume(at="d")
+    assert opened == [] and c2.current.image_id == "d"
+    assert c2.queue_path == queue / "queue.json" and "3 undecided" in messages[-1]
+    assert c2.decide("accepted") and c2.current.image_id == "a"  # the next worse one
+    c3, opened3, _ = _controller(folder)
+    assert c3.resume(at="e")                    # an image the queue does not hold
+    assert c3.current is None and c3.away == "e" and opened3 == []
+    assert c3.next().image_id == "b"
+    # A queue that is gone is forgotten quietly; one that no longer fits, with a message.
+    (queue / "queue.json").rename(tmp_path / "moved.json")
+    c4, _, messages4 = _controller(folder)
+    assert not c4.resume() and messages4 == [] and c4.walk is None
+    other = json.loads((tmp_path / "moved.json").read_text())
+    for rec in other["images"]:
+        rec["image_id"] = "x" + rec["image_id"]
+    (queue / "queue.json").write_text(json.dumps(other))
+    assert not c4.resume() and "none of the queue's" in messages4[-1]
+    assert Project.open(folder).last_review_queue() is None

@@ -118,6 +118,11 @@ def test_review_walk_decide_restart_and_export(annotate, image_folder, qtbot, ti
     # Restart: a new viewer on the same folder resumes at the next undecided image.
     widget.shutdown()
     viewer2, widget2, a2 = annotate(image_folder, engine=tiny_engine)
+    wait_idle(qtbot, a2.session)
+    # The Review tab has the last queue back by itself, at the image the annotator left on.
+    panel2 = widget2.review_panel
+    assert panel2.controller.queue_path == queue / "queue.json" and panel2.queue.count() == 3
+    assert a2.session.image_id() == order[0] and panel2.controller.current.image_id == order[0]
     assert widget2.open_review(queue / "queue.json")
     wait_idle(qtbot, a2.session)
     assert a2.session.image_id() == order[2]

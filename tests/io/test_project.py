@@ -524,6 +524,32 @@ def test_last_position_is_a_small_separate_file(project: Project, tmp_path: Path
     assert Project.open(folder).last_position() == ("a", 3)
 
 
+def test_last_review_queue_shares_the_session_file_with_the_position(project: Project,
+                                                                       tmp_path: Path):
+    folder = tmp_path / "proj"
+    assert project.last_review_queue() is None
+    project.set_last_position("b", 2)
+    inside = folder / "review" / "queue.json"
+    project.set_last_review_queue(inside)
+    data = json.loads((folder / "samlabel-session.json").read_text())
+    assert data["review_queue"] == "review/queue.json"  # relative: the project may move
+    again = Project.open(folder)
+    assert again.last_review_queue() == inside and again.last_position() == ("b", 2)
+    again.set_last_position("c", None)                  # a position keeps the queue ...
+    outside = tmp_path / "elsewhere" / "queue.json"
+    assert Project.open(folder).last_review_queue() == inside
+    again.set_last_review_queue(outside)                # ... and a queue keeps the position
+    reopened = Project.open(folder)
+    assert reopened.last_review_queue() == outside and reopened.last_position() == ("c", None)
+    reopened.set_last_review_queue(None)
+    assert "review_queue" not in json.loads((folder / "samlabel-session.json").read_text())
+    assert Project.open(folder).last_review_queue() is None
+    (folder / "samlabel-session.json").write_text(
+        '{"format": "samlabel-session", "schema_version": 1, "review_queue": 7}')
+    with pytest.warns(UserWarning, match="review_queue 7 is not a path"):
+        assert Project.open(folder).last_review_queue() is None
+
+
 @pytest.mark.parametrize("content, match", [
     ("{not json", "starting without a saved position"),
     ('{"format": "other"}', "format"),
