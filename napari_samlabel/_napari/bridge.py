@@ -43,6 +43,10 @@ ACCEPTED_OPACITY = 0.45
 #: Parts are drawn over their wholes, a little stronger so that they stand out.
 PARTS_OPACITY = 0.6
 _DONE_ACTIONS = {ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED}
+try:  # how far a press may move and still add a point in napari's add mode (canvas px)
+    from napari.layers.points._points_mouse_bindings import DRAG_DIST_THRESHOLD as _DRAG_DIST
+except ImportError:  # private in napari: its value since 0.4
+    _DRAG_DIST = 5
 
 
 def _set_visible(layer: Any, visible: bool) -> bool:
@@ -116,8 +120,15 @@ class LayerBridge:
         self.owned = (self.image_layer, self.semantic_layer, self.instance_layer,
                       self.parts_layer, self.preview_layer, self.selection_layer,
                       self.shapes_layer, self.points_layer)
-        self.points_layer.events.data.connect(self._on_layer_data)
-        self.shapes_layer.events.data.connect(self._on_layer_data)
+        # napari recomputes the viewer's dims on each data event of each layer, twice per
+        # added point (~7 ms of a click here). Points prompts lie inside the image (others
+        # are dropped), so they never change the dims: skip that work for this layer.
+        dims_update = getattr(viewer, "_on_layers_change", None)  # private: may go away
+        if callable(dims_update):
+            self.points_layer.events.data.disconnect(dims_update)
+        # First: ahead of the viewer's own dims update on every data event.
+        self.points_layer.events.data.connect(self._on_layer_data, position="first")
+        self.shapes_layer.events.data.connect(self._on_layer_data, position="first")
         for layer in (self.points_layer, self.shapes_layer):
             layer.mouse_drag_callbacks.insert(0, self._on_press)
         self.points_layer.mode = "add"
@@ -140,11 +151,19 @@ class LayerBridge:
         return self.session.selected
 
     # -- reading the layers ----------------------------------------------------------------------
-    def layer_prompts(self) -> list:
-        """The prompts the layers show, points first, then shapes (layer order)."""
+    def layer_prompts(self, extra_point: Any = None) -> list:
+        """The prompts the layers show, points first, then shapes (layer order).
+
+        ``extra_point``: ``(row, col)`` of a point as napari's add mode is adding it, with
+        the polarity it gets there (the layer's feature default).
+        """
         pts = self.points_layer
-        positive = pts.features["positive"].to_numpy(bool) if len(pts.data) else []
-        out: list = convert.points_to_prompts(pts.data, positive)
+        data = pts.data
+        positive = pts.features["positive"].to_numpy(bool) if len(data) else np.zeros(0, bool)
+        if extra_point is not None:
+            data = np.append(data, np.atleast_2d(extra_point), axis=0)
+            positive = np.append(positive, bool(pts.feature_defaults["positive"].iloc[0]))
+        out: list = convert.points_to_prompts(data, positive)
         sh = self.shapes_layer
         if sh.nshapes:
             out += convert.shapes_to_prompts(sh.data, sh.shape_type,
@@ -181,8 +200,14 @@ class LayerBridge:
             self.defer(lambda: self.render_prompts(force=True))
 
     # -- modifier clicks -------------------------------------------------------------------------
-    def _on_press(self, layer: Any, event: Any) -> None:
-        """Interpret modifier clicks; runs before the layer's own mode (which may add)."""
+    def _on_press(self, layer: Any, event: Any) -> Iterator[None]:
+        """Interpret modifier clicks; runs before the layer's own mode (which may add).
+
+        A click that napari's add mode turns into a point (released within its drag
+        threshold) is decoded from the release on, while napari is still adding the point
+        (:meth:`AnnotationSession.anticipate`): this callback's release part runs before
+        the add mode's.
+        """
         self.pressed()
         mods = modifier_names(event.modifiers)
         self._swallow_click = False
@@ -196,6 +221,26 @@ class LayerBridge:
             self._set_polarity_defaults(self._one_shot)
         else:
             self._set_polarity_defaults()
+        if layer is not self.points_layer or self._swallow_click or str(layer.mode) != "add":
+            return
+        start = np.asarray(event.pos, dtype=float)
+        yield
+        while event.type == "mouse_move":
+            yield
+        if np.linalg.norm(start - np.asarray(event.pos, dtype=float)) < _DRAG_DIST:
+            self.anticipate_point(layer.world_to_data(event.position))
+
+    def anticipate_point(self, coords: Any) -> bool:
+        """Start decoding the prompts the layers will show once the point ``coords`` is added.
+
+        Returns True if a decode started (see :meth:`AnnotationSession.anticipate`).
+        """
+        doc = self.session.doc
+        if doc is None or self._syncing:
+            return False
+        prompts = convert.merge_order(doc.current.prompts,
+                                      self.layer_prompts(extra_point=coords[-2:]))
+        return self.session.anticipate(prompts)
 
     def click_object(self, row: float, col: float, reopen: bool = True) -> int | None:
         """Reopen (or only select) the accepted object at ``(row, col)``; returns its id.

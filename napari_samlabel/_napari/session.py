@@ -151,6 +151,10 @@ class AnnotationSession:
         self._async_load = loader is not None
         self._opening: int | None = None        # image being read by the load lane
         self._preloaded: dict[int, tuple[np.ndarray, AnnotationDocument]] = {}
+        # (doc, prompts, logits, engine) of the decode running; prompts of an anticipated
+        # decode still waiting to start (see anticipate)
+        self._decoding_for: tuple[Any, ...] | None = None
+        self._anticipated: tuple[Prompt, ...] | None = None
         # statuses saved for images that were not open; applied to their documents on open,
         # since a preloaded or in-flight read may predate the save
         self._pending_status: dict[int, ImageStatus] = {}
@@ -463,8 +467,41 @@ class AnnotationSession:
         if kept and kept != doc.current.prompts:
             self.select_object(None)  # prompting again: class keys are for this object
         doc.set_prompts(kept)
-        self._request_decode()
+        if not self._decode_answers(kept):
+            self._request_decode()
         return kept
+
+    def anticipate(self, prompts: Sequence[Prompt]) -> bool:
+        """Start decoding ``prompts`` before they are set: a click the layer is still adding.
+
+        napari's Points layer takes ~15 ms to add a point before it reports it; the bridge
+        calls this at the button's release, so the decoder starts that much earlier. When
+        :meth:`set_prompts` then sets exactly these prompts, this decode answers them and
+        no other starts; otherwise its answer is stale and dropped (as any). Returns True
+        if a decode was started.
+        """
+        doc = self.doc
+        prompts = tuple(prompts)
+        if doc is None or self.engine is None or not prompts or \
+                prompts == doc.current.prompts or \
+                not all(in_image(p, doc.shape) for p in prompts):
+            return False
+        self._request_decode(prompts)
+        return True
+
+    def _decode_answers(self, prompts: tuple[Prompt, ...]) -> bool:
+        """True when a decode already waiting or running will answer exactly ``prompts``.
+
+        A waiting one: the anticipated decode of these prompts (it reads the logits when it
+        starts, as a new request would). A running one: started for these prompts from
+        the logits the current object holds now.
+        """
+        if self.lane.waiting("decode"):
+            return self._anticipated == prompts
+        run = self._decoding_for
+        doc = self.doc
+        return (run is not None and doc is not None and self.lane._running == "decode"
+                and run == (doc, prompts, doc.current.logits, self.engine))
 
     def set_polarity(self, positive: bool) -> None:
         """Set the polarity of the next prompts."""
@@ -477,37 +514,48 @@ class AnnotationSession:
         self.set_polarity(not self.positive)
         return self.positive
 
-    def _request_decode(self) -> None:
+    def _request_decode(self, prompts: tuple[Prompt, ...] | None = None) -> None:
+        """Decode the current object's prompts (or ``prompts``, anticipated) when the lane can.
+
+        The newest request replaces a waiting one; what it decodes and from which logits
+        is read when it starts.
+        """
         doc = self.doc
         if doc is None or self.engine is None:
             return
+        self._anticipated = prompts
 
         def factory() -> Callable[[], Any] | None:
+            if self._anticipated is prompts:
+                self._anticipated = None  # started: no longer waiting
             if doc is not self.doc or self._engine_image != self.index:
                 return None
             cur = doc.current
             engine, policy, shape = self.engine, self.policy, doc.shape
-            if not cur.prompts or cur.prediction_is_current:
+            target = cur.prompts if prompts is None else prompts
+            if not target or (prompts is None and cur.prediction_is_current):
                 return None  # e.g. undo back to a state whose mask answers its prompts
             # Logits of another model (the model was switched, or an object made with it
             # was reopened) mean nothing to this one.
             other_model = cur.model_id is not None and cur.model_id != getattr(
                 engine, "model_id", None)
-            obj = ObjectPrompts(cur.object_id or 0, cur.class_id, cur.prompts)
+            obj = ObjectPrompts(cur.object_id or 0, cur.class_id, target)
             # A writable copy: torch warns on (and must not write into) the document's
             # read-only array.
             logits = None if cur.logits is None or other_model else np.array(cur.logits)
+            self._decoding_for = (doc, target, cur.logits, engine)
 
             def run() -> tuple[Any, ...]:
                 t0 = time.perf_counter()
                 result = decode_object(engine, obj, shape, logits, policy)
-                return doc, cur.prompts, result, (time.perf_counter() - t0) * 1e3
+                return doc, target, result, (time.perf_counter() - t0) * 1e3
             self.events.decoding.emit(True)
             return run
 
         self.lane.submit("decode", factory, self._decode_done, label="Decoding")
 
     def _decode_done(self, result: tuple[Any, ...]) -> None:
+        self._decoding_for = None
         doc, prompts, res, ms = result
         self.last_decode_ms = ms
         self.decode_count += 1
@@ -672,6 +720,7 @@ class AnnotationSession:
         self.events.busy.emit("")
         self.notify(f"{kind} failed: {exc}")
         if kind == "decode":
+            self._decoding_for = None
             self.events.decoding.emit(False)
 
     def notify(self, text: str) -> None:

@@ -29,7 +29,12 @@ def _preview_matches(annotator) -> bool:
 def _press(position, modifiers):
     """A mouse press as napari hands it to layer callbacks: vispy Key modifiers."""
     return types.SimpleNamespace(modifiers=tuple(modifiers), position=position,
-                                 type="mouse_press")
+                                 pos=np.zeros(2), type="mouse_press")
+
+
+def _run_press(bridge, layer, event):
+    """The press part of the bridge's drag callback, as napari's mouse_press_callbacks runs it."""
+    next(bridge._on_press(layer, event), None)
 
 
 def test_layers_are_owned_and_polarity_is_a_feature(annotate, image_folder, qtbot):
@@ -43,9 +48,9 @@ def test_layers_are_owned_and_polarity_is_a_feature(annotate, image_folder, qtbo
     a.toggle_polarity()                                   # key "n"
     pts.add([20, 22])
     a.toggle_polarity()
-    b._on_press(pts, _press((30, 30), [vkeys.SHIFT]))     # Shift+click: one negative point
+    _run_press(b, pts, _press((30, 30), [vkeys.SHIFT]))   # Shift+click: one negative point
     pts.add([30, 30])
-    b._on_press(pts, _press((31, 31), []))
+    _run_press(b, pts, _press((31, 31), []))
     pts.add([31, 31])
     assert pts.features["positive"].tolist() == [True, False, False, True]
     assert [p.positive for p in a.session.doc.current.prompts] == [True, False, False, True]

@@ -101,3 +101,34 @@ def test_click_outside_the_image_is_dropped_and_the_notice_clears(annotate, imag
     assert len(b.points_layer.data) == 1 and len(s.doc.current.prompts) == 1
     assert "outside" not in widget.status_line.text()
     assert "failed" not in widget.status_line.text()
+
+
+def test_a_click_is_decoded_from_its_release_and_a_drag_adds_nothing(annotate, image_folder,
+                                                                      qtbot):
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+    wait_idle(qtbot, s)
+    started = []
+    real = s.anticipate
+    s.anticipate = lambda prompts: started.append(
+        (tuple(prompts), len(b.points_layer.data))) or real(prompts)
+    calls = len(s.engine.calls)
+    qi.click(viewer, (40, 50))
+    wait_idle(qtbot, s)
+    # Anticipated at the release, before napari had added the point ...
+    [(prompts, points_then)] = started
+    assert points_then == 0 and prompts == s.doc.current.prompts
+    [point] = prompts
+    assert np.allclose(point.rc, (40, 50), atol=1) and point.positive
+    # ... and that one decode answered the point the layer then reported.
+    assert len(s.engine.calls) == calls + 1 and s.doc.current.prediction_is_current
+    # A Shift+click: anticipated with the negative polarity it gets.
+    qi.click(viewer, (20, 30), ["Shift"])
+    wait_idle(qtbot, s)
+    assert started[-1][0] == s.doc.current.prompts and not s.doc.current.prompts[-1].positive
+    assert len(s.engine.calls) == calls + 2
+    # A drag in add mode pans: no point, nothing anticipated, nothing decoded.
+    qi.drag(viewer, [(60.0, 60.0), (60.0, 80.0), (60.0, 100.0)])
+    wait_idle(qtbot, s)
+    assert len(started) == 2 and len(b.points_layer.data) == 2
+    assert len(s.engine.calls) == calls + 2

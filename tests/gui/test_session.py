@@ -412,3 +412,42 @@ def test_status_of_another_image_is_saved_and_taken_over_when_it_opens(image_fol
     assert s.doc.status == ImageStatus.NEW
     assert Project.open(s.project.folder).status("b_coffee") == ImageStatus.NEW
     assert Project.open(s.project.folder).status("a_cat") == ImageStatus.FLAGGED
+
+
+def test_an_anticipated_decode_answers_the_prompts_that_follow_or_is_dropped(image_folder):
+    runner = ManualRunner()
+    engine = DiskEngine(radius=4)
+    s = session_for_project(project_for_folder(image_folder), engine=engine, prefetch=False,
+                            runner=runner)
+    s.open_image(0)
+    while runner.started:                                 # the encode
+        runner.finish()
+    first = (Point((20, 30)),)
+    assert s.anticipate(first)                            # the click's release ...
+    assert s.doc.current.prompts == ()                    # ... before the layer has it
+    s.set_prompts(first)                                  # the layer reports exactly it
+    assert len(runner.started) == 1 and not s.lane.waiting("decode")  # no second decode
+    runner.finish()
+    assert s.doc.current.prediction_is_current and s.doc.current.mask[20, 30]
+    # Anticipated while a decode runs: it waits; the same prompts set then reuse it.
+    second = first + (Point((40, 40)),)
+    s.set_prompts(first + (Point((10, 10)),))             # a decode starts (running)
+    assert s.anticipate(second) and len(runner.started) == 1
+    s.set_prompts(second)                                 # no new request replaces it
+    runner.finish()                                       # (10, 10): stale, dropped
+    runner.finish()                                       # the anticipated one
+    assert not runner.started and s.doc.current.prediction_is_current
+    assert s.doc.current.prompts == second and s.doc.current.mask[40, 40]
+    assert engine.calls[-1].mask_input is not None        # from the object's logits
+    # Anticipated, but the layer reports something else: that is decoded instead.
+    assert s.anticipate(second + (Point((5, 60)),))
+    other = second + (Point((50, 70)),)
+    s.set_prompts(other)
+    assert len(runner.started) == 1 and s.lane.waiting("decode")  # other waits its turn
+    runner.finish()
+    assert not s.doc.current.prediction_is_current        # its answer was dropped
+    runner.finish()
+    assert s.doc.current.prediction_is_current and s.doc.current.mask[50, 70]
+    # Nothing to anticipate: no change, or a prompt off the image.
+    assert not s.anticipate(other)
+    assert not s.anticipate(other + (Point((-5, 10)),)) and not runner.started
