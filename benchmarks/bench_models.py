@@ -28,22 +28,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_engine import _cos, _image  # the same image and cosine as the ViT-B benchmark
 
 DEFAULT_MODELS = ["vit_b", "vit_t", "sam_hq_vit_b", "sam_hq_vit_tiny", "sam2.1_hiera_tiny",
                   "sam2.1_hiera_small", "sam2.1_hiera_base_plus"]
 
-
-def _image() -> np.ndarray:
-    from skimage import data
-    from skimage.transform import resize
-
-    img = resize(data.astronaut(), (375, 500), anti_aliasing=True, preserve_range=True)
-    return img.astype(np.uint8)
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 def _engine(name: str, precise: bool):
