@@ -500,8 +500,10 @@ class AnnotationSession:
             return self._anticipated == prompts
         run = self._decoding_for
         doc = self.doc
+        # identity for the arrays and objects: == on logits would compare elementwise
         return (run is not None and doc is not None and self.lane._running == "decode"
-                and run == (doc, prompts, doc.current.logits, self.engine))
+                and run[0] is doc and run[1] == prompts and run[2] is doc.current.logits
+                and run[3] is self.engine)
 
     def set_polarity(self, positive: bool) -> None:
         """Set the polarity of the next prompts."""

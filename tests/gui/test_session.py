@@ -451,3 +451,20 @@ def test_an_anticipated_decode_answers_the_prompts_that_follow_or_is_dropped(ima
     # Nothing to anticipate: no change, or a prompt off the image.
     assert not s.anticipate(other)
     assert not s.anticipate(other + (Point((-5, 10)),)) and not runner.started
+
+
+def test_a_running_decode_from_other_logits_does_not_answer_the_same_prompts(image_folder):
+    runner = ManualRunner()
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(radius=4),
+                            prefetch=False, runner=runner)
+    s.open_image(0)
+    while runner.started:
+        runner.finish()
+    s.set_prompts((Point((20, 30)),))
+    runner.finish()                                       # the object now has logits
+    prompts = (Point((20, 30)), Point((30, 40)))
+    s.set_prompts(prompts)                                # running, from those logits
+    s.doc.set_prediction(prompts, np.zeros(s.doc.shape, bool), 0.5,
+                         np.ones((1, 256, 256), np.float32))  # other logits arrive meanwhile
+    s.set_prompts(prompts)                                # unchanged: nothing to do
+    assert not s._decode_answers(prompts)                 # the running one used other logits
