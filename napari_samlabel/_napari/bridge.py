@@ -126,7 +126,7 @@ class LayerBridge:
         dims_update = getattr(viewer, "_on_layers_change", None)  # private: may go away
         if callable(dims_update):
             self.points_layer.events.data.disconnect(dims_update)
-        # First: ahead of the viewer's own dims update on every data event.
+        # First, ahead of napari's other listeners (for shapes, its dims update).
         self.points_layer.events.data.connect(self._on_layer_data, position="first")
         self.shapes_layer.events.data.connect(self._on_layer_data, position="first")
         for layer in (self.points_layer, self.shapes_layer):
