@@ -38,6 +38,28 @@ def _image() -> np.ndarray:
     return img.astype(np.uint8)
 
 
+def _decode_ms(engine, image: np.ndarray, clicks: int) -> np.ndarray:
+    """Decode latencies (ms): clicks added one at a time, the previous logits fed back."""
+    from napari_samlabel.engine.protocol import SamInputs
+
+    engine.set_image(image)
+    rng = np.random.default_rng(0)
+    pts, labels, lat, prev = [], [], [], None
+    for i in range(clicks):
+        if i % 5 == 0:
+            pts, labels, prev = [], [], None  # a new object every 5 clicks
+        pts.append([rng.uniform(0, 500), rng.uniform(0, 375)])
+        labels.append(1 if rng.random() < 0.7 else 0)
+        inputs = SamInputs(point_coords=np.array(pts, np.float32),
+                           point_labels=np.array(labels, np.int32), mask_input=prev,
+                           multimask_output=len(pts) == 1)
+        t = time.perf_counter()
+        pred = engine.predict(inputs)
+        lat.append(time.perf_counter() - t)
+        prev = pred.low_res_logits[[int(np.argmax(pred.iou_predictions))]]
+    return np.array(lat) * 1000
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
@@ -76,7 +98,6 @@ def main() -> None:
     from napari_samlabel.engine.cache import EmbeddingCache
     from napari_samlabel.engine.checkpoint import load_sam
     from napari_samlabel.engine.device import cpu_supports_bf16
-    from napari_samlabel.engine.protocol import SamInputs
     from napari_samlabel.engine.registry import get_model_spec
     from napari_samlabel.engine.sam import SamEngine
 
@@ -146,25 +167,8 @@ def main() -> None:
                   f"{cos[name]:>9s} {cpu[name]:6.1f}")
         del stock
 
-        # Decode latency: clicks added one at a time, previous logits fed back.
         assert fast is not None
-        fast.set_image(image)
-        rng = np.random.default_rng(0)
-        pts, labels, lat = [], [], []
-        prev = None
-        for i in range(args.clicks):
-            if i % 5 == 0:
-                pts, labels, prev = [], [], None  # a new object every 5 clicks
-            pts.append([rng.uniform(0, 500), rng.uniform(0, 375)])
-            labels.append(1 if rng.random() < 0.7 else 0)
-            inputs = SamInputs(point_coords=np.array(pts, np.float32),
-                               point_labels=np.array(labels, np.int32), mask_input=prev,
-                               multimask_output=len(pts) == 1)
-            t = time.perf_counter()
-            pred = fast.predict(inputs)
-            lat.append(time.perf_counter() - t)
-            prev = pred.low_res_logits[[int(np.argmax(pred.iou_predictions))]]
-        lat_ms = np.array(lat) * 1000
+        lat_ms = _decode_ms(fast, image, args.clicks)
         print(f"\ndecode ({args.clicks} clicks): p50 {np.percentile(lat_ms, 50):.1f} ms, "
               f"p95 {np.percentile(lat_ms, 95):.1f} ms")
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_engine import _cos, _image  # the same image and cosine as the ViT-B benchmark
+from bench_engine import _cos, _decode_ms, _image  # as the ViT-B benchmark measures
 
 DEFAULT_MODELS = ["vit_b", "vit_t", "sam_hq_vit_b", "sam_hq_vit_tiny", "sam2.1_hiera_tiny",
                   "sam2.1_hiera_small", "sam2.1_hiera_base_plus"]
@@ -54,27 +54,6 @@ def _engine(name: str, precise: bool):
     kw = {} if spec.family == "sam2" else {"family": spec.family}
     return cls(model, model_id=f"{name}:bench", device="cpu", precise=precise,
                cache=EmbeddingCache(None, memory_items=0), **kw)
-
-
-def _decode_ms(engine, image: np.ndarray, clicks: int) -> np.ndarray:
-    from napari_samlabel.engine.protocol import SamInputs
-
-    engine.set_image(image)
-    rng = np.random.default_rng(0)
-    pts, labels, lat, prev = [], [], [], None
-    for i in range(clicks):
-        if i % 5 == 0:
-            pts, labels, prev = [], [], None  # a new object every 5 clicks
-        pts.append([rng.uniform(0, 500), rng.uniform(0, 375)])
-        labels.append(1 if rng.random() < 0.7 else 0)
-        inputs = SamInputs(point_coords=np.array(pts, np.float32),
-                           point_labels=np.array(labels, np.int32), mask_input=prev,
-                           multimask_output=len(pts) == 1)
-        t = time.perf_counter()
-        pred = engine.predict(inputs)
-        lat.append(time.perf_counter() - t)
-        prev = pred.low_res_logits[[int(np.argmax(pred.iou_predictions))]]
-    return np.array(lat) * 1000
 
 
 def main() -> None:
