@@ -295,6 +295,19 @@ def vit_attention_classes(family: str) -> tuple[type, ...]:
     return ()
 
 
+def vit_block_classes(family: str) -> tuple[type, ...]:
+    """The ViT block classes of ``family`` that take the lean block forward."""
+    if family == "sam":
+        from segment_anything.modeling.image_encoder import Block
+
+        return (Block,)
+    if family == "sam_hq":
+        with _quiet_imports():
+            from segment_anything_hq.modeling.image_encoder import Block as HQBlock
+        return (HQBlock,)
+    return ()
+
+
 __all__ = [
     "FAMILIES",
     "Family",
@@ -307,4 +320,5 @@ __all__ = [
     "missing_modules",
     "require_family",
     "vit_attention_classes",
+    "vit_block_classes",
 ]

@@ -37,10 +37,12 @@ decoder (``predict``) always runs in float32 (segment-anything's decoder fails o
 ``device``
     cuda > mps > cpu unless given.
 
-Without ``compile``, the encoder's attention layers get a leaner forward
-(:func:`_lean_attention_forward`: the same terms in fewer passes over the 4096 x 4096
-attention matrices of the global blocks, which dominate the encoder's non-matmul time),
-every encoder pass reuses one attention buffer (:func:`attention_workspace`), and the
+Without ``compile``, the encoder's ViT blocks get a leaner forward
+(:mod:`napari_samlabel.engine.lean_vit`: the same arithmetic in fewer passes over the
+4096 x 4096 attention matrices of the global blocks, no ``qkv`` work on window padding,
+and on the CPU oneDNN linears with the GELU and the residual adds fused in), every encoder
+pass reuses attention buffers that the engine keeps (:meth:`SamEngine.release_workspace`
+frees them), and the
 ``samlabel`` command and the plugin ask PyTorch for transparent huge pages
 (:func:`napari_samlabel.engine.device.enable_huge_pages`), which removes most of the cost
 of touching fresh 400 MB tensors.
@@ -54,8 +56,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,11 @@ from napari_samlabel.engine.checkpoint import (
     cache_root,
     load_model,
     resolve_checkpoint,
+)
+from napari_samlabel.engine.lean_vit import (
+    attention_workspace,
+    fused_linear_available,
+    use_lean_vit,
 )
 from napari_samlabel.engine.protocol import Prediction, SamInputs
 
@@ -115,122 +120,6 @@ def _check_inputs(inputs: SamInputs) -> dict[str, Any]:
             )
         kwargs["mask_input"] = mask
     return kwargs
-
-
-_WORKSPACE = threading.local()
-#: Fold small relative-position biases into the q.k product (see _lean_attention_forward).
-_AUGMENT_REL_POS = True
-
-
-@contextlib.contextmanager
-def attention_workspace() -> Iterator[None]:
-    """Let the lean attention layers reuse one attention matrix for one encoder pass.
-
-    A global block's matrix is 12 x 4096 x 4096 (400 MB in bfloat16). Allocated afresh, every
-    matrix and its softmax are new pages the kernel must map and zero, which costs as much as
-    the matrix product itself (measured: 300 ms instead of 150 ms for the product, 330
-    instead of 130 ms for the softmax, per global block and core). Inside this context the
-    blocks of one pass write into the same buffer and the softmax runs in place; the buffer
-    is freed at the end. Per thread, so that two threads may encode at once.
-    """
-    outer = getattr(_WORKSPACE, "buffers", None)
-    _WORKSPACE.buffers = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        if outer is None:
-            _WORKSPACE.buffers = None
-
-
-def _attention_buffer(shape: tuple[int, ...], like: Any) -> Any:
-    """A reusable ``shape`` buffer inside :func:`attention_workspace`, else a fresh one."""
-    import torch
-
-    buffers = getattr(_WORKSPACE, "buffers", None)
-    if buffers is None:
-        return torch.empty(shape, dtype=like.dtype, device=like.device)
-    key = (shape, like.dtype, like.device)
-    buf = buffers.get(key)
-    if buf is None:
-        buf = buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
-    return buf
-
-
-def _rel_pos_keys(h: int, w: int, like: Any) -> Any:
-    """``(h*w, h+w)`` one-hot rows ``[onehot(jh), onehot(jw)]`` of the key tokens ``j``."""
-    import torch
-
-    eye_h = torch.eye(h, dtype=like.dtype, device=like.device).repeat_interleave(w, 0)
-    eye_w = torch.eye(w, dtype=like.dtype, device=like.device).repeat(h, 1)
-    return torch.cat([eye_h, eye_w], -1)
-
-
-def _lean_attention_forward(self: Any, x: Any) -> Any:
-    """``segment_anything.modeling.image_encoder.Attention.forward`` with less memory traffic.
-
-    The same terms as the original, in fewer passes over the ``L x L`` attention matrix.
-    The decomposed relative-position bias ``rel_h[i, jh] + rel_w[i, jw]`` either goes into
-    the matrix product itself, as ``[q, rel_h, rel_w] . [k, onehot(jh), onehot(jw)]`` (for
-    windowed blocks, where ``H + W`` = 28 extra channels are cheaper than a bias pass over
-    a matrix with 14-wide rows), or is written into the matrix first and the scaled
-    ``q @ k^T`` added onto it by the product (``baddbmm``, for the global blocks); either way
-    no separate add passes. The softmax runs in place; under
-    autocast the matrix, its softmax and the product with ``v`` stay in the matmul's dtype
-    (bfloat16) instead of round-tripping a 12 x 4096 x 4096 float32 copy; and inside
-    :func:`attention_workspace` the matrix lives in a reused buffer. In float32 the result
-    equals segment-anything's up to float rounding (the bias is added before, not after,
-    the product's final rounding).
-    """
-    import torch
-    from segment_anything.modeling.image_encoder import get_rel_pos
-
-    B, H, W, _ = x.shape
-    nh = self.num_heads
-    qkv = self.qkv(x).reshape(B, H * W, 3, nh, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.reshape(3, B * nh, H * W, -1).unbind(0)
-    with torch.autocast(x.device.type, enabled=False):
-        attn = _attention_buffer((B * nh, H * W, H * W), q)
-        if self.use_rel_pos:
-            rh = get_rel_pos(H, H, self.rel_pos_h).to(q.dtype)
-            rw = get_rel_pos(W, W, self.rel_pos_w).to(q.dtype)
-            r_q = q.reshape(B * nh, H, W, -1)
-            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
-            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
-            if _AUGMENT_REL_POS and H + W <= q.shape[-1]:
-                onehot = _rel_pos_keys(H, W, q)
-                qa = torch.cat([q * self.scale, rel_h.reshape(B * nh, H * W, H),
-                                rel_w.reshape(B * nh, H * W, W)], -1)
-                ka = torch.cat([k, onehot.expand(B * nh, -1, -1)], -1)
-                torch.bmm(qa, ka.transpose(-2, -1), out=attn)
-            else:
-                torch.add(rel_h[:, :, :, :, None], rel_w[:, :, :, None, :],
-                          out=attn.view(B * nh, H, W, H, W))
-                attn.baddbmm_(q, k.transpose(-2, -1), alpha=self.scale)
-        else:
-            torch.bmm(q * self.scale, k.transpose(-2, -1), out=attn)
-        torch.ops.aten._softmax.out(attn, -1, False, out=attn)  # row by row: safe in place
-        out = attn @ v
-    out = out.view(B, nh, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
-    return self.proj(out)
-
-
-def _use_lean_attention(image_encoder: Any, family: str = "sam") -> bool:
-    """Give every ViT attention layer of ``image_encoder`` :func:`_lean_attention_forward`.
-
-    Returns True when the encoder had such layers.
-
-    SAM-HQ's ViT is segment-anything's (same attention code); TinyViT encoders (MobileSAM,
-    Light HQ-SAM) have no such layers and are left as they are.
-    """
-    from napari_samlabel.engine.families import vit_attention_classes
-
-    classes = vit_attention_classes(family)
-    found = False
-    for module in image_encoder.modules():
-        if classes and isinstance(module, classes):
-            module.forward = types.MethodType(_lean_attention_forward, module)
-            found = True
-    return found
 
 
 class SamEngine(CachedEngine):
@@ -283,6 +172,8 @@ class SamEngine(CachedEngine):
         from napari_samlabel.engine.families import make_predictor
 
         self.family = family
+        # Attention buffers kept between encoder passes, per thread (lean_vit).
+        self._workspaces = threading.local()
         super().__init__(sam, model_id, device=device, precise=precise, compile=compile,
                          cache=cache)
         self.predictor = make_predictor(family, self.model)
@@ -290,9 +181,11 @@ class SamEngine(CachedEngine):
     def _prepare_encoder(self, encoder: Any, compile: bool) -> None:
         if compile:
             return  # inductor fuses segment-anything's own bias-add + softmax better
-        if _use_lean_attention(encoder, self.family) and self.precision == "bfloat16":
-            import torch
+        import torch
 
+        bf16 = self.precision == "bfloat16"
+        fused = fused_linear_available(self.device, torch.bfloat16 if bf16 else torch.float32)
+        if use_lean_vit(encoder, self.family, fused=fused, pack=fused and bf16) and bf16:
             # A ViT whose weights are bfloat16 runs without autocast's casts and with a
             # bfloat16 residual stream: 2-5 % faster, cosine 0.99994 to the float32
             # embedding (random ViT-B weights; autocast: 0.99997).
@@ -300,7 +193,18 @@ class SamEngine(CachedEngine):
             self._encoder_dtype = torch.bfloat16
 
     def _encoder_context(self) -> contextlib.AbstractContextManager[Any]:
-        return attention_workspace()
+        store = getattr(self._workspaces, "buffers", None)
+        if store is None:
+            store = self._workspaces.buffers = {}
+        return attention_workspace(store)
+
+    def release_workspace(self) -> None:
+        """Free the attention buffers kept for the next encode (400 MB for ViT-B in bfloat16).
+
+        The next encode allocates them again. A thread's buffers are also freed when the
+        thread ends.
+        """
+        self._workspaces = threading.local()
 
     # -- encoding --------------------------------------------------------------------------
 
