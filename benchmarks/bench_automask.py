@@ -42,9 +42,9 @@ def load_test_image() -> tuple[np.ndarray, str]:
 
 
 def main() -> None:
-    from napari_samlabel.engine.device import enable_huge_pages
+    from napari_samlabel.engine.device import tune_memory
 
-    enable_huge_pages()  # as the samlabel command does, before torch is imported
+    tune_memory()  # as the samlabel command does, before torch is imported
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b")
     parser.add_argument("--points", type=int, nargs="+", default=[32, 16],

@@ -78,9 +78,9 @@ def sample_image(folder: Path) -> Path:
 
 
 def main() -> None:
-    from napari_samlabel.engine.device import enable_huge_pages
+    from napari_samlabel.engine.device import tune_memory
 
-    enable_huge_pages()  # as the samlabel command does, before torch is imported
+    tune_memory()  # as the samlabel command does, before torch is imported
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clicks", type=int, default=40)
     parser.add_argument("--model", default="vit_b")

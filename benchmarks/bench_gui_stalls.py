@@ -43,9 +43,9 @@ def photos(folder: Path, n: int) -> None:
 
 
 def main() -> None:
-    from napari_samlabel.engine.device import enable_huge_pages
+    from napari_samlabel.engine.device import tune_memory
 
-    enable_huge_pages()  # as the samlabel command does, before torch is imported
+    tune_memory()  # as the samlabel command does, before torch is imported
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="vit_tiny_test")
     parser.add_argument("--images", type=int, default=4)

@@ -57,9 +57,9 @@ def _engine(name: str, precise: bool):
 
 
 def main() -> None:
-    from napari_samlabel.engine.device import enable_huge_pages
+    from napari_samlabel.engine.device import tune_memory
 
-    enable_huge_pages()  # as the samlabel command does, before torch is imported
+    tune_memory()  # as the samlabel command does, before torch is imported
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
     ap.add_argument("--repeats", type=int, default=2, help="timed encodes per mode")

@@ -163,9 +163,9 @@ def oracle_check(tmp: Path) -> None:
 
 
 def main() -> None:
-    from napari_samlabel.engine.device import enable_huge_pages
+    from napari_samlabel.engine.device import tune_memory
 
-    enable_huge_pages()  # as the samlabel command does, before torch is imported
+    tune_memory()  # as the samlabel command does, before torch is imported
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b")
     parser.add_argument("--images", type=int, default=4)

@@ -196,9 +196,9 @@ class SamLabelWidget(QWidget):
         """Load the model in a worker thread; the session encodes once it is ready."""
         from napari.qt.threading import create_worker
 
-        from napari_samlabel.engine.device import enable_huge_pages
+        from napari_samlabel.engine.device import tune_memory
 
-        enable_huge_pages()  # effective when the plugin is the first to import torch
+        tune_memory()  # huge pages only if the plugin is the first to import torch
         opts = self.engine_options
         self.loading_model = opts.model
         self._load_seq += 1

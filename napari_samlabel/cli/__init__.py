@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``samlabel``; return the process exit code."""
-    from napari_samlabel.engine.device import enable_huge_pages
+    from napari_samlabel.engine.device import tune_memory
 
-    enable_huge_pages()  # before anything imports torch
+    tune_memory()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

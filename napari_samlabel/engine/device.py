@@ -30,6 +30,50 @@ def enable_huge_pages() -> None:
     os.environ.setdefault(THP_ENV, "1")
 
 
+#: Environment variables with which a user sets glibc's malloc trimming and mmap thresholds
+#: themselves (then :func:`keep_freed_memory` leaves them alone).
+_MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks of up to 32 MB for reuse; True if it did.
+
+    An encoder pass allocates and frees hundreds of MB of activations. By default glibc
+    gives most of it back to the kernel (``munmap``, heap trimming), and the next pass
+    faults it in again: on a 2-core VM that cost 0.3-1.3 s of system time per ViT-B encode
+    (page faults, and TLB shootdowns between the two compute threads), and median encodes
+    of 4.5 s instead of 3.7 s. With allocations below 32 MB served from the heap and up to
+    1 GB of free heap kept, the process holds on to its peak memory instead. No-op where
+    malloc is not glibc's, or when the user tuned it (``MALLOC_TRIM_THRESHOLD_``,
+    ``MALLOC_MMAP_THRESHOLD_`` or ``GLIBC_TUNABLES`` set).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux") or any(v in os.environ for v in _MALLOC_ENV):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (musl has mallopt too)
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt returns 1 on success; 32 MB is the largest mmap threshold glibc accepts.
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
+
+def tune_memory() -> None:
+    """The memory settings the ``samlabel`` command and the plugin run the encoder with.
+
+    :func:`enable_huge_pages` (only effective before torch allocates its first tensor) and
+    :func:`keep_freed_memory`.
+    """
+    enable_huge_pages()
+    keep_freed_memory()
+
+
 def choose_device(device: str | None = None) -> Any:
     """Return the ``torch.device`` to run on: ``device`` if given, else cuda > mps > cpu.
 

@@ -206,3 +206,52 @@ def test_engines_of_vit_families_run_lean_blocks(family, tmp_path):
     blocks = engine.model.image_encoder.blocks
     assert len(blocks) > 0
     assert all(b.forward.__func__.__name__ == "_lean_block_forward" for b in blocks)
+
+
+def test_freed_memory_is_kept_unless_the_user_tuned_malloc(monkeypatch):
+    import sys
+
+    from napari_samlabel.engine import device
+
+    for var in device._MALLOC_ENV:
+        monkeypatch.delenv(var, raising=False)
+    calls = []
+
+    class FakeLibc:  # records mallopt instead of changing this test process's malloc
+        gnu_get_libc_version = object()
+
+        def __init__(self):
+            def mallopt(param, value):
+                calls.append((param, value))
+                return 1
+            self.mallopt = mallopt
+
+    import ctypes
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert device.keep_freed_memory()
+    assert calls == [(device._M_MMAP_THRESHOLD, 32 << 20), (device._M_TRIM_THRESHOLD, 1 << 30)]
+    calls.clear()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "0")
+    assert not device.keep_freed_memory() and not calls
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    del FakeLibc.gnu_get_libc_version   # musl: has mallopt, but not glibc's parameters
+    assert not device.keep_freed_memory() and not calls
+
+
+def test_keep_freed_memory_runs_against_this_processes_libc(monkeypatch):
+    import sys
+
+    from napari_samlabel.engine.device import _MALLOC_ENV, keep_freed_memory
+
+    for var in _MALLOC_ENV:
+        monkeypatch.delenv(var, raising=False)
+
+    try:
+        import ctypes
+
+        glibc = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+    except OSError:
+        glibc = False
+    assert keep_freed_memory() == (sys.platform.startswith("linux") and glibc)
