@@ -3,7 +3,8 @@
 ``choose_device()`` picks CUDA, then Apple's MPS, then the CPU; a name such as ``"cpu"``
 or ``"cuda:1"`` overrides it. ``cpu_supports_bf16()`` tells whether this CPU runs bfloat16
 matrix products natively (AVX512-BF16 or AMX), which is what makes the fast CPU encoder
-worth it (on older CPUs bfloat16 is emulated and slower than float32).
+worth it (on older CPUs bfloat16 is emulated and slower than float32). ``tune_memory()``
+sets up the process's memory for repeated encoder passes (huge pages, freed memory kept).
 """
 
 from __future__ import annotations

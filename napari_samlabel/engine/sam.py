@@ -18,11 +18,14 @@ from the model type.
 Fast CPU encoding
 -----------------
 The image encoder is the only expensive step. ``benchmarks/bench_engine.py`` measures every
-mode on the machine at hand; on two CPU cores (AMD EPYC with AVX512-BF16), ViT-B, a 500 x 375
-image, random weights, one run: stock segment-anything in float32 10.7 s, this engine in
-float32 7.1 s, in its default bfloat16 mode 3.4 s (cosine 0.99993 to the float32
-embedding), ``torch.compile`` + bfloat16 6.3 s. Three switches control how it runs; the
-decoder (``predict``) always runs in float32 (segment-anything's decoder fails on bfloat16):
+mode on the machine at hand, each in its own process; on two CPU cores (AMD EPYC with
+AVX512-BF16), ViT-B, a 500 x 375 image, random weights, one run (fastest of 4 rounds,
+median in brackets): this engine in its default bfloat16 mode 3.46 s (3.79 s; cosine
+0.99994 to the float32 embedding), in float32 8.6 s (9.4 s); stock segment-anything in
+float32 took 16-18 s on quiet days and 35 s that day, when page faults were slow on the
+host. ``torch.compile`` + bfloat16 took 6.3 s in an earlier run. Three switches control
+how it runs; the decoder (``predict``) always runs in float32 (segment-anything's decoder
+fails on bfloat16):
 
 ``precise``
     False (default): where the hardware runs bfloat16 natively (CPUs with AVX512-BF16/AMX,
@@ -40,12 +43,12 @@ decoder (``predict``) always runs in float32 (segment-anything's decoder fails o
 Without ``compile``, the encoder's ViT blocks get a leaner forward
 (:mod:`napari_samlabel.engine.lean_vit`: the same arithmetic in fewer passes over the
 4096 x 4096 attention matrices of the global blocks, no ``qkv`` work on window padding,
-and on the CPU oneDNN linears with the GELU and the residual adds fused in), every encoder
-pass reuses attention buffers that the engine keeps (:meth:`SamEngine.release_workspace`
-frees them), and the
-``samlabel`` command and the plugin ask PyTorch for transparent huge pages
-(:func:`napari_samlabel.engine.device.enable_huge_pages`), which removes most of the cost
-of touching fresh 400 MB tensors.
+and on the CPU oneDNN linears with the GELU and the residual adds fused in; in bfloat16 the
+GELU is its tanh form, which differs by less than bfloat16's resolution), every encoder pass
+reuses attention buffers that the engine keeps (:meth:`SamEngine.release_workspace` frees
+them), and the ``samlabel`` command and the plugin ask PyTorch for transparent huge pages
+and glibc to keep freed memory for reuse (:func:`napari_samlabel.engine.device.tune_memory`),
+which removes most of the cost of touching fresh memory on every pass.
 
 Embeddings are cached (:mod:`napari_samlabel.engine.cache`) by image content and
 ``model_id``: ``set_image`` on an image seen before costs a hash and a file read.
