@@ -282,30 +282,19 @@ def make_predictor(family: str, model: Any) -> Any:
     return SamPredictor(model)
 
 
-def vit_attention_classes(family: str) -> tuple[type, ...]:
-    """The ViT attention classes of ``family`` that take the lean attention forward."""
+def vit_classes(family: str) -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """``(attention classes, block classes)`` of ``family``'s ViT, for the lean forward.
+
+    Empty for families without segment-anything's ViT (MobileSAM's TinyViT, SAM 2's Hiera).
+    """
     if family == "sam":
-        from segment_anything.modeling.image_encoder import Attention
-
-        return (Attention,)
-    if family == "sam_hq":
+        from segment_anything.modeling import image_encoder
+    elif family == "sam_hq":
         with _quiet_imports():
-            from segment_anything_hq.modeling.image_encoder import Attention as HQAttention
-        return (HQAttention,)
-    return ()
-
-
-def vit_block_classes(family: str) -> tuple[type, ...]:
-    """The ViT block classes of ``family`` that take the lean block forward."""
-    if family == "sam":
-        from segment_anything.modeling.image_encoder import Block
-
-        return (Block,)
-    if family == "sam_hq":
-        with _quiet_imports():
-            from segment_anything_hq.modeling.image_encoder import Block as HQBlock
-        return (HQBlock,)
-    return ()
+            from segment_anything_hq.modeling import image_encoder
+    else:
+        return (), ()
+    return (image_encoder.Attention,), (image_encoder.Block,)
 
 
 __all__ = [
@@ -319,6 +308,5 @@ __all__ = [
     "make_predictor",
     "missing_modules",
     "require_family",
-    "vit_attention_classes",
-    "vit_block_classes",
+    "vit_classes",
 ]

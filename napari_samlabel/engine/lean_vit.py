@@ -311,9 +311,9 @@ def use_lean_vit(image_encoder: Any, family: str = "sam", fused: bool = False,
         The encoder will run in bfloat16: its GELU may be the tanh approximation
         (:class:`LinearOps`).
     """
-    from napari_samlabel.engine.families import vit_attention_classes, vit_block_classes
+    from napari_samlabel.engine.families import vit_classes
 
-    attention, blocks = vit_attention_classes(family), vit_block_classes(family)
+    attention, blocks = vit_classes(family)
     ops = LinearOps(fused, pack, gelu="tanh" if bfloat16 else "none")
     found = False
     in_block: set[int] = set()
