@@ -55,7 +55,7 @@ def main() -> None:
     # The checkpoint is made in a child process: torch must not be imported here before
     # the launch (the launch's own imports are part of what is measured).
     checkpoint = str(tmp / f"{args.model}.pth")
-    make = ("from napari_samlabel.engine.testing import save_tiny_checkpoint as save"
+    make = ("from napari_samlabel.testing.models import save_tiny_checkpoint as save"
             if args.model == "vit_tiny_test" else
             "import torch\nfrom napari_samlabel.engine.registry import get_model_spec\n"
             f"save = lambda p: torch.save(get_model_spec({args.model!r}).build().state_dict(), p)")

@@ -142,10 +142,10 @@ def bench_dask(ckpt: Path, model: str, weak: dict, workers: list[int], tmp: Path
 
 def oracle_check(tmp: Path) -> None:
     from napari_samlabel.evaluate.metrics import evaluate_dirs
-    from napari_samlabel.evaluate.oracle import oracle_from_voc
     from napari_samlabel.evaluate.simulate import simulate_weak_dir
     from napari_samlabel.io.weak import read_weak_labels
     from napari_samlabel.pseudo.pipeline import pseudo_label
+    from napari_samlabel.testing.oracle import oracle_from_voc
 
     engine = oracle_from_voc(VOC, overlap=3)
     runs = [("points", SAMPLE / "weak" / "points" / "whats_the_point.json", "as shipped"),

@@ -78,9 +78,9 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication, QDockWidget
 
     from napari_samlabel._napari.launch import open_annotator
-    from napari_samlabel.engine.fakes import OracleEngine
-    from napari_samlabel.evaluate.queue import curate
+    from napari_samlabel.curate.queue import curate
     from napari_samlabel.io.images import load_image
+    from napari_samlabel.testing.fakes import OracleEngine
 
     tmp = Path(tempfile.mkdtemp(prefix="samlabel-review-shot-"))
     try:

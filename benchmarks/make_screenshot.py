@@ -1,7 +1,7 @@
 """Save ``docs/screenshot.png``: the annotator in a real napari window (run under Xvfb).
 
 No pretrained SAM weights exist on the build machine, so the masks in the picture come from
-the ground-truth oracle engine (``napari_samlabel.engine.fakes.OracleEngine``) on real PASCAL
+the ground-truth oracle engine (``napari_samlabel.testing.fakes.OracleEngine``) on real PASCAL
 VOC images from ``/work/shared/data/voc-sample``; everything else (layers, prompts, panels,
 status line) is the plugin as an annotator sees it. Prompts are given through the plugin's
 layers, exactly as clicks and drags give them.
@@ -61,8 +61,8 @@ def main() -> None:
     from skimage.measure import label
 
     from napari_samlabel._napari.launch import open_annotator
-    from napari_samlabel.engine.fakes import OracleEngine
     from napari_samlabel.io.images import load_image
+    from napari_samlabel.testing.fakes import OracleEngine
 
     tmp = Path(tempfile.mkdtemp(prefix="samlabel-shot-"))
     try:

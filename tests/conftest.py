@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint file of the tiny test SAM (segment-anything modules, random weights)."""
-    from napari_samlabel.engine.testing import save_tiny_checkpoint
+    from napari_samlabel.testing.models import save_tiny_checkpoint
 
     return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "sam_tiny_test.pth")
 
@@ -32,3 +32,29 @@ def rect_image() -> np.ndarray:
     img = np.full((96, 128, 3), 20, dtype=np.uint8)
     img[20:60, 30:90] = (220, 200, 40)
     return img
+
+
+def _small(image: np.ndarray, step: int) -> np.ndarray:
+    return np.ascontiguousarray(image[::step, ::step])
+
+
+@pytest.fixture()
+def image_folder(tmp_path: Path) -> Path:
+    """Three small real RGB images (skimage samples, downsampled) as PNG files."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, image in (("a_cat", data.chelsea()), ("b_coffee", data.coffee()),
+                        ("c_astronaut", data.astronaut())):
+        Image.fromarray(_small(image, 4)).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture()
+def tiny_engine(tiny_checkpoint: Path):
+    """The tiny random-weight SAM through the real loader, memory-only embedding cache."""
+    from napari_samlabel.engine.sam import load_engine
+
+    return load_engine("vit_tiny_test", tiny_checkpoint, device="cpu", cache=None)

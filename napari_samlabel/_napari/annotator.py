@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from napari_samlabel._napari.bridge import LayerBridge
-from napari_samlabel._napari.session import AnnotationSession
+from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.document import ImageStatus
 
 

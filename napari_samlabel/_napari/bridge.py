@@ -31,7 +31,7 @@ from napari.layers.base import ActionType
 from napari.utils.colormaps import DirectLabelColormap
 
 from napari_samlabel._napari import convert
-from napari_samlabel._napari.session import AnnotationSession
+from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.classes import ClassTable
 
 POSITIVE_COLOR = "lime"

@@ -1,6 +1,6 @@
 """The Refine tab: refine the open image's labels with SEPL, SAMS or SLIC, preview, accept.
 
-A form over :class:`~napari_samlabel.pseudo.refine.interactive.RefineController`, which does
+A form over :class:`~napari_samlabel.annotate.refine.RefineController`, which does
 the work (on the session's engine lane, off the GUI thread) and keeps the preview; this file
 only shows the settings, a napari progress bar, and the preview as a Labels layer.
 """
@@ -28,8 +28,8 @@ from qtpy.QtWidgets import (
 
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel._napari.bridge import class_colormap
+from napari_samlabel.annotate.refine import RefineController, RefineSettings
 from napari_samlabel.pseudo.refine.api import METHODS
-from napari_samlabel.pseudo.refine.interactive import RefineController, RefineSettings
 
 PREVIEW_NAME = "refine preview"
 #: The form's rows per method: (setting, label, minimum, maximum, step).

@@ -1,6 +1,6 @@
 """The Review tab: walk a curation queue worst first, see why each image is there, decide.
 
-A view of :class:`~napari_samlabel.evaluate.review.ReviewController`, which does the work
+A view of :class:`~napari_samlabel.annotate.review.ReviewController`, which does the work
 (walk, decisions saved to the project, rescoring) headless. The panel shows the queue, the
 current image's signals and its worst objects, and passes clicks on: a queue row opens that
 image in the annotator (whose prompting tools fix it), an object row selects that accepted
@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
-from napari_samlabel.evaluate.review import ReviewController
+from napari_samlabel.annotate.review import ReviewController
 from napari_samlabel.io.project import REVIEW_REASONS
 
 #: Objects listed in the table (worst first); the rest are in queue.csv and the report.

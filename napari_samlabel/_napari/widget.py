@@ -37,12 +37,12 @@ from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
-from napari_samlabel._napari.session import (
+from napari_samlabel._napari.workers import ThreadRunner
+from napari_samlabel.annotate.session import (
     AnnotationSession,
     project_for_folder,
     session_for_project,
 )
-from napari_samlabel._napari.workers import ThreadRunner
 from napari_samlabel.core.classes import ClassTable
 
 #: Longest time the window's repaint waits for a decode.

@@ -59,7 +59,7 @@ class _Relay(QObject):
 
 
 class ThreadRunner:
-    """A :class:`~napari_samlabel._napari.lane.Runner` on one long-lived Python thread.
+    """A :class:`~napari_samlabel.annotate.lane.Runner` on one long-lived Python thread.
 
     Create it on the GUI thread. Jobs run in order (the lane starts one at a time anyway);
     ``on_done``/``on_error`` are called on the GUI thread.

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except ModelUnavailableError as exc:
         raise CLIError(str(exc)) from exc
     if args.review is not None:
-        from napari_samlabel.evaluate.queue import read_queue
+        from napari_samlabel.curate.queue import read_queue
 
         if args.folder is None:
             raise CLIError("--review needs FOLDER, the project the queue was curated from")

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_thresholds(items: list[str]):  # noqa: ANN201 - Thresholds, imported lazily
     """Build :class:`Thresholds` from ``NAME=VALUE`` strings; CLIError on a bad one."""
-    from napari_samlabel.evaluate.curation import Thresholds
+    from napari_samlabel.curate.signals import Thresholds
 
     names = {f.name for f in dataclasses.fields(Thresholds)}
     values: dict[str, float] = {}
@@ -73,7 +73,7 @@ def parse_thresholds(items: list[str]):  # noqa: ANN201 - Thresholds, imported l
 
 def run(args: argparse.Namespace) -> int:
     """Assess, rank and write the queue and report."""
-    from napari_samlabel.evaluate.queue import curate
+    from napari_samlabel.curate.queue import curate
 
     if args.top < 0:
         raise CLIError(f"--top must be 0 or more, got {args.top}")

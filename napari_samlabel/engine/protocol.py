@@ -19,7 +19,7 @@ one for a model type.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -118,4 +118,21 @@ class Engine(Protocol):
         ValueError
             If ``inputs`` has neither points nor a box.
         """
+        ...
+
+
+@runtime_checkable
+class EncodingEngine(Engine, Protocol):
+    """An :class:`Engine` that can also encode ahead and say what it has cached.
+
+    The GUI prefetches the next image's embedding on another thread with :meth:`encode`
+    (which must not change the current image) and skips that work when :meth:`is_cached`.
+    """
+
+    def encode(self, image: np.ndarray, key: str | None = None) -> tuple[Any, bool]:
+        """Return ``(embedding, from_cache)`` for ``image`` without making it current."""
+        ...
+
+    def is_cached(self, image: np.ndarray) -> bool:
+        """Whether ``image``'s embedding is already cached (a :meth:`set_image` is cheap)."""
         ...

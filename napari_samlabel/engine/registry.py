@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from napari_samlabel.engine.testing import TINY_MODELS
+from napari_samlabel.testing.models import TINY_MODELS
 
 _SAM_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _SAM2_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
@@ -223,7 +223,7 @@ _MODELS: dict[str, ModelSpec] = {
                 filename=None, for_tests=True,
                 description=(
                     f"FOR TESTS ONLY: tiny random-weight {family} model, meaningless masks; "
-                    "load from a local file made by napari_samlabel.engine.testing"
+                    "load from a local file made by napari_samlabel.testing.models"
                 ),
             )
             for name, (family, config) in TINY_MODELS.items()

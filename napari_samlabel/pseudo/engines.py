@@ -47,8 +47,8 @@ class EngineSpec:
 
     @classmethod
     def fake(cls, name: str = "disk", **kwargs: Any) -> EngineSpec:
-        """A fake engine of :mod:`napari_samlabel.engine.fakes` (tests, dry runs)."""
-        return cls.create("napari_samlabel.engine.fakes:engine_from_name", name=name, **kwargs)
+        """A fake engine of :mod:`napari_samlabel.testing.fakes` (tests, dry runs)."""
+        return cls.create("napari_samlabel.testing.fakes:engine_from_name", name=name, **kwargs)
 
     def build(self) -> Any:
         """Import the factory and call it.

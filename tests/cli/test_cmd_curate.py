@@ -172,9 +172,9 @@ def test_curate_user_errors_and_skipped_images(tmp_path, capsys):
 
 def test_curate_pseudo_label_output_with_weak_labels(tmp_path, capsys):
     """The real pipeline's output folder (deterministic disk engine), read back with prompts."""
-    from napari_samlabel.engine.fakes import DiskEngine
     from napari_samlabel.io.weak import read_weak_labels
     from napari_samlabel.pseudo.pipeline import pseudo_label
+    from napari_samlabel.testing.fakes import DiskEngine
 
     _images(tmp_path / "images", ["apart", "close"])
     points = {  # (x, y, VOC class): cat 8, dog 12
@@ -275,7 +275,7 @@ def _plain_voc_with_specks(root):
 
 
 def test_curate_voc_class_maps_make_the_objects_import_voc_makes(tmp_path, capsys):
-    from napari_samlabel.evaluate.queue import import_voc_min_area
+    from napari_samlabel.curate.queue import import_voc_min_area
     from napari_samlabel.io.voc_project import import_voc
 
     voc = _plain_voc_with_specks(tmp_path / "voc")
@@ -314,7 +314,7 @@ def test_curate_merged_instances_against_voc_ground_truth(tmp_path, capsys):
     rows = list(csv.DictReader((out / "queue.csv").open(newline="")))
     assert rows[0]["gt_merge"] == "1" and rows[0]["main_reason"] == "gt_missed"
     # The report outlines both ground-truth instances (white between the two dogs).
-    from napari_samlabel.evaluate.report import GT_OUTLINE
+    from napari_samlabel.curate.report import GT_OUTLINE
 
     page = Sections()
     page.feed((out / "report.html").read_text(encoding="utf-8"))
@@ -324,9 +324,9 @@ def test_curate_merged_instances_against_voc_ground_truth(tmp_path, capsys):
 
 
 def test_curate_reads_stability_and_iou_spread_when_the_producer_stored_them(tmp_path, capsys):
-    from napari_samlabel.engine.fakes import DiskEngine
     from napari_samlabel.io.weak import read_weak_labels
     from napari_samlabel.pseudo.pipeline import pseudo_label
+    from napari_samlabel.testing.fakes import DiskEngine
 
     _images(tmp_path / "images", ["p", "q"])
     points = {"p": [{"x": 15, "y": 15, "cls": 8}], "q": [{"x": 50, "y": 40, "cls": 12}]}

@@ -5,7 +5,7 @@ from PIL import Image
 from napari_samlabel.cli import main
 from napari_samlabel.engine.cache import EmbeddingCache, image_key
 from napari_samlabel.engine.checkpoint import file_sha256, make_model_id
-from napari_samlabel.engine.testing import TINY_MODEL_TYPE
+from napari_samlabel.testing.models import TINY_MODEL_TYPE
 
 
 @pytest.fixture()

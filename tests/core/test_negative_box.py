@@ -13,7 +13,6 @@ from napari_samlabel.core.prompts import (
     in_image,
     prompt_from_dict,
 )
-from napari_samlabel.engine.fakes import DiskEngine
 from napari_samlabel.engine.policies import (
     EXCLUDED_LOGIT,
     exclude_logits,
@@ -21,6 +20,7 @@ from napari_samlabel.engine.policies import (
     segment_object,
     to_sam_inputs,
 )
+from napari_samlabel.testing.fakes import DiskEngine
 
 SHAPE = (100, 120)
 
@@ -104,7 +104,7 @@ def test_negative_box_through_a_sam2_engine(tmp_path):
     from napari_samlabel.engine.families import family_available
     from napari_samlabel.engine.quality import logits_to_image
     from napari_samlabel.engine.sam import load_engine
-    from napari_samlabel.engine.testing import SAM2_TINY_MODEL_TYPE, save_tiny_checkpoint
+    from napari_samlabel.testing.models import SAM2_TINY_MODEL_TYPE, save_tiny_checkpoint
 
     if not family_available("sam2"):
         pytest.skip("sam2 not installed")

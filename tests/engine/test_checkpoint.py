@@ -14,7 +14,7 @@ from napari_samlabel.engine.checkpoint import (
     load_sam,
     resolve_checkpoint,
 )
-from napari_samlabel.engine.testing import TINY_MODEL_TYPE, build_tiny_sam
+from napari_samlabel.testing.models import TINY_MODEL_TYPE, build_tiny_sam
 
 
 def _sha(path: Path) -> str:

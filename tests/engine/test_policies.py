@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
-from napari_samlabel.engine.fakes import DiskEngine
 from napari_samlabel.engine.policies import (
     PRESETS,
     SCRIBBLE_GROUP_SIZE,
@@ -21,6 +20,7 @@ from napari_samlabel.engine.policies import (
     segment_object,
     to_sam_inputs,
 )
+from napari_samlabel.testing.fakes import DiskEngine
 
 SHAPE = (96, 128)
 
@@ -57,7 +57,7 @@ def test_iterative_points_in_order_with_logits_handed_over(engine):
         np.testing.assert_array_equal(call.point_coords, [[10, 10], [60, 50], [100, 80]][:k + 1])
     assert engine.calls[0].mask_input is None
     # call k receives call k-1's chosen low-res logits
-    from napari_samlabel.engine.fakes import mask_to_lowres_logits
+    from napari_samlabel.testing.fakes import mask_to_lowres_logits
 
     first_mask = DiskEngine(radius=5)
     first_mask.set_image(np.zeros(SHAPE + (3,), np.uint8))

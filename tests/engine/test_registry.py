@@ -16,7 +16,7 @@ from napari_samlabel.engine.registry import (
     get_model_spec,
     model_names,
 )
-from napari_samlabel.engine.testing import TINY_CONFIG, TINY_MODEL_TYPE, TINY_MODELS
+from napari_samlabel.testing.models import TINY_CONFIG, TINY_MODEL_TYPE, TINY_MODELS
 
 OFFICIAL = ["vit_b", "vit_l", "vit_h", "vit_t", "sam_hq_vit_b", "sam_hq_vit_l", "sam_hq_vit_h",
             "sam_hq_vit_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_small",

@@ -4,7 +4,7 @@ import pytest
 from napari_samlabel.engine.cache import EmbeddingCache
 from napari_samlabel.engine.protocol import Engine, Prediction, SamInputs
 from napari_samlabel.engine.sam import SamEngine, load_engine
-from napari_samlabel.engine.testing import TINY_MODEL_TYPE
+from napari_samlabel.testing.models import TINY_MODEL_TYPE
 
 
 @pytest.fixture(scope="module")

@@ -1,30 +1,11 @@
-"""Fixtures for the napari plugin tests: a folder of small real images, the tiny SAM."""
+"""Fixtures for the napari plugin tests (the image folder and tiny SAM are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-
-def _small(image: np.ndarray, step: int) -> np.ndarray:
-    return np.ascontiguousarray(image[::step, ::step])
-
-
-@pytest.fixture()
-def image_folder(tmp_path: Path) -> Path:
-    """Three small real RGB images (skimage samples, downsampled) as PNG files."""
-    from PIL import Image
-    from skimage import data
-
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for name, image in (("a_cat", data.chelsea()), ("b_coffee", data.coffee()),
-                        ("c_astronaut", data.astronaut())):
-        Image.fromarray(_small(image, 4)).save(folder / f"{name}.png")
-    return folder
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,14 +14,6 @@ def _no_triton_after_gl():
     from napari_samlabel._napari.torch_guard import keep_triton_out
 
     keep_triton_out()
-
-
-@pytest.fixture()
-def tiny_engine(tiny_checkpoint: Path):
-    """The tiny random-weight SAM through the real loader, memory-only embedding cache."""
-    from napari_samlabel.engine.sam import load_engine
-
-    return load_engine("vit_tiny_test", tiny_checkpoint, device="cpu", cache=None)
 
 
 def wait_idle(qtbot, session, timeout: int = 20000) -> None:
@@ -57,7 +30,7 @@ def annotate(make_napari_viewer, qtbot):
     pass the tiny SAM).
     """
     from napari_samlabel._napari.widget import SamLabelWidget
-    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.testing.fakes import DiskEngine
 
     widgets = []
 

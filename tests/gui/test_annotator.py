@@ -254,7 +254,7 @@ def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
     import time
 
     from napari_samlabel._napari.widget import PAINT_HOLD_MS
-    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.testing.fakes import DiskEngine
 
     class Slow(DiskEngine):
         delay = 0.15
@@ -288,7 +288,7 @@ def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
 
 def test_parts_have_their_own_layer_and_are_clicked_first(annotate, image_folder, qtbot):
     """A dog/head never punches a hole in its dog; a click on the head finds the head."""
-    from napari_samlabel._napari.session import project_for_folder
+    from napari_samlabel.annotate.session import project_for_folder
     from napari_samlabel.core.classes import ClassTable
 
     names = [*ClassTable.voc().names, "dog/head"]

@@ -62,7 +62,7 @@ def test_launcher_opens_the_samples_with_help(make_napari_viewer, qtbot, monkeyp
     from napari_samlabel._napari import samples
     from napari_samlabel._napari.launch import open_annotator
     from napari_samlabel._napari.panels import help_text
-    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.testing.fakes import DiskEngine
 
     monkeypatch.setattr(samples, "sample_project_dir", lambda: tmp_path / "samples")
     viewer = make_napari_viewer()

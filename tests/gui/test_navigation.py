@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_samlabel._napari.session import session_for_project
+from napari_samlabel.annotate.session import session_for_project
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.io.images import load_image
 from napari_samlabel.io.project import Project

@@ -192,7 +192,7 @@ def test_annotate_review_option_reaches_the_launcher(monkeypatch, image_folder, 
 
 def test_open_annotator_with_a_review_queue(make_napari_viewer, qtbot, image_folder, tmp_path):
     from napari_samlabel._napari.launch import open_annotator
-    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.testing.fakes import DiskEngine
 
     project = Project.create(image_folder, image_folder)
     project.set_status("c_astronaut", ImageStatus.FLAGGED)   # the worst: score 1

@@ -74,7 +74,7 @@ def test_engine_that_cannot_be_built_fails_each_image(tmp_path, cluster):
 
 
 def test_a_live_engine_object_is_refused(tmp_path, cluster):
-    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.testing.fakes import DiskEngine
 
     img_dir, weak, _ = make_dataset(tmp_path, n=1)
     with pytest.raises(TypeError, match="EngineSpec"):
@@ -99,7 +99,7 @@ def test_tiny_sam_on_the_cluster(tmp_path, cluster, tiny_checkpoint):
 def test_engine_spec_is_picklable_and_names_bad_factories():
     import pickle
 
-    from napari_samlabel.engine.fakes import DiskEngine
+    from napari_samlabel.testing.fakes import DiskEngine
 
     spec = EngineSpec.fake("disk", radius=3)
     again = pickle.loads(pickle.dumps(spec))

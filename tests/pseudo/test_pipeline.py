@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
-from napari_samlabel.engine.fakes import DiskEngine, FakeEngine, OracleEngine
 from napari_samlabel.engine.policies import get_policy
 from napari_samlabel.evaluate.metrics import ConfusionMatrix
 from napari_samlabel.io.images import load_image
 from napari_samlabel.io.voc import read_label_png
 from napari_samlabel.io.weak import WeakLabels
 from napari_samlabel.pseudo.pipeline import label_image, pseudo_label
+from napari_samlabel.testing.fakes import DiskEngine, FakeEngine, OracleEngine
 
 SHAPE = (64, 80)
 CAT, DOG, PERSON = 8, 12, 15
@@ -388,8 +388,8 @@ def test_resume_key_is_the_weights_not_the_paths(tmp_path, tiny_checkpoint):
 
 
 def test_records_carry_stability_and_candidate_iou_spread(tmp_path):
-    from napari_samlabel.engine.fakes import mask_to_lowres_logits
     from napari_samlabel.engine.quality import stability_score
+    from napari_samlabel.testing.fakes import mask_to_lowres_logits
 
     img_dir, weak, _ = make_dataset(tmp_path, n=1)
     image = load_image(img_dir / "img0.png")

@@ -8,9 +8,9 @@ from PIL import Image
 
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
 from napari_samlabel.core.prompts import Box, Point
-from napari_samlabel.engine.fakes import DiskEngine
 from napari_samlabel.io.project import Project
 from napari_samlabel.pseudo.replay import replay_project
+from napari_samlabel.testing.fakes import DiskEngine
 
 SHAPE = (48, 64)
 

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from napari_samlabel.evaluate.metrics import EvaluationError, evaluate_dirs
-from napari_samlabel.evaluate.oracle import oracle_from_voc
 from napari_samlabel.io.voc import write_label_png
 from napari_samlabel.io.weak import read_weak_labels
 from napari_samlabel.pseudo.pipeline import pseudo_label
+from napari_samlabel.testing.oracle import oracle_from_voc
 from tests.pseudo.test_pipeline import make_dataset
 
 

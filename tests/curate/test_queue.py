@@ -10,13 +10,13 @@ import pytest
 
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.prompts import Point
-from napari_samlabel.evaluate.curation import Thresholds, assess_image, rank_images
-from napari_samlabel.evaluate.queue import (
+from napari_samlabel.curate.queue import (
     CSV_COLUMNS,
     QUEUE_FORMAT,
     read_queue,
     write_queue,
 )
+from napari_samlabel.curate.signals import Thresholds, assess_image, rank_images
 
 SHAPE = (60, 80)
 

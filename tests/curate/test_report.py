@@ -11,14 +11,14 @@ from PIL import Image
 
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point, Scribble
-from napari_samlabel.evaluate.curation import assess_image, rank_images
-from napari_samlabel.evaluate.report import (
+from napari_samlabel.curate.report import (
     NEGATIVE,
     POSITIVE,
     object_colour,
     render_overlay,
     write_report,
 )
+from napari_samlabel.curate.signals import assess_image, rank_images
 
 SHAPE = (120, 160)
 
@@ -159,7 +159,7 @@ def test_thumbnail_png_is_valid(tmp_path, dataset):
 
 
 def test_object_table_is_capped_worst_first():
-    from napari_samlabel.evaluate.report import MAX_TABLE_ROWS, report_html
+    from napari_samlabel.curate.report import MAX_TABLE_ROWS, report_html
 
     objs = [make_obj(k, slice(k, k + 1), slice(0, 3), 0.5 + k / 100)
             for k in range(1, MAX_TABLE_ROWS + 6)]
@@ -185,7 +185,7 @@ def test_positive_click_shows_over_the_same_click_as_another_objects_negative():
 
 
 def test_ground_truth_outline():
-    from napari_samlabel.evaluate.report import GT_OUTLINE
+    from napari_samlabel.curate.report import GT_OUTLINE
 
     image = np.full(SHAPE + (3,), 128, dtype=np.uint8)
     gt = np.zeros(SHAPE, dtype=np.uint8)
@@ -200,7 +200,7 @@ def test_ground_truth_outline():
 
 
 def test_numbers_read_as_integers_and_percentages():
-    from napari_samlabel.evaluate.report import format_value, percent
+    from napari_samlabel.curate.report import format_value, percent
 
     assert format_value("area", 1830.0) == "1,830"
     assert format_value("components", 3.0) == "3"
@@ -214,7 +214,7 @@ def test_numbers_read_as_integers_and_percentages():
 
 
 def test_report_says_why_an_image_scored_high(tmp_path):
-    from napari_samlabel.evaluate.report import report_html
+    from napari_samlabel.curate.report import report_html
 
     big = np.zeros((400, 500), dtype=bool)
     big[50:350, 50:450] = True
@@ -244,7 +244,7 @@ def test_report_says_why_an_image_scored_high(tmp_path):
 
 
 def test_ground_truth_instances_are_outlined_apart():
-    from napari_samlabel.evaluate.report import GT_OUTLINE
+    from napari_samlabel.curate.report import GT_OUTLINE
 
     image = np.full(SHAPE + (3,), 128, dtype=np.uint8)
     sem = np.zeros(SHAPE, dtype=np.uint8)

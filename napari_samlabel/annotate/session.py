@@ -11,7 +11,7 @@ What the session does, and what it leaves to the layers below:
 - undo/redo, the current object and its logits are the
   :class:`~napari_samlabel.core.document.AnnotationDocument`'s;
 - SAM inputs are built only by :func:`napari_samlabel.engine.policies.refine_object`;
-- engine work runs on an :class:`~napari_samlabel._napari.lane.EngineLane`: encoding the
+- engine work runs on an :class:`~napari_samlabel.annotate.lane.EngineLane`: encoding the
   image, decoding the newest prompts (older waiting requests are dropped, stale answers are
   refused by ``set_prediction``), and prefetching the next image's embedding when idle (the
   prefetch also reads the next image and its saved annotation, so moving on is instant);
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from psygnal import Signal, SignalGroup
 
-from napari_samlabel._napari.lane import EngineLane, Runner, SyncRunner
+from napari_samlabel.annotate.lane import EngineLane, Runner, SyncRunner
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.document import AnnotationDocument, CurrentObject, ImageStatus
 from napari_samlabel.core.prompts import ObjectPrompts, Prompt, in_image

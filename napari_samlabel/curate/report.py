@@ -36,7 +36,15 @@ from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, Point, Scribble
-from napari_samlabel.evaluate.curation import (
+from napari_samlabel.curate.queue import (
+    FAILURES_TXT,
+    IMAGE_SCORE_RULE,
+    QUEUE_CSV,
+    QUEUE_JSON,
+    class_name,
+    summary,
+)
+from napari_samlabel.curate.signals import (
     BADNESS_SIGNAL,
     FLAG_LEVEL,
     FLAGS,
@@ -44,14 +52,6 @@ from napari_samlabel.evaluate.curation import (
     SIGNAL_TEXT,
     GroundTruth,
     ImageAssessment,
-)
-from napari_samlabel.evaluate.queue import (
-    FAILURES_TXT,
-    IMAGE_SCORE_RULE,
-    QUEUE_CSV,
-    QUEUE_JSON,
-    class_name,
-    summary,
 )
 
 REPORT_HTML = "report.html"

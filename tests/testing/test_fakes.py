@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_samlabel.engine.fakes import (
+from napari_samlabel.engine.protocol import Engine, SamInputs
+from napari_samlabel.testing.fakes import (
     DiskEngine,
     OracleEngine,
     lowres_logits_to_mask,
     mask_to_lowres_logits,
 )
-from napari_samlabel.engine.protocol import Engine, SamInputs
 
 SHAPE = (60, 90)
 
@@ -66,7 +66,7 @@ def test_fake_validates_like_the_sam_engine(inputs, error):
 def test_lowres_logits_roundtrip_and_sam_layout():
     """Our low-res layout is SAM's: SAM's own postprocessing maps it back to the mask."""
     torch = pytest.importorskip("torch")
-    from napari_samlabel.engine.testing import build_tiny_sam
+    from napari_samlabel.testing.models import build_tiny_sam
 
     mask = np.zeros(SHAPE, bool)
     mask[10:40, 20:70] = True

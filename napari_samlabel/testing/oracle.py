@@ -1,6 +1,6 @@
 """A ground-truth oracle engine for a labelled dataset (development runs, not for users).
 
-:class:`napari_samlabel.engine.fakes.OracleEngine` answers every prompt with the
+:class:`napari_samlabel.testing.fakes.OracleEngine` answers every prompt with the
 ground-truth object under it. Running the pseudo-label pipeline with it on a dataset whose
 ground truth is known isolates everything *around* SAM — weak-label reading, coordinate
 conventions, class assignment, composition of overlapping masks, writing — from SAM's own
@@ -14,8 +14,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from napari_samlabel.engine.fakes import OracleEngine
 from napari_samlabel.evaluate.metrics import EvaluationError, read_label_png
+from napari_samlabel.testing.fakes import OracleEngine
 
 
 def oracle_from_voc(voc: str | os.PathLike[str], ids: Sequence[str] | None = None,
@@ -34,7 +34,7 @@ def oracle_from_voc(voc: str | os.PathLike[str], ids: Sequence[str] | None = Non
     ids : sequence of str, optional
         Only these images (default: every ``SegmentationClass`` PNG).
     overlap : int
-        See :class:`~napari_samlabel.engine.fakes.OracleEngine`.
+        See :class:`~napari_samlabel.testing.fakes.OracleEngine`.
 
     Raises
     ------

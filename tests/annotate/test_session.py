@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_samlabel._napari.lane import EngineLane, SyncRunner
-from napari_samlabel._napari.session import (
+from napari_samlabel.annotate.lane import EngineLane, SyncRunner
+from napari_samlabel.annotate.session import (
     AnnotationSession,
     project_for_folder,
     session_for_project,
@@ -14,8 +14,8 @@ from napari_samlabel._napari.session import (
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.core.prompts import Point
-from napari_samlabel.engine.fakes import DiskEngine
 from napari_samlabel.io.project import Project
+from napari_samlabel.testing.fakes import DiskEngine
 
 
 class ManualRunner:
@@ -205,7 +205,7 @@ def test_accept_records_stability_and_iou_spread(image_folder):
 
 
 def test_accept_signals_on_known_logits():
-    from napari_samlabel._napari.session import accept_signals
+    from napari_samlabel.annotate.session import accept_signals
     from napari_samlabel.core.document import CurrentObject
 
     logits = np.full((1, 256, 256), -5.0, np.float32)
@@ -318,7 +318,7 @@ def test_polarity_is_session_state_with_an_event(image_folder):
 
 
 def test_class_search_by_name():
-    from napari_samlabel._napari.session import match_classes
+    from napari_samlabel.annotate.session import match_classes
 
     assert match_classes(ClassTable.voc(), "pers") == [15]
     parts = ClassTable(("dog", "hotdog", "dog/head"))

@@ -8,11 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_samlabel._napari.lane import SyncRunner
-from napari_samlabel._napari.session import project_for_folder, session_for_project
+from napari_samlabel.annotate.lane import SyncRunner
+from napari_samlabel.annotate.refine import (
+    RefineController,
+    RefineError,
+    RefineSettings,
+    coarse_maps,
+    objects_from_labels,
+    refine_image,
+)
+from napari_samlabel.annotate.session import project_for_folder, session_for_project
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
 from napari_samlabel.core.prompts import Point
-from napari_samlabel.engine.fakes import DiskEngine
 from napari_samlabel.io.project import Project
 from napari_samlabel.pseudo.refine import (
     AutoMask,
@@ -22,14 +29,7 @@ from napari_samlabel.pseudo.refine import (
     sepl_refine,
     slic_refine,
 )
-from napari_samlabel.pseudo.refine.interactive import (
-    RefineController,
-    RefineError,
-    RefineSettings,
-    coarse_maps,
-    objects_from_labels,
-    refine_image,
-)
+from napari_samlabel.testing.fakes import DiskEngine
 
 SHAPE = (48, 64)
 CAT, DOG = 8, 12

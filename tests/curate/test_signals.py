@@ -7,7 +7,7 @@ import pytest
 
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point, Scribble
-from napari_samlabel.evaluate.curation import (
+from napari_samlabel.curate.signals import (
     AREA_HUGE_SPEC,
     AREA_TINY_SPEC,
     FLAG_LEVEL,
@@ -98,7 +98,7 @@ def test_stability_from_low_res_logits_of_the_real_sam_code_path(astronaut):
     pytest.importorskip("segment_anything")
     from segment_anything import SamPredictor
 
-    from napari_samlabel.engine.testing import build_tiny_sam
+    from napari_samlabel.testing.models import build_tiny_sam
 
     image = astronaut[:96]  # 96 x 128: not square, so the padding geometry matters
     predictor = SamPredictor(build_tiny_sam())
@@ -516,7 +516,7 @@ def test_main_reason_is_the_largest_weighted_badness():
 
 # -- box prompts ------------------------------------------------------------------------------
 def test_box_gap_measures_the_largest_side_gap():
-    from napari_samlabel.evaluate.curation import box_gap
+    from napari_samlabel.curate.signals import box_gap
 
     mask = np.zeros(SHAPE, dtype=bool)
     mask[10:30, 10:50] = True  # rows 10..29, cols 10..49
@@ -658,7 +658,7 @@ def test_docs_weights_paragraph_matches_the_code():
     import re
     from pathlib import Path
 
-    from napari_samlabel.evaluate.curation import signal_weight
+    from napari_samlabel.curate.signals import signal_weight
 
     text = (Path(__file__).parents[2] / "docs" / "curation.md").read_text(encoding="utf-8")
     para = text[text.index("The weights say how much"):text.index("**Main reason.**")]

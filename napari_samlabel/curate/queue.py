@@ -1,7 +1,7 @@
 """The review queue on disk: ``queue.csv``, ``queue.json`` and ``failures.txt``.
 
-Written from the ranked :class:`~napari_samlabel.evaluate.curation.ImageAssessment` list
-(worst first, see :func:`~napari_samlabel.evaluate.curation.rank_images`):
+Written from the ranked :class:`~napari_samlabel.curate.signals.ImageAssessment` list
+(worst first, see :func:`~napari_samlabel.curate.signals.rank_images`):
 
 ``queue.json``
     ``{"format": "samlabel-curation-queue", "schema_version": 2, "image_score": ...,
@@ -16,7 +16,7 @@ Written from the ranked :class:`~napari_samlabel.evaluate.curation.ImageAssessme
     columns): ``rank, image_id, image_score, image_flags, main_reason, status, object_id,
     class_id, class_name, object_score, object_flags, object_reason`` and one column per raw
     signal. Flags are joined with ``;``; a reason is a signal name (a badness key of
-    :data:`~napari_samlabel.evaluate.curation.SIGNAL_TEXT`), for the image prefixed with the
+    :data:`~napari_samlabel.curate.signals.SIGNAL_TEXT`), for the image prefixed with the
     object id (``2:predicted_iou``). Spreadsheet-friendly: filter by flag, sort by any signal.
 ``failures.txt``
     The ids of the images with at least one flag, one per line, worst first: an
@@ -45,7 +45,7 @@ from napari_samlabel.core.classes import ClassTable, as_class_table
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
-from napari_samlabel.evaluate.curation import (
+from napari_samlabel.curate.signals import (
     FLAG_LEVEL,
     FLAGS,
     NO_OBJECTS_SCORE,
@@ -168,7 +168,7 @@ def write_queue(
     out_dir : path
         Output folder (created if needed). Only these three files are replaced.
     ranked : sequence of ImageAssessment
-        Images in rank order (see :func:`~napari_samlabel.evaluate.curation.rank_images`).
+        Images in rank order (see :func:`~napari_samlabel.curate.signals.rank_images`).
     classes : ClassTable or list of str, optional
         For class names (default: the VOC classes).
     thresholds : Thresholds, optional
@@ -667,7 +667,7 @@ def curate(
         mask, bad ground truth) is skipped and listed in ``CurationResult.skipped`` and in
         ``queue.json`` instead.
     """
-    from napari_samlabel.evaluate.report import write_report
+    from napari_samlabel.curate.report import write_report
 
     thresholds = thresholds or Thresholds()
     src = open_source(source, weak, min_area)

@@ -305,7 +305,7 @@ class RefineController:
     ----------
     session : AnnotationSession
         Anything with ``doc``, ``image``, ``engine``, ``classes``, ``lane`` (an
-        :class:`~napari_samlabel._napari.lane.EngineLane`) and ``events.image_changed``.
+        :class:`~napari_samlabel.annotate.lane.EngineLane`) and ``events.image_changed``.
     cache : AutoMaskCache, path, "auto" or None
         Automatic-mask cache; ``"auto"`` (default): :func:`default_automask_cache`; None: no
         cache.

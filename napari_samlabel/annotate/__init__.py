@@ -1,0 +1,1 @@
+"""The application layer, Qt-free: annotation session, engine lane, refine and review."""

@@ -1,0 +1,1 @@
+"""Curation: failure signals, ground-truth matching, the review queue and its report."""

@@ -1,0 +1,1 @@
+"""Test doubles and tiny models: fakes, tiny random-weight models, the ground-truth oracle."""
