@@ -78,7 +78,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication, QDockWidget
 
     from napari_samlabel._napari.launch import open_annotator
-    from napari_samlabel.curate.queue import curate
+    from napari_samlabel.curate.run import curate
     from napari_samlabel.io.images import load_image
     from napari_samlabel.testing.fakes import OracleEngine
 

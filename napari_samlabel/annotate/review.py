@@ -18,11 +18,9 @@ from typing import Any
 from psygnal import Signal, SignalGroup
 
 from napari_samlabel.core.document import AnnotatedObject, ImageStatus
+from napari_samlabel.curate.assessment import ImageAssessment
 from napari_samlabel.curate.review import ReviewItem, ReviewWalk
-from napari_samlabel.curate.signals import (
-    ImageAssessment,
-    Thresholds,
-)
+from napari_samlabel.curate.signals import Thresholds
 from napari_samlabel.io.project import REVIEW_DECISIONS, Review
 
 
@@ -408,7 +406,7 @@ class ReviewController:
         item = self.current
         if item is None:
             return None
-        from napari_samlabel.curate.signals import assess_image
+        from napari_samlabel.curate.assessment import assess_image
 
         classes = self.project.classes
         parts = [o.object_id for o in objects if classes.is_part(o.class_id)]

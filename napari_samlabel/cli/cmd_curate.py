@@ -6,10 +6,14 @@ import argparse
 import contextlib
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._progress import tqdm_progress
 from napari_samlabel.core.progress import ProgressCallback
+
+if TYPE_CHECKING:  # imported lazily at run time, so that `samlabel --help` stays quick
+    from napari_samlabel.curate.signals import Thresholds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_thresholds(items: list[str]):  # noqa: ANN201 - Thresholds, imported lazily
+def parse_thresholds(items: list[str]) -> Thresholds:
     """Build :class:`Thresholds` from ``NAME=VALUE`` strings; CLIError on a bad one."""
     from napari_samlabel.curate.signals import Thresholds
 
@@ -73,7 +77,7 @@ def parse_thresholds(items: list[str]):  # noqa: ANN201 - Thresholds, imported l
 
 def run(args: argparse.Namespace) -> int:
     """Assess, rank and write the queue and report."""
-    from napari_samlabel.curate.queue import curate
+    from napari_samlabel.curate.run import curate
 
     if args.top < 0:
         raise CLIError(f"--top must be 0 or more, got {args.top}")

@@ -36,6 +36,8 @@ from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, Point, Scribble
+from napari_samlabel.curate.assessment import ImageAssessment
+from napari_samlabel.curate.matching import GroundTruth
 from napari_samlabel.curate.queue import (
     FAILURES_TXT,
     IMAGE_SCORE_RULE,
@@ -50,8 +52,6 @@ from napari_samlabel.curate.signals import (
     FLAGS,
     SIGNAL_SPECS,
     SIGNAL_TEXT,
-    GroundTruth,
-    ImageAssessment,
 )
 
 REPORT_HTML = "report.html"

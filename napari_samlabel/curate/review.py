@@ -3,8 +3,9 @@
 :class:`ReviewWalk` reads a ``queue.json`` (:func:`~napari_samlabel.curate.queue.read_queue`),
 maps its entries to the image ids of a project, and steps through them worst first,
 skipping the images that already have a review decision. It knows the signals, flags and main
-reason of the current image (as an :class:`~napari_samlabel.curate.signals.
-ImageAssessment`), so a panel only has to show them and pass the annotator's decision on.
+reason of the current image (as an
+:class:`~napari_samlabel.curate.assessment.ImageAssessment`), so a panel only has to show them
+and pass the annotator's decision on.
 
 Decisions are not stored here: the walk asks ``decided(image_id)`` every time it moves, so it
 always sees the project's current decisions (made in this panel, another window or an earlier
@@ -24,11 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_samlabel.curate.signals import (
-    SIGNAL_SPECS,
-    ImageAssessment,
-    ObjectAssessment,
-)
+from napari_samlabel.curate.assessment import ImageAssessment, ObjectAssessment
+from napari_samlabel.curate.signals import SIGNAL_SPECS
 
 
 @dataclass(frozen=True)

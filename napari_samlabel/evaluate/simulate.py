@@ -250,9 +250,9 @@ def points_records(labels: WeakLabels) -> list[dict[str, Any]]:
             x, y = rc_to_xy(np.array(p.rc))
             records.append({"x": _num(x), "y": _num(y), "cls": obj.class_id,
                             "rank": rank[obj.class_id]})
-    for p in labels.background:
-        if isinstance(p, Point):
-            x, y = rc_to_xy(np.array(p.rc))
+    for q in labels.background:  # points and scribbles: only the points are written here
+        if isinstance(q, Point):
+            x, y = rc_to_xy(np.array(q.rc))
             records.append({"x": _num(x), "y": _num(y), "cls": 0})
     return records
 

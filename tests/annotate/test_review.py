@@ -11,7 +11,7 @@ from PIL import Image
 from napari_samlabel.annotate.review import ReviewController
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
 from napari_samlabel.core.prompts import Box, Point
-from napari_samlabel.curate.queue import curate
+from napari_samlabel.curate.run import curate
 from napari_samlabel.io.project import Project
 
 SHAPE = (64, 80)

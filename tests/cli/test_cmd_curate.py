@@ -275,7 +275,7 @@ def _plain_voc_with_specks(root):
 
 
 def test_curate_voc_class_maps_make_the_objects_import_voc_makes(tmp_path, capsys):
-    from napari_samlabel.curate.queue import import_voc_min_area
+    from napari_samlabel.curate.sources import import_voc_min_area
     from napari_samlabel.io.voc_project import import_voc
 
     voc = _plain_voc_with_specks(tmp_path / "voc")

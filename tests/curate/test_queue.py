@@ -10,13 +10,14 @@ import pytest
 
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.prompts import Point
+from napari_samlabel.curate.assessment import assess_image, rank_images
 from napari_samlabel.curate.queue import (
     CSV_COLUMNS,
     QUEUE_FORMAT,
     read_queue,
     write_queue,
 )
-from napari_samlabel.curate.signals import Thresholds, assess_image, rank_images
+from napari_samlabel.curate.signals import Thresholds
 
 SHAPE = (60, 80)
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point, Scribble
+from napari_samlabel.curate.assessment import assess_image, rank_images
 from napari_samlabel.curate.report import (
     NEGATIVE,
     POSITIVE,
@@ -18,7 +19,6 @@ from napari_samlabel.curate.report import (
     render_overlay,
     write_report,
 )
-from napari_samlabel.curate.signals import assess_image, rank_images
 
 SHAPE = (120, 160)
 

@@ -7,9 +7,9 @@ import pytest
 
 from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.prompts import Point
+from napari_samlabel.curate.assessment import ImageAssessment, assess_image, rank_images
 from napari_samlabel.curate.queue import read_queue, write_queue
 from napari_samlabel.curate.review import ReviewWalk
-from napari_samlabel.curate.signals import ImageAssessment, assess_image, rank_images
 
 SHAPE = (60, 80)
 
