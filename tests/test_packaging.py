@@ -190,3 +190,18 @@ def test_sdist_matches_version_control():
                           str(ROOT)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_readme_example_files_pseudo_label_the_bundled_samples(tmp_path, tiny_checkpoint):
+    """The README tour's example class list and point labels fit the bundled samples."""
+    from napari_samlabel.cli import main
+
+    examples = ROOT / "resources" / "examples"
+    code = main(["pseudo-label", "--images", str(RESOURCES), "--weak",
+                 str(examples / "points.json"), "--kind", "points", "--classes",
+                 str(examples / "classes.txt"), "--out", str(tmp_path / "pl"),
+                 "--model", "vit_tiny_test", "--checkpoint", str(tiny_checkpoint),
+                 "--cache", str(tmp_path / "cache"), "--device", "cpu"])
+    assert code == 0
+    assert sorted(p.stem for p in (tmp_path / "pl" / "scores").glob("*.json")) == \
+        ["astronaut", "chelsea", "coffee"]
