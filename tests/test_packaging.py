@@ -179,6 +179,11 @@ def test_installed_wheel_runs_the_command_line(installed):
     assert "vit_b (default)" in run.stdout
     where = _run(["-c", "import napari_samlabel; print(napari_samlabel.__file__)"], installed)
     assert Path(where.stdout.strip()).is_relative_to(installed[0])
+    # The console script the wheel declares (pip --target puts it in bin/).
+    target, env, cwd = installed
+    run = subprocess.run([str(target / "bin" / "samlabel"), "--version"], env=env, cwd=cwd,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.startswith("samlabel "), run.stderr[-3000:]
 
 
 def test_sdist_matches_version_control():
