@@ -1,4 +1,4 @@
-"""Save ``docs/review.png``: the Review tab walking a curation queue (run under Xvfb).
+"""Save ``resources/screenshots/review.png``: the Review tab walking a curation queue (Xvfb).
 
 A small project is made from real PASCAL VOC images (``/work/shared/data/voc-sample``) with
 ground-truth masks as the accepted objects, some of them broken the way SAM breaks them (a
@@ -20,7 +20,7 @@ from make_screenshot import inner_point, save_window, settle  # the script next 
 from PIL import Image
 
 VOC = Path("/work/shared/data/voc-sample/VOC2012")
-OUT = Path(__file__).resolve().parent.parent / "docs" / "review.png"
+OUT = Path(__file__).resolve().parent.parent / "resources" / "screenshots" / "review.png"
 CAT, COW, DOG, PERSON = 8, 10, 12, 15
 
 

@@ -1,4 +1,4 @@
-"""Save ``docs/screenshot.png``: the annotator in a real napari window (run under Xvfb).
+"""Save ``resources/screenshots/annotator.png``: the annotator in a napari window (Xvfb).
 
 No pretrained SAM weights exist on the build machine, so the masks in the picture come from
 the ground-truth oracle engine (``napari_samlabel.testing.fakes.OracleEngine``) on real PASCAL
@@ -22,7 +22,7 @@ from PIL import Image
 VOC = Path("/work/shared/data/voc-sample/VOC2012")
 IMAGES = ("2010_002139", "2010_004370", "2010_003541")  # the first has a cow and two people
 COW, PERSON = 10, 15
-OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+OUT = Path(__file__).resolve().parent.parent / "resources" / "screenshots" / "annotator.png"
 
 
 def inner_point(mask: np.ndarray) -> list[float]:

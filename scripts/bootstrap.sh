@@ -21,14 +21,14 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.samlabel-installed
-want=$(cat setup.cfg pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing Python packages into .venv (a few minutes the first time)"
   # pip's notes about absent local index folders are noise here; real errors still show.
   quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
   quiet .venv/bin/python -m pip install -q --upgrade pip
   # torch/torchvision pinned to the builds that work together on CPU here (2.13.0 lacks
-  # torchvision::nms); the rest comes from setup.cfg.
+  # torchvision::nms); the rest comes from pyproject.toml.
   quiet .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
   # [models]: the optional SAM 2, MobileSAM and SAM-HQ packages, so their tests run too.
   quiet .venv/bin/python -m pip install -q -e ".[all,test,models]"

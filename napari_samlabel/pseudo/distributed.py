@@ -95,7 +95,12 @@ def run_on_cluster(scheduler: Any, spec: EngineSpec,
     record : callable
         Called on the client with each :class:`ImageOutcome`, in completion order.
     """
-    from distributed import as_completed
+    try:
+        from distributed import as_completed
+    except ModuleNotFoundError as exc:  # an optional extra: say how to get it
+        raise ModuleNotFoundError(
+            "running on a scheduler (--scheduler) needs dask.distributed: "
+            "pip install 'napari-samlabel[distributed]'", name="distributed") from exc
 
     from napari_samlabel.pseudo.pipeline import ImageOutcome
 
