@@ -51,14 +51,11 @@ from napari_samlabel.core.document import (
 from napari_samlabel.core.fsutil import WriteError, make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project, ProjectError
-from napari_samlabel.io.voc import (
-    EXCLUDED,
-    ObjectInfo,
-    SpeckReport,
-    VocError,
-    VocWriter,
-    read_voc,
-)
+from napari_samlabel.io.voc import EXCLUDED, VocError
+from napari_samlabel.io.voc.annotations import ObjectInfo
+from napari_samlabel.io.voc.components import SpeckReport
+from napari_samlabel.io.voc.reader import read_voc
+from napari_samlabel.io.voc.writer import VocWriter
 
 #: Why an exported image is kept out of train and val (keys of ``ExportReport.excluded``).
 EXCLUDE_REASONS = ("rejected", "exclude list", "flagged", "needs_work")
@@ -174,7 +171,7 @@ def export_project(
 
     Label maps are composed from the objects with the overlap rule of
     :mod:`napari_samlabel.core.compose`. Parameters ``train_fraction``, ``seed``, ``border``
-    and ``overwrite`` are :class:`napari_samlabel.io.voc.VocWriter`'s; the seeded split
+    and ``overwrite`` are :class:`napari_samlabel.io.voc.writer.VocWriter`'s; the seeded split
     applies to the images without a stored split, or to all with ``fresh_split``. The
     objects' ``pose``, ``truncated`` and ``difficult`` attributes go into the XML. Parts
     go into the part maps and into their parent's ``<object>`` (see the module docstring).
@@ -313,7 +310,7 @@ def import_voc(
     """Turn a VOC dataset into a new project in ``folder``.
 
     Each instance of ``SegmentationObject`` (or, without it, each 8-connected component of a
-    class, see :func:`napari_samlabel.io.voc.read_voc`) becomes one accepted object with no
+    class, see :func:`napari_samlabel.io.voc.reader.read_voc`) becomes one accepted object with no
     prompts and ``model_id = "voc-import"``; its class is the majority class of its pixels in
     ``SegmentationClass`` (the ``Annotations`` class only for an instance that is all void).
     The ``pose``, ``truncated`` and ``difficult`` flags of its ``Annotations`` object become
@@ -333,7 +330,7 @@ def import_voc(
     Parameters
     ----------
     voc_root : path
-        See :func:`napari_samlabel.io.voc.find_voc_root`.
+        See :func:`napari_samlabel.io.voc.reader.find_voc_root`.
     folder : path
         New project folder; must not exist or be empty.
     classes : ClassTable, optional
@@ -359,7 +356,7 @@ def import_voc(
         (an ``OSError``) when writing fails (disk full...), naming the file; nothing is left
         in ``folder`` then.
     """
-    from napari_samlabel.io.voc import find_voc_root, read_voc_classes
+    from napari_samlabel.io.voc.reader import find_voc_root, read_voc_classes
 
     target = Path(folder).absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -465,7 +462,7 @@ def parts_from_maps(part_semantic: np.ndarray, part_instance: np.ndarray,
     parent class containing most of the part (left to the project to resolve). An XML link
     that differs from that pixel choice is kept as explicit (``parent_fixed``).
     """
-    from napari_samlabel.io.voc import mask_bbox
+    from napari_samlabel.io.voc.components import mask_bbox
 
     by_id = {o.object_id: o for o in wholes}
     xml_parts = [(info.instance_id, p) for info in infos for p in info.parts

@@ -76,14 +76,15 @@ def xml_number(elem: Element | None, tag: str, path: Path, where: str) -> float:
 def read_index_png(path: Path) -> np.ndarray:
     """Read a label PNG as its index values (palette 'P' or greyscale 'L'), not its colours.
 
-    Wraps :func:`napari_samlabel.io.voc.read_label_png` (the one label-PNG reader).
+    Wraps :func:`napari_samlabel.io.voc.labelpng.read_label_png` (the one label-PNG reader).
 
     Raises
     ------
     WeakLabelError
         When the file cannot be read or is not an 8-bit index image.
     """
-    from napari_samlabel.io.voc import VocError, read_label_png
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc.labelpng import read_label_png
 
     try:
         return read_label_png(path)
