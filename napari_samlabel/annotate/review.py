@@ -23,7 +23,7 @@ from napari_samlabel.curate.signals import (
     ImageAssessment,
     Thresholds,
 )
-from napari_samlabel.io.project import REVIEW_DECISIONS, Review
+from napari_samlabel.io.project_schema import REVIEW_DECISIONS, Review
 
 
 @dataclass(frozen=True)
@@ -361,7 +361,7 @@ class ReviewController:
         item = self._need_item()
         if item is None:
             return False
-        from napari_samlabel.io.project import ProjectError
+        from napari_samlabel.io.project_schema import ProjectError
 
         try:
             review = self.project.set_review(item.image_id, decision, self.reason, self.note)

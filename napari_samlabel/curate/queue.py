@@ -269,7 +269,7 @@ class ProjectSource:
     def items(self) -> Iterator[CurationItem | tuple[str, Exception]]:
         """Yield an item per annotated image, or ``(image_id, error)`` for a broken one."""
         from napari_samlabel.core.document import ImageStatus
-        from napari_samlabel.io.project import ProjectError
+        from napari_samlabel.io.project_schema import ProjectError
 
         for entry in self.project:
             try:

@@ -37,7 +37,8 @@ from napari_samlabel.core.document import (
 )
 from napari_samlabel.core.fsutil import WriteError, make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
-from napari_samlabel.io.project import Project, ProjectError
+from napari_samlabel.io.project import Project
+from napari_samlabel.io.project_schema import ProjectError
 from napari_samlabel.io.selection import select_images
 from napari_samlabel.io.voc import EXCLUDED, VocError
 from napari_samlabel.io.voc.annotations import ObjectInfo

@@ -13,7 +13,8 @@ from skimage import data
 
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
 from napari_samlabel.core.prompts import Point
-from napari_samlabel.io.project import Project, ProjectError
+from napari_samlabel.io.project import Project
+from napari_samlabel.io.project_schema import ProjectError
 from napari_samlabel.io.voc import VocError
 from napari_samlabel.io.voc import writer as writer_mod
 from napari_samlabel.io.voc.components import mask_bbox
