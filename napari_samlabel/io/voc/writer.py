@@ -306,7 +306,8 @@ class VocWriter:
                     self.orphan_parts.append((image_id, k))
                     continue
                 cls, parent_cls = self.classes.index(name), xml_objects[owner - 1][0]
-                if self.classes.names[self.classes.parent(cls)] != parent_cls:
+                whole = self.classes.parent(cls)  # not None: _part_maps let parts only in
+                if whole is None or self.classes.names[whole] != parent_cls:
                     raise VocError(f"image {image_id}: part {k} is a {name!r}, which cannot "
                                    f"belong to object {parent}, a {parent_cls!r}")
                 xml_parts.setdefault(owner, []).append((self.classes.part_name(cls), bbox))

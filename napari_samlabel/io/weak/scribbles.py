@@ -228,8 +228,10 @@ def read_scribbles_png(path: str | Path, classes: ClassTable | None = None
     if bad:
         raise WeakLabelError(path, f"pixel values {bad} are not classes of the table "
                              f"(0..{len(classes) - 1}, 255 = unlabelled)")
-    objects, origins = [], []
-    background, background_at = [], []
+    objects: list[ObjectPrompts] = []
+    origins: list[str] = []
+    background: list[Scribble] = []
+    background_at: list[str] = []
     for cid in values:
         strokes = label(arr == cid, connectivity=2)
         # Work on each stroke's bounding box, not the whole image, per stroke.
