@@ -226,7 +226,8 @@ def _read_box(node: Any, num: Any, where: str) -> tuple[int, int, int, int] | No
     box = node.find("bndbox")
     if box is None:
         return None
-    return tuple(num(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))  # type: ignore[return-value]
+    xmin, ymin, xmax, ymax = (num(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+    return xmin, ymin, xmax, ymax
 
 
 def read_image_set(path: str | os.PathLike[str]) -> list[str]:
