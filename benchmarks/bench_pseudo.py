@@ -47,7 +47,7 @@ def make_cams(ids: list[str], out: Path) -> Path:
     """CAM-like maps from the ground truth: blurred class masks, one channel per class."""
     from scipy.ndimage import gaussian_filter
 
-    from napari_samlabel.io.voc import read_label_png
+    from napari_samlabel.io.voc.labelpng import read_label_png
 
     out.mkdir(parents=True, exist_ok=True)
     for image_id in ids:

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel.annotate.review import ReviewController
-from napari_samlabel.io.project import REVIEW_REASONS
+from napari_samlabel.io.project_schema import REVIEW_REASONS
 
 #: Objects listed in the table (worst first); the rest are in queue.csv and the report.
 TABLE_ROWS = 8

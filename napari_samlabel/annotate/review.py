@@ -21,7 +21,7 @@ from napari_samlabel.core.document import AnnotatedObject, ImageStatus
 from napari_samlabel.curate.assessment import ImageAssessment
 from napari_samlabel.curate.review import ReviewItem, ReviewWalk
 from napari_samlabel.curate.signals import Thresholds
-from napari_samlabel.io.project import REVIEW_DECISIONS, Review
+from napari_samlabel.io.project_schema import REVIEW_DECISIONS, Review
 
 
 @dataclass(frozen=True)
@@ -359,7 +359,7 @@ class ReviewController:
         item = self._need_item()
         if item is None:
             return False
-        from napari_samlabel.io.project import ProjectError
+        from napari_samlabel.io.project_schema import ProjectError
 
         try:
             review = self.project.set_review(item.image_id, decision, self.reason, self.note)

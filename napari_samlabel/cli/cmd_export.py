@@ -56,8 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``samlabel export``."""
-    from napari_samlabel.io.project import Project, ProjectError
-    from napari_samlabel.io.voc import VocError, read_image_set
+    from napari_samlabel.io.project import Project
+    from napari_samlabel.io.project_schema import ProjectError
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc.annotations import read_image_set
     from napari_samlabel.io.voc_project import export_project
 
     if not 0.0 <= args.split <= 1.0:

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``samlabel import-voc``."""
     from napari_samlabel.core.classes import ClassTable
-    from napari_samlabel.io.project import ProjectError
+    from napari_samlabel.io.project_schema import ProjectError
     from napari_samlabel.io.voc import VocError
     from napari_samlabel.io.voc_project import ImportReport, import_voc
 

@@ -196,7 +196,9 @@ def run(args: argparse.Namespace) -> int:
     """Refine every image and write the VOC tree."""
     from napari_samlabel.core.classes import ClassTable
     from napari_samlabel.io.images import ImageReadError, load_image
-    from napari_samlabel.io.voc import VocError, VocWriter, read_label_png
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc.labelpng import read_label_png
+    from napari_samlabel.io.voc.writer import VocWriter
     from napari_samlabel.pseudo import refine
     from napari_samlabel.pseudo.objects import instances_for
 

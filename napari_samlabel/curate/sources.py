@@ -63,7 +63,7 @@ class ProjectSource:
     def items(self) -> Iterator[CurationItem | tuple[str, Exception]]:
         """Yield an item per annotated image, or ``(image_id, error)`` for a broken one."""
         from napari_samlabel.core.document import ImageStatus
-        from napari_samlabel.io.project import ProjectError
+        from napari_samlabel.io.project_schema import ProjectError
 
         for entry in self.project:
             try:
@@ -109,7 +109,8 @@ class VocSource:
     kind = "voc"
 
     def __init__(self, folder: Path, min_area: int | None = None) -> None:
-        from napari_samlabel.io.voc import VocError, find_voc_root, read_voc_classes
+        from napari_samlabel.io.voc import VocError
+        from napari_samlabel.io.voc.reader import find_voc_root, read_voc_classes
 
         self.min_area = import_voc_min_area() if min_area is None else int(min_area)
         self.folder = find_voc_root(folder)
@@ -129,13 +130,11 @@ class VocSource:
         skips one image instead of ending the run.
         """
         from napari_samlabel.io.images import image_size
-        from napari_samlabel.io.voc import (
-            VocError,
-            find_image,
-            instances_from_components,
-            parse_annotation,
-            read_label_png,
-        )
+        from napari_samlabel.io.voc import VocError
+        from napari_samlabel.io.voc.annotations import parse_annotation
+        from napari_samlabel.io.voc.components import instances_from_components
+        from napari_samlabel.io.voc.labelpng import read_label_png
+        from napari_samlabel.io.voc.reader import find_image
         from napari_samlabel.io.voc_project import objects_from_maps
 
         png = self.folder / "SegmentationClass" / f"{image_id}.png"
@@ -340,7 +339,8 @@ class GroundTruthFolder:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        from napari_samlabel.io.voc import VocError, find_voc_root
+        from napari_samlabel.io.voc import VocError
+        from napari_samlabel.io.voc.reader import find_voc_root
 
         folder = Path(path)
         if not folder.is_dir():
@@ -366,7 +366,7 @@ class GroundTruthFolder:
         ValueError
             If a PNG is unreadable or its size differs from ``shape`` (names the file).
         """
-        from napari_samlabel.io.voc import read_label_png
+        from napari_samlabel.io.voc.labelpng import read_label_png
 
         png = self.semantic_dir / f"{image_id}.png"
         if not png.is_file():

@@ -34,6 +34,8 @@ import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable, as_class_table
 from napari_samlabel.core.progress import ProgressCallback, no_progress
+from napari_samlabel.io.voc import VocError
+from napari_samlabel.io.voc.labelpng import read_label_png
 
 
 class EvaluationError(ValueError):
@@ -181,21 +183,6 @@ def _nanmean(values: np.ndarray) -> float:
     return float(present.mean()) if present.size else math.nan
 
 
-def read_label_png(path: str | Path) -> np.ndarray:
-    """Read a label PNG's index values (palette 'P' or greyscale 'L'), never its colours.
-
-    The one label-PNG reader is :func:`napari_samlabel.io.voc.read_label_png`; this wraps
-    its errors as :class:`EvaluationError`.
-    """
-    from napari_samlabel.io.voc import VocError
-    from napari_samlabel.io.voc import read_label_png as _read
-
-    try:
-        return _read(path)
-    except VocError as exc:
-        raise EvaluationError(str(exc)) from exc
-
-
 def _pngs(folder: Path, what: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise EvaluationError(f"{what} folder not found: {folder}")
@@ -228,8 +215,9 @@ def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path,
     Raises
     ------
     EvaluationError
-        When predictions are missing (names the first few), sizes differ or values fall
-        outside the class table (names the file).
+        When predictions are missing (names the first few), a PNG is unreadable or holds
+        colours rather than indices, sizes differ or values fall outside the class table
+        (names the file).
     """
     table = as_class_table(classes)
     pred_dir, gt_dir = (_seg_folder(Path(d)) for d in (pred_dir, gt_dir))
@@ -247,8 +235,11 @@ def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path,
                                   f"{folder}: {shown}{more}")
     cm = ConfusionMatrix(len(table))
     for k, image_id in enumerate(wanted, start=1):
-        cm.update(read_label_png(preds[image_id]), read_label_png(gts[image_id]),
-                  name=str(preds[image_id]))
+        try:
+            pred, gt = read_label_png(preds[image_id]), read_label_png(gts[image_id])
+        except VocError as exc:  # unreadable, or colours instead of indices: not evaluable
+            raise EvaluationError(str(exc)) from exc
+        cm.update(pred, gt, name=str(preds[image_id]))
         progress(k, len(wanted), image_id)
     scores = cm.scores(table.names)
     scores.extra.update(pred_dir=str(pred_dir), gt_dir=str(gt_dir),

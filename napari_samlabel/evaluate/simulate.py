@@ -46,9 +46,10 @@ from napari_samlabel.core.coords import box_rc_to_xyxy, rc_to_xy
 from napari_samlabel.core.fsutil import atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
+from napari_samlabel.io.voc.labelpng import read_label_png
 from napari_samlabel.io.weak import WeakLabels, mask_to_polylines, renumber
 
-from .metrics import EvaluationError, read_label_png
+from .metrics import EvaluationError
 
 SIM_KINDS = ("points", "scribbles", "boxes")
 MIN_AREA = 20

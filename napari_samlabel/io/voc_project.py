@@ -1,21 +1,8 @@
 """Project <-> PASCAL VOC: export a project as a VOC dataset, import a VOC dataset as a project.
 
-Which images an export contains (by status, see :class:`napari_samlabel.core.document.
-ImageStatus`):
-
-- ``done``: written and put into train or val: the split stored in the project
-  (:meth:`Project.split`, e.g. from an imported VOC set) when there is one, otherwise the
-  seeded split (``fresh_split`` ignores the stored splits).
-- ``flagged`` (a failure the annotator or the curation queue marked): written, but listed only
-  in ``ImageSets/Segmentation/excluded.txt``, never in train or val, unless
-  ``include_flagged``.
-- ``in_progress``: left out (its label map is incomplete: unlabelled objects would be
-  taught as background) unless ``include_unfinished``.
-- ``new``: never written (nothing annotated).
-
-Review decisions (:meth:`Project.set_review`) and an exclude list narrow this down: an image
-whose decision is ``rejected`` or whose id is in ``exclude`` is written but listed only in
-``excluded.txt``, whatever the other options; ``needs_work`` is treated like ``flagged``.
+Which images an export writes, and which of them go into train and val, is decided by
+:func:`napari_samlabel.io.selection.select_images`, the same for every format; images it
+keeps out of train and val are listed only in ``ImageSets/Segmentation/excluded.txt``.
 
 Parts (objects whose class is a part class, ``dog/head``) are exported apart from the
 objects: ``SegmentationClass`` / ``SegmentationObject`` hold the whole objects only, the
@@ -50,18 +37,14 @@ from napari_samlabel.core.document import (
 )
 from napari_samlabel.core.fsutil import WriteError, make_temp_dir
 from napari_samlabel.core.progress import ProgressCallback, no_progress
-from napari_samlabel.io.project import Project, ProjectError
-from napari_samlabel.io.voc import (
-    EXCLUDED,
-    ObjectInfo,
-    SpeckReport,
-    VocError,
-    VocWriter,
-    read_voc,
-)
-
-#: Why an exported image is kept out of train and val (keys of ``ExportReport.excluded``).
-EXCLUDE_REASONS = ("rejected", "exclude list", "flagged", "needs_work")
+from napari_samlabel.io.project import Project
+from napari_samlabel.io.project_schema import ProjectError
+from napari_samlabel.io.selection import select_images
+from napari_samlabel.io.voc import EXCLUDED, VocError
+from napari_samlabel.io.voc.annotations import ObjectInfo
+from napari_samlabel.io.voc.components import SpeckReport
+from napari_samlabel.io.voc.reader import read_voc
+from napari_samlabel.io.voc.writer import VocWriter
 
 IMPORT_MODEL_ID = "voc-import"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -76,7 +59,8 @@ class ExportReport:
     skipped: dict[str, list[str]] = field(default_factory=dict)
     dropped_objects: list[tuple[str, int]] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
-    #: ``{reason: [image ids]}`` of the images listed in ``excluded.txt`` (project ids).
+    #: ``{reason: [image ids]}`` of the images listed in ``excluded.txt`` (project ids;
+    #: reasons: :data:`napari_samlabel.io.selection.EXCLUDE_REASONS`).
     excluded: dict[str, list[str]] = field(default_factory=dict)
     #: Ids of the exclude list that are not images of the project.
     unknown_excluded: list[str] = field(default_factory=list)
@@ -174,12 +158,12 @@ def export_project(
 
     Label maps are composed from the objects with the overlap rule of
     :mod:`napari_samlabel.core.compose`. Parameters ``train_fraction``, ``seed``, ``border``
-    and ``overwrite`` are :class:`napari_samlabel.io.voc.VocWriter`'s; the seeded split
+    and ``overwrite`` are :class:`napari_samlabel.io.voc.writer.VocWriter`'s; the seeded split
     applies to the images without a stored split, or to all with ``fresh_split``. The
     objects' ``pose``, ``truncated`` and ``difficult`` attributes go into the XML. Parts
     go into the part maps and into their parent's ``<object>`` (see the module docstring).
     ``exclude`` lists image ids (project ids or their VOC form) kept out of train and val;
-    see the module docstring for which images go where.
+    :func:`napari_samlabel.io.selection.select_images` decides which images go where.
 
     Raises
     ------
@@ -197,36 +181,11 @@ def export_project(
     if target == project.folder.resolve() or target in project.folder.resolve().parents:
         raise VocError(f"output folder {target} would contain the project {project.folder}; "
                        "choose a folder outside the project")
-    exclude_set = set(exclude)
-    known = set(project.image_ids) | {voc_id(i) for i in project.image_ids}
-    chosen: list[tuple[str, str | None]] = []
-    skipped: dict[str, list[str]] = {s.value: [] for s in ImageStatus}
-    excluded: dict[str, list[str]] = {r: [] for r in EXCLUDE_REASONS}
-    stored = 0
-    for entry in project:
-        status = entry.status
-        if status == ImageStatus.NEW or (status == ImageStatus.IN_PROGRESS
-                                         and not include_unfinished):
-            skipped[status.value].append(entry.image_id)
-            continue
-        decision = entry.review.decision if entry.review is not None else None
-        reason = None
-        if decision == "rejected":
-            reason = "rejected"
-        elif entry.image_id in exclude_set or voc_id(entry.image_id) in exclude_set:
-            reason = "exclude list"
-        elif status == ImageStatus.FLAGGED and not include_flagged:
-            reason = "flagged"
-        elif decision == "needs_work" and not include_flagged:
-            reason = "needs_work"
-        if reason is not None:
-            excluded[reason].append(entry.image_id)
-            chosen.append((entry.image_id, EXCLUDED))
-        elif entry.split is not None and not fresh_split:
-            stored += 1
-            chosen.append((entry.image_id, entry.split))
-        else:
-            chosen.append((entry.image_id, None))
+    selection = select_images(project, include_flagged=include_flagged,
+                              include_unfinished=include_unfinished, fresh_split=fresh_split,
+                              exclude=exclude, alias=voc_id)
+    chosen = [(iid, EXCLUDED if selection.is_excluded(iid) else selection.splits[iid])
+              for iid in selection.written]
     renamed: dict[str, str] = {}
     owner: dict[str, str] = {}
     for iid, _ in chosen:
@@ -263,9 +222,10 @@ def export_project(
                                                                            EXCLUDED)}
     project_id = {voc_id(i): i for i, _ in chosen}
     return ExportReport(writer.out / "VOCdevkit" / "VOC2012", splits,
-                        {k: v for k, v in skipped.items() if v}, writer.dropped_objects,
-                        renamed, {k: v for k, v in excluded.items() if v},
-                        sorted(exclude_set - known), stored, writer.n_parts,
+                        {k: v for k, v in selection.skipped.items() if v},
+                        writer.dropped_objects, renamed,
+                        {k: v for k, v in selection.excluded.items() if v},
+                        selection.unknown_excluded, selection.stored_splits, writer.n_parts,
                         [(project_id[i], k) for i, k in writer.orphan_parts],
                         [(project_id[i], k) for i, k in writer.dropped_parts])
 
@@ -313,7 +273,7 @@ def import_voc(
     """Turn a VOC dataset into a new project in ``folder``.
 
     Each instance of ``SegmentationObject`` (or, without it, each 8-connected component of a
-    class, see :func:`napari_samlabel.io.voc.read_voc`) becomes one accepted object with no
+    class, see :func:`napari_samlabel.io.voc.reader.read_voc`) becomes one accepted object with no
     prompts and ``model_id = "voc-import"``; its class is the majority class of its pixels in
     ``SegmentationClass`` (the ``Annotations`` class only for an instance that is all void).
     The ``pose``, ``truncated`` and ``difficult`` flags of its ``Annotations`` object become
@@ -333,7 +293,7 @@ def import_voc(
     Parameters
     ----------
     voc_root : path
-        See :func:`napari_samlabel.io.voc.find_voc_root`.
+        See :func:`napari_samlabel.io.voc.reader.find_voc_root`.
     folder : path
         New project folder; must not exist or be empty.
     classes : ClassTable, optional
@@ -359,7 +319,7 @@ def import_voc(
         (an ``OSError``) when writing fails (disk full...), naming the file; nothing is left
         in ``folder`` then.
     """
-    from napari_samlabel.io.voc import find_voc_root, read_voc_classes
+    from napari_samlabel.io.voc.reader import find_voc_root, read_voc_classes
 
     target = Path(folder).absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -465,7 +425,7 @@ def parts_from_maps(part_semantic: np.ndarray, part_instance: np.ndarray,
     parent class containing most of the part (left to the project to resolve). An XML link
     that differs from that pixel choice is kept as explicit (``parent_fixed``).
     """
-    from napari_samlabel.io.voc import mask_bbox
+    from napari_samlabel.io.voc.components import mask_bbox
 
     by_id = {o.object_id: o for o in wholes}
     xml_parts = [(info.instance_id, p) for info in infos for p in info.parts

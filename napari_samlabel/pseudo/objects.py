@@ -46,7 +46,7 @@ def instances_for(semantic: np.ndarray, units: np.ndarray | None = None) -> np.n
 
 def instance_map(semantic: np.ndarray) -> np.ndarray:
     """The objects of ``semantic`` as an instance map: components, or one per class."""
-    from napari_samlabel.io.voc import instances_from_components
+    from napari_samlabel.io.voc.components import instances_from_components
 
     units = instances_for(semantic)
     return instances_from_components(semantic) if units is None else units

@@ -454,7 +454,8 @@ def export_voc(out: str | os.PathLike[str], images: Mapping[str, Path],
         The ``VOC2012`` folder, and ``{image_id: reason}`` for images the writer refused
         (left out of the dataset; the others are written).
     """
-    from napari_samlabel.io.voc import VocError, VocWriter
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc.writer import VocWriter
 
     store = ResultStore(out)
     errors: dict[str, str] = {}

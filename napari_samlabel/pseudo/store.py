@@ -77,7 +77,7 @@ class ResultStore:
     def write(self, image_id: str, semantic: np.ndarray, instance: np.ndarray,
               record: dict[str, Any]) -> None:
         """Write one image's label maps, then its record (the marker) last."""
-        from napari_samlabel.io.voc import write_label_png
+        from napari_samlabel.io.voc.labelpng import write_label_png
 
         with contextlib.suppress(FileNotFoundError):
             self.record_path(image_id).unlink()
@@ -88,7 +88,7 @@ class ResultStore:
 
     def read_maps(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The ``(semantic, instance)`` maps of a finished image."""
-        from napari_samlabel.io.voc import read_label_png
+        from napari_samlabel.io.voc.labelpng import read_label_png
 
         return read_label_png(self.class_png(image_id)), read_label_png(self.object_png(image_id))
 

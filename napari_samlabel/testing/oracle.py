@@ -14,7 +14,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from napari_samlabel.evaluate.metrics import EvaluationError, read_label_png
+from napari_samlabel.evaluate.metrics import EvaluationError
+from napari_samlabel.io.voc.labelpng import read_label_png
 from napari_samlabel.testing.fakes import OracleEngine
 
 

@@ -97,7 +97,7 @@ def test_curate_project_end_to_end(tmp_path, project, capsys):
 
 
 def _voc(root, classes, maps):
-    from napari_samlabel.io.voc import VocWriter
+    from napari_samlabel.io.voc.writer import VocWriter
 
     rng = np.random.default_rng(1)
     with VocWriter(root, classes) as w:
@@ -215,7 +215,7 @@ def test_curate_pseudo_label_output_with_weak_labels(tmp_path, capsys):
 
 def test_curate_plain_voc_tree_without_instances(tmp_path, capsys):
     """Only JPEGImages + SegmentationClass (like VOC's own ground truth): components."""
-    from napari_samlabel.io.voc import write_label_png
+    from napari_samlabel.io.voc.labelpng import write_label_png
 
     voc = tmp_path / "VOCdevkit" / "VOC2012"
     (voc / "JPEGImages").mkdir(parents=True)
@@ -258,7 +258,7 @@ def test_curate_voc_skips_a_broken_image_and_goes_on(tmp_path, capsys):
 
 def _plain_voc_with_specks(root):
     """A VOC tree without SegmentationObject whose class map has 1-5 px specks (as VOC's)."""
-    from napari_samlabel.io.voc import write_label_png
+    from napari_samlabel.io.voc.labelpng import write_label_png
 
     voc = root / "VOCdevkit" / "VOC2012"
     (voc / "JPEGImages").mkdir(parents=True)

@@ -12,7 +12,7 @@ from skimage import data
 from napari_samlabel.cli import main
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
 from napari_samlabel.io.project import Project
-from napari_samlabel.io.voc import read_label_png
+from napari_samlabel.io.voc.labelpng import read_label_png
 
 
 @pytest.fixture()
@@ -134,7 +134,7 @@ def test_help_says_what_goes_where(capsys):
 
 def test_export_with_the_bundled_part_classes(tmp_path: Path, capsys):
     from napari_samlabel.core.classes import ClassTable
-    from napari_samlabel.io.voc import parse_annotation
+    from napari_samlabel.io.voc.annotations import parse_annotation
 
     classes = ClassTable.from_file(
         Path(__file__).resolve().parents[2] / "napari_samlabel/resources/voc_parts.txt")

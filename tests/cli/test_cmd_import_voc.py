@@ -10,7 +10,7 @@ from skimage import data
 
 from napari_samlabel.cli import main
 from napari_samlabel.io.project import Project
-from napari_samlabel.io.voc import encode_label_png
+from napari_samlabel.io.voc.labelpng import encode_label_png
 
 
 def make_voc(root: Path) -> np.ndarray:
@@ -63,7 +63,7 @@ def test_import_voc_errors(tmp_path: Path, capsys):
 
 def test_import_voc_reads_parts_and_links_them(tmp_path: Path, capsys):
     from napari_samlabel.core.classes import ClassTable
-    from napari_samlabel.io.voc import labelmap_text
+    from napari_samlabel.io.voc.annotations import labelmap_text
 
     inst = make_voc(tmp_path / "data")
     voc = tmp_path / "data" / "VOCdevkit" / "VOC2012"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from napari_samlabel.cli import main
-from napari_samlabel.io.voc import read_label_png, write_label_png
+from napari_samlabel.io.voc.labelpng import read_label_png, write_label_png
 from napari_samlabel.pseudo.refine import (
     SAMS_PARAMS,
     AutoMaskCache,

@@ -13,7 +13,6 @@ from napari_samlabel.evaluate.metrics import (
     ConfusionMatrix,
     EvaluationError,
     evaluate_dirs,
-    read_label_png,
     scores_from_confusion,
 )
 
@@ -157,7 +156,7 @@ def test_evaluate_dirs_voc_root_and_errors(tmp_path):
         evaluate_dirs(tmp_path / "pred", tmp_path / "voc")
     Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(tmp_path / "pred" / "a3.png")
     with pytest.raises(EvaluationError, match=r"a3.png is a RGB colour image"):
-        read_label_png(tmp_path / "pred" / "a3.png")
+        evaluate_dirs(tmp_path / "pred", tmp_path / "voc")
     with pytest.raises(EvaluationError, match="folder not found"):
         evaluate_dirs(tmp_path / "nope", tmp_path / "voc")
 

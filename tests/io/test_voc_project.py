@@ -13,9 +13,12 @@ from skimage import data
 
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
 from napari_samlabel.core.prompts import Point
-from napari_samlabel.io import voc
-from napari_samlabel.io.project import Project, ProjectError
-from napari_samlabel.io.voc import VocError, encode_label_png, mask_bbox, read_label_png
+from napari_samlabel.io.project import Project
+from napari_samlabel.io.project_schema import ProjectError
+from napari_samlabel.io.voc import VocError
+from napari_samlabel.io.voc import writer as writer_mod
+from napari_samlabel.io.voc.components import mask_bbox
+from napari_samlabel.io.voc.labelpng import encode_label_png, read_label_png
 from napari_samlabel.io.voc_project import ImportReport, export_project, import_voc, voc_id
 
 H, W = 40, 56
@@ -162,14 +165,14 @@ def test_export_failure_leaves_project_and_output_untouched(tmp_path: Path, monk
     before_out = tree_digest(out)
     with pytest.raises(FileExistsError):
         export_project(project, out)
-    real = voc._write_file
+    real = writer_mod._write_file
 
     def failing(path: Path, data: bytes) -> None:
         if path.name == "c.jpg":  # the first file of the third image
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(voc, "_write_file", failing)
+    monkeypatch.setattr(writer_mod, "_write_file", failing)
     with pytest.raises(OSError, match=r"cannot write .*/out/VOCdevkit/VOC2012/JPEGImages/c\.jpg: "
                        r"No space left on device; .*nothing was changed"):
         export_project(project, out, overwrite=True)

@@ -171,6 +171,28 @@ def test_scribbles_xml_voc_size_and_capitalised_root(tmp_path):
     assert w.image_shape == (40, 50) and w.class_ids == [8]
 
 
+@pytest.mark.parametrize("reader, body", [
+    (read_scribbles_xml, "<polygon><tag>cat</tag><point><X>1</X><Y>2</Y></point></polygon>"),
+    (read_boxes_voc_xml, "<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                         "<xmax>3</xmax><ymax>3</ymax></bndbox></object>"),
+])
+def test_both_xml_readers_read_the_image_size_alike(tmp_path, reader, body):
+    def shape(size: str) -> tuple[int, int] | None:
+        text = f"<annotation><filename>im.jpg</filename>{size}{body}</annotation>"
+        return reader(write(tmp_path / "s.xml", text))["im"].image_shape
+
+    assert shape("<size><width>50</width><height>40</height></size>") == (40, 50)
+    assert shape("<imagesize><nrows>30</nrows><ncols>20</ncols></imagesize>") == (30, 20)
+    assert shape("<size><width>50</width><height>40</height></size>"
+                 "<imagesize><nrows>30</nrows><ncols>20</ncols></imagesize>") == (30, 20)
+    assert shape("<size><width>0</width><height>0</height><depth>3</depth></size>") is None
+    assert shape("<size><depth>3</depth></size>") is None
+    with pytest.raises(WeakLabelError, match=r"<size>.*missing <height>"):
+        shape("<size><width>50</width></size>")
+    with pytest.raises(WeakLabelError, match=r"<imagesize>.*not a number"):
+        shape("<imagesize><nrows>x</nrows><ncols>20</ncols></imagesize>")
+
+
 def test_scribbles_xml_errors(tmp_path):
     bad_point = XML_SCRIBBLE.replace("<Y>25</Y>", "<Y>abc</Y>")
     with pytest.raises(WeakLabelError, match=r"<polygon> #1, <point> #2.*not a number"):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_samlabel.io.voc import read_label_png
+from napari_samlabel.io.voc.labelpng import read_label_png
 from napari_samlabel.pseudo.engines import EngineSpec
 from napari_samlabel.pseudo.pipeline import pseudo_label
 from tests.pseudo.test_pipeline import CAT, make_dataset

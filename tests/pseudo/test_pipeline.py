@@ -17,7 +17,7 @@ from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
 from napari_samlabel.engine.policies import get_policy
 from napari_samlabel.evaluate.metrics import ConfusionMatrix
 from napari_samlabel.io.images import load_image
-from napari_samlabel.io.voc import read_label_png
+from napari_samlabel.io.voc.labelpng import read_label_png
 from napari_samlabel.io.weak import WeakLabels
 from napari_samlabel.pseudo.pipeline import label_image, pseudo_label
 from napari_samlabel.testing.fakes import DiskEngine, FakeEngine, OracleEngine

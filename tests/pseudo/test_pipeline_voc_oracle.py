@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from napari_samlabel.evaluate.metrics import EvaluationError, evaluate_dirs
-from napari_samlabel.io.voc import write_label_png
+from napari_samlabel.io.voc.labelpng import write_label_png
 from napari_samlabel.io.weak import read_weak_labels
 from napari_samlabel.pseudo.pipeline import pseudo_label
 from napari_samlabel.testing.oracle import oracle_from_voc

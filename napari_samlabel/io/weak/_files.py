@@ -73,17 +73,44 @@ def xml_number(elem: Element | None, tag: str, path: Path, where: str) -> float:
     return value
 
 
+def xml_image_size(root: Element, path: Path) -> tuple[int, int] | None:
+    """The image size ``(height, width)`` an XML annotation states, or None.
+
+    Reads VOC's ``<size>`` (``<width>``, ``<height>``) and LabelMe's ``<imagesize>``
+    (``<nrows>``, ``<ncols>``), which wins when a file has both. A size element with one of
+    its two numbers must have the other (an error names the missing one); a size of 0 or
+    less, which some exporters write when they do not know it, means unknown (None).
+
+    Raises
+    ------
+    WeakLabelError
+        When a size element lacks one of its numbers or holds one that is not a number.
+    """
+    shape = None
+    for tag, (rows, cols) in (("size", ("height", "width")),
+                              ("imagesize", ("nrows", "ncols"))):
+        elem = root.find(tag)
+        if elem is None or (elem.find(rows) is None and elem.find(cols) is None):
+            continue
+        shape = (int(xml_number(elem, rows, path, f"<{tag}>")),
+                 int(xml_number(elem, cols, path, f"<{tag}>")))
+    if shape is not None and (shape[0] <= 0 or shape[1] <= 0):
+        return None
+    return shape
+
+
 def read_index_png(path: Path) -> np.ndarray:
     """Read a label PNG as its index values (palette 'P' or greyscale 'L'), not its colours.
 
-    Wraps :func:`napari_samlabel.io.voc.read_label_png` (the one label-PNG reader).
+    Wraps :func:`napari_samlabel.io.voc.labelpng.read_label_png` (the one label-PNG reader).
 
     Raises
     ------
     WeakLabelError
         When the file cannot be read or is not an 8-bit index image.
     """
-    from napari_samlabel.io.voc import VocError, read_label_png
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc.labelpng import read_label_png
 
     try:
         return read_label_png(path)

@@ -37,7 +37,13 @@ from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.coords import xyxy_to_box_rc
 from napari_samlabel.core.prompts import Box, ObjectPrompts
 
-from ._files import image_id_from_path, normalise_image_id, parse_xml, xml_number
+from ._files import (
+    image_id_from_path,
+    normalise_image_id,
+    parse_xml,
+    xml_image_size,
+    xml_number,
+)
 from ._types import WeakLabelError, WeakLabels, per_image, renumber, resolve_class
 from .points import _load_json
 
@@ -93,13 +99,7 @@ def read_boxes_voc_xml(path: str | Path, classes: ClassTable | None = None
     root = parse_xml(path)
     filename = (root.findtext("filename") or "").strip()
     image_id = normalise_image_id(filename) if filename else image_id_from_path(path)
-    shape = None
-    size = root.find("size")
-    if size is not None and size.find("width") is not None:
-        shape = (int(xml_number(size, "height", path, "<size>")),
-                 int(xml_number(size, "width", path, "<size>")))
-        if shape[0] <= 0 or shape[1] <= 0:
-            shape = None  # some exporters write 0 x 0 when unknown
+    shape = xml_image_size(root, path)
     objects, origins = [], []
     for k, obj in enumerate(root.findall("object"), start=1):
         where = f"<object> #{k}"

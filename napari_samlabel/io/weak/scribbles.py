@@ -48,6 +48,7 @@ from ._files import (
     normalise_image_id,
     parse_xml,
     read_index_png,
+    xml_image_size,
     xml_number,
 )
 from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
@@ -134,15 +135,7 @@ def read_scribbles_xml(path: str | Path, classes: ClassTable | None = None
     root = parse_xml(path)
     filename = (root.findtext("filename") or "").strip()
     image_id = normalise_image_id(filename) if filename else image_id_from_path(path)
-    shape = None
-    size = root.find("size")
-    if size is not None and size.find("height") is not None:
-        shape = (int(xml_number(size, "height", path, "<size>")),
-                 int(xml_number(size, "width", path, "<size>")))
-    size = root.find("imagesize")
-    if size is not None:
-        shape = (int(xml_number(size, "nrows", path, "<imagesize>")),
-                 int(xml_number(size, "ncols", path, "<imagesize>")))
+    shape = xml_image_size(root, path)
     items = []
     for k, poly in enumerate(root.iter("polygon"), start=1):
         where = f"<polygon> #{k}"
@@ -235,8 +228,10 @@ def read_scribbles_png(path: str | Path, classes: ClassTable | None = None
     if bad:
         raise WeakLabelError(path, f"pixel values {bad} are not classes of the table "
                              f"(0..{len(classes) - 1}, 255 = unlabelled)")
-    objects, origins = [], []
-    background, background_at = [], []
+    objects: list[ObjectPrompts] = []
+    origins: list[str] = []
+    background: list[Scribble] = []
+    background_at: list[str] = []
     for cid in values:
         strokes = label(arr == cid, connectivity=2)
         # Work on each stroke's bounding box, not the whole image, per stroke.

@@ -145,7 +145,8 @@ def load_confidence(folder: str | Path, image_id: str, shape: tuple[int, int]) -
     RefineInputError
         Missing or unreadable files, another size than ``shape``, pickled content.
     """
-    from napari_samlabel.io.voc import VocError, read_label_png
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc.labelpng import read_label_png
     from napari_samlabel.pseudo.refine.slic import object_confidence
     from napari_samlabel.pseudo.store import ResultStore
 

@@ -1,4 +1,4 @@
-"""Tests of the VOC writer and reader: palette PNGs, layout, torchvision, bad input."""
+"""Tests of the VOC writer: layout, torchvision, void band, parts, bad input, failures."""
 
 from __future__ import annotations
 
@@ -7,122 +7,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from skimage import data
 
 from napari_samlabel.core.classes import ClassTable, voc_colormap
-from napari_samlabel.io import voc
-from napari_samlabel.io.voc import (
+from napari_samlabel.io.voc import VocError
+from napari_samlabel.io.voc import writer as writer_mod
+from napari_samlabel.io.voc.annotations import (
     ObjectInfo,
-    VocError,
-    VocWriter,
-    encode_label_png,
-    find_voc_root,
-    mask_bbox,
+    XmlPart,
+    parse_annotation,
     parse_labelmap,
-    read_label_png,
-    read_voc,
-    split_ids,
-    void_band,
 )
-
-H, W = 60, 80
-
-
-@pytest.fixture(scope="module")
-def image() -> np.ndarray:
-    return np.ascontiguousarray(data.astronaut()[:H * 4:4, :W * 4:4])
-
-
-def scene() -> tuple[np.ndarray, np.ndarray]:
-    """Semantic + instance maps: two dogs (12) side by side, touching, and a person (15)."""
-    sem = np.zeros((H, W), np.uint8)
-    inst = np.zeros((H, W), np.uint8)
-    sem[10:30, 5:25] = 12
-    inst[10:30, 5:15] = 4
-    inst[10:30, 15:25] = 9
-    sem[35:60, 40:70] = 15  # touches the bottom border -> truncated
-    inst[35:60, 40:70] = 2
-    return sem, inst
-
-
-def boxes_of(target: dict) -> list[tuple[str, tuple[int, int, int, int]]]:
-    objs = target["annotation"]["object"]
-    objs = objs if isinstance(objs, list) else [objs]
-    return [(o["name"], tuple(int(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax")))
-            for o in objs]
-
-
-# -- palette PNGs ---------------------------------------------------------------------------
-def test_label_png_keeps_indices_and_uses_voc_palette(tmp_path: Path):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 40, size=(H, W)).astype(np.uint8)
-    labels[::7] = 255
-    p = tmp_path / "l.png"
-    p.write_bytes(encode_label_png(labels))
-    with Image.open(p) as im:
-        assert im.mode == "P"
-        np.testing.assert_array_equal(np.asarray(im), labels)
-        palette = np.asarray(im.getpalette(), dtype=np.uint8).reshape(-1, 3)
-    np.testing.assert_array_equal(palette[:256], voc_colormap(256))
-    assert tuple(palette[15]) == (192, 128, 128)  # person
-    assert tuple(palette[255]) == (224, 224, 192)  # void
-    np.testing.assert_array_equal(read_label_png(p), labels)
-
-
-def test_read_label_png_rejects_colour_pngs(tmp_path: Path):
-    colours = voc_colormap(256)[scene()[0]]
-    Image.fromarray(colours).save(tmp_path / "rgb.png")
-    with pytest.raises(VocError, match=r"rgb\.png is a RGB colour image.*indices"):
-        read_label_png(tmp_path / "rgb.png")
-    Image.fromarray(scene()[0]).save(tmp_path / "grey.png")  # mode L: indices
-    np.testing.assert_array_equal(read_label_png(tmp_path / "grey.png"), scene()[0])
-    with pytest.raises(VocError, match="not found"):
-        read_label_png(tmp_path / "missing.png")
-    (tmp_path / "junk.png").write_bytes(b"\x89PNG junk")
-    with pytest.raises(VocError, match="junk.png"):
-        read_label_png(tmp_path / "junk.png")
-
-
-def test_bbox_is_one_based_inclusive():
-    m = np.zeros((10, 12), bool)
-    m[0, 0] = True
-    assert mask_bbox(m) == (1, 1, 1, 1)
-    m[:] = False
-    m[5:10, 3:8] = True  # rows 5..9, cols 3..7
-    assert mask_bbox(m) == (4, 6, 8, 10)
-
-
-@pytest.mark.parametrize("width", [1, 2, 3, 4, 5, 6, 7])
-@pytest.mark.parametrize("lower", [0, 2])  # object on background, object next to object
-def test_void_band_is_exactly_width_pixels_across_an_edge(width: int, lower: int):
-    labels = np.full((20, 40), lower, np.int32)
-    labels[:, 20:] = 3
-    band = void_band(labels, width)
-    high, low = (width + 1) // 2, width // 2  # the higher label (3) takes the odd pixel
-    for row in band:
-        assert row.sum() == width
-        assert row[20 - low:20 + high].all()
-    assert not band[:, :20 - low].any() and not band[:, 20 + high:].any()
-    # The same across a horizontal edge.
-    assert (void_band(labels.T, width).sum(axis=0) == width).all()
-    assert not void_band(labels, 0).any()
-    # Image borders are not edges.
-    assert not void_band(np.full((9, 9), 2), 5).any()
-
-
-def test_void_band_on_a_slanted_edge_is_width_pixels_measured_across_it():
-    rows, cols = np.mgrid[:60, :60]
-    labels = (cols > rows).astype(np.int32) * 5  # a 45 degree edge
-    band = void_band(labels, 4)
-    # Along a row a band of orthogonal width 4 spans about 4 * sqrt(2) pixels.
-    assert 5 <= band[30].sum() <= 6
-    # An object well inside a larger one gets its band on both sides of its outline.
-    inner = np.zeros((40, 40), np.int32)
-    inner[10:30, 10:30] = 7
-    inner[15:25, 15:25] = 9
-    b = void_band(inner, 4)
-    assert b[20, 8:12].all() and not b[20, 7] and not b[20, 12]
-    assert b[20, 13:17].all() and not b[20, 12] and not b[20, 17]
+from napari_samlabel.io.voc.components import mask_bbox
+from napari_samlabel.io.voc.labelpng import read_label_png
+from napari_samlabel.io.voc.reader import read_voc
+from napari_samlabel.io.voc.writer import VocWriter, split_ids
+from tests.io.voc.scenes import (
+    P_DOG,
+    P_DOG_HEAD,
+    P_PERSON,
+    P_PERSON_HEAD,
+    PART_CLASSES,
+    H,
+    W,
+    boxes_of,
+    part_scene,
+    scene,
+    write_part_scene,
+    write_scene,
+)
 
 
 def test_split_is_seeded_and_respects_fraction():
@@ -135,22 +47,6 @@ def test_split_is_seeded_and_respects_fraction():
     assert set(split_ids(ids, 1.0, 0).values()) == {"train"}
     with pytest.raises(ValueError):
         split_ids(ids, 1.5, 0)
-
-
-# -- writer ---------------------------------------------------------------------------------
-def write_scene(tmp_path: Path, image: np.ndarray, border: int = 0) -> tuple[Path, Path]:
-    sem, inst = scene()
-    jpg = tmp_path / "src" / "photo.jpg"
-    jpg.parent.mkdir(exist_ok=True)
-    Image.fromarray(image).save(jpg, quality=90)
-    png = tmp_path / "src" / "drawing.png"
-    Image.fromarray(image).save(png)
-    out = tmp_path / "out"
-    with VocWriter(out, border=border, train_fraction=0.5, seed=3) as w:
-        w.add("photo", jpg, sem, inst, [ObjectInfo(9, pose="Left", difficult=True)])
-        w.add("drawing", png, sem, None, split="val")
-        w.add("array", image, np.zeros((H, W), np.uint8), None, split="excluded")
-    return out, jpg
 
 
 def test_torchvision_reads_masks_and_boxes(tmp_path: Path, image: np.ndarray):
@@ -307,7 +203,7 @@ def test_write_failure_midway_leaves_existing_output_untouched(tmp_path: Path, i
     with VocWriter(out) as w:
         w.add("old", image, scene()[0])
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real = voc._write_file
+    real = writer_mod._write_file
     calls = []
 
     def failing(path: Path, data: bytes) -> None:
@@ -316,7 +212,7 @@ def test_write_failure_midway_leaves_existing_output_untouched(tmp_path: Path, i
             raise OSError(27, "File too large")
         real(path, data)
 
-    monkeypatch.setattr(voc, "_write_file", failing)
+    monkeypatch.setattr(writer_mod, "_write_file", failing)
     with pytest.raises(OSError) as info, VocWriter(out, overwrite=True) as w:
         for k in range(4):
             w.add(f"new{k}", image, scene()[0])
@@ -339,62 +235,11 @@ def test_failure_in_finish_keeps_old_output(tmp_path: Path, image, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(voc, "labelmap_text", boom)
+    monkeypatch.setattr(writer_mod, "labelmap_text", boom)
     with pytest.raises(OSError), VocWriter(out, overwrite=True) as w:
         w.add("new", image, scene()[0])
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-
-
-# -- reader ---------------------------------------------------------------------------------
-def test_reader_finds_roots_and_reads_instances(tmp_path: Path, image: np.ndarray):
-    out, _ = write_scene(tmp_path, image)
-    root = out / "VOCdevkit" / "VOC2012"
-    assert find_voc_root(out) == find_voc_root(out / "VOCdevkit") == find_voc_root(root) == root
-    recs = {r.image_id: r for r in read_voc(out)}
-    assert set(recs) == {"photo", "drawing", "array"}
-    photo = recs["photo"]
-    assert photo.instances_from == "SegmentationObject"
-    np.testing.assert_array_equal(photo.semantic, scene()[0])
-    assert [(o.instance_id, o.class_id, o.difficult) for o in photo.objects] == [
-        (1, 15, False), (2, 12, False), (3, 12, True)]
-    assert recs["drawing"].split == "val" and recs["array"].split is None
-    with pytest.raises(VocError, match="not a VOC dataset"):
-        find_voc_root(tmp_path / "src")
-
-
-def test_reader_without_instances_uses_components(tmp_path: Path, image: np.ndarray):
-    root = tmp_path / "VOC2012"
-    (root / "SegmentationClass").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    sem, _ = scene()
-    sem[0:5, 70:80] = 12  # a second, separate dog region
-    sem[30, :] = 255
-    Image.fromarray(image).save(root / "JPEGImages" / "a.jpg")
-    (root / "SegmentationClass" / "a.png").write_bytes(encode_label_png(sem))
-    [rec] = list(read_voc(tmp_path))
-    assert rec.instances_from == "components"
-    assert len(set(np.unique(rec.instance)) - {0, 255}) == 3  # two touching dogs = one region
-    assert (rec.instance[30] == 255).all()
-
-
-def test_reader_reports_bad_files(tmp_path: Path, image: np.ndarray):
-    out, _ = write_scene(tmp_path, image)
-    root = out / "VOCdevkit" / "VOC2012"
-    xml = root / "Annotations" / "photo.xml"
-    xml.write_text(xml.read_text().replace("<name>person</name>", "<name>unicorn</name>"))
-    with pytest.raises(VocError, match=r"photo\.xml: object 1: unknown class 'unicorn'"):
-        list(read_voc(out))
-    xml.write_text("<annotation><object>")
-    with pytest.raises(VocError, match=r"cannot parse annotation .*photo\.xml"):
-        list(read_voc(out))
-    xml.unlink()
-    Image.fromarray(np.zeros((H, W + 1), np.uint8)).save(root / "SegmentationClass" / "photo.png")
-    with pytest.raises(VocError, match=r"photo\.png is 60x81 but its image"):
-        list(read_voc(out))
-    (root / "JPEGImages" / "photo.jpg").unlink()
-    with pytest.raises(VocError, match="image of 'drawing'|image of 'photo'"):
-        list(read_voc(out))
 
 
 def test_instances_follow_the_semantic_map(tmp_path: Path, image: np.ndarray):
@@ -438,36 +283,6 @@ def test_band_never_erases_a_thin_object(tmp_path: Path, image: np.ndarray):
     assert sorted(set(np.unique(rec.instance)) - {0, 255}) == [1, 2]
 
 
-def test_reader_min_area_merges_specks_into_the_nearest_object_of_their_class(tmp_path: Path,
-                                                                            image):
-    root = tmp_path / "VOC2012"
-    (root / "SegmentationClass").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    sem = np.zeros((H, W), np.uint8)
-    sem[10:30, 10:30] = 12    # dog 1
-    sem[10:30, 50:70] = 12    # dog 2
-    sem[20, 33] = 12          # a one-pixel speck next to dog 1
-    sem[20:22, 45:47] = 12    # a 4-pixel speck next to dog 2
-    sem[40, 40] = 12          # equally far from both: goes to one of them, not lost
-    sem[50:52, 50:52] = 3     # a 4-pixel bird, the only bird
-    sem[55, 10] = 3           # and a speck of it
-    Image.fromarray(image).save(root / "JPEGImages" / "a.jpg")
-    (root / "SegmentationClass" / "a.png").write_bytes(encode_label_png(sem))
-    [rec] = list(read_voc(tmp_path, min_area=5))
-    inst = rec.instance
-    ids = sorted(set(np.unique(inst)) - {0})
-    assert len(ids) == 3  # two dogs and one bird object
-    dog1, dog2 = inst[15, 15], inst[15, 60]
-    assert inst[20, 33] == dog1 and (inst[20:22, 45:47] == dog2).all()
-    assert inst[40, 40] in (dog1, dog2)
-    assert inst[50, 50] == inst[55, 10] != 0  # the bird's regions together
-    np.testing.assert_array_equal(inst > 0, sem > 0)  # no class pixel became background
-    assert rec.specks == voc.SpeckReport(merged=3, merged_pixels=6, grouped=2,
-                                         grouped_pixels=5)
-    [rec] = list(read_voc(tmp_path))  # min_area 0: every region is an object
-    assert len(set(np.unique(rec.instance)) - {0}) == 7 and rec.specks.regions == 0
-
-
 def test_xml_depth_describes_the_jpeg_written(tmp_path: Path, image: np.ndarray):
     tv = pytest.importorskip("torchvision.datasets")
     grey = np.asarray(Image.fromarray(image).convert("L"))
@@ -494,40 +309,7 @@ def test_xml_depth_describes_the_jpeg_written(tmp_path: Path, image: np.ndarray)
     assert all(seg[k][0].mode == "RGB" for k in range(len(seg)))  # loaders convert anyway
 
 
-def test_read_image_set_takes_first_words_and_names_missing_files(tmp_path: Path):
-    f = tmp_path / "failures.txt"
-    f.write_text("2008_000003\n\n# a comment\n2008_000007  1\n2008_000009 -1  # trailing\n")
-    assert voc.read_image_set(f) == ["2008_000003", "2008_000007", "2008_000009"]
-    with pytest.raises(VocError, match=r"image list .*nope\.txt not found"):
-        voc.read_image_set(tmp_path / "nope.txt")
 
-
-# -- parts (object -> part hierarchies) ---------------------------------------------------
-PART_CLASSES = ClassTable(("dog", "person", "dog/head", "person/head", "person/hand"))
-P_DOG, P_PERSON, P_DOG_HEAD, P_PERSON_HEAD, P_HAND = 1, 2, 3, 4, 5
-
-
-def part_scene() -> dict[str, np.ndarray]:
-    """Two dogs, a person; the left dog's head, the person's head, and a lone dog head."""
-    sem = np.zeros((H, W), np.uint8)
-    inst = np.zeros((H, W), np.uint8)
-    sem[10:30, 5:45], inst[10:30, 5:25], inst[10:30, 25:45] = P_DOG, 3, 7
-    sem[35:60, 50:75], inst[35:60, 50:75] = P_PERSON, 5
-    psem = np.zeros((H, W), np.uint8)
-    pinst = np.zeros((H, W), np.uint8)
-    psem[10:16, 5:12], pinst[10:16, 5:12] = P_DOG_HEAD, 11  # on dog 3
-    psem[35:42, 58:66], pinst[35:42, 58:66] = P_PERSON_HEAD, 12  # on the person
-    psem[2:6, 60:66], pinst[2:6, 60:66] = P_DOG_HEAD, 13  # no dog there
-    return {"sem": sem, "inst": inst, "psem": psem, "pinst": pinst}
-
-
-def write_part_scene(tmp_path: Path, image: np.ndarray, border: int = 0) -> VocWriter:
-    m = part_scene()
-    parts = [ObjectInfo(11, parent=3), ObjectInfo(12, parent=5), ObjectInfo(13)]
-    with VocWriter(tmp_path / "out", PART_CLASSES, border=border, train_fraction=1.0) as w:
-        w.add("parts", image, m["sem"], m["inst"], None, None, m["psem"], m["pinst"], parts)
-        w.add("plain", image, m["sem"], m["inst"])
-    return w
 
 
 def test_parts_get_their_own_maps_and_xml_parts(tmp_path: Path, image: np.ndarray):
@@ -549,10 +331,10 @@ def test_parts_get_their_own_maps_and_xml_parts(tmp_path: Path, image: np.ndarra
     assert not read_label_png(root / "SegmentationPartObject/plain.png").any()
     assert w.n_parts == 3 and w.orphan_parts == [("parts", 13)]
     # XML: <part> inside its parent's <object>, named without the parent's prefix.
-    size, objects = voc.parse_annotation(root / "Annotations/parts.xml", PART_CLASSES)
+    size, objects = parse_annotation(root / "Annotations/parts.xml", PART_CLASSES)
     assert [o.class_id for o in objects] == [P_DOG, P_PERSON, P_DOG]
-    assert objects[0].parts == (voc.XmlPart("head", P_DOG_HEAD, mask_bbox(m["pinst"] == 11)),)
-    assert objects[1].parts == (voc.XmlPart("head", P_PERSON_HEAD,
+    assert objects[0].parts == (XmlPart("head", P_DOG_HEAD, mask_bbox(m["pinst"] == 11)),)
+    assert objects[1].parts == (XmlPart("head", P_PERSON_HEAD,
                                             mask_bbox(m["pinst"] == 12)),)
     assert objects[2].parts == ()
     assert objects[0].bbox == mask_bbox(m["inst"] == 3)  # the object's box, not the part's
@@ -619,61 +401,3 @@ def test_bad_parts_are_refused(tmp_path: Path, image: np.ndarray, change, match)
         w.add("parts", image, m["sem"], m["inst"], None, None, m["psem"], m["pinst"], parts)
     assert w.image_ids == []  # nothing written for the image
     assert not list((tmp_path / "out").rglob("parts.*"))
-
-
-VOC_LAYOUT_XML = """<annotation>
-	<filename>2007_000129.jpg</filename>
-	<size><width>80</width><height>60</height><depth>3</depth></size>
-	<object>
-		<name>person</name>
-		<pose>Unspecified</pose>
-		<truncated>0</truncated>
-		<difficult>0</difficult>
-		<bndbox><xmin>10</xmin><ymin>5</ymin><xmax>40</xmax><ymax>58</ymax></bndbox>
-		<part>
-			<name>head</name>
-			<bndbox><xmin>20</xmin><ymin>5</ymin><xmax>30</xmax><ymax>14</ymax></bndbox>
-		</part>
-		<part>
-			<name>hand</name>
-			<bndbox><xmin>10.0</xmin><ymin>30</ymin><xmax>14</xmax><ymax>35</ymax></bndbox>
-		</part>
-		<part>
-			<name>foot</name>
-			<bndbox><xmin>12</xmin><ymin>52</ymin><xmax>18</xmax><ymax>58</ymax></bndbox>
-		</part>
-	</object>
-</annotation>
-"""
-
-
-def test_reader_takes_voc_layout_parts_and_keeps_the_objects_box(tmp_path: Path):
-    path = tmp_path / "layout.xml"
-    path.write_text(VOC_LAYOUT_XML)
-    size, [person] = voc.parse_annotation(path, PART_CLASSES)
-    assert size == (60, 80) and person.class_id == P_PERSON
-    assert person.bbox == (10, 5, 40, 58)
-    assert person.parts == (voc.XmlPart("head", P_PERSON_HEAD, (20, 5, 30, 14)),
-                            voc.XmlPart("hand", P_HAND, (10, 30, 14, 35)),
-                            voc.XmlPart("foot", None, (12, 52, 18, 58)))  # not listed
-    path.write_text(VOC_LAYOUT_XML.replace("<xmax>30</xmax>", "<xmax>wide</xmax>"))
-    with pytest.raises(VocError, match=r"object 1: part 1: <xmax> is 'wide'"):
-        voc.parse_annotation(path, PART_CLASSES)
-
-
-def test_read_voc_returns_part_maps_and_checks_them(tmp_path: Path, image: np.ndarray):
-    write_part_scene(tmp_path, image)
-    recs = {r.image_id: r for r in read_voc(tmp_path / "out", PART_CLASSES)}
-    m = part_scene()
-    np.testing.assert_array_equal(recs["parts"].part_semantic, m["psem"])
-    assert set(np.unique(recs["parts"].part_instance)) == {0, 1, 2, 3}
-    root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
-    (root / "SegmentationPartObject/parts.png").unlink()  # instances from components
-    rec = next(r for r in read_voc(tmp_path / "out", PART_CLASSES) if r.image_id == "parts")
-    assert len(set(np.unique(rec.part_instance)) - {0}) == 3
-    bad = m["psem"].copy()
-    bad[0, 0] = P_PERSON
-    (root / "SegmentationPart/parts.png").write_bytes(encode_label_png(bad))
-    with pytest.raises(VocError, match=r"SegmentationPart/parts\.png: class indices \[2\] are "
-                                       "not part classes"):
-        list(read_voc(tmp_path / "out", PART_CLASSES))
