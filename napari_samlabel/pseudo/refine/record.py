@@ -43,8 +43,7 @@ MASKS_GROUP = "masks"
 
 
 def param(default: Any, doc: str, *, label: str = "", low: float | None = None,
-          high: float | None = None, step: float | None = None, auto: str = "",
-          group: str = "") -> Any:
+          high: float | None = None, step: float | None = None, group: str = "") -> Any:
     """Declare a refiner parameter (a dataclass field with its facts in the metadata).
 
     Parameters
@@ -59,14 +58,11 @@ def param(default: Any, doc: str, *, label: str = "", low: float | None = None,
         Inclusive bounds of a number.
     step : float, optional
         Step of the GUI control.
-    auto : str
-        Text the GUI shows at ``low`` when ``low`` means "choose automatically".
     group : str
         ``"masks"`` for automatic-mask parameters; empty for the refiner's own.
     """
     return field(default=default, metadata={
-        "doc": doc, "label": label, "low": low, "high": high, "step": step, "auto": auto,
-        "group": group})
+        "doc": doc, "label": label, "low": low, "high": high, "step": step, "group": group})
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ class ParamInfo:
     kind : type
         ``int``, ``float`` or ``str``.
     default : int, float or str
-    doc, label, auto, group : str
+    doc, label, group : str
         See :func:`param`.
     low, high, step : float or None
         See :func:`param`.
@@ -95,7 +91,6 @@ class ParamInfo:
     low: float | None
     high: float | None
     step: float | None
-    auto: str
     group: str
     choices: tuple[str, ...] | None
 
@@ -123,13 +118,15 @@ class ParamInfo:
         return None
 
     def describe(self) -> str:
-        """Help text with the default (and what ``low`` means when it means "auto")."""
-        default = f"{self.default} ({self.auto})" if self.auto else f"{self.default}"
-        return f"{self.doc} (default {default})"
+        """Help text with the default and the bounds."""
+        if self.choices is not None:
+            return f"{self.doc} (default {self.default})"
+        return (f"{self.doc} (default {self.default}; {_num(self.low)} to "
+                f"{_num(self.high)})")
 
 
 def _num(value: float | None) -> str:
-    return "..." if value is None else f"{value:g}"
+    return "any" if value is None else f"{value:g}"
 
 
 _PARAMETERS: dict[type, tuple[ParamInfo, ...]] = {}
@@ -160,7 +157,7 @@ def _parameters(cls: type) -> tuple[ParamInfo, ...]:
             raise TypeError(f"{cls.__name__}.{f.name}: declare refiner parameters with param()")
         m = f.metadata
         out.append(ParamInfo(f.name, kind, f.default, m["doc"], m["label"] or f.name,
-                             m["low"], m["high"], m["step"], m["auto"], m["group"], choices))
+                             m["low"], m["high"], m["step"], m["group"], choices))
     return tuple(out)
 
 
@@ -201,12 +198,11 @@ class AutoMaskOptions(RefinerParams):
     """
 
     points_per_side: int = param(
-        _AMP.points_per_side, "automatic-mask point grid (points per side)",
+        _AMP.points_per_side, "points per side of the automatic-mask point grid",
         label="points per side", low=1, high=256, step=1, group=MASKS_GROUP)
     points_per_batch: int = param(
-        0, "points decoded together (speed only; 0: 4 on CPU, 64 on GPU)",
-        label="points per batch", low=0, high=1024, step=1, auto="by device",
-        group=MASKS_GROUP)
+        0, "points decoded together, speed only (0: 4 on CPU, 64 on GPU)",
+        label="points per batch (0 auto)", low=0, high=1024, step=1, group=MASKS_GROUP)
     pred_iou_thresh: float = param(
         _AMP.pred_iou_thresh, "keep masks whose predicted IoU is above this",
         label="predicted IoU >", low=0.0, high=1.0, step=0.01, group=MASKS_GROUP)

@@ -301,7 +301,7 @@ class SamsParams(AutoMaskOptions):
         label="whole IoU offset", low=-1.0, high=1.0, step=0.05)
     whole_nms_offset: float = param(
         SAMS_PARAMS.level_nms_offset[LEVEL_WHOLE],
-        "added to whole masks' NMS score (1: whole masks first)",
+        "added to whole masks' NMS score; 1 puts whole masks first",
         label="whole NMS offset", low=-1.0, high=1.0, step=0.1)
 
     def automask_params(self) -> AutoMaskParams:

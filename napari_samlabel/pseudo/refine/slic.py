@@ -278,8 +278,8 @@ class SlicParams(RefinerParams):
         RULE, "a superpixel takes the label covering more than half (majority) or all of its "
         "labelled pixels; otherwise it becomes void", label="snapping rule")
     ignore_ratio: float = param(
-        IGNORE_RATIO, "position of the confidence threshold in the sorted confidences (needs "
-        "a confidence: CAMs or a confidence map)", label="void least confident", low=0.0,
+        IGNORE_RATIO, "position of the confidence threshold in the sorted confidences; needs "
+        "a confidence (CAMs or a confidence map)", label="void least confident", low=0.0,
         high=1.0, step=0.05)
 
 
