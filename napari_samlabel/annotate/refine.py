@@ -12,7 +12,7 @@ The napari plugin's Refine tab (:mod:`napari_samlabel._napari.refine_panel`) is 
   embedding cache, and the automatic-mask cache on disk, so a second run with other voting
   parameters costs no SAM call), and hands back a :class:`RefinePreview`.
 - **Accept** (:meth:`RefineController.accept`) replaces the accepted objects with the objects
-  of the refined map (:func:`objects_from_labels`) through
+  of the refined map (:func:`~napari_samlabel.pseudo.objects.objects_from_labels`) through
   :meth:`~napari_samlabel.core.document.AnnotationDocument.replace_objects`: one undo step,
   saved by the session like any accept. It is refused when the image or its objects changed
   since the job started (the preview would overwrite that work).

@@ -30,8 +30,6 @@ from napari_samlabel.cli._progress import tqdm_progress
 from napari_samlabel.pseudo.refine.api import METHODS, REFINERS, all_parameters, get_refiner
 from napari_samlabel.pseudo.refine.record import MASKS_GROUP, ParamInfo, RefinerParams
 
-SAM_GROUP = "SAM (sepl, sams)"
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``refine`` sub-command (the refiners' options come from their records)."""
@@ -42,10 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, required=True, help="refiner")
     p.add_argument("--images", metavar="DIR", type=Path, required=True, help="image folder")
     p.add_argument("--coarse", metavar="DIR", type=Path,
-                   help="folder of <id>.png coarse label maps (sepl, slic)")
+                   help=f"folder of <id>.png coarse label maps ({_users('coarse')})")
     p.add_argument("--cams", metavar="DIR", type=Path,
-                   help="folder of <id>.npy class maps + <id>.json class lists (sams; optional "
-                        "confidence for slic)")
+                   help="folder of <id>.npy class maps + <id>.json class lists "
+                        f"({_users('maps', needed=True)}; optional confidence for "
+                        f"{_users('confidence')})")
     p.add_argument("--out", metavar="OUT", type=Path, required=True,
                    help="output folder (gets VOCdevkit/VOC2012)")
     p.add_argument("--classes", metavar="FILE", type=Path,
@@ -57,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of images in the train split (default 0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
 
-    g = p.add_argument_group(SAM_GROUP)
+    sam_group = f"SAM ({_users('masks')})"
+    g = p.add_argument_group(sam_group)
     g.add_argument("--model", default="vit_b", help="SAM model type (default vit_b)")
     g.add_argument("--checkpoint", metavar="PATH", type=Path,
                    help="checkpoint file (default: the cached official one, downloaded once)")
@@ -68,16 +68,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-cache", action="store_true",
                    help="do not read or write cached embeddings and automatic masks")
     g.add_argument("--no-download", action="store_true", help="never download a checkpoint")
-    groups = {SAM_GROUP: g}
+    groups = {sam_group: g}
+
+    def group(title: str) -> Any:
+        if title not in groups:
+            groups[title] = p.add_argument_group(title)
+        return groups[title]
+
     for info, owner in _parameter_owners():
-        title = SAM_GROUP if info.group == MASKS_GROUP else owner
-        group = groups.get(title) or groups.setdefault(title, p.add_argument_group(title))
-        add_parameter(group, info)
-    groups["slic"].add_argument(
+        add_parameter(group(sam_group if info.group == MASKS_GROUP else owner), info)
+    group(_users("confidence").split(", ")[0]).add_argument(
         "--confidence", metavar="DIR", type=Path,
         help="per-pixel confidence: <id>.npy H x W maps, or the OUT folder of "
              "'samlabel pseudo-label' (SAM's predicted IoU of each mask)")
     p.set_defaults(func=run)
+
+
+def _users(name: str, needed: bool = False) -> str:
+    """The refiners that take input ``name`` (only those that need it with ``needed``)."""
+    return ", ".join(r.name for r in REFINERS.values()
+                     if name in r.needs or (not needed and name in r.accepts))
 
 
 def _parameter_owners() -> list[tuple[ParamInfo, str]]:
