@@ -3,17 +3,21 @@
 A form over :class:`~napari_samlabel.annotate.refine.RefineController`, which does
 the work (on the session's engine lane, off the GUI thread) and keeps the preview; this file
 only shows the settings, a napari progress bar, and the preview as a Labels layer.
+
+The parameter controls are built with magicgui from the refiners' records
+(:mod:`napari_samlabel.pseudo.refine.record`): one control per parameter, with the record's
+default, bounds, step, label and help, shown for the methods that have it.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import ComboBox, Container, create_widget
+from magicgui.widgets.bases import ValueWidget
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -21,7 +25,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -29,23 +32,28 @@ from qtpy.QtWidgets import (
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel._napari.bridge import class_colormap
 from napari_samlabel.annotate.refine import RefineController, RefineSettings
-from napari_samlabel.pseudo.refine.api import METHODS
+from napari_samlabel.pseudo.refine.api import METHODS, REFINERS, all_parameters
+from napari_samlabel.pseudo.refine.record import ParamInfo
 
 PREVIEW_NAME = "refine preview"
-#: The form's rows per method: (setting, label, minimum, maximum, step).
-ROWS: dict[str, tuple[tuple[str, str, float, float, float], ...]] = {
-    "sepl": (("segment_ratio", "mask share in class >", 0, 1, 0.05),
-             ("class_ratio", "or class share in mask >", 0, 1, 0.05)),
-    "sams": (("occupation_ratio", "occupation t_r <", 0, 1, 0.05),
-             ("alpha", "background alpha", 0.05, 5, 0.05)),
-    "slic": (("n_segments", "superpixels", 1, 10000, 10),
-             ("compactness", "compactness", 0.01, 1000, 1),
-             ("ignore_ratio", "void least confident", 0, 1, 0.05)),
-}
-SAM_ROWS = (("points_per_side", "points per side", 1, 128, 1),
-            ("pred_iou_thresh", "predicted IoU >", 0, 1, 0.01),
-            ("stability_score_thresh", "stability >=", 0, 1, 0.01),
-            ("box_nms_thresh", "box NMS IoU", 0, 1, 0.05))
+
+
+def parameter_widget(info: ParamInfo) -> ValueWidget:
+    """The magicgui control of one refiner parameter (default, bounds, step, help)."""
+    options: dict[str, Any] = {"tooltip": info.describe()}
+    if info.choices is not None:
+        options["choices"] = info.choices
+        widget = create_widget(info.default, name=info.name, label=info.label,
+                               widget_type="ComboBox", options=options)
+    else:
+        options.update({k: v for k, v in (("min", info.low), ("max", info.high),
+                                          ("step", info.step)) if v is not None})
+        widget = create_widget(info.default, annotation=info.kind, name=info.name,
+                               label=info.label, options=options)
+    if isinstance(widget.native, QDoubleSpinBox):
+        widget.native.setDecimals(3)  # thresholds such as 0.875
+    assert isinstance(widget, ValueWidget)
+    return widget
 
 
 class _Relay(QObject):
@@ -55,7 +63,15 @@ class _Relay(QObject):
 
 
 class RefinePanel(QWidget):
-    """Method, parameters, optional CAM, Run / Accept / Discard, and the preview layer."""
+    """Method, parameters, optional CAM, Run / Accept / Discard, and the preview layer.
+
+    Attributes
+    ----------
+    params : magicgui.widgets.Container
+        One control per refiner parameter (:func:`parameter_widget`).
+    fields : dict of str to QWidget
+        The Qt widget of each parameter's control, by name.
+    """
 
     def __init__(self, annotator: Annotator, parent: QWidget | None = None,
                  controller: RefineController | None = None) -> None:
@@ -67,27 +83,15 @@ class RefinePanel(QWidget):
         self._bar: Any = None
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
-        defaults = RefineSettings()
-        self.method = QComboBox()
-        self.method.addItems(list(METHODS))
-        self.method.currentTextChanged.connect(self._show_rows)
-        self.fields: dict[str, Any] = {}
-        form = QFormLayout()
-        form.addRow("method", self.method)
-        self._rows: dict[str, list[str]] = {}
-        for group, rows in (*ROWS.items(), ("sam", SAM_ROWS)):
-            self._rows[group] = [name for name, *_ in rows]
-            for name, label, lo, hi, step in rows:
-                box = QSpinBox() if isinstance(getattr(defaults, name), int) \
-                    else QDoubleSpinBox()
-                box.setRange(lo, hi)
-                box.setSingleStep(step)
-                if isinstance(box, QDoubleSpinBox):
-                    box.setDecimals(3)
-                box.setValue(getattr(defaults, name))
-                self.fields[name] = box
-                form.addRow(label, box)
-        self._form = form
+        self._method = ComboBox(name="method", label="method", choices=METHODS,
+                                value=METHODS[0], tooltip="; ".join(
+                                    f"{r.name}: {r.title}" for r in REFINERS.values()))
+        self._method.changed.connect(self._show_rows)
+        self.method = self._method.native
+        self.widgets = {name: parameter_widget(info) for name, info in all_parameters().items()}
+        self.fields: dict[str, QWidget] = {n: w.native for n, w in self.widgets.items()}
+        self.params = Container(widgets=[self._method, *self.widgets.values()])
+        self.params.margins = (0, 0, 0, 0)
         self.cam = QLineEdit()
         self.cam.setPlaceholderText("optional CAM .npy of this image")
         browse = QPushButton("…")
@@ -95,11 +99,12 @@ class RefinePanel(QWidget):
         cam_row = QHBoxLayout()
         cam_row.addWidget(self.cam, 1)
         cam_row.addWidget(browse)
+        form = QFormLayout()
         form.addRow("CAM", cam_row)
         self.run_button = QPushButton("Run")
-        self.run_button.clicked.connect(self.run)
+        self.run_button.clicked.connect(self._run_clicked)
         self.accept_button = QPushButton("Accept")
-        self.accept_button.clicked.connect(self.controller.accept)
+        self.accept_button.clicked.connect(self._accept_clicked)
         self.discard_button = QPushButton("Discard")
         self.discard_button.clicked.connect(self.controller.discard)
         buttons = QHBoxLayout()
@@ -109,6 +114,7 @@ class RefinePanel(QWidget):
         self.status.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.params.native)
         lay.addLayout(form)
         lay.addLayout(buttons)
         lay.addWidget(self.status)
@@ -117,28 +123,32 @@ class RefinePanel(QWidget):
         ev.running.connect(self._on_running)
         ev.preview_changed.connect(self._on_preview)
         ev.message.connect(self._on_message)
-        self._show_rows(self.method.currentText())
+        self._show_rows(self._method.value)
         self._on_preview()
 
     def settings(self) -> RefineSettings:
-        """The form as :class:`RefineSettings`."""
-        values = {name: box.value() for name, box in self.fields.items()}
-        names = {f.name for f in fields(RefineSettings)}
-        return RefineSettings(method=self.method.currentText(), cam=self.cam.text().strip()
-                              or None, **{k: v for k, v in values.items() if k in names})
+        """The form as :class:`RefineSettings` (the chosen method's parameters)."""
+        method = str(self._method.value)
+        values = {i.name: self.widgets[i.name].value for i in REFINERS[method].parameters()}
+        return RefineSettings(method, cam=self.cam.text().strip() or None, **values)
 
     def run(self) -> bool:
         """Queue the refinement of the open image (the result comes back as a preview)."""
         return self.controller.run(self.settings(), progress=self._relay.progress.emit)
 
+    def _run_clicked(self) -> None:
+        self.run()
+
+    def _accept_clicked(self) -> None:
+        self.controller.accept()
+
     def _on_message(self, text: str) -> None:
         self.status.setText(text)
 
     def _show_rows(self, method: str) -> None:
-        shown = set(self._rows[method]) | (set(self._rows["sam"]) if method != "slic" else set())
-        for name, box in self.fields.items():
-            box.setVisible(name in shown)
-            self._form.labelForField(box).setVisible(name in shown)
+        shown = {i.name for i in REFINERS[method].parameters()}
+        for name, widget in self.widgets.items():
+            widget.visible = name in shown  # hides its label too
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "CAM of this image", "", "NumPy (*.npy)")
@@ -186,7 +196,8 @@ class RefinePanel(QWidget):
                 colormap=DirectLabelColormap(color_dict=colors)))
             self.layer.editable = False
             bridge = self.annotator.bridge
-            bridge.owned = (*bridge.owned, self.layer)  # removed with the annotator's layers
+            owned: tuple[Any, ...] = (*bridge.owned, self.layer)
+            bridge.owned = owned  # removed with the annotator's layers
         else:
             self.layer.data = np.asarray(p.labels)
         self.viewer.layers.selection.active = self.annotator.bridge.points_layer

@@ -12,7 +12,7 @@ The napari plugin's Refine tab (:mod:`napari_samlabel._napari.refine_panel`) is 
   embedding cache, and the automatic-mask cache on disk, so a second run with other voting
   parameters costs no SAM call), and hands back a :class:`RefinePreview`.
 - **Accept** (:meth:`RefineController.accept`) replaces the accepted objects with the objects
-  of the refined map (:func:`objects_from_labels`) through
+  of the refined map (:func:`~napari_samlabel.pseudo.objects.objects_from_labels`) through
   :meth:`~napari_samlabel.core.document.AnnotationDocument.replace_objects`: one undo step,
   saved by the session like any accept. It is refused when the image or its objects changed
   since the job started (the preview would overwrite that work).
@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from psygnal import Signal, SignalGroup
@@ -50,73 +50,78 @@ from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.compose import MaskEntry, compose_label_maps
 from napari_samlabel.core.document import MAX_OBJECTS, AnnotatedObject, AnnotationDocument
 from napari_samlabel.core.progress import ProgressCallback, no_progress
-from napari_samlabel.pseudo.refine import sams, sepl, slic
-from napari_samlabel.pseudo.refine.api import METHODS, refine_labels
-from napari_samlabel.pseudo.refine.automask import SAMS_PARAMS, AutoMaskCache, AutoMaskParams
+from napari_samlabel.engine.protocol import Engine
+from napari_samlabel.pseudo.objects import objects_from_labels
+from napari_samlabel.pseudo.refine import slic
+from napari_samlabel.pseudo.refine.api import METHODS, get_refiner, refine_labels
+from napari_samlabel.pseudo.refine.automask import AutoMaskCache, AutoMaskParams, is_mask_engine
+from napari_samlabel.pseudo.refine.record import Refiner, RefinerParams
+
+if TYPE_CHECKING:
+    from napari_samlabel.annotate.session import AnnotationSession
 
 
 class RefineError(ValueError):
     """The open image cannot be refined as asked (the message says why)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RefineSettings:
-    """A refiner and its main parameters (defaults: the published values).
+    """A refiner, its parameters and an optional CAM of the open image.
 
-    Attributes
+    The parameters are the method's record's
+    (:attr:`napari_samlabel.pseudo.refine.record.Refiner.params`): given by name, with the
+    record's defaults for the rest, and read back as attributes (``settings.class_ratio``).
+
+    Parameters
     ----------
     method : {"sepl", "sams", "slic"}
+        A key of :data:`napari_samlabel.pseudo.refine.api.REFINERS`.
     cam : str or None
         Path of a CAM / score-map ``.npy`` of the open image (with its ``.json`` class list).
-    segment_ratio, class_ratio
-        SEPL's vote thresholds (0.5, 0.85).
-    occupation_ratio, alpha
-        SAMS's level filter ``t_r`` (0.3) and background exponent (0.6).
-    n_segments, compactness, ignore_ratio, rule
-        SLIC's superpixels, the adaptive threshold's ratio and the snapping rule.
-    points_per_side, pred_iou_thresh, stability_score_thresh, box_nms_thresh
-        SAM's automatic mask generator (SEPL, SAMS); SAMS adds its whole-level preference.
+    params : RefinerParams, optional
+        The method's parameters as one object, instead of ``**values``.
+    **values
+        The method's parameters by name.
+
+    Raises
+    ------
+    ValueError
+        An unknown method, or a value out of its bounds.
+    TypeError
+        A parameter the method does not have.
     """
 
-    method: str = "sepl"
-    cam: str | None = None
-    segment_ratio: float = sepl.SEGMENT_RATIO
-    class_ratio: float = sepl.CLASS_RATIO
-    occupation_ratio: float = sams.OCCUPATION_RATIO
-    alpha: float = sams.ALPHA
-    n_segments: int = slic.N_SEGMENTS
-    compactness: float = slic.COMPACTNESS
-    ignore_ratio: float = slic.IGNORE_RATIO
-    rule: str = slic.RULE
-    points_per_side: int = AutoMaskParams.points_per_side
-    pred_iou_thresh: float = AutoMaskParams.pred_iou_thresh
-    stability_score_thresh: float = AutoMaskParams.stability_score_thresh
-    box_nms_thresh: float = AutoMaskParams.box_nms_thresh
+    method: str
+    cam: str | None
+    params: RefinerParams
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown refine method {self.method!r}; choose one of "
-                             f"{', '.join(METHODS)}")
+    def __init__(self, method: str = METHODS[0], cam: str | None = None,
+                 params: RefinerParams | None = None, **values: Any) -> None:
+        refiner = get_refiner(method)
+        if params is None:
+            params = refiner.params(**values)
+        elif values or not isinstance(params, refiner.params):
+            raise TypeError(f"{method} takes its parameters as one "
+                            f"{refiner.params.__name__} or by name, not both")
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "cam", cam)
+        object.__setattr__(self, "params", params)
 
-    def options(self) -> dict[str, Any]:
-        """The method's own keyword arguments for :func:`refine_labels`."""
-        names = {"sepl": ("segment_ratio", "class_ratio"),
-                 "sams": ("occupation_ratio", "alpha"),
-                 "slic": ("n_segments", "compactness", "ignore_ratio", "rule")}[self.method]
-        return {n: getattr(self, n) for n in names}
+    def __getattr__(self, name: str) -> Any:
+        # Only for names not found otherwise: the method's parameters.
+        if name.startswith("_") or name == "params":
+            raise AttributeError(name)
+        return getattr(self.params, name)
+
+    @property
+    def refiner(self) -> Refiner[Any]:
+        """The method's record."""
+        return get_refiner(self.method)
 
     def automask_params(self) -> AutoMaskParams:
         """Automatic-mask parameters (SAMS keeps its whole-level offsets)."""
-        base = SAMS_PARAMS if self.method == "sams" else AutoMaskParams()
-        return replace(base, points_per_side=self.points_per_side,
-                       pred_iou_thresh=self.pred_iou_thresh,
-                       stability_score_thresh=self.stability_score_thresh,
-                       box_nms_thresh=self.box_nms_thresh)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        """Every setting (for forms)."""
-        return [f.name for f in fields(cls)]
+        return self.params.automask_params()
 
 
 def accepted_state(doc: AnnotationDocument) -> tuple[AnnotatedObject, ...]:
@@ -129,7 +134,8 @@ def _is_part(doc: AnnotationDocument, obj: AnnotatedObject) -> bool:
     return doc.classes is not None and doc.classes.is_part(obj.class_id)
 
 
-def coarse_maps(doc: AnnotationDocument) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+def coarse_maps(doc: AnnotationDocument
+                ) -> tuple[np.ndarray, np.ndarray, dict[int, float | None]]:
     """``(semantic, instance, scores)`` of the accepted whole objects.
 
     Parts (``dog/head``) are left out: the refiners work on object-level maps, and parts go
@@ -141,13 +147,9 @@ def coarse_maps(doc: AnnotationDocument) -> tuple[np.ndarray, np.ndarray, dict[i
     return semantic, instance, {o.object_id: o.score for o in objs}
 
 
-def _needs_masks(method: str) -> bool:
-    return method in ("sepl", "sams")
-
-
 def refine_image(image: np.ndarray, semantic: np.ndarray, instance: np.ndarray,
-                 scores: dict[int, float | None], settings: RefineSettings, *,
-                 engine: Any = None, cache: AutoMaskCache | None = None,
+                 scores: Mapping[int, float | None], settings: RefineSettings, *,
+                 engine: Engine | None = None, cache: AutoMaskCache | None = None,
                  classes: ClassTable | None = None,
                  progress: ProgressCallback = no_progress) -> np.ndarray:
     """Refine one image's coarse labels (inputs per method in the module notes).
@@ -166,9 +168,10 @@ def refine_image(image: np.ndarray, semantic: np.ndarray, instance: np.ndarray,
     """
     from napari_samlabel.pseudo.refine.inputs import load_class_maps
 
-    method = settings.method
+    method, refiner = settings.method, settings.refiner
     present = [int(c) for c in np.unique(semantic) if c not in (0, VOID)]
-    maps = class_ids = None
+    maps: np.ndarray | None = None
+    class_ids: list[int] | None = None
     if settings.cam:
         maps, class_ids = load_class_maps(settings.cam, classes)
         if maps.shape[1:] != semantic.shape:
@@ -179,47 +182,26 @@ def refine_image(image: np.ndarray, semantic: np.ndarray, instance: np.ndarray,
         raise RefineError("nothing to refine: accept some objects first (or give a CAM for "
                           "sams)" if method == "sams" else
                           "nothing to refine: accept some objects first")
-    options = settings.options()
-    if method == "sams" and maps is None:
+    confidence = None
+    if "maps" in refiner.needs and maps is None:  # the objects' classes as one-hot scores
         maps = np.stack([(semantic == c).astype(np.float32) for c in present])
         class_ids = present
-    if method == "slic" and maps is None:
-        options["confidence"] = slic.object_confidence(instance, scores)
+    if "confidence" in refiner.accepts and maps is None:
+        confidence = slic.object_confidence(instance, scores)
+    model_id = engine.model_id if engine is not None else None
     params = settings.automask_params()
-    model_id = getattr(engine, "model_id", None)
-    if _needs_masks(method):
+    if refiner.uses_masks:
         cached = (cache is not None and model_id is not None
                   and cache.path_for(model_id, image, params).is_file())
-        if not cached and not hasattr(engine, "predictor"):
+        if not cached and not is_mask_engine(engine):
             raise RefineError(f"{method} needs SAM's automatic masks; the engine "
                               f"({model_id or type(engine).__name__}) cannot make them. "
                               "Wait for the model to load, or use slic.")
     progress(0, 0, f"refine ({method})")
     return refine_labels(method, image, coarse=semantic, maps=maps, class_ids=class_ids,
-                         sam=engine if _needs_masks(method) else None, params=params,
-                         cache=cache if _needs_masks(method) else None, model_id=model_id,
-                         progress=progress, **options)
-
-
-def objects_from_labels(labels: np.ndarray, model_id: str | None = None
-                        ) -> list[AnnotatedObject]:
-    """The objects of a refined class map.
-
-    The 8-connected components of each class, or one object per class when there are more
-    than 254 (:func:`napari_samlabel.pseudo.objects.instance_map`). Void and background
-    pixels belong to no object; objects carry no prompts and no predicted IoU (they come
-    from a label map, not from one SAM decode).
-    """
-    from napari_samlabel.pseudo.objects import instance_map
-
-    sem = np.asarray(labels, dtype=np.uint8)
-    inst = instance_map(sem)
-    out = []
-    for oid in (int(v) for v in np.unique(inst) if v not in (0, VOID)):
-        mask = inst == oid
-        cls = int(np.bincount(sem[mask], minlength=256).argmax())
-        out.append(AnnotatedObject(oid, cls, mask, model_id=model_id))
-    return out
+                         confidence=confidence, sam=engine if refiner.uses_masks else None,
+                         params=params, cache=cache if refiner.uses_masks else None,
+                         model_id=model_id, progress=progress, settings=settings.params)
 
 
 def keep_parts(doc: AnnotationDocument, refined: list[AnnotatedObject]
@@ -304,14 +286,13 @@ class RefineController:
     Parameters
     ----------
     session : AnnotationSession
-        Anything with ``doc``, ``image``, ``engine``, ``classes``, ``lane`` (an
-        :class:`~napari_samlabel.annotate.lane.EngineLane`) and ``events.image_changed``.
+        Its open image is refined; jobs go to its engine lane.
     cache : AutoMaskCache, path, "auto" or None
         Automatic-mask cache; ``"auto"`` (default): :func:`default_automask_cache`; None: no
         cache.
     """
 
-    def __init__(self, session: Any,
+    def __init__(self, session: AnnotationSession,
                  cache: AutoMaskCache | str | os.PathLike[str] | None = "auto") -> None:
         self.session = session
         if isinstance(cache, str) and cache == "auto":
@@ -340,24 +321,25 @@ class RefineController:
         self.running = True
         self.events.running.emit(True)
 
-        def factory() -> Callable[[], Any] | None:
+        def factory() -> Callable[[], RefinePreview | _Failed] | None:
             if s.doc is not doc or s.image is None:
                 self._end("the image changed before the refinement started; run it again")
                 return None
-            image, engine, classes = s.image, s.engine, s.classes
+            image, classes = s.image, s.classes
+            engine: Engine | None = s.engine
             semantic, instance, scores = coarse_maps(doc)
             base = accepted_state(doc)
             cache = self.cache
 
-            def job() -> Any:
+            def job() -> RefinePreview | _Failed:
                 t0 = time.perf_counter()
                 try:
                     labels = refine_image(image, semantic, instance, scores, settings,
                                           engine=engine, cache=cache, classes=classes,
                                           progress=progress)
-                    model_id = getattr(engine, "model_id", None) if _needs_masks(
-                        settings.method) else None
-                    tag = settings.method + (f":{model_id}" if model_id else "")
+                    tag = settings.method
+                    if settings.refiner.uses_masks and engine is not None:
+                        tag += f":{engine.model_id}"  # the masks came from this model
                     objects = keep_parts(doc, objects_from_labels(labels, tag))
                 except Exception as exc:  # handed to the GUI thread as a result
                     return _Failed(exc)
@@ -375,7 +357,7 @@ class RefineController:
         if message:
             self.events.message.emit(message)
 
-    def _done(self, result: Any) -> None:
+    def _done(self, result: RefinePreview | _Failed) -> None:
         if isinstance(result, _Failed):
             exc = result.error
             self._end(f"refine failed: {exc}" if isinstance(exc, ValueError)

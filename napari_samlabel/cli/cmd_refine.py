@@ -27,25 +27,24 @@ from typing import Any
 
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._progress import tqdm_progress
-from napari_samlabel.pseudo.refine.api import METHODS
+from napari_samlabel.pseudo.refine.api import METHODS, REFINERS, all_parameters, get_refiner
+from napari_samlabel.pseudo.refine.record import MASKS_GROUP, ParamInfo, RefinerParams
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``refine`` sub-command."""
+    """Add the ``refine`` sub-command (the refiners' options come from their records)."""
     p = subparsers.add_parser(
         "refine", help="refine coarse label maps with SAM automatic masks or superpixels",
-        description="Refine coarse pseudo labels and write a VOC tree. sepl: vote SAM's "
-                    "automatic masks into the classes of the coarse maps (Chen et al.). "
-                    "sams: classify SAM quasi-superpixels with CAMs or network scores (Yang & "
-                    "Gong). slic: snap the coarse maps to SLIC superpixels and void the least "
-                    "confident pixels.")
+        description="Refine coarse pseudo labels and write a VOC tree. " + " ".join(
+            f"{r.name}: {r.title}." for r in REFINERS.values()))
     p.add_argument("--method", choices=METHODS, required=True, help="refiner")
     p.add_argument("--images", metavar="DIR", type=Path, required=True, help="image folder")
     p.add_argument("--coarse", metavar="DIR", type=Path,
-                   help="folder of <id>.png coarse label maps (sepl, slic)")
+                   help=f"folder of <id>.png coarse label maps ({_users('coarse')})")
     p.add_argument("--cams", metavar="DIR", type=Path,
-                   help="folder of <id>.npy class maps + <id>.json class lists (sams; optional "
-                        "confidence for slic)")
+                   help="folder of <id>.npy class maps + <id>.json class lists "
+                        f"({_users('maps', needed=True)}; optional confidence for "
+                        f"{_users('confidence')})")
     p.add_argument("--out", metavar="OUT", type=Path, required=True,
                    help="output folder (gets VOCdevkit/VOC2012)")
     p.add_argument("--classes", metavar="FILE", type=Path,
@@ -57,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of images in the train split (default 0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
 
-    g = p.add_argument_group("SAM (sepl, sams)")
+    sam_group = f"SAM ({_users('masks')})"
+    g = p.add_argument_group(sam_group)
     g.add_argument("--model", default="vit_b", help="SAM model type (default vit_b)")
     g.add_argument("--checkpoint", metavar="PATH", type=Path,
                    help="checkpoint file (default: the cached official one, downloaded once)")
@@ -68,64 +68,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-cache", action="store_true",
                    help="do not read or write cached embeddings and automatic masks")
     g.add_argument("--no-download", action="store_true", help="never download a checkpoint")
-    g.add_argument("--points-per-side", type=int, default=32,
-                   help="automatic-mask point grid (default 32)")
-    g.add_argument("--points-per-batch", type=int, default=None,
-                   help="points decoded together (speed only; default 4 on CPU, 64 on GPU)")
-    g.add_argument("--pred-iou-thresh", type=float, default=0.88,
-                   help="predicted-IoU threshold (default 0.88)")
-    g.add_argument("--stability-score-thresh", type=float, default=0.95,
-                   help="stability-score threshold (default 0.95)")
-    g.add_argument("--box-nms-thresh", type=float, default=0.7,
-                   help="box NMS IoU threshold (default 0.7)")
+    groups = {sam_group: g}
 
-    g = p.add_argument_group("sepl")
-    g.add_argument("--segment-ratio", type=float, default=0.5,
-                   help="a mask votes for a class if more than this share of it is the "
-                        "class (default 0.5)")
-    g.add_argument("--class-ratio", type=float, default=0.85,
-                   help="... or if it holds more than this share of the class (default 0.85)")
+    def group(title: str) -> Any:
+        if title not in groups:
+            groups[title] = p.add_argument_group(title)
+        return groups[title]
 
-    g = p.add_argument_group("sams")
-    g.add_argument("--occupation-ratio", type=float, default=0.3,
-                   help="t_r: keep a lower-level mask only if less than this share of it is "
-                        "covered by higher-level masks (default 0.3)")
-    g.add_argument("--occupation", choices=("union", "max"), default="union",
-                   help="covered by the union of kept masks, or by the one covering most")
-    g.add_argument("--alpha", type=float, default=0.6,
-                   help="background score (1 - max score) ** alpha (default 0.6)")
-    g.add_argument("--whole-iou-offset", type=float, default=0.1,
-                   help="lowers the whole level's IoU threshold by this (default 0.1)")
-    g.add_argument("--whole-nms-offset", type=float, default=1.0,
-                   help="added to whole masks' NMS score (default 1.0: whole masks first)")
-
-    g = p.add_argument_group("slic")
-    g.add_argument("--n-segments", type=int, default=100, help="SLIC segments (default 100)")
-    g.add_argument("--compactness", type=float, default=10.0,
-                   help="SLIC compactness (default 10)")
-    g.add_argument("--sigma", type=float, default=0.0, help="SLIC smoothing (default 0)")
-    g.add_argument("--rule", choices=("majority", "all"), default="majority",
-                   help="a superpixel takes the label covering more than half (majority) or "
-                        "all of its labelled pixels; otherwise it becomes void")
-    g.add_argument("--ignore-ratio", type=float, default=0.2,
-                   help="position of the confidence threshold in the sorted confidences "
-                        "(needs --cams or --confidence; default 0.2)")
-    g.add_argument("--confidence", metavar="DIR", type=Path,
-                   help="per-pixel confidence: <id>.npy H x W maps, or the OUT folder of "
-                        "'samlabel pseudo-label' (SAM's predicted IoU of each mask)")
+    for info, owner in _parameter_owners():
+        add_parameter(group(sam_group if info.group == MASKS_GROUP else owner), info)
+    group(_users("confidence").split(", ")[0]).add_argument(
+        "--confidence", metavar="DIR", type=Path,
+        help="per-pixel confidence: <id>.npy H x W maps, or the OUT folder of "
+             "'samlabel pseudo-label' (SAM's predicted IoU of each mask)")
     p.set_defaults(func=run)
+
+
+def _users(name: str, needed: bool = False) -> str:
+    """The refiners that take input ``name`` (only those that need it with ``needed``)."""
+    return ", ".join(r.name for r in REFINERS.values()
+                     if name in r.needs or (not needed and name in r.accepts))
+
+
+def _parameter_owners() -> list[tuple[ParamInfo, str]]:
+    """Every refiner parameter once, with the first refiner that declares it."""
+    all_parameters()  # a name declared twice must mean the same parameter
+    seen: dict[str, tuple[ParamInfo, str]] = {}
+    for refiner in REFINERS.values():
+        for info in refiner.parameters():
+            seen.setdefault(info.name, (info, refiner.name))
+    return list(seen.values())
+
+
+def add_parameter(group: Any, info: ParamInfo) -> None:
+    """Add one refiner parameter as an option: its type, default, choices and help."""
+    group.add_argument(info.flag, type=info.kind, default=info.default, choices=info.choices,
+                       help=info.describe().replace("%", "%%"))
+
+
+def refiner_settings(args: argparse.Namespace) -> RefinerParams:
+    """The chosen method's parameters from the command line."""
+    refiner = get_refiner(args.method)
+    return refiner.params(**{i.name: getattr(args, i.name) for i in refiner.parameters()})
 
 
 def _check_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """Validate folders and file pairs up front, before any model is loaded."""
     from napari_samlabel.io.images import image_id, list_images
 
-    if args.method in ("sepl", "slic") and args.coarse is None:
+    refiner = get_refiner(args.method)
+    if "coarse" in refiner.needs and args.coarse is None:
         raise CLIError(f"--method {args.method} needs --coarse DIR")
-    if args.method == "sams" and args.cams is None:
-        raise CLIError("--method sams needs --cams DIR (class activation maps or scores)")
-    if args.confidence is not None and (args.method != "slic" or args.cams is not None):
-        raise CLIError("--confidence is for --method slic, instead of --cams")
+    if "maps" in refiner.needs and args.cams is None:
+        raise CLIError(f"--method {args.method} needs --cams DIR (class activation maps or "
+                       "scores)")
+    if args.confidence is not None and ("confidence" not in refiner.accepts
+                                        or args.cams is not None):
+        users = "/".join(r.name for r in REFINERS.values() if "confidence" in r.accepts)
+        raise CLIError(f"--confidence is for --method {users}, instead of --cams")
     for flag, folder in (("--coarse", args.coarse), ("--cams", args.cams),
                          ("--confidence", args.confidence)):
         if folder is not None and not folder.is_dir():
@@ -144,7 +144,7 @@ def _check_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
         items[iid] = path
     missing = []
     for iid in items:
-        if args.coarse is not None and args.method != "sams":
+        if args.coarse is not None and _reads_coarse(args.method):
             if not (args.coarse / f"{iid}.png").is_file():
                 missing.append(str(args.coarse / f"{iid}.png"))
         if args.cams is not None and not (args.cams / f"{iid}.npy").is_file():
@@ -157,19 +157,20 @@ def _check_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
         raise CLIError(f"missing input files: {', '.join(missing[:5])}{more}")
-    for name in ("ignore_ratio", "segment_ratio", "class_ratio", "occupation_ratio",
-                 "train_fraction"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise CLIError(f"--{name.replace('_', '-')} must be in [0, 1], got "
-                           f"{getattr(args, name)}")
-    if args.alpha <= 0:
-        raise CLIError(f"--alpha must be > 0, got {args.alpha}")
-    if args.n_segments < 1 or args.points_per_side < 1 or (
-            args.points_per_batch is not None and args.points_per_batch < 1):
-        raise CLIError("--n-segments, --points-per-side and --points-per-batch must be >= 1")
+    for info in all_parameters().values():
+        problem = info.check(getattr(args, info.name))
+        if problem:
+            raise CLIError(f"{info.flag} {problem}")
+    if not 0.0 <= args.train_fraction <= 1.0:
+        raise CLIError(f"--train-fraction must be in [0, 1], got {args.train_fraction}")
     if args.border < 0:
         raise CLIError(f"--border must be >= 0, got {args.border}")
     return list(items.items())
+
+
+def _reads_coarse(method: str) -> bool:
+    refiner = get_refiner(method)
+    return "coarse" in refiner.needs + refiner.accepts
 
 
 def _load_engine(args: argparse.Namespace) -> Any:
@@ -208,29 +209,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 
+    refiner = get_refiner(args.method)
+    try:
+        settings = refiner_settings(args)
+        params = settings.automask_params() if refiner.uses_masks else None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     engine = cache = None
-    params = None
-    if args.method in ("sepl", "sams"):
-        try:
-            params = refine.AutoMaskParams(
-                points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
-                pred_iou_thresh=args.pred_iou_thresh,
-                stability_score_thresh=args.stability_score_thresh,
-                box_nms_thresh=args.box_nms_thresh,
-                **({"level_iou_offset": (0.0, 0.0, args.whole_iou_offset),
-                    "level_nms_offset": (0.0, 0.0, args.whole_nms_offset)}
-                   if args.method == "sams" else {}))
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+    if refiner.uses_masks:
         engine = _load_engine(args)
         if not args.no_cache:
             from napari_samlabel.engine.checkpoint import cache_root
 
             cache = refine.AutoMaskCache(cache_root(args.cache_dir) / "automasks")
 
-    if args.method == "slic" and args.cams is None and args.confidence is None:
-        print("slic: no confidence source (--cams or --confidence), so no pixel is voided "
-              "by confidence: the labels are only snapped to superpixels", file=sys.stderr)
+    if "confidence" in refiner.accepts and args.cams is None and args.confidence is None:
+        print(f"{args.method}: no confidence source (--cams or --confidence), so no pixel is "
+              "voided by confidence: the labels are only snapped to superpixels",
+              file=sys.stderr)
     hits = 0
     try:
         with tqdm_progress(f"refine ({args.method})") as progress, VocWriter(
@@ -239,8 +235,8 @@ def run(args: argparse.Namespace) -> int:
                 total=len(items)) as writer:
             for iid, path in items:
                 image = load_image(path)
-                coarse = maps = class_ids = None
-                if args.method != "sams":
+                coarse = maps = class_ids = confidence = None
+                if _reads_coarse(args.method):
                     coarse = read_label_png(args.coarse / f"{iid}.png")
                     if coarse.shape != image.shape[:2]:
                         raise CLIError(f"{args.coarse / f'{iid}.png'} is {coarse.shape[0]}x"
@@ -253,15 +249,14 @@ def run(args: argparse.Namespace) -> int:
                                        f"{maps.shape[2]} but image {path.name} is "
                                        f"{image.shape[0]}x{image.shape[1]}; class maps must "
                                        "be at image resolution")
-                options = _options(args)
                 if args.confidence is not None:
-                    options["confidence"] = refine.load_confidence(args.confidence, iid,
-                                                                   image.shape[:2])
+                    confidence = refine.load_confidence(args.confidence, iid, image.shape[:2])
                 if engine is not None and cache is not None and params is not None:
                     hits += cache.path_for(engine.model_id, image, params).is_file()
                 labels = refine.refine_labels(
                     args.method, image, coarse=coarse, maps=maps, class_ids=class_ids,
-                    sam=engine, params=params, cache=cache, **options)
+                    confidence=confidence, sam=engine, params=params, cache=cache,
+                    settings=settings)
                 try:
                     # A fragmented refined map may have more than 254 components: then each
                     # class is one object, as in the pseudo-label export.
@@ -276,10 +271,3 @@ def run(args: argparse.Namespace) -> int:
           f"{args.out / 'VOCdevkit' / 'VOC2012'}")
     return 0
 
-
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The chosen method's own parameters from the command line."""
-    names = {"sepl": ("segment_ratio", "class_ratio"),
-             "sams": ("occupation_ratio", "occupation", "alpha"),
-             "slic": ("n_segments", "compactness", "sigma", "rule", "ignore_ratio")}
-    return {n: getattr(args, n) for n in names[args.method]}

@@ -4,6 +4,7 @@ VOC's ``SegmentationObject`` (and the annotation document) number objects 1..254
 8-bit map. The objects of a class map are the 8-connected components of each class, unless
 a fragmented map (a refined or superpixel-snapped one) has more components than that; then
 each class is one object, so the map can still be written instead of the image failing.
+:func:`objects_from_labels` makes the annotation document's objects of such a map.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_samlabel.core.classes import VOID
+from napari_samlabel.core.document import AnnotatedObject
 
 MAX_INSTANCES = VOID - 1
 
@@ -50,3 +52,22 @@ def instance_map(semantic: np.ndarray) -> np.ndarray:
 
     units = instances_for(semantic)
     return instances_from_components(semantic) if units is None else units
+
+
+def objects_from_labels(labels: np.ndarray, model_id: str | None = None
+                        ) -> list[AnnotatedObject]:
+    """The objects of a refined class map.
+
+    The 8-connected components of each class, or one object per class when there are more
+    than 254 (:func:`instance_map`). Void and background pixels belong to no object;
+    objects carry no prompts and no predicted IoU (they come from a label map, not from one
+    SAM decode).
+    """
+    sem = np.asarray(labels, dtype=np.uint8)
+    inst = instance_map(sem)
+    out = []
+    for oid in (int(v) for v in np.unique(inst) if v not in (0, VOID)):
+        mask = inst == oid
+        cls = int(np.bincount(sem[mask], minlength=256).argmax())
+        out.append(AnnotatedObject(oid, cls, mask, model_id=model_id))
+    return out

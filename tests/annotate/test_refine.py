@@ -14,7 +14,6 @@ from napari_samlabel.annotate.refine import (
     RefineError,
     RefineSettings,
     coarse_maps,
-    objects_from_labels,
     refine_image,
 )
 from napari_samlabel.annotate.session import project_for_folder, session_for_project
@@ -128,22 +127,6 @@ def test_replace_objects_is_one_undo_step():
     fresh = AnnotationDocument("j", SHAPE)
     fresh.replace_objects(new)
     assert fresh.status == ImageStatus.IN_PROGRESS
-
-
-def test_objects_from_labels_components_classes_and_void():
-    labels = np.zeros(SHAPE, np.uint8)
-    labels[0:5, 0:5] = CAT
-    labels[10:15, 10:15] = CAT
-    labels[30:40, 30:40] = DOG
-    labels[45:, :] = 255
-    objs = objects_from_labels(labels, "sepl:m")
-    assert [(o.object_id, o.class_id, o.area) for o in objs] == [(1, CAT, 25), (2, CAT, 25),
-                                                                (3, DOG, 100)]
-    assert all(o.prompts == () and o.score is None and o.model_id == "sepl:m" for o in objs)
-    assert not any(o.mask[45:].any() for o in objs)  # void belongs to no object
-    dots = np.zeros(SHAPE, np.uint8)
-    dots[::3, ::3] = CAT  # 256 components: one object for the class instead
-    assert [o.class_id for o in objects_from_labels(dots)] == [CAT]
 
 
 def test_sepl_preview_accept_undo_and_autosave(folder, cached_masks):

@@ -227,3 +227,80 @@ def test_slic_confidence_sources_and_the_notice_without_one(data, capsys):
     assert "missing input files" in capsys.readouterr().err
     assert main([*argv, "--out", str(data / "x"), "--confidence", str(conf_dir), "--cams",
                  str(data / "cams")]) == 2
+
+
+def _refine_parser():
+    import argparse
+
+    from napari_samlabel.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices["refine"]
+
+
+def test_options_are_generated_from_the_records_with_the_module_defaults(tmp_path):
+    from napari_samlabel.pseudo.refine import REFINERS, all_parameters, sams, sepl, slic
+
+    parser = _refine_parser()
+    args = parser.parse_args(["--method", "sepl", "--images", "i", "--out", "o"])
+    params = all_parameters()
+    actions = {a.dest: a for a in parser._actions}
+    for name, info in params.items():
+        action = actions[name]
+        assert action.option_strings == [info.flag] and action.default == info.default
+        assert action.help and str(info.default) in action.help
+        assert getattr(args, name) == info.default
+        if info.choices is None:
+            assert f"{info.low:g} to {info.high:g}" in action.help
+        else:
+            assert tuple(action.choices) == info.choices
+    # the published values, not numbers typed again in the CLI
+    assert (args.segment_ratio, args.class_ratio) == (sepl.SEGMENT_RATIO, sepl.CLASS_RATIO)
+    assert (args.occupation_ratio, args.alpha) == (sams.OCCUPATION_RATIO, sams.ALPHA)
+    assert (args.n_segments, args.compactness, args.sigma, args.rule, args.ignore_ratio) == (
+        slic.N_SEGMENTS, slic.COMPACTNESS, slic.SIGMA, slic.RULE, slic.IGNORE_RATIO)
+    assert (args.whole_iou_offset, args.whole_nms_offset) == (0.1, 1.0)
+    assert all(r.title in parser.description for r in REFINERS.values())
+
+
+def test_a_parameter_added_to_a_record_becomes_an_option(data, monkeypatch, capsys):
+    from dataclasses import dataclass, replace
+
+    from napari_samlabel.pseudo.refine import api, param, slic
+
+    @dataclass(frozen=True)
+    class Knobbed(slic.SlicParams):
+        extra_knob: int = param(7, "a new knob", low=2, high=9, step=1)
+
+    seen = []
+
+    def run(inputs, p):
+        seen.append(p)
+        return slic.REFINER.run(inputs, p)
+
+    monkeypatch.setitem(api.REFINERS, "slic", replace(slic.REFINER, params=Knobbed, run=run))
+    parser = _refine_parser()
+    (action,) = [a for a in parser._actions if a.dest == "extra_knob"]
+    assert action.option_strings == ["--extra-knob"] and action.default == 7
+    assert "a new knob (default 7; 2 to 9)" == action.help
+    argv = ["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+            str(data / "coarse"), "--n-segments", "30"]
+    assert main([*argv, "--out", str(data / "o1"), "--extra-knob", "10"]) == 2
+    assert r"--extra-knob must be in [2, 9], got 10" in capsys.readouterr().err
+    assert main([*argv, "--out", str(data / "o2"), "--extra-knob", "3"]) == 0
+    assert seen and all(p.extra_knob == 3 and p.n_segments == 30 for p in seen)
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--segment-ratio", "1.5"], r"--segment-ratio must be in \[0, 1\], got 1.5"),
+    (["--alpha", "0"], r"--alpha must be in \[0.01, 10\], got 0.0"),
+    (["--n-segments", "0"], r"--n-segments must be in \[1, 100000\], got 0"),
+    (["--train-fraction", "2"], r"--train-fraction must be in \[0, 1\], got 2.0"),
+])
+def test_values_out_of_bounds_are_one_line_messages(data, capsys, option, message):
+    import re
+
+    assert main(["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+                 str(data / "coarse"), "--out", str(data / "out"), *option]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (data / "out").exists()

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 import pytest
 
 from napari_samlabel._napari.refine_panel import PREVIEW_NAME, RefinePanel
+from napari_samlabel.annotate.refine import RefineSettings
 from napari_samlabel.io.project import Project
+from napari_samlabel.pseudo.refine import (
+    REFINERS,
+    SAMS_PARAMS,
+    AutoMaskParams,
+    all_parameters,
+    api,
+    param,
+    sams,
+    sepl,
+    slic,
+)
 
 from .conftest import wait_idle
 from .test_navigation import _accept_at
@@ -91,3 +105,61 @@ def test_slic_preview_discard_and_image_change(annotate, image_folder, qtbot, tm
     assert "cannot make them" in panel.status.text()
     widget.shutdown()
     assert PREVIEW_NAME not in [lyr.name for lyr in viewer.layers]
+
+
+@dataclass(frozen=True)
+class _Knobbed(slic.SlicParams):
+    extra_knob: int = param(7, "a new knob", label="new knob", low=2, high=9, step=1)
+
+
+def test_controls_are_generated_from_the_records(annotate, image_folder, tmp_path,
+                                                 monkeypatch):
+    monkeypatch.setenv("SAMLABEL_CACHE_DIR", str(tmp_path / "cache"))
+    viewer, widget, a = annotate(image_folder)
+    panel = _panel(widget)
+    params = all_parameters()
+    assert set(panel.widgets) == set(params)
+    for name, info in params.items():
+        w = panel.widgets[name]
+        assert w.value == info.default and w.label == info.label
+        assert w.tooltip == info.describe() and panel.fields[name] is w.native
+        if info.choices is None:
+            assert (w.min, w.max, w.step) == (info.low, info.high, info.step)
+        else:
+            assert tuple(w.choices) == info.choices
+    # each method shows its own parameters, with the record's defaults
+    for method, refiner in REFINERS.items():
+        panel.method.setCurrentText(method)
+        shown = {n for n, f in panel.fields.items() if f.isVisibleTo(panel)}
+        assert shown == {i.name for i in refiner.parameters()}
+        assert panel.settings() == RefineSettings(method)
+    # ... which are the module constants (also the CLI's, see tests/cli)
+    panel.method.setCurrentText("sepl")
+    s = panel.settings()
+    assert (s.segment_ratio, s.class_ratio) == (sepl.SEGMENT_RATIO, sepl.CLASS_RATIO)
+    assert s.automask_params() == AutoMaskParams()
+    panel.method.setCurrentText("sams")
+    s = panel.settings()
+    assert (s.occupation_ratio, s.occupation, s.alpha) == (sams.OCCUPATION_RATIO,
+                                                           sams.OCCUPATION, sams.ALPHA)
+    assert s.automask_params() == SAMS_PARAMS
+    panel.method.setCurrentText("slic")
+    s = panel.settings()
+    assert (s.n_segments, s.compactness, s.sigma, s.rule, s.ignore_ratio) == (
+        slic.N_SEGMENTS, slic.COMPACTNESS, slic.SIGMA, slic.RULE, slic.IGNORE_RATIO)
+    # a parameter added to a record gets its control, default and bounds
+    monkeypatch.setitem(api.REFINERS, "slic", replace(slic.REFINER, params=_Knobbed))
+    extra = RefinePanel(a)
+    try:
+        w = extra.widgets["extra_knob"]
+        assert (w.value, w.min, w.max, w.label) == (7, 2, 9, "new knob")
+        extra.method.setCurrentText("sepl")
+        assert not extra.fields["extra_knob"].isVisibleTo(extra)
+        extra.method.setCurrentText("slic")
+        assert extra.fields["extra_knob"].isVisibleTo(extra)
+        extra.fields["extra_knob"].setValue(4)
+        assert extra.settings().extra_knob == 4
+        assert isinstance(extra.settings().params, _Knobbed)
+    finally:
+        extra.controller.close()
+        extra.deleteLater()

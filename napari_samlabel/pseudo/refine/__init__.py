@@ -5,12 +5,22 @@
 - :mod:`.sams`: SAMS quasi-superpixels classified by CAMs (or network scores) into seeds;
 - :mod:`.slic`: SLIC superpixel snapping and the adaptive-ratio confidence threshold;
 - :mod:`.inputs`: reading per-image class maps;
-- :func:`refine_labels`: one entry point for the three methods (CLI, napari plugin).
+- :mod:`.record`: one :class:`Refiner` record per method (inputs, parameter dataclass with
+  defaults, bounds and help, run function), from which the CLI and the GUI are generated;
+- :mod:`.api`: the registry :data:`REFINERS` and :func:`refine_labels`, one entry point for
+  the three methods (CLI, napari plugin).
 
 torch and segment_anything are imported only when automatic masks are generated.
 """
 
-from napari_samlabel.pseudo.refine.api import METHODS, default_params, refine_labels
+from napari_samlabel.pseudo.refine.api import (
+    METHODS,
+    REFINERS,
+    all_parameters,
+    default_params,
+    get_refiner,
+    refine_labels,
+)
 from napari_samlabel.pseudo.refine.automask import (
     LEVEL_NAMES,
     LEVEL_PART,
@@ -29,15 +39,26 @@ from napari_samlabel.pseudo.refine.inputs import (
     load_class_maps,
     load_confidence,
 )
+from napari_samlabel.pseudo.refine.record import (
+    AutoMaskOptions,
+    ParamInfo,
+    RefineInputs,
+    Refiner,
+    RefinerParams,
+    param,
+    parameters,
+)
 from napari_samlabel.pseudo.refine.sams import (
+    SamsParams,
     SamsResult,
     classify_quasi_superpixels,
     paint_seeds,
     sams_seeds,
     select_quasi_superpixels,
 )
-from napari_samlabel.pseudo.refine.sepl import sepl_refine, sepl_votes
+from napari_samlabel.pseudo.refine.sepl import SeplParams, sepl_refine, sepl_votes
 from napari_samlabel.pseudo.refine.slic import (
+    SlicParams,
     adaptive_threshold,
     label_confidence,
     mark_low_confidence,
@@ -53,23 +74,36 @@ __all__ = [
     "LEVEL_SUBPART",
     "LEVEL_WHOLE",
     "METHODS",
+    "REFINERS",
     "SAMS_PARAMS",
     "AutoMask",
     "AutoMaskCache",
+    "AutoMaskOptions",
     "AutoMaskParams",
+    "ParamInfo",
     "RefineInputError",
+    "RefineInputs",
+    "Refiner",
+    "RefinerParams",
+    "SamsParams",
     "SamsResult",
+    "SeplParams",
+    "SlicParams",
     "adaptive_threshold",
+    "all_parameters",
     "automatic_masks",
     "classify_quasi_superpixels",
     "default_params",
     "generate_automasks",
+    "get_refiner",
     "label_confidence",
     "load_class_maps",
     "load_confidence",
     "mark_low_confidence",
     "object_confidence",
     "paint_seeds",
+    "param",
+    "parameters",
     "refine_labels",
     "sams_seeds",
     "select_quasi_superpixels",

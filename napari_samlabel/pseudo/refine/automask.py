@@ -172,11 +172,6 @@ class AutoMaskParams:
         return json.dumps(self.normalised(), sort_keys=True)
 
 
-#: Level preference of the SAMS module (Yang & Gong): the whole level's IoU threshold is
-#: lowered by 0.1 and NMS prefers whole masks. These are the offsets of the authors' public
-#: configuration; the other values stay SAM's defaults (the authors additionally ran one
-#: crop layer, a 0.86 / 0.92 IoU / stability threshold and OpenCV hole filling, which cost
-#: about five times the time on a CPU).
 #: Points decoded together on CPU when :attr:`AutoMaskParams.points_per_batch` is None.
 CPU_POINTS_PER_BATCH = 4
 #: ... and on a GPU (segment-anything's default).
@@ -188,6 +183,11 @@ def points_per_batch_for(device: Any) -> int:
     return CPU_POINTS_PER_BATCH if str(device).split(":")[0] == "cpu" else GPU_POINTS_PER_BATCH
 
 
+#: Level preference of the SAMS module (Yang & Gong): the whole level's IoU threshold is
+#: lowered by 0.1 and NMS prefers whole masks. These are the offsets of the authors' public
+#: configuration; the other values stay SAM's defaults (the authors additionally ran one
+#: crop layer, a 0.86 / 0.92 IoU / stability threshold and OpenCV hole filling, which cost
+#: about five times the time on a CPU).
 SAMS_PARAMS = AutoMaskParams(level_iou_offset=(0.0, 0.0, 0.1), level_nms_offset=(0.0, 0.0, 1.0))
 
 
@@ -388,6 +388,11 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 AUTOMASK_FAMILIES = ("sam", "mobile_sam")
 
 
+def is_mask_engine(sam: object) -> bool:
+    """Whether ``sam`` is an engine that can make automatic masks (it has SAM's predictor)."""
+    return hasattr(sam, "predictor") and hasattr(sam, "set_image")
+
+
 def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = AutoMaskParams(),
                        progress: ProgressCallback = no_progress) -> list[AutoMask]:
     """Run SAM's automatic mask generator on ``image`` and return level-tagged masks.
@@ -414,9 +419,9 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
     from segment_anything.utils.amg import area_from_rle, box_xyxy_to_xywh, rle_to_mask
 
     image = _check_image(image)
-    engine = sam if hasattr(sam, "predictor") and hasattr(sam, "set_image") else None
+    engine = sam if is_mask_engine(sam) else None
     family = getattr(engine, "family", "sam")
-    if family not in AUTOMASK_FAMILIES:
+    if engine is not None and family not in AUTOMASK_FAMILIES:
         # SAM 2's predictor has another API, SAM-HQ returns one mask per point: neither
         # gives the sub-part / part / whole levels SAMS ranks by.
         raise ValueError(
@@ -437,7 +442,7 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
             area=int(area_from_rle(rle)),
             predicted_iou=float(data["iou_preds"][i]),
             stability_score=float(data["stability_score"][i]),
-            bbox=tuple(float(v) for v in box_xyxy_to_xywh(data["boxes"][i]).tolist()),
+            bbox=_bbox(box_xyxy_to_xywh(data["boxes"][i]).tolist()),
             level=int(data["levels"][i]),
             point=(float(data["points"][i][0]), float(data["points"][i][1])),
         ))
@@ -447,6 +452,11 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
 # --------------------------------------------------------------------------------------------
 # Cache
 # --------------------------------------------------------------------------------------------
+def _bbox(values: Sequence[float]) -> tuple[float, float, float, float]:
+    x, y, w, h = (float(v) for v in values)
+    return x, y, w, h
+
+
 def _model_dir_name(model_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_"
                    for ch in model_id.replace(":", "-"))
@@ -493,7 +503,7 @@ class AutoMaskCache:
                           "are computed again", stacklevel=2)
             return None
         return [AutoMask(masks[i], int(area[i]), float(iou[i]), float(stab[i]),
-                         tuple(float(v) for v in bbox[i]), int(level[i]),
+                         _bbox(bbox[i]), int(level[i]),
                          (float(point[i][0]), float(point[i][1])))
                 for i in range(n)]
 
@@ -502,7 +512,7 @@ class AutoMaskCache:
         """Write ``masks`` (of an ``H x W`` image) to ``path`` atomically."""
         stacked = stack_masks(masks, shape)
         n, h, w = stacked.shape
-        arrays = {
+        arrays: dict[str, Any] = {
             "masks": np.packbits(stacked.reshape(n, h * w), axis=1),
             "shape": np.array([n, h, w], dtype=np.int64),
             "area": np.array([m.area for m in masks], dtype=np.int64),

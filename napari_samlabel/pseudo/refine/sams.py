@@ -31,17 +31,28 @@ the background score itself.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from napari_samlabel.pseudo.refine._ratio import as_fraction, ratio_below
-from napari_samlabel.pseudo.refine.automask import AutoMask, stack_masks
+from napari_samlabel.pseudo.refine.automask import (
+    LEVEL_WHOLE,
+    SAMS_PARAMS,
+    AutoMask,
+    AutoMaskParams,
+    stack_masks,
+)
+from napari_samlabel.pseudo.refine.record import AutoMaskOptions, RefineInputs, Refiner, param
 
 #: Published values (Yang & Gong): occupation ratio of the level filter and background power.
 OCCUPATION_RATIO = 0.3
 ALPHA = 0.6
+#: The rule of the level filter's coverage (see step 1).
+OCCUPATION = "union"
 
 
 @dataclass(frozen=True)
@@ -66,8 +77,8 @@ class SamsResult:
     scores: np.ndarray
 
 
-def check_score_maps(maps: np.ndarray, class_ids: Sequence[int]) -> tuple[np.ndarray,
-                                                                          np.ndarray]:
+def check_score_maps(maps: np.ndarray, class_ids: Sequence[int] | np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``C x H x W`` maps and their class indices; return them as arrays."""
     arr = np.asarray(maps)
     if arr.ndim == 2:
@@ -88,7 +99,7 @@ def check_score_maps(maps: np.ndarray, class_ids: Sequence[int]) -> tuple[np.nda
     return arr.astype(np.float64, copy=False), ids
 
 
-def _levels(masks: Sequence[AutoMask] | np.ndarray, levels: Sequence[int] | None,
+def _levels(masks: Sequence[AutoMask] | np.ndarray, levels: Sequence[int] | np.ndarray | None,
             n: int) -> np.ndarray:
     if levels is None:
         if isinstance(masks, np.ndarray):
@@ -101,9 +112,9 @@ def _levels(masks: Sequence[AutoMask] | np.ndarray, levels: Sequence[int] | None
 
 
 def select_quasi_superpixels(masks: Sequence[AutoMask] | np.ndarray,
-                             levels: Sequence[int] | None = None, *,
+                             levels: Sequence[int] | np.ndarray | None = None, *,
                              occupation_ratio: float = OCCUPATION_RATIO,
-                             occupation: str = "union",
+                             occupation: str = OCCUPATION,
                              shape: tuple[int, int] | None = None) -> np.ndarray:
     """Indices of the masks kept as quasi-superpixels (step 1 of the module docstring).
 
@@ -160,7 +171,7 @@ def select_quasi_superpixels(masks: Sequence[AutoMask] | np.ndarray,
     return np.array(sorted(kept), dtype=np.int64)
 
 
-def classify_quasi_superpixels(maps: np.ndarray, class_ids: Sequence[int],
+def classify_quasi_superpixels(maps: np.ndarray, class_ids: Sequence[int] | np.ndarray,
                                masks: np.ndarray, *, alpha: float = ALPHA
                                ) -> tuple[np.ndarray, np.ndarray]:
     """Label each quasi-superpixel (step 2 of the module docstring).
@@ -238,7 +249,7 @@ def paint_seeds(masks: np.ndarray, labels: np.ndarray, levels: np.ndarray,
 
 def sams_seeds(maps: np.ndarray, class_ids: Sequence[int],
                masks: Sequence[AutoMask] | np.ndarray, levels: Sequence[int] | None = None,
-               *, occupation_ratio: float = OCCUPATION_RATIO, occupation: str = "union",
+               *, occupation_ratio: float = OCCUPATION_RATIO, occupation: str = OCCUPATION,
                alpha: float = ALPHA) -> SamsResult:
     """Seed label map from score maps and automatic masks (all three SAMS steps).
 
@@ -270,3 +281,47 @@ def sams_seeds(maps: np.ndarray, class_ids: Sequence[int],
     conf = scores.max(axis=1) if len(kept) else np.zeros(0)
     seeds = paint_seeds(qs, labels, lv[kept], conf)
     return SamsResult(seeds, kept, labels, scores)
+
+
+@dataclass(frozen=True)
+class SamsParams(AutoMaskOptions):
+    """SAMS's level filter and background score, and its automatic masks' level preference."""
+
+    occupation_ratio: float = param(
+        OCCUPATION_RATIO, "t_r: keep a lower-level mask only if less than this share of it is "
+        "covered by higher-level masks", label="occupation t_r <", low=0.0, high=1.0, step=0.05)
+    occupation: Literal["union", "max"] = param(
+        OCCUPATION, "covered by the union of kept masks, or by the one covering most",
+        label="occupation by")
+    alpha: float = param(ALPHA, "background score (1 - max score) ** alpha",
+                         label="background alpha", low=0.01, high=10.0, step=0.05)
+    whole_iou_offset: float = param(
+        SAMS_PARAMS.level_iou_offset[LEVEL_WHOLE],
+        "lowers the whole level's predicted-IoU threshold by this",
+        label="whole IoU offset", low=-1.0, high=1.0, step=0.05)
+    whole_nms_offset: float = param(
+        SAMS_PARAMS.level_nms_offset[LEVEL_WHOLE],
+        "added to whole masks' NMS score; 1 puts whole masks first",
+        label="whole NMS offset", low=-1.0, high=1.0, step=0.1)
+
+    def automask_params(self) -> AutoMaskParams:
+        """The generator parameters with the whole level's offsets."""
+        base = super().automask_params()
+        iou = list(SAMS_PARAMS.level_iou_offset)
+        nms = list(SAMS_PARAMS.level_nms_offset)
+        iou[LEVEL_WHOLE], nms[LEVEL_WHOLE] = self.whole_iou_offset, self.whole_nms_offset
+        return dataclasses.replace(base, level_iou_offset=(iou[0], iou[1], iou[2]),
+                                   level_nms_offset=(nms[0], nms[1], nms[2]))
+
+
+def _run(inputs: RefineInputs, p: SamsParams) -> np.ndarray:
+    # needs, checked by the caller
+    assert inputs.maps is not None and inputs.class_ids is not None and inputs.masks is not None
+    return sams_seeds(inputs.maps, inputs.class_ids, inputs.masks,
+                      occupation_ratio=p.occupation_ratio, occupation=p.occupation,
+                      alpha=p.alpha).seeds
+
+
+REFINER = Refiner(
+    "sams", "classify SAM quasi-superpixels with CAMs or network scores (Yang & Gong)",
+    needs=("maps", "masks"), accepts=(), params=SamsParams, run=_run)

@@ -31,11 +31,13 @@ public code (github.com/cskyl/SAM_WSSS, ``merge/max_iou_imp2.py``), except where
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from napari_samlabel.pseudo.refine._ratio import as_fraction, ratio_above
 from napari_samlabel.pseudo.refine.automask import AutoMask, stack_masks
+from napari_samlabel.pseudo.refine.record import AutoMaskOptions, RefineInputs, Refiner, param
 
 #: Published thresholds (Chen et al.): mask share inside the class, class share inside the mask.
 SEGMENT_RATIO = 0.5
@@ -125,3 +127,26 @@ def sepl_refine(coarse: np.ndarray, masks: Sequence[AutoMask] | np.ndarray, *,
         claimed |= region
     out[~claimed & (coarse == ignore_index)] = ignore_index
     return out
+
+
+@dataclass(frozen=True)
+class SeplParams(AutoMaskOptions):
+    """SEPL's vote thresholds (and the automatic masks' parameters)."""
+
+    segment_ratio: float = param(
+        SEGMENT_RATIO, "a mask votes for a class if more than this share of it is the class",
+        label="mask share in class >", low=0.0, high=1.0, step=0.05)
+    class_ratio: float = param(
+        CLASS_RATIO, "... or if it holds more than this share of the class",
+        label="or class share in mask >", low=0.0, high=1.0, step=0.05)
+
+
+def _run(inputs: RefineInputs, p: SeplParams) -> np.ndarray:
+    assert inputs.coarse is not None and inputs.masks is not None  # needs, checked by the caller
+    return sepl_refine(inputs.coarse, inputs.masks, segment_ratio=p.segment_ratio,
+                       class_ratio=p.class_ratio)
+
+
+REFINER = Refiner(
+    "sepl", "vote SAM's automatic masks into the classes of the coarse maps (Chen et al.)",
+    needs=("coarse", "masks"), accepts=(), params=SeplParams, run=_run)

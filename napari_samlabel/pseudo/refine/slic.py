@@ -35,9 +35,12 @@ says so when it happens.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from napari_samlabel.pseudo.refine.record import RefineInputs, Refiner, RefinerParams, param
 from napari_samlabel.pseudo.refine.sepl import IGNORE_INDEX, check_label_map
 
 #: scikit-image's SLIC defaults, used as the product's defaults.
@@ -259,3 +262,35 @@ def slic_refine(image: np.ndarray, coarse: np.ndarray, confidence: np.ndarray | 
     if confidence is not None:
         out = mark_low_confidence(out, confidence, ignore_ratio, ignore_index)
     return out
+
+
+@dataclass(frozen=True)
+class SlicParams(RefinerParams):
+    """SLIC's superpixels, the snapping rule and the confidence threshold's ratio."""
+
+    n_segments: int = param(N_SEGMENTS, "SLIC segments", label="superpixels", low=1,
+                            high=100000, step=10)
+    compactness: float = param(COMPACTNESS, "SLIC compactness", label="compactness",
+                               low=0.01, high=1000.0, step=1.0)
+    sigma: float = param(SIGMA, "SLIC smoothing", label="smoothing sigma", low=0.0,
+                         high=100.0, step=0.5)
+    rule: Literal["majority", "all"] = param(
+        RULE, "a superpixel takes the label covering more than half (majority) or all of its "
+        "labelled pixels; otherwise it becomes void", label="snapping rule")
+    ignore_ratio: float = param(
+        IGNORE_RATIO, "position of the confidence threshold in the sorted confidences; needs "
+        "a confidence (CAMs or a confidence map)", label="void least confident", low=0.0,
+        high=1.0, step=0.05)
+
+
+def _run(inputs: RefineInputs, p: SlicParams) -> np.ndarray:
+    assert inputs.coarse is not None  # needs, checked by the caller
+    return slic_refine(inputs.image, inputs.coarse, inputs.confidence, maps=inputs.maps,
+                       class_ids=inputs.class_ids, n_segments=p.n_segments,
+                       compactness=p.compactness, sigma=p.sigma, rule=p.rule,
+                       ignore_ratio=p.ignore_ratio)
+
+
+REFINER = Refiner(
+    "slic", "snap the coarse maps to SLIC superpixels and void the least confident pixels",
+    needs=("coarse",), accepts=("maps", "confidence"), params=SlicParams, run=_run)
