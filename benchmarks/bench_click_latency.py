@@ -111,9 +111,9 @@ def main() -> None:
 
     from napari_samlabel._napari.launch import open_annotator
     from napari_samlabel.engine.cache import EmbeddingCache
-    from napari_samlabel.engine.policies import to_sam_inputs
+    from napari_samlabel.engine.families.sam import SamEngine
+    from napari_samlabel.engine.prompt_plan import to_sam_inputs
     from napari_samlabel.engine.registry import get_model_spec
-    from napari_samlabel.engine.sam import SamEngine
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -97,7 +97,7 @@ def _load_engine(args: argparse.Namespace, n_images: int) -> Any:
     from napari_samlabel.engine.cache import DEFAULT_MAX_DISK_BYTES
     from napari_samlabel.engine.checkpoint import CheckpointError
     from napari_samlabel.engine.device import choose_device
-    from napari_samlabel.engine.sam import default_embedding_cache, load_engine
+    from napari_samlabel.engine.loader import default_embedding_cache, load_engine
 
     try:
         device = choose_device(args.device)

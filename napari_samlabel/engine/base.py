@@ -238,10 +238,3 @@ class CachedEngine:
     def set_embedding(self, emb: Embedding) -> None:
         """Install a precomputed embedding as the current image (no encoding)."""
         raise NotImplementedError
-
-    def warmup(self) -> None:
-        """Encode a blank image once, so a compiled encoder pays its compilation now.
-
-        Nothing is cached and the current image is unchanged.
-        """
-        self._run_encoder(np.zeros((64, 64, 3), dtype=np.uint8))

@@ -16,10 +16,9 @@ from napari_samlabel.engine.policies import (
     Policy,
     get_policy,
     refine_object,
-    sample_scribble,
     segment_object,
-    to_sam_inputs,
 )
+from napari_samlabel.engine.prompt_plan import sample_scribble, to_sam_inputs
 from napari_samlabel.testing.fakes import DiskEngine
 
 SHAPE = (96, 128)
@@ -303,6 +302,7 @@ class SpyEngine:
     def __init__(self, inner):
         self.inner = inner
         self.model_id = inner.model_id
+        self.logits_frame = inner.logits_frame
         self.calls = []
         self.preds = []
 
@@ -318,7 +318,7 @@ class SpyEngine:
 
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_checkpoint):
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     return load_engine("vit_tiny_test", checkpoint=tiny_checkpoint, cache=None, device="cpu",
                        precise=True)

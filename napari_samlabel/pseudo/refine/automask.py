@@ -394,7 +394,7 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
 
     Parameters
     ----------
-    sam : segment_anything.modeling.Sam or napari_samlabel.engine.sam.SamEngine
+    sam : segment_anything.modeling.Sam or napari_samlabel.engine.families.sam.SamEngine
         The model (on the device it should run on), or an engine: then the whole image's
         embedding comes from (and goes to) the engine's embedding cache, it is encoded with
         the engine's precision, and the image stays set in the engine afterwards.
