@@ -281,6 +281,11 @@ def _lean_block_forward(self: Any, x: Any) -> Any:
     return ops.linear_add(ops.linear_gelu(self.norm2(x), mlp.lin1), mlp.lin2, x)
 
 
+def _instance_of(module: Any, classes: tuple[type, ...]) -> bool:
+    """``isinstance`` without narrowing ``module`` (the classes are known only at run time)."""
+    return isinstance(module, classes)
+
+
 def _is_exact_gelu(act: Any) -> bool:
     import torch
 
@@ -317,14 +322,14 @@ def use_lean_vit(image_encoder: Any, family: str = "sam", fused: bool = False,
     found = False
     in_block: set[int] = set()
     for module in image_encoder.modules():
-        if blocks and isinstance(module, blocks) and _is_exact_gelu(module.mlp.act) \
-                and isinstance(module.attn, attention):
+        if blocks and _instance_of(module, blocks) and _is_exact_gelu(module.mlp.act) \
+                and _instance_of(module.attn, attention):
             module._lean_ops = ops
             module.forward = types.MethodType(_lean_block_forward, module)
             in_block.add(id(module.attn))
             found = True
     for module in image_encoder.modules():
-        if attention and isinstance(module, attention) and id(module) not in in_block:
+        if attention and _instance_of(module, attention) and id(module) not in in_block:
             module.forward = types.MethodType(_lean_attention_forward, module)
             found = True
     return found

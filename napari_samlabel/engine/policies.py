@@ -311,7 +311,8 @@ def _run_plan(engine: Engine, plan: Plan, shape: tuple[int, int], policy: Policy
     multimask = policy.multimask_choice != "single"
     results = []
     calls = 0
-    for box in plan.boxes or [None]:
+    boxes: list[np.ndarray | None] = [*plan.boxes] or [None]
+    for box in boxes:
         logits = mask_input
         given = np.zeros((0, 2), dtype=np.float32)
         out = None

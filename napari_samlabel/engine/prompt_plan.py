@@ -72,7 +72,7 @@ def sample_scribble(scribble: Scribble, image_shape: tuple[int, int], fraction: 
     numpy.ndarray
         ``(M, 2)`` ``float32`` ``(row, col)``; empty when the scribble lies outside the image.
     """
-    pix = scribble.pixels(tuple(image_shape[:2]))
+    pix = scribble.pixels((int(image_shape[0]), int(image_shape[1])))
     if len(pix) == 0 or fraction >= 1.0:
         return pix.astype(np.float32)
     n = max(1, int(round(fraction * len(pix))))

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from napari_samlabel.engine.protocol import Engine
+
 _SAM_FACTORY = "napari_samlabel.engine.loader:load_engine"
 
 
@@ -50,7 +52,7 @@ class EngineSpec:
         """A fake engine of :mod:`napari_samlabel.testing.fakes` (tests, dry runs)."""
         return cls.create("napari_samlabel.testing.fakes:engine_from_name", name=name, **kwargs)
 
-    def build(self) -> Any:
+    def build(self) -> Engine:
         """Import the factory and call it.
 
         Raises

@@ -67,6 +67,7 @@ import numpy as np
 
 from napari_samlabel.core.fsutil import atomic_save
 from napari_samlabel.core.progress import ProgressCallback, no_progress
+from napari_samlabel.engine.base import CachedEngine
 from napari_samlabel.engine.cache import image_key
 
 #: Multimask levels, in the order of SAM's three outputs.
@@ -266,7 +267,8 @@ def _generator_class() -> type:
         """SAM's generator plus the multimask level of each mask and per-level offsets."""
 
         def __init__(self, model: Any, params: AutoMaskParams,
-                     progress: ProgressCallback = no_progress, engine: Any = None) -> None:
+                     progress: ProgressCallback = no_progress,
+                     engine: CachedEngine | None = None) -> None:
             batch = params.points_per_batch or points_per_batch_for(
                 engine.predictor.device if engine is not None else model.device)
             super().__init__(
@@ -414,14 +416,14 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
     from segment_anything.utils.amg import area_from_rle, box_xyxy_to_xywh, rle_to_mask
 
     image = _check_image(image)
-    engine = sam if hasattr(sam, "predictor") and hasattr(sam, "set_image") else None
-    family = getattr(engine, "family", "sam")
+    engine = sam if isinstance(sam, CachedEngine) else None
+    family = engine.family if engine is not None else "sam"
     if family not in AUTOMASK_FAMILIES:
         # SAM 2's predictor has another API, SAM-HQ returns one mask per point: neither
         # gives the sub-part / part / whole levels SAMS ranks by.
         raise ValueError(
             f"automatic masks need a model of the SAM or MobileSAM family (vit_b, vit_l, "
-            f"vit_h, vit_t); {engine.model_id.split(':')[0]!r} is {family}. Pass "
+            f"vit_h, vit_t); {sam.model_id.split(':')[0]!r} is {family}. Pass "
             "--model vit_b (or another of those) for SEPL/SAMS refinement")
     model = engine.predictor.model if engine is not None else sam
     generator = _generator_class()(model, params, progress, engine)
@@ -552,7 +554,7 @@ def automatic_masks(sam: Any, image: np.ndarray, params: AutoMaskParams = AutoMa
         if sam is None:
             raise ValueError("a SAM model is needed to generate automatic masks")
         return generate_automasks(sam, image, params, progress)
-    model_id = model_id or getattr(sam, "model_id", None)
+    model_id = model_id or (sam.model_id if isinstance(sam, CachedEngine) else None)
     if not model_id:
         raise ValueError("model_id is required to cache automatic masks (it keys the cache)")
     if not isinstance(cache, AutoMaskCache):
