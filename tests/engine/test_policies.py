@@ -84,21 +84,6 @@ def test_group_size_steps(engine):
     assert [len(c.point_coords) for c in engine.calls] == [2, 4, 5]
 
 
-def test_scribble_sampling_fraction_and_seed():
-    s = Scribble(np.array([[10, 5], [10, 104]]))  # 100 pixels
-    a = sample_scribble(s, SHAPE, 0.2, seed=3)
-    b = sample_scribble(s, SHAPE, 0.2, seed=3)
-    c = sample_scribble(s, SHAPE, 0.2, seed=4)
-    assert len(a) == 20
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    # drawing order kept; all sampled points lie on the scribble
-    assert np.all(np.diff(a[:, 1]) > 0) and np.all(a[:, 0] == 10)
-    # at least one pixel even for tiny fractions; everything at 1.0
-    assert len(sample_scribble(s, SHAPE, 0.001)) == 1
-    assert len(sample_scribble(s, SHAPE, 1.0)) == 100
-
-
 def test_scribble_sample_independent_of_other_scribbles(engine):
     s1 = Scribble(np.array([[10, 5], [10, 104]]))
     s2 = Scribble(np.array([[60, 5], [60, 104]]))
