@@ -69,7 +69,7 @@ def main() -> None:
     sam = get_model_spec(args.model).build()
     print(f"built {args.model} (random weights) in {time.perf_counter() - t0:.1f} s")
 
-    from napari_samlabel.engine.sam import SamEngine
+    from napari_samlabel.engine.families.sam import SamEngine
 
     # The product's path: `samlabel refine` hands the generator an engine, so the whole
     # image is encoded by the engine's encoder (bfloat16 where supported, unless --precise).

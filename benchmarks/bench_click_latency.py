@@ -32,18 +32,8 @@ GIL) and napari's Labels data setter ran while the decoder worked. The plugin no
 window's repaint while a decode runs (the point and its mask are painted together; at most
 400 ms), refreshes the preview buffer in place and hides empty Labels layers.
 
-Measured back to back, 30 clicks, ``--random-embedding``: before, raw decoder p50 138 ms,
-worker 189 ms, plugin click p50 213 ms (ratio 1.55); after, raw p50 163 ms, worker 145 ms,
-plugin click p50 179 ms / p95 217 ms (ratio 1.10: target met). Absolute times vary by
-2x with the machine's load; compare the ratio within one run.
-
-Measured 2026-12-02 (40 clicks each, bfloat16 encoder, 2 cores). Before: scripted ``add``
-raw p50 113 ms, worker 117 ms, plugin p50 143 ms (ratio 1.26: napari's ``add`` took 14 ms
-before the layer reported the point, hand-off and render 6 ms); real clicks 1.24. After
-decoding from the release and sparing the Points layer napari's dims update (twice per
-added point): real clicks raw p50 127 ms, plugin p50 150 ms / p95 185 ms (ratio 1.18; a
-second run 1.19); scripted ``add`` raw 112 ms, plugin 136 ms (1.22). On 2 cores the GUI
-thread's share of a click also slows the decoder's two threads (worker 138 vs raw 127 ms).
+The figures measured so far are in ``benchmarks/README.md``. Absolute times vary by 2x
+with the machine's load; compare the ratio within one run.
 
 Run under a display, e.g.::
 
@@ -111,9 +101,9 @@ def main() -> None:
 
     from napari_samlabel._napari.launch import open_annotator
     from napari_samlabel.engine.cache import EmbeddingCache
-    from napari_samlabel.engine.policies import to_sam_inputs
+    from napari_samlabel.engine.families.sam import SamEngine
+    from napari_samlabel.engine.prompt_plan import to_sam_inputs
     from napari_samlabel.engine.registry import get_model_spec
-    from napari_samlabel.engine.sam import SamEngine
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -113,7 +113,7 @@ def _worker(mode: str, ckpt: Path, out: Path) -> None:
 
     from napari_samlabel.engine.cache import EmbeddingCache
     from napari_samlabel.engine.checkpoint import load_sam
-    from napari_samlabel.engine.sam import SamEngine
+    from napari_samlabel.engine.families.sam import SamEngine
 
     image = _image()
 

@@ -39,9 +39,8 @@ def _engine(name: str, precise: bool):
     import torch
 
     from napari_samlabel.engine.cache import EmbeddingCache
+    from napari_samlabel.engine.families import get_family
     from napari_samlabel.engine.registry import get_model_spec
-    from napari_samlabel.engine.sam import SamEngine
-    from napari_samlabel.engine.sam2 import Sam2Engine
 
     spec = get_model_spec(name)
     torch.manual_seed(0)  # same random weights for both precisions
@@ -50,10 +49,9 @@ def _engine(name: str, precise: bool):
         for p in model.parameters():
             if not p.any():
                 p.normal_(0, 0.02)
-    cls = Sam2Engine if spec.family == "sam2" else SamEngine
-    kw = {} if spec.family == "sam2" else {"family": spec.family}
-    return cls(model, model_id=f"{name}:bench", device="cpu", precise=precise,
-               cache=EmbeddingCache(None, memory_items=0), **kw)
+    return get_family(spec.family).engine(model, model_id=f"{name}:bench", device="cpu",
+                                          precise=precise,
+                                          cache=EmbeddingCache(None, memory_items=0))
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def random_checkpoint(model: str, tmp: Path) -> Path:
 
 
 def bench_kinds(ckpt: Path, model: str, ids: list[str], weak: dict, tmp: Path) -> None:
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.io.images import load_image
     from napari_samlabel.pseudo.pipeline import pseudo_label
 

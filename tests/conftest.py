@@ -55,6 +55,6 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture()
 def tiny_engine(tiny_checkpoint: Path):
     """The tiny random-weight SAM through the real loader, memory-only embedding cache."""
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     return load_engine("vit_tiny_test", tiny_checkpoint, device="cpu", cache=None)

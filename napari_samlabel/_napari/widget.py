@@ -208,7 +208,7 @@ class SamLabelWidget(QWidget):
 
         def load() -> Any:
             from napari_samlabel._napari.torch_guard import keep_triton_out
-            from napari_samlabel.engine.sam import load_engine
+            from napari_samlabel.engine.loader import load_engine
 
             keep_triton_out()
             try:

@@ -7,9 +7,9 @@ already cached are skipped. The cache root is ``--cache DIR`` (alias ``--cache-d
 ``<cache root>/embeddings`` and downloaded checkpoints in ``<cache root>/checkpoints``.
 
 ``torch.compile`` costs a one-off compilation at the first encode (10-70 s); on CPU the
-engine's eager path is faster than the compiled one (measured with torch 2.14: 3.4 s against
-6.3 s per ViT-B image, ``benchmarks/bench_engine.py``), so ``--compile auto`` (the default)
-compiles only on a GPU and for at least :data:`COMPILE_MIN_IMAGES` images.
+engine's eager path is faster than the compiled one (``benchmarks/README.md``), so
+``--compile auto`` (the default) compiles only on a GPU and for at least
+:data:`COMPILE_MIN_IMAGES` images.
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ import argparse
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._progress import tqdm_progress
+
+if TYPE_CHECKING:  # the engine is imported when the command runs, not at CLI start-up
+    from napari_samlabel.engine.base import CachedEngine
 
 #: With ``--compile auto``, compile the encoder (on a GPU) for at least this many images.
 COMPILE_MIN_IMAGES = 20
@@ -92,12 +95,12 @@ def _collect(inputs: list[str]) -> list[Path]:
     return unique
 
 
-def _load_engine(args: argparse.Namespace, n_images: int) -> Any:
+def _load_engine(args: argparse.Namespace, n_images: int) -> CachedEngine:
     from napari_samlabel.core.progress import no_progress
     from napari_samlabel.engine.cache import DEFAULT_MAX_DISK_BYTES
     from napari_samlabel.engine.checkpoint import CheckpointError
     from napari_samlabel.engine.device import choose_device
-    from napari_samlabel.engine.sam import default_embedding_cache, load_engine
+    from napari_samlabel.engine.loader import default_embedding_cache, load_engine
 
     try:
         device = choose_device(args.device)

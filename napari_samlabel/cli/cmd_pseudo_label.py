@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._progress import tqdm_progress
+
+if TYPE_CHECKING:  # imported when the command runs, not at CLI start-up
+    from napari_samlabel.pseudo.engines import EngineSpec
 
 KINDS = ("points", "scribbles", "boxes", "cams")
 MAX_LISTED = 20
@@ -84,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _engine_spec(args: argparse.Namespace) -> Any:
+def _engine_spec(args: argparse.Namespace) -> EngineSpec:
     from napari_samlabel.pseudo.engines import EngineSpec
 
     kwargs: dict[str, Any] = {"precise": bool(args.precise), "download": not args.no_download}

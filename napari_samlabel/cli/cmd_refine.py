@@ -178,7 +178,7 @@ def _load_engine(args: argparse.Namespace) -> Any:
 
     from napari_samlabel.core.progress import no_progress
     from napari_samlabel.engine.checkpoint import CheckpointError
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     # A download bar only when a download can happen (no local file given).
     bar = (contextlib.nullcontext(no_progress) if args.checkpoint is not None

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``samlabel replay``."""
     from napari_samlabel.engine.checkpoint import CheckpointError
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.io.project import Project
     from napari_samlabel.io.project_schema import ProjectError
     from napari_samlabel.pseudo.replay import replay_project

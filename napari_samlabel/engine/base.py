@@ -25,6 +25,7 @@ import numpy as np
 
 from napari_samlabel.engine.cache import Embedding, EmbeddingCache, image_key
 from napari_samlabel.engine.device import choose_device, cpu_supports_bf16
+from napari_samlabel.engine.protocol import Prediction, SamInputs
 
 
 def validate_image(image: Any) -> np.ndarray:
@@ -108,10 +109,13 @@ class CachedEngine:
     logits_frame : str
         Geometry of the low-resolution logits (``"pad"`` or ``"stretch"``, see
         :func:`napari_samlabel.engine.quality.logits_to_image`).
+    predictor : object
+        The family's own predictor around the model (set by subclasses).
     """
 
     family = "sam"
     logits_frame = "pad"
+    predictor: Any
 
     def __init__(self, model: Any, model_id: str, device: str | None = None,
                  precise: bool = False, compile: bool = False,
@@ -239,9 +243,8 @@ class CachedEngine:
         """Install a precomputed embedding as the current image (no encoding)."""
         raise NotImplementedError
 
-    def warmup(self) -> None:
-        """Encode a blank image once, so a compiled encoder pays its compilation now.
+    # -- decoding --------------------------------------------------------------------------
 
-        Nothing is cached and the current image is unchanged.
-        """
-        self._run_encoder(np.zeros((64, 64, 3), dtype=np.uint8))
+    def predict(self, inputs: SamInputs) -> Prediction:
+        """Decode masks for ``inputs`` on the current image; subclasses implement it."""
+        raise NotImplementedError

@@ -62,6 +62,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def image_key(image: np.ndarray) -> str:
     """SHA-256 (hex) of an image's shape, dtype and pixel bytes: its cache key."""
     arr = np.ascontiguousarray(image)
     digest = hashlib.sha256(f"{arr.shape}|{arr.dtype.str}|".encode())
-    digest.update(memoryview(arr).cast("B"))
+    digest.update(arr.data.cast("B"))
     return digest.hexdigest()
 
 
@@ -303,7 +304,7 @@ class EmbeddingCache:
         self._remember(key, emb)
         path = self.path_for(emb.model_id, key, emb.precision)
         if path is not None:
-            arrays = {
+            arrays: dict[str, Any] = {
                 "embedding": emb.features,
                 **{_EXTRA_PREFIX + k: v for k, v in emb.extras.items()},
                 "original_size": np.asarray(emb.original_size, dtype=np.int64),

@@ -33,6 +33,7 @@ from typing import Any
 from napari_samlabel.core.fsutil import atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.engine.errors import CheckpointError, ModelUnavailableError
+from napari_samlabel.engine.families import get_family, require_family, state_fingerprint
 from napari_samlabel.engine.registry import ModelSpec, get_model_spec, model_names
 
 CACHE_ENV_VAR = "SAMLABEL_CACHE_DIR"
@@ -335,79 +336,25 @@ def _download(spec: ModelSpec, target: Path, progress: ProgressCallback) -> None
 # --- loading -------------------------------------------------------------------------------
 
 
-def _architecture_key(spec: ModelSpec) -> tuple[Any, ...] | None:
-    """What :func:`_state_fingerprint` gives for ``spec``'s weights (None if unknown)."""
-    cfg = spec.config
-    if spec.family in ("sam", "sam_hq") and "encoder_embed_dim" in cfg:
-        return ("vit", spec.family, cfg["encoder_embed_dim"], cfg["encoder_depth"])
-    if "embed_dims" in cfg:
-        return ("tiny_vit", spec.family, tuple(cfg["embed_dims"]), tuple(cfg["depths"]))
-    if spec.family == "sam2":
-        return ("hiera", *_sam2_trunk(cfg))
-    return None
-
-
-def _sam2_trunk(cfg: dict[str, Any]) -> tuple[int, int]:
-    """Hiera width and block count of a SAM 2 config (YAML plus overrides), without torch."""
-    import importlib.resources
-
-    try:
-        from omegaconf import OmegaConf
-
-        yaml = OmegaConf.load(str(importlib.resources.files("sam2") / cfg["config_file"]))
-        merged = OmegaConf.merge(yaml, OmegaConf.from_dotlist(list(cfg.get("overrides", ()))))
-        trunk = merged.model.image_encoder.trunk
-        return int(trunk.embed_dim), int(sum(trunk.stages))
-    except Exception:  # noqa: BLE001 - sam2 missing or unreadable: no guess for it
-        return (-1, -1)
-
-
-def _state_fingerprint(state: Any) -> tuple[Any, ...] | None:
-    """Family and encoder size of a state dict, read from its key names and shapes."""
-    try:
-        keys = list(state)
-        if any(k.startswith("image_encoder.trunk.") for k in keys):
-            width = int(state["image_encoder.trunk.patch_embed.proj.weight"].shape[0])
-            blocks = 1 + max(int(k.split(".")[3]) for k in keys
-                             if k.startswith("image_encoder.trunk.blocks."))
-            return ("hiera", width, blocks)
-        family = "sam_hq" if "mask_decoder.hf_token.weight" in state else (
-            "mobile_sam" if any(k.startswith("image_encoder.layers.") for k in keys) else "sam")
-        if family != "sam" and any(k.startswith("image_encoder.layers.") for k in keys):
-            dims, depths = [], []
-            for i in range(4):
-                prefix = f"image_encoder.layers.{i}.blocks."
-                blocks = {int(k[len(prefix):].split(".")[0]) for k in keys
-                          if k.startswith(prefix)}
-                depths.append(len(blocks))
-            dims.append(int(state["image_encoder.patch_embed.seq.2.c.weight"].shape[0]))
-            for i in range(1, 4):
-                w = state.get(f"image_encoder.layers.{i - 1}.downsample.conv3.c.weight")
-                dims.append(int(w.shape[0]) if w is not None else -1)
-            return ("tiny_vit", family, tuple(dims), tuple(depths))
-        width = int(state["image_encoder.patch_embed.proj.weight"].shape[0])
-        depth = 1 + max(int(k.split(".")[2]) for k in keys
-                        if k.startswith("image_encoder.blocks."))
-        return ("vit", family, width, depth)
-    except (KeyError, ValueError, AttributeError, IndexError, TypeError):
-        return None
-
-
 def _guess_model_type(state_dict: Any) -> str | None:
-    """Guess which registered model a state dict belongs to (family and encoder size)."""
-    found = _state_fingerprint(state_dict)
+    """Guess which registered model a state dict belongs to (family and encoder size).
+
+    Every family reads its own fingerprint from the state dict
+    (:attr:`~napari_samlabel.engine.families.Family.state_fingerprint`) and from each
+    registered config (:attr:`~napari_samlabel.engine.families.Family.architecture_key`).
+    """
+    found = state_fingerprint(state_dict)
     if found is None:
         return None
     for name in model_names():
-        if _architecture_key(get_model_spec(name)) == found:
+        spec = get_model_spec(name)
+        if get_family(spec.family).architecture_key(spec.config) == found:
             return name
     return None
 
 
 def _unwrap_state(state: Any, spec: ModelSpec) -> Any:
     """The state dict inside a checkpoint file (SAM 2 keeps it under ``"model"``)."""
-    from napari_samlabel.engine.families import get_family
-
     key = get_family(spec.family).checkpoint_key or "model"
     # Fine-tuning scripts of every family also save {"model": state_dict, ...}.
     if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -447,8 +394,6 @@ def load_model(model_type: str, path: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} for model type {model_type!r} not found")
     # Fail on a missing package before reading a large file.
-    from napari_samlabel.engine.families import require_family
-
     require_family(spec.family, model_type)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -11,16 +11,15 @@ fewer passes over memory:
   matrix (12 x 4096 x 4096 in a global block, 400 MB in bfloat16) lives in one reused buffer.
 - **Windows**: segment-anything pads the 64 x 64 token grid to 70 x 70 with zeros *after*
   the layer norm, so every padded token's ``qkv`` is the layer's bias. The lean block runs
-  ``qkv`` on the 4096 real tokens and pads its output with the bias (20 % less ``qkv``
-  work), splits windows and heads in one copy, and crops before ``proj``.
+  ``qkv`` on the 4096 real tokens and pads its output with the bias (4096 instead of 4900
+  rows: a sixth less ``qkv`` work), splits windows and heads in one copy, and crops before
+  ``proj``.
 - **Fused linears** (:class:`LinearOps`): on the CPU, oneDNN's linear with a post-op (the
   operator PyTorch's own compiler emits) computes ``gelu(x W1 + b1)`` in one call and adds
   the residual inside ``proj`` and the MLP's second linear, so the 4096 x 3072 MLP
-  activation is written once instead of three times. (In float32 the lean blocks took
-  8.1 s per ViT-B encode where blocks with only the lean attention took 12.5 s, one A/B.)
+  activation is written once instead of three times.
 
-Measured with ``benchmarks/bench_engine.py`` (ViT-B, 500 x 375 image, 2 CPU cores): see
-the engine's docstring (:mod:`napari_samlabel.engine.sam`) for the figures. In float32 the
+Timings (``benchmarks/bench_engine.py``) are in ``benchmarks/README.md``. In float32 the
 result equals segment-anything's up to float rounding (tested), in bfloat16 it is as close
 to the float32 embedding as bfloat16 autocast is.
 """
@@ -282,6 +281,11 @@ def _lean_block_forward(self: Any, x: Any) -> Any:
     return ops.linear_add(ops.linear_gelu(self.norm2(x), mlp.lin1), mlp.lin2, x)
 
 
+def _instance_of(module: Any, classes: tuple[type, ...]) -> bool:
+    """``isinstance`` without narrowing ``module`` (the classes are known only at run time)."""
+    return isinstance(module, classes)
+
+
 def _is_exact_gelu(act: Any) -> bool:
     import torch
 
@@ -318,14 +322,14 @@ def use_lean_vit(image_encoder: Any, family: str = "sam", fused: bool = False,
     found = False
     in_block: set[int] = set()
     for module in image_encoder.modules():
-        if blocks and isinstance(module, blocks) and _is_exact_gelu(module.mlp.act) \
-                and isinstance(module.attn, attention):
+        if blocks and _instance_of(module, blocks) and _is_exact_gelu(module.mlp.act) \
+                and _instance_of(module.attn, attention):
             module._lean_ops = ops
             module.forward = types.MethodType(_lean_block_forward, module)
             in_block.add(id(module.attn))
             found = True
     for module in image_encoder.modules():
-        if attention and isinstance(module, attention) and id(module) not in in_block:
+        if attention and _instance_of(module, attention) and id(module) not in in_block:
             module.forward = types.MethodType(_lean_attention_forward, module)
             found = True
     return found

@@ -7,13 +7,13 @@ An engine has an expensive per-image step and a cheap per-prompt step, as SAM do
 
 Coordinates in :class:`SamInputs` are already in SAM's convention (``x, y`` points, XYXY
 box, in pixels of the image given to ``set_image``); build them from core prompts with
-:func:`napari_samlabel.engine.policies.to_sam_inputs`, never by hand.
+:func:`napari_samlabel.engine.prompt_plan.to_sam_inputs`, never by hand.
 
 Anything with these methods and attributes is an engine: the SAM-family engine
-(:class:`napari_samlabel.engine.sam.SamEngine`: SAM, MobileSAM, SAM-HQ), the SAM 2 engine
-(:class:`napari_samlabel.engine.sam2.Sam2Engine`), and test fakes. The batch pipelines and
-the GUI accept any of them; :func:`napari_samlabel.engine.sam.load_engine` builds the right
-one for a model type.
+(:class:`napari_samlabel.engine.families.sam.SamEngine`: SAM, MobileSAM, SAM-HQ), the SAM 2
+engine (:class:`napari_samlabel.engine.families.sam2.Sam2Engine`), and the test fakes of
+:mod:`napari_samlabel.testing.fakes`. The batch pipelines and the GUI accept any of them;
+:func:`napari_samlabel.engine.loader.load_engine` builds the right one for a model type.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+#: Shape of one object's low-resolution logits (``mask_input``, ``low_res_logits[k:k+1]``).
+LOW_RES_SHAPE = (1, 256, 256)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,84 @@ class SamInputs:
         """True when there is neither a point nor a box (SAM needs one of them)."""
         no_points = self.point_coords is None or len(self.point_coords) == 0
         return no_points and self.box is None
+
+    def checked(self) -> SamInputs:
+        """A validated copy with private, writable arrays of the decoder's dtypes and shapes.
+
+        Points become ``(N, 2)`` ``float32`` and labels ``(N,)`` ``int32`` (an empty point
+        array stays empty), the box ``(4,)`` ``float32``, ``mask_input`` ``(1, 256, 256)``
+        ``float32`` (``(256, 256)`` is accepted). Every engine validates its inputs with
+        this, the real ones and the test fakes alike, so they all refuse the same inputs.
+
+        Raises
+        ------
+        ValueError
+            Neither points nor a box, points without labels or of another count, labels
+            other than 0/1, non-finite points or box, a box of other than 4 numbers, or a
+            ``mask_input`` of another shape.
+        """
+        if self.is_empty:
+            raise ValueError("SAM needs at least one point or a box; got neither")
+        coords, labels = self.point_coords, self.point_labels
+        if coords is not None and len(coords) == 0:
+            coords = np.zeros((0, 2), np.float32)
+            labels = None if labels is None else np.zeros(0, np.int32)
+        elif coords is not None:
+            coords = np.array(coords, dtype=np.float32, copy=True)
+            if coords.ndim != 2 or coords.shape[1] != 2:
+                raise ValueError(
+                    f"point_coords must have shape (N, 2) as (x, y), got {coords.shape}")
+            if labels is None:
+                raise ValueError("point_labels are required with point_coords")
+            labels = np.asarray(labels).astype(np.int32).ravel()
+            if labels.shape[0] != coords.shape[0]:
+                raise ValueError(
+                    f"got {coords.shape[0]} points but {labels.shape[0]} point labels")
+            if not np.isin(labels, (0, 1)).all():
+                raise ValueError(
+                    f"point labels must be 0 (negative) or 1 (positive), got {labels}")
+            if not np.isfinite(coords).all():
+                raise ValueError("point_coords contain NaN or infinite values")
+        box = None
+        if self.box is not None:
+            box = np.array(self.box, dtype=np.float32, copy=True).ravel()
+            if box.shape != (4,) or not np.isfinite(box).all():
+                raise ValueError(
+                    f"box must be 4 finite numbers [x0, y0, x1, y1], got {self.box}")
+        mask = None
+        if self.mask_input is not None:
+            # A private, writable copy: callers may hand in read-only arrays (torch warns
+            # on them) and a predictor must never write into a caller's logits.
+            mask = np.array(self.mask_input, dtype=np.float32, copy=True)
+            if mask.shape == LOW_RES_SHAPE[1:]:
+                mask = mask[None]
+            if mask.shape != LOW_RES_SHAPE:
+                raise ValueError(
+                    f"mask_input must be (1, 256, 256) low-res logits, got {mask.shape}")
+        return SamInputs(point_coords=coords, point_labels=labels, box=box, mask_input=mask,
+                         multimask_output=bool(self.multimask_output))
+
+    def predictor_kwargs(self) -> dict[str, Any]:
+        """The :meth:`checked` inputs as keyword arguments of ``SamPredictor.predict``.
+
+        SAM 2's ``SAM2ImagePredictor.predict`` takes the same names. Absent (or empty)
+        prompts are left out.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`checked`.
+        """
+        ok = self.checked()
+        kwargs: dict[str, Any] = {"multimask_output": ok.multimask_output}
+        if ok.point_coords is not None and len(ok.point_coords) > 0:
+            kwargs["point_coords"] = ok.point_coords
+            kwargs["point_labels"] = ok.point_labels
+        if ok.box is not None:
+            kwargs["box"] = ok.box
+        if ok.mask_input is not None:
+            kwargs["mask_input"] = ok.mask_input
+        return kwargs
 
 
 @dataclass(frozen=True)
@@ -96,13 +177,17 @@ class Engine(Protocol):
     model_id : str
         Identity of the weights (model type plus checkpoint SHA-256 or another stable
         fingerprint). Embedding caches and stored provenance are keyed by it.
+    logits_frame : str
+        How the low-resolution logits map onto the image: ``"pad"`` or ``"stretch"`` (see
+        :class:`Prediction`).
 
-    Engines may also have ``logits_frame`` (``"pad"`` when absent, see
-    :class:`Prediction`), ``encode(image)`` (encode without changing the current image, so
-    the GUI can prefetch on another thread) and ``is_cached(image)``.
+    Engines that can also encode ahead (``encode``, ``is_cached``) are
+    :class:`EncodingEngine` s. Every engine validates its inputs with
+    :meth:`SamInputs.checked`.
     """
 
     model_id: str
+    logits_frame: str
 
     def set_image(self, image: np.ndarray) -> None:
         """Encode ``image`` (``H x W x 3`` ``uint8`` RGB); later predictions refer to it."""

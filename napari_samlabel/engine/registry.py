@@ -1,14 +1,16 @@
 """The models the engine knows: family, architecture, official checkpoint URL and checksum.
 
-Each :class:`ModelSpec` can build its empty architecture from its family's own modules
-(:mod:`napari_samlabel.engine.families`); weights are loaded separately, by
-:func:`napari_samlabel.engine.checkpoint.load_model`, so that every checkpoint goes through
-the same checks (``weights_only=True``, strict key and shape match).
+This module lists specs only. Each :class:`ModelSpec` names its family, whose module
+(:mod:`napari_samlabel.engine.families`) builds the empty architecture; weights are loaded
+separately, by :func:`napari_samlabel.engine.checkpoint.load_model`, so that every
+checkpoint goes through the same checks (``weights_only=True``, strict key and shape match).
 
 Families other than SAM are optional extras (``pip install "napari-samlabel[sam2]"``,
 ``[mobilesam]``, ``[hq]``, or ``[models]`` for all); asking for a model whose package is
-missing raises :class:`~napari_samlabel.engine.families.ModelUnavailableError` with the
-install command. torch and the model packages are imported only when a model is built.
+missing raises :class:`~napari_samlabel.engine.errors.ModelUnavailableError` with the
+install command. The tiny random-weight test models (``*_test``, FOR TESTS ONLY) are the
+families' own :attr:`~napari_samlabel.engine.families.Family.tiny` configurations, listed
+after the official models. torch and the model packages are imported only when a model is built.
 
 Checksums: the SHA-256 sums are the published ones, each confirmed by at least two
 independent public sources (Meta's and MobileSAM's release files, micro-sam's registry,
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from napari_samlabel.testing.models import TINY_MODELS
+from napari_samlabel.engine.families import FAMILIES, TinyModel
 
 _SAM_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _SAM2_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
@@ -96,7 +98,7 @@ class ModelSpec:
 
         Raises
         ------
-        napari_samlabel.engine.families.ModelUnavailableError
+        napari_samlabel.engine.errors.ModelUnavailableError
             If the family's optional package is not installed.
         """
         from napari_samlabel.engine.families import build_model
@@ -217,19 +219,25 @@ _MODELS: dict[str, ModelSpec] = {
             filename="sam2.1_hiera_large.pt",
             description="SAM 2.1 Hiera-L (857 MB): SAM 2's most accurate, slowest",
         ),
-        *(
-            ModelSpec(
-                name=name, family=family, config=dict(config), url=None, sha256=None,
-                filename=None, for_tests=True,
-                description=(
-                    f"FOR TESTS ONLY: tiny random-weight {family} model, meaningless masks; "
-                    "load from a local file made by napari_samlabel.testing.models"
-                ),
-            )
-            for name, (family, config) in TINY_MODELS.items()
-        ),
     )
 }
+
+
+def _tiny_spec(family: str, tiny: TinyModel) -> ModelSpec:
+    return ModelSpec(
+        name=tiny.model_type, family=family, config=dict(tiny.config), url=None, sha256=None,
+        filename=None, for_tests=True,
+        description=(
+            f"FOR TESTS ONLY: tiny random-weight {family} model, meaningless masks; "
+            "load from a local file made by napari_samlabel.testing.models"
+        ),
+    )
+
+
+# The tiny test models, family by family in the order the families appear above.
+_FAMILY_ORDER = [*dict.fromkeys(s.family for s in _MODELS.values()), *FAMILIES]
+_MODELS.update((t.model_type, _tiny_spec(f, t))
+               for f in dict.fromkeys(_FAMILY_ORDER) for t in FAMILIES[f].tiny)
 
 _ALIASES: dict[str, str] = {alias: spec.name for spec in _MODELS.values()
                             for alias in spec.aliases}

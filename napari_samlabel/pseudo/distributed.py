@@ -26,6 +26,7 @@ from typing import Any
 
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.engine.policies import Policy
+from napari_samlabel.engine.protocol import Engine
 from napari_samlabel.io.weak import WeakLabels
 from napari_samlabel.pseudo.engines import EngineSpec
 
@@ -33,7 +34,7 @@ _ATTR = "_samlabel_engines"
 _LOCK = threading.Lock()
 
 
-def worker_engine(spec: EngineSpec) -> Any:
+def worker_engine(spec: EngineSpec) -> Engine:
     """The engine of ``spec`` on the current dask worker (and thread), built on first use."""
     from distributed import get_worker
 

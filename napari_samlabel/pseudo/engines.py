@@ -13,7 +13,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-_SAM_FACTORY = "napari_samlabel.engine.sam:load_engine"
+from napari_samlabel.engine.protocol import Engine
+
+_SAM_FACTORY = "napari_samlabel.engine.loader:load_engine"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class EngineSpec:
     @classmethod
     def sam(cls, model_type: str = "vit_b", checkpoint: str | os.PathLike[str] | None = None,
             **kwargs: Any) -> EngineSpec:
-        """A SAM engine (:func:`napari_samlabel.engine.sam.load_engine` arguments)."""
+        """A SAM engine (:func:`napari_samlabel.engine.loader.load_engine` arguments)."""
         return cls.create(_SAM_FACTORY, model_type=model_type,
                           checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
@@ -50,7 +52,7 @@ class EngineSpec:
         """A fake engine of :mod:`napari_samlabel.testing.fakes` (tests, dry runs)."""
         return cls.create("napari_samlabel.testing.fakes:engine_from_name", name=name, **kwargs)
 
-    def build(self) -> Any:
+    def build(self) -> Engine:
         """Import the factory and call it.
 
         Raises

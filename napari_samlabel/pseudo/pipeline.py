@@ -45,7 +45,8 @@ import numpy as np
 from napari_samlabel.core.classes import ClassTable, as_class_table
 from napari_samlabel.core.compose import MaskEntry, compose_label_maps
 from napari_samlabel.core.progress import ProgressCallback, no_progress
-from napari_samlabel.engine.policies import Policy, get_policy, segment_object
+from napari_samlabel.engine.policies import ObjectResult, Policy, get_policy, segment_object
+from napari_samlabel.engine.protocol import Engine
 from napari_samlabel.io.weak import WeakLabelError, WeakLabels
 from napari_samlabel.pseudo.engines import EngineSpec
 from napari_samlabel.pseudo.objects import instances_for
@@ -130,7 +131,7 @@ def units_of(weak: WeakLabels, policy: Policy) -> list[tuple[Any, tuple[Any, ...
             for o in objs]
 
 
-def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy | str,
+def label_image(engine: Engine, image: np.ndarray, weak: WeakLabels, policy: Policy | str,
                 classes: ClassTable | None = None
                 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Pseudo-label one image.
@@ -205,7 +206,7 @@ def label_image(engine: Any, image: np.ndarray, weak: WeakLabels, policy: Policy
     return semantic, instance, records
 
 
-def mask_quality(res: Any) -> dict[str, float | None]:
+def mask_quality(res: ObjectResult) -> dict[str, float | None]:
     """``stability`` and ``iou_spread`` of a segmented unit, for ranking pseudo labels.
 
     ``stability``: SAM's stability score of the chosen mask's low-res logits
@@ -241,7 +242,7 @@ def image_fingerprint(run: dict[str, Any], weak: WeakLabels) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def process_image(engine: Any, image_id: str, image_path: Path, weak: WeakLabels,
+def process_image(engine: Engine, image_id: str, image_path: Path, weak: WeakLabels,
                   policy: Policy, classes: ClassTable, out: str | os.PathLike[str],
                   fingerprint: str, loader: ImageLoader | None = None,
                   worker: str = "local") -> ImageOutcome:
@@ -255,7 +256,7 @@ def process_image(engine: Any, image_id: str, image_path: Path, weak: WeakLabels
         semantic, instance, records = label_image(engine, image, weak, policy, classes)
         record = {"image_id": image_id, "image": str(image_path), "fingerprint": fingerprint,
                   "shape": [int(semantic.shape[0]), int(semantic.shape[1])],
-                  "model_id": str(getattr(engine, "model_id", "?")), "kind": weak.kind,
+                  "model_id": str(engine.model_id), "kind": weak.kind,
                   "policy": policy.to_dict(), "unit": policy.unit, "weak_source": weak.source,
                   "objects": records}
         ResultStore(out).write(image_id, semantic, instance, record)
@@ -296,7 +297,7 @@ def pseudo_label(
     images: str | os.PathLike[str] | Mapping[str, Any] | Sequence[Any],
     weak: Mapping[str, WeakLabels],
     out: str | os.PathLike[str],
-    engine: Any,
+    engine: Engine | EngineSpec,
     *,
     policy: Policy | str | None = None,
     kind: str | None = None,
@@ -407,6 +408,7 @@ def pseudo_label(
     elif todo:
         from napari_samlabel.pseudo.distributed import run_on_cluster
 
+        assert isinstance(engine, EngineSpec)  # checked above: a scheduler needs a spec
         run_on_cluster(scheduler, engine, todo, pol, table, out, loader, record)
 
     if export and report.finished:
@@ -421,9 +423,9 @@ def pseudo_label(
     return report
 
 
-def _model_key(engine: Any, scheduler: Any) -> str:
+def _model_key(engine: Engine | EngineSpec, scheduler: Any) -> str:
     if not isinstance(engine, EngineSpec):
-        return str(getattr(engine, "model_id", type(engine).__name__))
+        return str(engine.model_id)
     from napari_samlabel.engine.checkpoint import CheckpointError
 
     try:

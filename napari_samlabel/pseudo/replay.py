@@ -33,6 +33,7 @@ import numpy as np
 from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.engine.policies import Policy, get_policy, refine_object
+from napari_samlabel.engine.protocol import Engine
 
 
 @dataclass
@@ -57,7 +58,7 @@ class ReplayReport:
                 + f"{len(self.failed)} images failed")
 
 
-def replay_object(engine: Any, obj: AnnotatedObject, shape: tuple[int, int],
+def replay_object(engine: Engine, obj: AnnotatedObject, shape: tuple[int, int],
                   policy: Policy, incremental: bool = True) -> tuple[AnnotatedObject, int]:
     """Recompute one object's mask from its prompts; return the new object and decode count.
 
@@ -77,14 +78,14 @@ def replay_object(engine: Any, obj: AnnotatedObject, shape: tuple[int, int],
         calls += result.n_calls
     mask = result.mask if result is not None else np.zeros(shape, dtype=bool)
     score = float(result.score) if result is not None and result.n_calls else None
-    new = replace(obj, mask=mask, score=score, model_id=str(getattr(engine, "model_id", "?")),
+    new = replace(obj, mask=mask, score=score, model_id=str(engine.model_id),
                   logits=None, signals={}, modified=time.time())
     return new, calls
 
 
 def replay_project(
     project: str | os.PathLike[str] | Any,
-    engine: Any,
+    engine: Engine,
     *,
     out: str | os.PathLike[str] | None = None,
     in_place: bool = False,
@@ -136,8 +137,9 @@ def replay_project(
     if in_place:
         target = source
     else:
+        assert out is not None  # checked above: out or in_place, not both
         target = Project.create(out, [source.image_path(i) for i in ids], source.classes)
-    report = ReplayReport(target.folder, model_id=str(getattr(engine, "model_id", "?")))
+    report = ReplayReport(target.folder, model_id=str(engine.model_id))
     with target.batch():
         for k, image_id in enumerate(ids, start=1):
             try:

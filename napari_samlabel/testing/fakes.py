@@ -5,8 +5,10 @@ FOR TESTS AND DEVELOPMENT RUNS ONLY. They implement the engine protocol
 (sub-part, part, whole) at image resolution, ``(3,)`` predicted IoUs and ``(3, 256, 256)``
 low-res logits laid out as SAM lays them out (the image, resized so its long side is 1024,
 sits in the top-left corner of a 1024 x 1024 frame seen at 1/4 resolution) — or one of each
-with ``multimask_output=False``. They validate their inputs like the SAM engine and record
-every call (``engine.calls``), so tests can spy on what a policy sends.
+with ``multimask_output=False``. They validate their inputs as the real engines do
+(:meth:`SamInputs.checked <napari_samlabel.engine.protocol.SamInputs.checked>`) and record
+every call (``engine.calls``), so tests can spy on what a policy sends. They implement
+:class:`~napari_samlabel.engine.protocol.Engine`.
 
 - :class:`DiskEngine`: the whole mask is the union of disks around the positive points,
   the box, and the ``mask_input`` (when given, upsampled from its logits), minus disks around
@@ -71,39 +73,6 @@ def lowres_logits_to_mask(logits: np.ndarray, shape: tuple[int, int]) -> np.ndar
     return lg[np.ix_(ri, ci)] > 0
 
 
-def _validate(inputs: SamInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                          np.ndarray | None]:
-    """Check ``inputs`` as the SAM engine does; return ``(xy, labels, box, mask_input)``."""
-    if inputs.is_empty:
-        raise ValueError("SAM needs at least one point or a box; got neither")
-    xy = np.zeros((0, 2), np.float32)
-    labels = np.zeros(0, np.int32)
-    if inputs.point_coords is not None and len(inputs.point_coords):
-        xy = np.asarray(inputs.point_coords, dtype=np.float32)
-        if xy.ndim != 2 or xy.shape[1] != 2:
-            raise ValueError(f"point_coords must have shape (N, 2) as (x, y), got {xy.shape}")
-        if inputs.point_labels is None:
-            raise ValueError("point_labels are required with point_coords")
-        labels = np.asarray(inputs.point_labels).astype(np.int32).ravel()
-        if labels.shape[0] != xy.shape[0]:
-            raise ValueError(f"got {xy.shape[0]} points but {labels.shape[0]} point labels")
-        if not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"point labels must be 0 or 1, got {labels}")
-    box = None
-    if inputs.box is not None:
-        box = np.asarray(inputs.box, dtype=np.float32).ravel()
-        if box.shape != (4,):
-            raise ValueError(f"box must be [x0, y0, x1, y1], got {inputs.box}")
-    mask_input = None
-    if inputs.mask_input is not None:
-        mask_input = np.asarray(inputs.mask_input, dtype=np.float32)
-        if mask_input.shape == (LOW_RES_SIZE, LOW_RES_SIZE):
-            mask_input = mask_input[None]
-        if mask_input.shape != (1, LOW_RES_SIZE, LOW_RES_SIZE):
-            raise ValueError(f"mask_input must be (1, 256, 256), got {mask_input.shape}")
-    return xy, labels, box, mask_input
-
-
 class FakeEngine:
     """Base of the fakes: image bookkeeping, validation, call log, SAM-shaped output.
 
@@ -112,13 +81,16 @@ class FakeEngine:
     Attributes
     ----------
     model_id : str
+    logits_frame : str
+        ``"pad"``: the low-res logits are laid out as SAM's.
     calls : list of SamInputs
-        Every ``predict`` input, in order (arrays copied).
+        Every ``predict`` input, in order, as checked (private copies of the arrays).
     images_set : int
         Number of ``set_image`` calls.
     """
 
     model_id = "fake"
+    logits_frame = "pad"
 
     def __init__(self, ious: Iterable[float] = (0.6, 0.7, 0.8)) -> None:
         self.ious = np.asarray(list(ious), dtype=np.float32)
@@ -151,14 +123,14 @@ class FakeEngine:
         """Decode like SAM: three masks (or one), their IoUs and low-res logits."""
         if self.shape is None:
             raise RuntimeError("no image set: call set_image() before predict()")
-        xy, labels, box, mask_input = _validate(inputs)
-        self.calls.append(SamInputs(
-            point_coords=None if inputs.point_coords is None else xy.copy(),
-            point_labels=None if inputs.point_labels is None else labels.copy(),
-            box=None if box is None else box.copy(),
-            mask_input=None if mask_input is None else mask_input.copy(),
-            multimask_output=inputs.multimask_output))
-        whole = self.whole_mask(xy, labels, box, mask_input)
+        checked = inputs.checked()
+        self.calls.append(checked)
+        xy = (np.zeros((0, 2), np.float32) if checked.point_coords is None
+              else checked.point_coords)
+        labels = np.zeros(0, np.int32) if checked.point_labels is None else checked.point_labels
+        if len(xy) == 0:
+            labels = np.zeros(0, np.int32)
+        whole = self.whole_mask(xy, labels, checked.box, checked.mask_input)
         masks = np.stack([_shrink(whole, 2), _shrink(whole, 1), whole])
         ious = self.predicted_ious(whole).astype(np.float32)
         if not inputs.multimask_output:

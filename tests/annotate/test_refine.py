@@ -286,7 +286,7 @@ def test_errors_are_messages_and_the_controller_recovers(folder, tmp_path):
 
 @pytest.mark.slow
 def test_tiny_sam_automatic_masks_are_cached_and_reused(folder, tmp_path, tiny_checkpoint):
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     engine = load_engine("vit_tiny_test", tiny_checkpoint, device="cpu", cache=None)
     s = _session(folder, engine=engine)

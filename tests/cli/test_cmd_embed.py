@@ -67,7 +67,7 @@ def test_embed_errors(tmp_path, tiny_checkpoint, capsys, images):
 def test_compile_auto_keeps_the_faster_eager_encoder_on_cpu(option, expected, tmp_path,
                                                              monkeypatch, capsys):
     """torch.compile is slower than the eager encoder on CPU: auto never picks it there."""
-    from napari_samlabel.engine import sam
+    from napari_samlabel.engine import loader
     from napari_samlabel.engine.checkpoint import CheckpointError
 
     seen = {}
@@ -76,7 +76,7 @@ def test_compile_auto_keeps_the_faster_eager_encoder_on_cpu(option, expected, tm
         seen.update(kwargs)
         raise CheckpointError("stopped by the test")
 
-    monkeypatch.setattr(sam, "load_engine", fake_load_engine)
+    monkeypatch.setattr(loader, "load_engine", fake_load_engine)
     from napari_samlabel.cli.cmd_embed import COMPILE_MIN_IMAGES
 
     many = tmp_path / "many"

@@ -13,13 +13,9 @@ from napari_samlabel.core.prompts import (
     in_image,
     prompt_from_dict,
 )
-from napari_samlabel.engine.policies import (
-    EXCLUDED_LOGIT,
-    exclude_logits,
-    refine_object,
-    segment_object,
-    to_sam_inputs,
-)
+from napari_samlabel.engine.exclusions import EXCLUDED_LOGIT, exclude_logits
+from napari_samlabel.engine.policies import refine_object, segment_object
+from napari_samlabel.engine.prompt_plan import to_sam_inputs
 from napari_samlabel.testing.fakes import DiskEngine
 
 SHAPE = (100, 120)
@@ -102,8 +98,8 @@ def test_exclude_logits_follows_the_engines_frame():
 def test_negative_box_through_a_sam2_engine(tmp_path):
     """The cut lands on the right pixels of SAM 2's own upsampling of the fed-back logits."""
     from napari_samlabel.engine.families import family_available
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.engine.quality import logits_to_image
-    from napari_samlabel.engine.sam import load_engine
     from napari_samlabel.testing.models import SAM2_TINY_MODEL_TYPE, save_tiny_checkpoint
 
     if not family_available("sam2"):

@@ -172,7 +172,7 @@ def test_fused_linears_only_where_onednn_runs():
 
 
 def test_engine_keeps_its_attention_buffers_between_encodes(tiny_checkpoint):
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.testing.models import TINY_MODEL_TYPE
 
     engine = load_engine(TINY_MODEL_TYPE, tiny_checkpoint, device="cpu", cache=None)
@@ -191,7 +191,7 @@ def test_engine_keeps_its_attention_buffers_between_encodes(tiny_checkpoint):
 @pytest.mark.parametrize("family", ["sam", "sam_hq"])
 def test_engines_of_vit_families_run_lean_blocks(family, tmp_path):
     from napari_samlabel.engine.families import family_available
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.testing.models import (
         SAM_HQ_TINY_MODEL_TYPE,
         TINY_MODEL_TYPE,

@@ -16,10 +16,9 @@ from napari_samlabel.engine.policies import (
     Policy,
     get_policy,
     refine_object,
-    sample_scribble,
     segment_object,
-    to_sam_inputs,
 )
+from napari_samlabel.engine.prompt_plan import sample_scribble, to_sam_inputs
 from napari_samlabel.testing.fakes import DiskEngine
 
 SHAPE = (96, 128)
@@ -83,21 +82,6 @@ def test_group_size_steps(engine):
     pts = [Point((10, 10 + 10 * i)) for i in range(5)]
     segment_object(engine, obj(*pts), SHAPE, get_policy("points", group_size=2))
     assert [len(c.point_coords) for c in engine.calls] == [2, 4, 5]
-
-
-def test_scribble_sampling_fraction_and_seed():
-    s = Scribble(np.array([[10, 5], [10, 104]]))  # 100 pixels
-    a = sample_scribble(s, SHAPE, 0.2, seed=3)
-    b = sample_scribble(s, SHAPE, 0.2, seed=3)
-    c = sample_scribble(s, SHAPE, 0.2, seed=4)
-    assert len(a) == 20
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    # drawing order kept; all sampled points lie on the scribble
-    assert np.all(np.diff(a[:, 1]) > 0) and np.all(a[:, 0] == 10)
-    # at least one pixel even for tiny fractions; everything at 1.0
-    assert len(sample_scribble(s, SHAPE, 0.001)) == 1
-    assert len(sample_scribble(s, SHAPE, 1.0)) == 100
 
 
 def test_scribble_sample_independent_of_other_scribbles(engine):
@@ -303,6 +287,7 @@ class SpyEngine:
     def __init__(self, inner):
         self.inner = inner
         self.model_id = inner.model_id
+        self.logits_frame = inner.logits_frame
         self.calls = []
         self.preds = []
 
@@ -318,7 +303,7 @@ class SpyEngine:
 
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_checkpoint):
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     return load_engine("vit_tiny_test", checkpoint=tiny_checkpoint, cache=None, device="cpu",
                        precise=True)

@@ -10,13 +10,14 @@ from napari_samlabel.engine.families import (
     install_hint,
     missing_modules,
 )
+from napari_samlabel.engine.families.sam import TINY_CONFIG
 from napari_samlabel.engine.registry import (
     DEFAULT_MODEL,
     canonical_name,
     get_model_spec,
     model_names,
 )
-from napari_samlabel.testing.models import TINY_CONFIG, TINY_MODEL_TYPE, TINY_MODELS
+from napari_samlabel.testing.models import TINY_MODEL_TYPE, TINY_MODELS
 
 OFFICIAL = ["vit_b", "vit_l", "vit_h", "vit_t", "sam_hq_vit_b", "sam_hq_vit_l", "sam_hq_vit_h",
             "sam_hq_vit_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_small",
@@ -130,7 +131,7 @@ def test_every_family_is_declared_with_an_extra():
 def test_missing_package_is_a_clear_error_with_the_pip_command(monkeypatch, tmp_path):
     """Asking for a model whose optional package is absent names the package and the fix."""
     from napari_samlabel.engine.checkpoint import load_model
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -71,7 +71,7 @@ def test_navigation_statuses_and_resume_keep_every_object(annotate, image_folder
 
 def test_prefetch_computes_the_next_embedding(annotate, image_folder, qtbot, tiny_checkpoint,
                                               tmp_path):
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     engine = load_engine("vit_tiny_test", tiny_checkpoint, device="cpu", cache=tmp_path / "emb")
     _, widget, a = annotate(image_folder, engine=engine)

@@ -82,7 +82,7 @@ def test_replay_needs_a_destination_and_reports_bad_images(tmp_path, project):
 
 
 def test_replay_with_the_tiny_sam(tmp_path, project, tiny_checkpoint):
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
 
     eng = load_engine("vit_tiny_test", checkpoint=tiny_checkpoint, cache=None, device="cpu")
     report = replay_project(project, eng, out=tmp_path / "new")

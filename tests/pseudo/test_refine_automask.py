@@ -22,7 +22,7 @@ OPEN = dict(points_per_side=1, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint):
     """The tiny SAM behind the registry loader; its memory cache encodes each image once."""
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.testing.models import TINY_MODEL_TYPE
 
     return load_engine(TINY_MODEL_TYPE, tiny_checkpoint, device="cpu", precise=True, cache=None)
@@ -194,7 +194,7 @@ def test_crop_layer_through_the_engine(engine, image, all_masks):
 
 def test_mobile_sam_engine_drives_the_generator(image, tmp_path):
     """MobileSAM shares SAM's predictor API: its engine gives the three tagged levels."""
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.testing.models import MOBILE_SAM_TINY_MODEL_TYPE, save_tiny_checkpoint
 
     ckpt = save_tiny_checkpoint(tmp_path / "m.pt", model_type=MOBILE_SAM_TINY_MODEL_TYPE)
@@ -207,7 +207,7 @@ def test_mobile_sam_engine_drives_the_generator(image, tmp_path):
 
 @pytest.mark.parametrize("model_type", ["sam2_tiny_test", "sam_hq_tiny_test"])
 def test_other_families_are_refused_with_the_models_that_work(model_type, image, tmp_path):
-    from napari_samlabel.engine.sam import load_engine
+    from napari_samlabel.engine.loader import load_engine
     from napari_samlabel.testing.models import save_tiny_checkpoint
 
     ckpt = save_tiny_checkpoint(tmp_path / "m.pt", model_type=model_type)

@@ -61,12 +61,13 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from napari_samlabel.core.fsutil import atomic_save
 from napari_samlabel.core.progress import ProgressCallback, no_progress
+from napari_samlabel.engine.base import CachedEngine
 from napari_samlabel.engine.cache import image_key
 
 #: Multimask levels, in the order of SAM's three outputs.
@@ -266,7 +267,8 @@ def _generator_class() -> type:
         """SAM's generator plus the multimask level of each mask and per-level offsets."""
 
         def __init__(self, model: Any, params: AutoMaskParams,
-                     progress: ProgressCallback = no_progress, engine: Any = None) -> None:
+                     progress: ProgressCallback = no_progress,
+                     engine: CachedEngine | None = None) -> None:
             batch = params.points_per_batch or points_per_batch_for(
                 engine.predictor.device if engine is not None else model.device)
             super().__init__(
@@ -388,9 +390,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 AUTOMASK_FAMILIES = ("sam", "mobile_sam")
 
 
-def is_mask_engine(sam: object) -> bool:
-    """Whether ``sam`` is an engine that can make automatic masks (it has SAM's predictor)."""
-    return hasattr(sam, "predictor") and hasattr(sam, "set_image")
+def is_mask_engine(sam: object) -> TypeGuard[CachedEngine]:
+    """Whether ``sam`` is an engine (not a bare model) that may make automatic masks."""
+    return isinstance(sam, CachedEngine)
 
 
 def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = AutoMaskParams(),
@@ -399,7 +401,7 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
 
     Parameters
     ----------
-    sam : segment_anything.modeling.Sam or napari_samlabel.engine.sam.SamEngine
+    sam : segment_anything.modeling.Sam or napari_samlabel.engine.families.sam.SamEngine
         The model (on the device it should run on), or an engine: then the whole image's
         embedding comes from (and goes to) the engine's embedding cache, it is encoded with
         the engine's precision, and the image stays set in the engine afterwards.
@@ -420,13 +422,13 @@ def generate_automasks(sam: Any, image: np.ndarray, params: AutoMaskParams = Aut
 
     image = _check_image(image)
     engine = sam if is_mask_engine(sam) else None
-    family = getattr(engine, "family", "sam")
-    if engine is not None and family not in AUTOMASK_FAMILIES:
+    family = engine.family if engine is not None else "sam"
+    if family not in AUTOMASK_FAMILIES:
         # SAM 2's predictor has another API, SAM-HQ returns one mask per point: neither
         # gives the sub-part / part / whole levels SAMS ranks by.
         raise ValueError(
             f"automatic masks need a model of the SAM or MobileSAM family (vit_b, vit_l, "
-            f"vit_h, vit_t); {engine.model_id.split(':')[0]!r} is {family}. Pass "
+            f"vit_h, vit_t); {sam.model_id.split(':')[0]!r} is {family}. Pass "
             "--model vit_b (or another of those) for SEPL/SAMS refinement")
     model = engine.predictor.model if engine is not None else sam
     generator = _generator_class()(model, params, progress, engine)
@@ -562,7 +564,7 @@ def automatic_masks(sam: Any, image: np.ndarray, params: AutoMaskParams = AutoMa
         if sam is None:
             raise ValueError("a SAM model is needed to generate automatic masks")
         return generate_automasks(sam, image, params, progress)
-    model_id = model_id or getattr(sam, "model_id", None)
+    model_id = model_id or (sam.model_id if isinstance(sam, CachedEngine) else None)
     if not model_id:
         raise ValueError("model_id is required to cache automatic masks (it keys the cache)")
     if not isinstance(cache, AutoMaskCache):

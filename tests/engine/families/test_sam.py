@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from napari_samlabel.engine.cache import EmbeddingCache
+from napari_samlabel.engine.families.sam import SamEngine
+from napari_samlabel.engine.loader import load_engine
 from napari_samlabel.engine.protocol import Engine, Prediction, SamInputs
-from napari_samlabel.engine.sam import SamEngine, load_engine
 from napari_samlabel.testing.models import TINY_MODEL_TYPE
 
 

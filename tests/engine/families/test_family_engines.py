@@ -13,8 +13,8 @@ import pytest
 from napari_samlabel.engine.cache import EmbeddingCache
 from napari_samlabel.engine.checkpoint import CheckpointError, load_model
 from napari_samlabel.engine.families import family_available, make_predictor
+from napari_samlabel.engine.loader import load_engine
 from napari_samlabel.engine.protocol import Engine, Prediction, SamInputs
-from napari_samlabel.engine.sam import load_engine
 from napari_samlabel.testing.models import (
     MOBILE_SAM_TINY_MODEL_TYPE,
     SAM2_TINY_MODEL_TYPE,

@@ -1,4 +1,4 @@
-"""The SAM 2 engine: SAM 2.1 image prediction (``SAM2ImagePredictor``) behind the protocol.
+"""The SAM 2 family (``sam2``) and its engine: SAM 2.1 image prediction behind the protocol.
 
 SAM 2's image path differs from SAM's in three ways the engine hides:
 
@@ -16,19 +16,22 @@ Encoding runs on the model directly (:meth:`Sam2Engine._run_encoder` repeats
 ``set_image``'s steps), so :meth:`~napari_samlabel.engine.base.CachedEngine.encode` can
 prefetch another image on another thread without touching the predictor's current image.
 Decoding is the predictor's own ``predict`` with pixel coordinates (``normalize_coords``).
-Measured on two CPU cores with random weights: Hiera-T 3.2 s per image in float32, 1.9 s
-under bfloat16 autocast; Hiera-B+ 6.4 s and 3.3 s; a decode 50-100 ms.
+Encode and decode times: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from napari_samlabel.engine.base import CachedEngine
 from napari_samlabel.engine.cache import Embedding, EmbeddingCache
+from napari_samlabel.engine.families import Family, TinyModel, make_predictor, quiet_imports
 from napari_samlabel.engine.protocol import Prediction, SamInputs
+
+__all__ = ["FAMILY", "TINY_CONFIG", "TINY_MODEL_TYPE", "Sam2Engine"]
 
 _HIGH_RES = ("high_res_0", "high_res_1")
 
@@ -39,7 +42,7 @@ class Sam2Engine(CachedEngine):
     Parameters
     ----------
     model : sam2.modeling.sam2_base.SAM2Base
-        A loaded model (see :func:`napari_samlabel.engine.sam.load_engine`).
+        A loaded model (see :func:`napari_samlabel.engine.loader.load_engine`).
     model_id, device, precise, compile, cache
         As for :class:`~napari_samlabel.engine.base.CachedEngine`.
 
@@ -55,8 +58,6 @@ class Sam2Engine(CachedEngine):
     def __init__(self, model: Any, model_id: str, device: str | None = None,
                  precise: bool = False, compile: bool = False,
                  cache: EmbeddingCache | None = None) -> None:
-        from napari_samlabel.engine.families import make_predictor
-
         super().__init__(model, model_id, device=device, precise=precise, compile=compile,
                          cache=cache)
         self.predictor = make_predictor("sam2", self.model)
@@ -135,7 +136,7 @@ class Sam2Engine(CachedEngine):
         size = int(self.model.image_size)
         return Embedding(
             features=feats["image_embed"].detach().float().cpu().numpy(),
-            original_size=tuple(int(v) for v in p._orig_hw[0]),
+            original_size=(int(p._orig_hw[0][0]), int(p._orig_hw[0][1])),
             input_size=(size, size),
             model_id=self.model_id,
             precision=self.precision,
@@ -166,11 +167,9 @@ class Sam2Engine(CachedEngine):
         """
         import torch
 
-        from napari_samlabel.engine.sam import _check_inputs
-
         if not self.is_image_set:
             raise RuntimeError("no image set: call set_image() before predict()")
-        kwargs = _check_inputs(inputs)
+        kwargs = inputs.predictor_kwargs()
         with torch.inference_mode():
             masks, iou, low_res = self.predictor.predict(normalize_coords=True, **kwargs)
         return Prediction(
@@ -180,3 +179,117 @@ class Sam2Engine(CachedEngine):
             logits_threshold=float(self.predictor.mask_threshold),
             logits_frame=self.logits_frame,
         )
+
+
+# --- the family ----------------------------------------------------------------------------
+
+# build_sam2's post-processing defaults (apply_postprocessing=True): fall back to the
+# multimask output when the single mask is unstable.
+_POSTPROCESSING = (
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+)
+
+
+def build(config: dict[str, Any]) -> Any:
+    """SAM 2 from its packaged YAML config plus ``config["overrides"]`` (dot-list).
+
+    The YAML is read with OmegaConf and instantiated with ``hydra.utils.instantiate``,
+    bypassing Hydra's global config search that ``sam2.build_sam.build_sam2`` relies on
+    (it breaks when anything else in the process initialised Hydra first).
+    """
+    import importlib.resources
+
+    with quiet_imports():
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        path = importlib.resources.files("sam2") / config["config_file"]
+        cfg = OmegaConf.load(str(path))
+        dots = [*_POSTPROCESSING, *config.get("overrides", ())]
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(dots)))
+        OmegaConf.resolve(cfg)
+        return instantiate(cfg.model, _recursive_=True)
+
+
+def predictor(model: Any) -> Any:
+    """``SAM2ImagePredictor`` around ``model``."""
+    with quiet_imports():
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        # TorchScript is deprecated in torch 2.x and only speeds up the transforms.
+        return SAM2ImagePredictor(model, disable_torch_jit=True)
+
+
+def architecture_key(config: dict[str, Any]) -> tuple[Any, ...] | None:
+    """``("hiera", width, blocks)`` of a SAM 2 config (YAML plus overrides), without torch."""
+    import importlib.resources
+
+    try:
+        from omegaconf import OmegaConf
+
+        yaml = OmegaConf.load(str(importlib.resources.files("sam2") / config["config_file"]))
+        merged = OmegaConf.merge(
+            yaml, OmegaConf.from_dotlist(list(config.get("overrides", ()))))
+        trunk = merged.model.image_encoder.trunk
+        return ("hiera", int(trunk.embed_dim), int(sum(trunk.stages)))
+    except Exception:  # noqa: BLE001 - sam2 missing or unreadable: no guess for it
+        return ("hiera", -1, -1)
+
+
+def state_fingerprint(state: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """``("hiera", width, blocks)`` of a state dict with a Hiera trunk, else None."""
+    keys = list(state)
+    if not any(k.startswith("image_encoder.trunk.") for k in keys):
+        return None
+    width = int(state["image_encoder.trunk.patch_embed.proj.weight"].shape[0])
+    blocks = 1 + max(int(k.split(".")[3]) for k in keys
+                     if k.startswith("image_encoder.trunk.blocks."))
+    return ("hiera", width, blocks)
+
+
+TINY_MODEL_TYPE = "sam2_tiny_test"
+# SAM 2.1 tiny's YAML with everything shrunk: Hiera 8 channels (stages 1/1/2/1; a global
+# block must not open a stage), 32-wide neck and SAM heads (a multiple of 16), 16-wide
+# memory. Dot-list overrides of ``configs/sam2.1/sam2.1_hiera_t.yaml``.
+_E, _D, _MEM = 8, 32, 16
+TINY_CONFIG: dict[str, Any] = {
+    "config_file": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "overrides": [
+        f"model.image_encoder.trunk.embed_dim={_E}",
+        "model.image_encoder.trunk.num_heads=1",
+        "model.image_encoder.trunk.stages=[1,1,2,1]",
+        "model.image_encoder.trunk.global_att_blocks=[3]",
+        "model.image_encoder.trunk.window_pos_embed_bkg_spatial_size=[4,4]",
+        f"model.image_encoder.neck.d_model={_D}",
+        f"model.image_encoder.neck.backbone_channel_list=[{8 * _E},{4 * _E},{2 * _E},{_E}]",
+        f"model.image_encoder.neck.position_encoding.num_pos_feats={_D}",
+        f"model.memory_attention.d_model={_D}",
+        "model.memory_attention.num_layers=1",
+        f"model.memory_attention.layer.d_model={_D}",
+        "model.memory_attention.layer.dim_feedforward=32",
+        f"model.memory_attention.layer.self_attention.embedding_dim={_D}",
+        f"model.memory_attention.layer.cross_attention.embedding_dim={_D}",
+        f"model.memory_attention.layer.cross_attention.kv_in_dim={_MEM}",
+        f"model.memory_encoder.out_dim={_MEM}",
+        f"model.memory_encoder.in_dim={_D}",
+        f"model.memory_encoder.position_encoding.num_pos_feats={_MEM}",
+        f"model.memory_encoder.mask_downsampler.embed_dim={_D}",
+        f"model.memory_encoder.fuser.layer.dim={_D}",
+        "model.memory_encoder.fuser.num_layers=1",
+    ],
+}
+
+FAMILY = Family(
+    "sam2", "SAM 2", ("sam2", "hydra", "omegaconf"), "sam2",
+    "rf-sam-2 (Meta's SAM 2 code as a wheel), hydra-core and omegaconf",
+    build=build,
+    engine=Sam2Engine,
+    predictor=predictor,
+    architecture_key=architecture_key,
+    state_fingerprint=state_fingerprint,
+    logits_frame="stretch",
+    checkpoint_key="model",
+    tiny=(TinyModel(TINY_MODEL_TYPE, TINY_CONFIG),),
+)
