@@ -17,7 +17,8 @@ from typing import Any
 
 from psygnal import Signal, SignalGroup
 
-from napari_samlabel.core.document import AnnotatedObject, ImageStatus
+from napari_samlabel.core.document import ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.curate.review import ReviewItem, ReviewWalk
 from napari_samlabel.curate.signals import (
     ImageAssessment,

@@ -36,7 +36,8 @@ from psygnal import Signal, SignalGroup
 
 from napari_samlabel.annotate.lane import EngineLane, Runner, SyncRunner
 from napari_samlabel.core.classes import ClassTable
-from napari_samlabel.core.document import AnnotationDocument, CurrentObject, ImageStatus
+from napari_samlabel.core.current import CurrentObject
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
 from napari_samlabel.core.prompts import ObjectPrompts, Prompt, in_image
 
 #: Statuses the navigator cycles through, in menu order.

@@ -42,8 +42,8 @@ import numpy as np
 
 from napari_samlabel import __version__
 from napari_samlabel.core.classes import ClassTable, as_class_table
-from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_write_text
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.curate.signals import (
     FLAG_LEVEL,

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from napari_samlabel.core.classes import BACKGROUND, VOID
-from napari_samlabel.core.document import AnnotatedObject, ImageStatus
+from napari_samlabel.core.document import ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point, Prompt, Scribble
 from napari_samlabel.engine.quality import (  # noqa: F401  (part of this module's API)
     ENCODER_SIZE,

@@ -46,14 +46,9 @@ from PIL import Image
 
 from napari_samlabel import __version__
 from napari_samlabel.core.classes import ClassTable, as_class_table
-from napari_samlabel.core.document import (
-    MAX_OBJECTS,
-    AnnotatedObject,
-    AnnotationDocument,
-    ImageStatus,
-    resolve_parents,
-)
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
 from napari_samlabel.core.fsutil import atomic_write_bytes, atomic_write_text
+from napari_samlabel.core.objects import MAX_OBJECTS, AnnotatedObject, resolve_parents
 from napari_samlabel.core.prompts import ObjectPrompts
 from napari_samlabel.io.images import image_id as stem_of
 from napari_samlabel.io.images import image_size, list_images

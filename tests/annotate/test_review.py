@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from napari_samlabel.annotate.review import ReviewController
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point
 from napari_samlabel.curate.queue import curate
 from napari_samlabel.io.project import Project

@@ -206,7 +206,7 @@ def test_accept_records_stability_and_iou_spread(image_folder):
 
 def test_accept_signals_on_known_logits():
     from napari_samlabel.annotate.session import accept_signals
-    from napari_samlabel.core.document import CurrentObject
+    from napari_samlabel.core.current import CurrentObject
 
     logits = np.full((1, 256, 256), -5.0, np.float32)
     logits[..., :128] = 5.0        # surely inside
