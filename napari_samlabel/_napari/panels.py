@@ -25,7 +25,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import CLASS_KEYS, MOUSE_HELP, SHORTCUTS, Annotator
-from napari_samlabel.annotate.session import STATUSES, match_classes
+from napari_samlabel.annotate.session import STATUSES
+from napari_samlabel.core.classes import match_classes
 from napari_samlabel.core.document import ImageStatus
 
 STATUS_MARK = {ImageStatus.NEW: "○", ImageStatus.IN_PROGRESS: "◐",

@@ -38,12 +38,9 @@ from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
 from napari_samlabel._napari.workers import ThreadRunner
-from napari_samlabel.annotate.session import (
-    AnnotationSession,
-    project_for_folder,
-    session_for_project,
-)
+from napari_samlabel.annotate.session import AnnotationSession, session_for_project
 from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.io.folder import project_for_folder
 
 #: Longest time the window's repaint waits for a decode.
 PAINT_HOLD_MS = 400

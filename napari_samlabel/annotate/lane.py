@@ -18,6 +18,7 @@ imports Qt or napari.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -85,6 +86,11 @@ class EngineLane:
         return self._running is not None
 
     @property
+    def running(self) -> str | None:
+        """The kind of the job running, None when none runs."""
+        return self._running
+
+    @property
     def idle(self) -> bool:
         """True when nothing runs and nothing waits."""
         return self._running is None and not self._waiting
@@ -117,8 +123,8 @@ class EngineLane:
             if fn is None:
                 continue
             self._running = kind
-            self.runner.start(fn, lambda result, job=job: self._finish(job, result),
-                              lambda exc, job=job: self._fail(job, exc), job.label)
+            self.runner.start(fn, functools.partial(self._finish, job),
+                              functools.partial(self._fail, job), job.label)
 
     def _finish(self, job: _Job, result: Any) -> None:
         self._running = None

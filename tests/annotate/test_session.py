@@ -6,14 +6,10 @@ import numpy as np
 import pytest
 
 from napari_samlabel.annotate.lane import EngineLane, SyncRunner
-from napari_samlabel.annotate.session import (
-    AnnotationSession,
-    project_for_folder,
-    session_for_project,
-)
-from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.annotate.session import AnnotationSession, session_for_project
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.core.prompts import Point
+from napari_samlabel.io.folder import project_for_folder
 from napari_samlabel.io.project import Project
 from napari_samlabel.testing.fakes import DiskEngine
 
@@ -118,14 +114,6 @@ def test_reopened_object_stays_saved_until_accepted_or_discarded(image_folder):
     assert [o.object_id for o in s.doc.objects] == [obj.object_id]
 
 
-def test_class_list_may_extend_a_project_but_not_rename(image_folder):
-    project_for_folder(image_folder, ClassTable(("cat", "dog")))
-    extended = project_for_folder(image_folder, ClassTable(("cat", "dog", "dog/head")))
-    assert extended.classes.names == ("background", "cat", "dog", "dog/head")
-    with pytest.raises(ValueError, match="does not extend"):
-        project_for_folder(image_folder, ClassTable(("dog", "cat")))
-
-
 def test_session_needs_images():
     with pytest.raises(ValueError, match="no images"):
         AnnotationSession([])
@@ -202,20 +190,6 @@ def test_accept_records_stability_and_iou_spread(image_folder):
     s.reopen(obj.object_id)
     again = s.accept()
     assert again.signals == pytest.approx(dict(obj.signals))
-
-
-def test_accept_signals_on_known_logits():
-    from napari_samlabel.annotate.session import accept_signals
-    from napari_samlabel.core.current import CurrentObject
-
-    logits = np.full((1, 256, 256), -5.0, np.float32)
-    logits[..., :128] = 5.0        # surely inside
-    logits[..., 128:192] = 0.0     # inside at -1, outside at +1
-    cur = CurrentObject(1, mask=logits[0] > 0, logits=logits,
-                        ious=np.array([0.2, 0.9, 0.5], np.float32))
-    signals = accept_signals(cur, (256, 256))
-    assert signals["stability"] == pytest.approx(128 / 192)
-    assert signals["iou_spread"] == pytest.approx(0.7)
 
 
 def test_undo_after_a_class_change_keeps_the_mask_without_a_decode(image_folder):
@@ -315,17 +289,6 @@ def test_polarity_is_session_state_with_an_event(image_folder):
     s.set_polarity(False)                                 # unchanged: no event
     s.set_polarity(True)
     assert seen == [False, True]
-
-
-def test_class_search_by_name():
-    from napari_samlabel.annotate.session import match_classes
-
-    assert match_classes(ClassTable.voc(), "pers") == [15]
-    parts = ClassTable(("dog", "hotdog", "dog/head"))
-    assert match_classes(parts, "HEAD") == [3]
-    assert match_classes(parts, "dog") == [1, 3, 2]      # prefix matches first
-    assert match_classes(parts, "") == [1, 2, 3]
-    assert match_classes(parts, "zebra") == []
 
 
 class _RecordingDisk(DiskEngine):
