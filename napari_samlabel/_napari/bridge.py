@@ -33,6 +33,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari_samlabel._napari import convert
 from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.prompts import Prompt
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
@@ -151,7 +152,7 @@ class LayerBridge:
         return self.session.selected
 
     # -- reading the layers ----------------------------------------------------------------------
-    def layer_prompts(self, extra_point: Any = None) -> list:
+    def layer_prompts(self, extra_point: Any = None) -> list[Prompt]:
         """The prompts the layers show, points first, then shapes (layer order).
 
         ``extra_point``: ``(row, col)`` of a point as napari's add mode is adding it, with
@@ -163,7 +164,7 @@ class LayerBridge:
         if extra_point is not None:
             data = np.append(data, np.atleast_2d(extra_point), axis=0)
             positive = np.append(positive, bool(pts.feature_defaults["positive"].iloc[0]))
-        out: list = convert.points_to_prompts(data, positive)
+        out: list[Prompt] = [*convert.points_to_prompts(data, positive)]
         sh = self.shapes_layer
         if sh.nshapes:
             out += convert.shapes_to_prompts(sh.data, sh.shape_type,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 #: Kinds of job in start order.
 PRIORITY: tuple[str, ...] = ("encode", "decode", "refine", "prefetch")
@@ -33,6 +33,19 @@ class Runner(Protocol):
     def start(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
               on_error: Callable[[BaseException], None], label: str) -> None:
         """Run ``fn``; call ``on_done(result)`` or ``on_error(exc)`` on the caller's thread."""
+        ...
+
+
+@runtime_checkable
+class ThreadedRunner(Runner, Protocol):
+    """A :class:`Runner` on a thread of its own, which can be waited for and closed."""
+
+    def wait(self, timeout_ms: int = 60000) -> bool:
+        """Deliver every job queued so far; False if ``timeout_ms`` ran out first."""
+        ...
+
+    def close(self) -> None:
+        """Let the thread end after the queued jobs."""
         ...
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_samlabel.annotate.decoding import DecodingSession
+from napari_samlabel.annotate.lane import ThreadedRunner
 from napari_samlabel.core.document import AnnotationDocument, ImageStatus
 from napari_samlabel.engine.quality import accept_signals
 
@@ -197,6 +198,21 @@ class AnnotationSession(DecodingSession):
                 return True
         return False
 
+    def mark_done(self) -> None:
+        """Mark the open image done and open the next unfinished one."""
+        self.set_status(ImageStatus.DONE)
+        self.next_unfinished()
+
+    def toggle_flag(self) -> None:
+        """Flag the open image as a failure case, or unflag it.
+
+        Unflagged, it is in progress again when it has objects, else new.
+        """
+        flagged = self.status_of(self.index) == ImageStatus.FLAGGED
+        has_objects = bool(self.doc and self.doc.objects)
+        back = ImageStatus.IN_PROGRESS if has_objects else ImageStatus.NEW
+        self.set_status(back if flagged else ImageStatus.FLAGGED)
+
     def set_status(self, status: ImageStatus | str) -> None:
         """Set the open image's status (saved at once)."""
         self._require_doc().set_status(status)
@@ -347,6 +363,21 @@ class AnnotationSession(DecodingSession):
         doc.events.objects_changed.disconnect(self._on_objects_changed)
         doc.events.status_changed.disconnect(self._on_status_changed)
 
+
+    def stop_jobs(self, timeout_ms: int = 60000) -> None:
+        """Drop the waiting jobs, let the running ones finish, and close threaded runners.
+
+        Each :class:`~napari_samlabel.annotate.lane.ThreadedRunner` is waited for (up to
+        ``timeout_ms``) and closed once, whichever lanes share it.
+        """
+        lanes = (self.lane, self.prefetch_lane, self.load_lane)
+        for lane in lanes:
+            for kind in ("load", "encode", "decode", "prefetch"):
+                lane.cancel(kind)
+        for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
+            if isinstance(runner, ThreadedRunner):
+                runner.wait(timeout_ms)
+                runner.close()
 
     def close(self) -> None:
         """Disconnect from the open document (the views disconnect themselves)."""

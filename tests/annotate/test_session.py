@@ -431,3 +431,43 @@ def test_a_running_decode_from_other_logits_does_not_answer_the_same_prompts(ima
                          np.ones((1, 256, 256), np.float32))  # other logits arrive meanwhile
     s.set_prompts(prompts)                                # unchanged: nothing to do
     assert not s._decode_answers(prompts)                 # the running one used other logits
+
+
+def test_flag_toggles_back_to_where_the_image_was_and_done_moves_on(image_folder):
+    s = _session(image_folder)
+    s.toggle_flag()
+    assert s.status_of(0) == ImageStatus.FLAGGED
+    s.toggle_flag()                                      # no objects: new again
+    assert s.status_of(0) == ImageStatus.NEW
+    s.set_prompts([Point((20, 30))])
+    s.accept()
+    s.toggle_flag()
+    s.toggle_flag()                                      # objects: in progress again
+    assert s.status_of(0) == ImageStatus.IN_PROGRESS
+    s.mark_done()
+    assert s.status_of(0) == ImageStatus.DONE and s.index == 1
+    assert Project.open(image_folder).status("a_cat") == ImageStatus.DONE
+
+
+def test_stop_jobs_drops_waiting_jobs_and_closes_threaded_runners(image_folder):
+    class ThreadLike(ManualRunner):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def wait(self, timeout_ms=60000):
+            self.calls.append(("wait", timeout_ms))
+            return True
+
+        def close(self):
+            self.calls.append(("close",))
+
+    runner = ThreadLike()
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(),
+                            runner=runner, prefetch=False)
+    s.open_image(0)                                      # encode runs ...
+    s.set_prompts([Point((20, 30))])                     # ... the decode waits
+    assert s.lane.waiting("decode")
+    s.stop_jobs(1234)
+    assert not s.lane.waiting("decode")
+    assert runner.calls == [("wait", 1234), ("close",)]  # once, though two lanes share it
