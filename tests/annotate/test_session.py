@@ -1,64 +1,17 @@
-"""The Qt-free session and engine lane, headless (no display needed)."""
+"""The Qt-free annotation session, headless (no display needed)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_samlabel.annotate.lane import EngineLane, SyncRunner
 from napari_samlabel.annotate.session import AnnotationSession, session_for_project
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.core.prompts import Point
 from napari_samlabel.io.folder import project_for_folder
 from napari_samlabel.io.project import Project
 from napari_samlabel.testing.fakes import DiskEngine
-
-
-class ManualRunner:
-    """Runs nothing until told: lets a test see what waits and what is superseded."""
-
-    def __init__(self):
-        self.started = []
-
-    def start(self, fn, on_done, on_error, label):
-        self.started.append((fn, on_done, on_error, label))
-
-    def finish(self):
-        fn, on_done, on_error, _ = self.started.pop(0)
-        on_done(fn())
-
-
-def test_lane_runs_one_job_at_a_time_newest_of_a_kind_wins():
-    runner = ManualRunner()
-    lane = EngineLane(runner)
-    done = []
-    lane.submit("decode", lambda: lambda: "d1", done.append)
-    lane.submit("decode", lambda: lambda: "d2", done.append)
-    lane.submit("prefetch", lambda: lambda: "p", done.append)
-    lane.submit("decode", lambda: lambda: "d3", done.append)
-    lane.submit("encode", lambda: lambda: "e", done.append)
-    assert len(runner.started) == 1                      # one at a time
-    runner.finish()
-    runner.finish()
-    runner.finish()
-    runner.finish()
-    assert done == ["d1", "e", "d3", "p"]                # d2 superseded; priority order
-    assert lane.idle
-    with pytest.raises(ValueError, match="unknown job kind"):
-        lane.submit("paint", lambda: None, done.append)
-
-
-def test_lane_reports_errors_and_keeps_going():
-    errors = []
-    lane = EngineLane(SyncRunner(), lambda kind, exc: errors.append((kind, str(exc))))
-    done = []
-
-    def boom():
-        raise RuntimeError("no image")
-
-    lane.submit("decode", lambda: boom, done.append)
-    lane.submit("decode", lambda: lambda: 1, done.append)
-    assert errors == [("decode", "no image")] and done == [1] and lane.idle
+from tests.annotate.runners import ManualRunner
 
 
 def test_headless_session_decodes_accepts_and_autosaves(image_folder):
