@@ -21,7 +21,7 @@ callbacks vispy ``Key`` objects as modifiers; :func:`modifier_names` reads their
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -86,9 +86,9 @@ class LayerBridge:
         self._shown: tuple[Any, ...] | None = None  # (mask, class, document) on show
         #: How to run a callable once the current napari event is over (the GUI passes a
         #: zero-delay timer; the default runs it at once).
-        self.defer: Any = lambda fn: fn()
+        self.defer: Callable[[Callable[[], None]], Any] = lambda fn: fn()
         #: Called on every mouse press on a prompt layer (the GUI lets the window paint).
-        self.pressed: Any = lambda: None
+        self.pressed: Callable[[], None] = lambda: None
         empty = np.zeros((1, 1), dtype=np.uint8)
         cmap = class_colormap(session.classes)
         self.image_layer = viewer.add_layer(Image(np.zeros((1, 1, 3), np.uint8), name="image",
