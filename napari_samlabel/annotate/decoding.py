@@ -147,7 +147,6 @@ class DecodingSession:
         self.last_decode_ms: float | None = None
         self.decode_count = 0
 
-
     # -- images ------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.images)
@@ -155,7 +154,6 @@ class DecodingSession:
     def image_id(self, index: int | None = None) -> str:
         """Id (file stem) of image ``index`` (the open one by default)."""
         return self.images[self.index if index is None else index].stem
-
 
     @property
     def idle(self) -> bool:
@@ -401,7 +399,6 @@ class DecodingSession:
             self.selected = object_id
             self.events.selection_changed.emit(object_id or 0)
 
-
     # -- reading documents ---------------------------------------------------------------------
     def _stored_status(self, path: Path) -> ImageStatus:
         if self.project is None:
@@ -414,12 +411,10 @@ class DecodingSession:
                                       classes=self.classes)
         return self.project.load_document(path.stem, class_id=self.current_class)
 
-
     # -- failures and notices ------------------------------------------------------------------
     def _load_failed(self, kind: str, exc: BaseException) -> None:
         self._opening = None
         self.notify(f"cannot open the image: {exc}")
-
 
     def _prefetch_failed(self, kind: str, exc: BaseException) -> None:
         self._prefetching = None

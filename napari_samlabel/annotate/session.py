@@ -118,7 +118,6 @@ class AnnotationSession(DecodingSession):
         if index == self._opening:
             self._show(index, image, doc)
 
-
     def _show(self, index: int, image: np.ndarray, doc: AnnotationDocument
               ) -> AnnotationDocument:
         self._opening = None
@@ -155,7 +154,6 @@ class AnnotationSession(DecodingSession):
     def target_index(self) -> int:
         """The image being opened, else the open one (navigation counts from it)."""
         return self.index if self._opening is None else self._opening
-
 
     def resume_index(self) -> int:
         """Index of the image to open first.
@@ -242,7 +240,6 @@ class AnnotationSession(DecodingSession):
             self._statuses[index] = status
             self.events.status_changed.emit(index, status.value)
 
-
     # -- object actions --------------------------------------------------------------------
     def select_class(self, class_id: int) -> None:
         """Pick the class of the current object (and of the objects that follow)."""
@@ -286,7 +283,6 @@ class AnnotationSession(DecodingSession):
         doc.reopen(object_id)
         self.current_class = doc.current.class_id
 
-
     def delete_selected(self) -> bool:
         """Delete the selected accepted object (undoable, saved at once); False if none."""
         if self.selected is None:
@@ -317,7 +313,6 @@ class AnnotationSession(DecodingSession):
         done = self._require_doc().redo()
         self._request_decode()
         return done
-
 
     def save(self) -> None:
         """Write the open document to the project (atomic; autosave calls this).
@@ -362,7 +357,6 @@ class AnnotationSession(DecodingSession):
         doc.events.current_changed.disconnect(self._on_current_changed)
         doc.events.objects_changed.disconnect(self._on_objects_changed)
         doc.events.status_changed.disconnect(self._on_status_changed)
-
 
     def stop_jobs(self, timeout_ms: int = 60000) -> None:
         """Drop the waiting jobs, let the running ones finish, and close threaded runners.
