@@ -120,7 +120,7 @@ class SamLabelWidget(QWidget):
 
     def open_samples(self, engine: Engine | None = None) -> Annotator:
         """Annotate the bundled sample images (their project lives in the user data folder)."""
-        from napari_samlabel._napari.samples import sample_project
+        from napari_samlabel.annotate.samples import sample_project
 
         return self.attach(session_for_project(sample_project(self.classes), **_runners()),
                            engine)
