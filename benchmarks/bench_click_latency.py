@@ -59,7 +59,7 @@ def sample_image(folder: Path) -> Path:
     """A real photo: a VOC sample if present, else the bundled cat."""
     src = next(iter(sorted(VOC.glob("*.jpg"))), None) if VOC.is_dir() else None
     if src is None:
-        from napari_samlabel._napari.samples import sample_paths
+        from napari_samlabel.annotate.samples import sample_paths
 
         src = sample_paths()[0]
     dst = folder / src.name

@@ -33,7 +33,7 @@ def photos(folder: Path, n: int) -> None:
 
     srcs = sorted(VOC.glob("*.jpg"))[:n] if VOC.is_dir() else []
     if not srcs:
-        from napari_samlabel._napari.samples import sample_paths
+        from napari_samlabel.annotate.samples import sample_paths
 
         srcs = list(sample_paths())
     for p in srcs:

@@ -28,7 +28,8 @@ def build_project(folder: Path) -> None:
     """Copy the images and save their objects (ground truth, some broken) as accepted."""
     from skimage.measure import label
 
-    from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+    from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+    from napari_samlabel.core.objects import AnnotatedObject
     from napari_samlabel.core.prompts import Point
     from napari_samlabel.io.project import Project
 

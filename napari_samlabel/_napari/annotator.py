@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from napari_samlabel._napari.bridge import LayerBridge
+from napari_samlabel.annotate.review import ReviewController
 from napari_samlabel.annotate.session import AnnotationSession
-from napari_samlabel.core.document import ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,8 @@ class Annotator:
         Image to open first.
     """
 
-    #: The Review tab's controller (a ``ReviewController``) that the review keys act on.
-    review: Any = None
+    #: The Review tab's controller that the review keys act on.
+    review: ReviewController | None = None
 
     def __init__(self, viewer: Any, session: AnnotationSession, start: int = 0) -> None:
         self.viewer = viewer
@@ -108,7 +109,7 @@ class Annotator:
             self.bridge._on_image_changed(session.index)
 
     # -- actions ---------------------------------------------------------------------------------
-    def accept(self) -> Any:
+    def accept(self) -> AnnotatedObject | None:
         """Accept the current object."""
         return self.session.accept()
 
@@ -180,16 +181,11 @@ class Annotator:
 
     def mark_done(self) -> None:
         """Mark the image done and move on."""
-        self.session.set_status(ImageStatus.DONE)
-        self.session.next_unfinished()
+        self.session.mark_done()
 
     def toggle_flag(self) -> None:
         """Flag the image as a failure case, or unflag it."""
-        s = self.session
-        flagged = s.status_of(s.index) == ImageStatus.FLAGGED
-        has_objects = bool(s.doc and s.doc.objects)
-        back = ImageStatus.IN_PROGRESS if has_objects else ImageStatus.NEW
-        s.set_status(back if flagged else ImageStatus.FLAGGED)
+        self.session.toggle_flag()
 
     def review_accept(self) -> None:
         """Review: accept the image and go to the next undecided one."""

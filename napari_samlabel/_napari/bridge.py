@@ -21,7 +21,7 @@ callbacks vispy ``Key`` objects as modifiers; :func:`modifier_names` reads their
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari_samlabel._napari import convert
 from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.prompts import Prompt
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
@@ -85,9 +86,9 @@ class LayerBridge:
         self._shown: tuple[Any, ...] | None = None  # (mask, class, document) on show
         #: How to run a callable once the current napari event is over (the GUI passes a
         #: zero-delay timer; the default runs it at once).
-        self.defer: Any = lambda fn: fn()
+        self.defer: Callable[[Callable[[], None]], Any] = lambda fn: fn()
         #: Called on every mouse press on a prompt layer (the GUI lets the window paint).
-        self.pressed: Any = lambda: None
+        self.pressed: Callable[[], None] = lambda: None
         empty = np.zeros((1, 1), dtype=np.uint8)
         cmap = class_colormap(session.classes)
         self.image_layer = viewer.add_layer(Image(np.zeros((1, 1, 3), np.uint8), name="image",
@@ -151,7 +152,7 @@ class LayerBridge:
         return self.session.selected
 
     # -- reading the layers ----------------------------------------------------------------------
-    def layer_prompts(self, extra_point: Any = None) -> list:
+    def layer_prompts(self, extra_point: Any = None) -> list[Prompt]:
         """The prompts the layers show, points first, then shapes (layer order).
 
         ``extra_point``: ``(row, col)`` of a point as napari's add mode is adding it, with
@@ -163,7 +164,7 @@ class LayerBridge:
         if extra_point is not None:
             data = np.append(data, np.atleast_2d(extra_point), axis=0)
             positive = np.append(positive, bool(pts.feature_defaults["positive"].iloc[0]))
-        out: list = convert.points_to_prompts(data, positive)
+        out: list[Prompt] = [*convert.points_to_prompts(data, positive)]
         sh = self.shapes_layer
         if sh.nshapes:
             out += convert.shapes_to_prompts(sh.data, sh.shape_type,

@@ -31,7 +31,7 @@ BOX_TYPES = frozenset({"rectangle", "ellipse"})
 PATH_TYPES = frozenset({"path", "line", "polyline", "polygon"})
 
 
-def points_to_prompts(data: np.ndarray, positive: Sequence[bool]) -> list[Point]:
+def points_to_prompts(data: np.ndarray, positive: Sequence[bool] | np.ndarray) -> list[Point]:
     """Points layer data ``(N, 2)`` and its ``positive`` feature -> points."""
     data = np.asarray(data, dtype=float).reshape(-1, 2)
     if len(positive) != len(data):
@@ -41,7 +41,8 @@ def points_to_prompts(data: np.ndarray, positive: Sequence[bool]) -> list[Point]
 
 
 def shapes_to_prompts(data: Sequence[np.ndarray], shape_types: Sequence[str],
-                      positive: Sequence[bool], widths: Sequence[float]) -> list[Prompt]:
+                      positive: Sequence[bool] | np.ndarray,
+                      widths: Sequence[float] | np.ndarray) -> list[Prompt]:
     """Shapes layer data -> boxes and scribbles (in layer order).
 
     Rectangles and ellipses become boxes with the shape's polarity; paths, lines,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from napari_samlabel._napari.widget import EngineOptions, SamLabelWidget
+from napari_samlabel._napari.widget import SamLabelWidget
+from napari_samlabel.annotate.model import EngineOptions
 from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.engine.protocol import Engine
 
 
 def preload_model_libraries() -> None:
@@ -26,7 +28,7 @@ def preload_model_libraries() -> None:
 def open_annotator(viewer: Any, folder: str | Path | None = None,
                    classes: ClassTable | None = None,
                    engine_options: EngineOptions | None = None,
-                   engine: Any = None,
+                   engine: Engine | None = None,
                    review: str | Path | None = None) -> SamLabelWidget:
     """Dock the annotator in ``viewer`` and open ``folder`` (the sample images if None).
 

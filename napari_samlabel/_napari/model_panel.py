@@ -10,9 +10,10 @@ by the new model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt
+from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,6 +26,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_samlabel.annotate.model import EngineOptions, model_list, model_state_text
+
+if TYPE_CHECKING:
+    from napari_samlabel._napari.widget import SamLabelWidget
+
 
 class ModelPanel(QWidget):
     """Model picker of one dock widget.
@@ -36,17 +42,11 @@ class ModelPanel(QWidget):
         ``switch_model(options)`` loads another model.
     """
 
-    def __init__(self, widget: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, widget: SamLabelWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from napari_samlabel.engine.catalogue import model_choices
-
         self.widget = widget
         current = widget.engine_options
-        self.choices = model_choices(current.cache_dir)
-        if current.model not in {c.name for c in self.choices}:
-            # A test model (or an alias) given on the command line: list it too.
-            self.choices += [c for c in model_choices(current.cache_dir, include_tests=True)
-                             if c.name == current.model]
+        self.choices = model_list(current.model, current.cache_dir)
         self.combo = QComboBox()
         model = self.combo.model()
         for row, choice in enumerate(self.choices):
@@ -54,8 +54,10 @@ class ModelPanel(QWidget):
             tip = choice.description if choice.installed else (
                 f"{choice.description}\nNot installed: {choice.install_hint}")
             self.combo.setItemData(row, tip, Qt.ItemDataRole.ToolTipRole)
-            if not choice.installed:
-                model.item(row).setEnabled(False)
+            if not choice.installed and isinstance(model, QStandardItemModel):
+                item = model.item(row)  # a QComboBox's own model is a QStandardItemModel
+                if item is not None:
+                    item.setEnabled(False)
         names = [c.name for c in self.choices]
         if current.model in names:
             self.combo.setCurrentIndex(names.index(current.model))
@@ -100,8 +102,6 @@ class ModelPanel(QWidget):
 
     def apply(self) -> None:
         """Load the selected model (with the given checkpoint, if any)."""
-        from napari_samlabel._napari.widget import EngineOptions
-
         text = self.checkpoint.text().strip()
         self.widget.switch_model(EngineOptions(self.selected(), text or None,
                                                self.precise.isChecked(),
@@ -111,12 +111,4 @@ class ModelPanel(QWidget):
         """Show which model is loaded."""
         a = self.widget.annotator
         engine = a.session.engine if a is not None else None
-        if self.widget.loading_model is not None:
-            text = f"loading {self.widget.loading_model}…" + (
-                f" ({engine.model_id} in use meanwhile)" if engine is not None else "")
-        elif engine is None:
-            text = "no model loaded (see the status line)"
-        else:
-            text = (f"loaded: {engine.model_id} ({getattr(engine, 'precision', '?')} encoder on "
-                    f"{getattr(engine, 'device', 'cpu')})")
-        self.state.setText(text)
+        self.state.setText(model_state_text(engine, self.widget.loading_model))

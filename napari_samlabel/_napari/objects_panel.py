@@ -10,6 +10,7 @@ once).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import Qt
@@ -26,6 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel._napari.panels import swatch
+from napari_samlabel.annotate.display import accepted_rows
 
 COLUMNS = ("class", "id", "area", "score")
 _ID = Qt.ItemDataRole.UserRole
@@ -34,13 +36,13 @@ _ID = Qt.ItemDataRole.UserRole
 class _ObjectTree(QTreeWidget):
     """The table; Delete and Backspace delete the selected object while it has focus."""
 
-    def __init__(self, on_delete: Any) -> None:
+    def __init__(self, on_delete: Callable[[], None]) -> None:
         super().__init__()
         self._on_delete = on_delete
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
+    def keyPressEvent(self, event: QKeyEvent | None) -> None:  # noqa: N802 - Qt's name
         """Delete the selected object on Delete/Backspace."""
-        if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
+        if event is not None and event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self._on_delete()
             return
         super().keyPressEvent(event)
@@ -88,15 +90,10 @@ class ObjectsPanel(QWidget):
             if s.doc is None:
                 return
             colors = s.classes.colors()
-            for obj in s.doc.objects:
-                score = "" if obj.score is None else f"{obj.score:.2f}"
-                name = s.classes.name(obj.class_id)
-                parent = s.doc.parent_of(obj.object_id)
-                if parent is not None:  # a part: say which whole it belongs to
-                    name = f"{name} (of #{parent})"
-                item = QTreeWidgetItem([name, str(obj.object_id), str(obj.area), score])
-                item.setIcon(0, swatch(colors[obj.class_id]))
-                item.setData(0, _ID, obj.object_id)
+            for row in accepted_rows(s):
+                item = QTreeWidgetItem(list(row.cells))
+                item.setIcon(0, swatch(colors[row.class_id]))
+                item.setData(0, _ID, row.object_id)
                 for col in (1, 2, 3):
                     item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight)
                 self.tree.addTopLevelItem(item)
@@ -108,7 +105,8 @@ class ObjectsPanel(QWidget):
     def row_of(self, object_id: int) -> int:
         """Row of ``object_id`` in the table, -1 if absent."""
         for row in range(self.tree.topLevelItemCount()):
-            if self.tree.topLevelItem(row).data(0, _ID) == object_id:
+            item = self.tree.topLevelItem(row)
+            if item is not None and item.data(0, _ID) == object_id:
                 return row
         return -1
 

@@ -25,11 +25,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import CLASS_KEYS, MOUSE_HELP, SHORTCUTS, Annotator
-from napari_samlabel.annotate.session import STATUSES, match_classes
+from napari_samlabel.annotate.display import class_label, highlighted_class, image_label
+from napari_samlabel.annotate.session import STATUSES
+from napari_samlabel.core.classes import match_classes
 from napari_samlabel.core.document import ImageStatus
-
-STATUS_MARK = {ImageStatus.NEW: "○", ImageStatus.IN_PROGRESS: "◐",
-               ImageStatus.DONE: "●", ImageStatus.FLAGGED: "⚑"}
 
 
 def swatch(rgb: Any) -> QIcon:
@@ -68,8 +67,7 @@ class ClassPanel(QWidget):
         for i, name in enumerate(session.classes.names):
             if i == 0:
                 continue
-            depth = name.count("/")
-            label = f"{keys.get(i, ''):6s}{'    ' * depth}{name.rsplit('/', 1)[-1]}"
+            label = class_label(session.classes, i, keys.get(i, ""))
             item = QListWidgetItem(swatch(colors[i]), label)
             item.setData(Qt.ItemDataRole.UserRole, i)
             item.setToolTip(name)
@@ -95,9 +93,12 @@ class ClassPanel(QWidget):
 
     def _filter(self, text: str) -> None:
         shown = set(match_classes(self.annotator.session.classes, text))
-        for row in range(self.list.count()):
-            item = self.list.item(row)
+        for item in self._items():
             item.setHidden(int(item.data(Qt.ItemDataRole.UserRole)) not in shown)
+
+    def _items(self) -> list[QListWidgetItem]:
+        items = (self.list.item(row) for row in range(self.list.count()))
+        return [item for item in items if item is not None]
 
     def _pick_first(self) -> None:
         found = match_classes(self.annotator.session.classes, self.filter.text())
@@ -108,11 +109,7 @@ class ClassPanel(QWidget):
 
     def refresh(self, *_: Any) -> None:
         """Highlight the class of the selected accepted object, else the picked class."""
-        s = self.annotator.session
-        cid = s.current_class
-        if s.selected is not None and s.doc is not None:
-            cid = s.doc.get(s.selected).class_id
-        row = cid - 1
+        row = highlighted_class(self.annotator.session) - 1
         if 0 <= row < self.list.count() and self.list.currentRow() != row:
             self.list.setCurrentRow(row)
 
@@ -128,8 +125,7 @@ class NavigatorPanel(QWidget):
         for i in range(len(session)):
             self.list.addItem(QListWidgetItem(""))
             self._label(i)
-        self.list.itemDoubleClicked.connect(
-            lambda item: session.open_image(self.list.row(item)))
+        self.list.itemDoubleClicked.connect(self._double_clicked)
         buttons = QHBoxLayout()
         for text, action in (("◀ Prev", annotator.previous_image),
                              ("Next ▶", annotator.next_image),
@@ -153,11 +149,13 @@ class NavigatorPanel(QWidget):
         if session.index >= 0:
             self._on_image(session.index)
 
+    def _double_clicked(self, item: QListWidgetItem) -> None:
+        self.annotator.session.open_image(self.list.row(item))
+
     def _label(self, i: int) -> None:
-        s = self.annotator.session
-        status = s.status_of(i)
-        self.list.item(i).setText(f"{STATUS_MARK[status]}  {s.image_id(i)}   "
-                                  f"({status.value.replace('_', ' ')})")
+        item = self.list.item(i)
+        if item is not None:
+            item.setText(image_label(self.annotator.session, i))
 
     def _on_image(self, index: int) -> None:
         self.list.setCurrentRow(index)

@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel.annotate.review import ReviewController
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.io.project_schema import REVIEW_REASONS
 
 #: Objects listed in the table (worst first); the rest are in queue.csv and the report.
@@ -51,10 +52,7 @@ class ReviewPanel(QWidget):
         self.annotator = annotator
         self.viewer = annotator.viewer
         session = annotator.session
-        self._index = {session.image_id(k): k for k in range(len(session))}
-        self.controller = controller or ReviewController(
-            session.project, self._open,
-            lambda iid, status: session.set_status_of(self._index[iid], status))
+        self.controller = controller or ReviewController.for_session(session)
         annotator.review = self.controller  # the review shortcuts act on it
 
         load = QPushButton("Load queue…")
@@ -67,14 +65,15 @@ class ReviewPanel(QWidget):
         self.position = QLabel("")
         self.queue = QListWidget()
         self.queue.setMaximumHeight(130)
-        self.queue.itemClicked.connect(
-            lambda item: self.controller.go_to(item.data(_ID_ROLE)))
+        self.queue.itemClicked.connect(self._queue_clicked)
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["obj", "class", "score", "flags — why"])
-        self.table.verticalHeader().setVisible(False)
+        header, row_header = self.table.horizontalHeader(), self.table.verticalHeader()
+        assert header is not None and row_header is not None  # a table has both headers
+        row_header.setVisible(False)
         self.table.setWordWrap(True)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -82,28 +81,28 @@ class ReviewPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setToolTip("Click: select the object (outlined; class keys and Delete "
                               "act on it); double-click: reopen it with its prompts")
-        header = self.table.horizontalHeader()
         for col in range(3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         # rows as tall as their wrapped reasons, whatever the column width becomes
-        self.table.verticalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+        row_header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._row_selected)
-        self.table.cellDoubleClicked.connect(lambda row, _col: self.reopen_row(row))
+        self.table.cellDoubleClicked.connect(self._cell_double_clicked)
 
         self.decision = QLabel("")
         self.decision.setWordWrap(True)
         self.clear_button = QPushButton("Clear")
         self.clear_button.setToolTip("Forget this image's decision (undecided again)")
-        self.clear_button.clicked.connect(self.controller.clear)
+        self.clear_button.clicked.connect(self._clear)
         decision_row = QHBoxLayout()
         decision_row.addWidget(self.decision, 1)
         decision_row.addWidget(self.clear_button)
         self.reason = QComboBox()
         self.reason.setEditable(True)
         self.reason.addItems(["", *REVIEW_REASONS])
-        self.reason.lineEdit().setPlaceholderText("reason tag (pick or type)")
+        line = self.reason.lineEdit()
+        if line is not None:  # an editable combo box has one
+            line.setPlaceholderText("reason tag (pick or type)")
         self.reason.editTextChanged.connect(lambda text: setattr(self.controller, "reason",
                                                                  text))
         self.note = QLineEdit()
@@ -118,13 +117,13 @@ class ReviewPanel(QWidget):
                                                  "(Shift+W)")):
             b = QPushButton(text)
             b.setToolTip(tip + "; saved at once, then the next undecided image")
-            b.clicked.connect(lambda _=False, d=decision: self.controller.decide(d))
+            b.clicked.connect(lambda _=False, d=decision: self._decide(d))
             self.buttons[decision] = b
             decide_row.addWidget(b)
         self.prev_button = QPushButton("◀ Prev")
-        self.prev_button.clicked.connect(self.controller.previous)
+        self.prev_button.clicked.connect(self._previous)
         self.next_button = QPushButton("Next ▶")
-        self.next_button.clicked.connect(self.controller.next)
+        self.next_button.clicked.connect(self._next)
         self.include_decided = QCheckBox("include decided")
         self.include_decided.setToolTip("Next visits decided images too, to revise them")
         self.include_decided.toggled.connect(
@@ -157,6 +156,25 @@ class ReviewPanel(QWidget):
         # A reopened project goes on with the queue it was reviewing, at the open image.
         self.controller.resume(at=session.image_id(session.target_index))
 
+    # -- buttons and clicks --------------------------------------------------------------------
+    def _queue_clicked(self, item: QListWidgetItem) -> None:
+        self.controller.go_to(item.data(_ID_ROLE))
+
+    def _cell_double_clicked(self, row: int, _column: int) -> None:
+        self.reopen_row(row)
+
+    def _decide(self, decision: str) -> None:
+        self.controller.decide(decision)
+
+    def _clear(self) -> None:
+        self.controller.clear()
+
+    def _previous(self) -> None:
+        self.controller.previous()
+
+    def _next(self) -> None:
+        self.controller.next()
+
     # -- loading -------------------------------------------------------------------------------
     def load(self, path: str | Path) -> bool:
         """Load a ``queue.json`` (or its folder) and open its worst undecided image."""
@@ -173,13 +191,6 @@ class ReviewPanel(QWidget):
         if folder:
             self.load(folder)
 
-    def _open(self, image_id: str) -> None:
-        k = self._index.get(image_id)
-        if k is None:
-            raise ValueError(f"image {image_id} is not among the annotator's images")
-        if k != self.annotator.session.index:
-            self.annotator.session.open_image(k)
-
     # -- rendering -----------------------------------------------------------------------------
     def _fill_queue(self) -> None:
         self.queue.clear()
@@ -195,7 +206,7 @@ class ReviewPanel(QWidget):
         rows = dict(self.controller.queue_rows())
         for k in range(self.queue.count()):
             item = self.queue.item(k)
-            if item.data(_ID_ROLE) == image_id:
+            if item is not None and item.data(_ID_ROLE) == image_id:
                 item.setText(rows[image_id])
 
     def refresh(self, *_: Any) -> None:
@@ -209,24 +220,15 @@ class ReviewPanel(QWidget):
         self.table.clearSelection()
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            why = " — ".join(p for p in (", ".join(row.flags), row.reason) if p)
-            cells = (str(row.object_id), row.class_name, f"{row.score:.2f}", why or "fine")
+            cells = (str(row.object_id), row.class_name, f"{row.score:.2f}", row.why)
             for col, text in enumerate(cells):
                 cell = QTableWidgetItem(text)
                 cell.setData(_ID_ROLE, row.object_id)
                 cell.setToolTip(row.signals)
                 self.table.setItem(r, col, cell)
         self.table.blockSignals(False)
-        review = c.decision
-        if item is None:
-            self.decision.setText("")
-        elif review is None:
-            self.decision.setText("Decision: none yet")
-        else:
-            tag = f" — {review.reason}" if review.reason else ""
-            note = f" ({review.note})" if review.note else ""
-            self.decision.setText(f"Decision: {review.decision.replace('_', ' ')}{tag}{note}")
-        self.clear_button.setEnabled(review is not None)
+        self.decision.setText(c.decision_text())
+        self.clear_button.setEnabled(c.decision is not None)
         for b in self.buttons.values():
             b.setEnabled(item is not None)
         for b in (self.prev_button, self.next_button):
@@ -250,19 +252,16 @@ class ReviewPanel(QWidget):
         self.controller.follow(self.annotator.session.image_id())
 
     def _on_objects(self) -> None:
-        s, item = self.annotator.session, self.controller.current
-        if item is None or s.doc is None or item.image_id != s.image_id():
-            return
-        original = s.doc.current.original  # an object being refined still counts
-        objects = (*s.doc.objects, original) if original is not None else s.doc.objects
-        self.controller.rescore(objects, s.doc.status.value)
+        doc = self.annotator.session.doc
+        if doc is not None:
+            self.controller.rescore_document(doc)
 
     # -- objects of the table ------------------------------------------------------------------
     def _row_object(self, row: int) -> int | None:
         cell = self.table.item(row, 0)
         return None if cell is None else int(cell.data(_ID_ROLE))
 
-    def _accepted(self, object_id: int) -> Any:
+    def _accepted(self, object_id: int) -> AnnotatedObject | None:
         doc = self.annotator.session.doc
         obj = next((o for o in doc.objects if o.object_id == object_id), None) if doc else None
         if obj is None:
@@ -271,9 +270,11 @@ class ReviewPanel(QWidget):
         return obj
 
     def _row_selected(self) -> None:
-        rows = self.table.selectionModel().selectedRows()
-        if rows:
-            self.select_object(self._row_object(rows[0].row()))
+        selection = self.table.selectionModel()
+        rows = selection.selectedRows() if selection is not None else []
+        oid = self._row_object(rows[0].row()) if rows else None
+        if oid is not None:
+            self.select_object(oid)
 
     def select_object(self, object_id: int) -> bool:
         """Select accepted object ``object_id`` (outlined; class keys and Delete act on it)."""

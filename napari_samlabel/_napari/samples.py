@@ -1,44 +1,13 @@
-"""The bundled sample images (``napari_samlabel/resources``) for trying the annotator."""
+"""napari's sample-data menu entries for the bundled images.
+
+The images and their project are :mod:`napari_samlabel.annotate.samples`'.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-SAMPLES: tuple[tuple[str, str], ...] = (
-    ("chelsea", "Cat (Chelsea)"),
-    ("coffee", "Coffee cup"),
-    ("astronaut", "Astronaut"),
-)
-
-
-def sample_paths() -> list[Path]:
-    """Paths of the bundled sample images."""
-    return [RESOURCES / f"{name}.jpg" for name, _ in SAMPLES]
-
-
-def sample_project_dir() -> Path:
-    """Where the sample images' project lives: the user data folder, not the package.
-
-    The folder name includes a hash of the package location, so a reinstall elsewhere starts
-    a fresh sample project instead of one whose image paths no longer resolve.
-    """
-    from platformdirs import user_data_dir
-
-    tag = hashlib.sha256(str(RESOURCES).encode()).hexdigest()[:10]
-    return Path(user_data_dir("napari-samlabel")) / f"sample-project-{tag}"
-
-
-def sample_project(classes: Any = None) -> Any:
-    """Open (or create) the project over the bundled sample images."""
-    from napari_samlabel.io.project import Project
-
-    folder = sample_project_dir()
-    if Project.is_project(folder):
-        return Project.open(folder)
-    return Project.create(folder, sample_paths(), classes)
+from napari_samlabel.annotate.samples import RESOURCES
 
 
 def _layer(name: str) -> list[tuple[Any, dict[str, Any], str]]:

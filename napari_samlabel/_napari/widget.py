@@ -38,25 +38,15 @@ from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
 from napari_samlabel._napari.workers import ThreadRunner
-from napari_samlabel.annotate.session import (
-    AnnotationSession,
-    project_for_folder,
-    session_for_project,
-)
+from napari_samlabel.annotate.display import status_lines
+from napari_samlabel.annotate.model import EngineOptions
+from napari_samlabel.annotate.session import AnnotationSession, session_for_project
 from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.engine.protocol import Engine
+from napari_samlabel.io.folder import project_for_folder
 
 #: Longest time the window's repaint waits for a decode.
 PAINT_HOLD_MS = 400
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to load the model (``samlabel annotate`` options)."""
-
-    model: str = "vit_b"
-    checkpoint: str | None = None
-    precise: bool = False
-    cache_dir: str | None = None
 
 
 def _runners() -> dict[str, ThreadRunner]:
@@ -97,7 +87,7 @@ class SamLabelWidget(QWidget):
         open_button.clicked.connect(self._choose_folder)
         samples_button = QPushButton("Sample images")
         samples_button.setToolTip("Annotate the bundled sample images")
-        samples_button.clicked.connect(lambda: self.open_samples())
+        samples_button.clicked.connect(self._open_samples_clicked)
         top = QHBoxLayout()
         top.addWidget(open_button, 1)
         top.addWidget(samples_button)
@@ -116,7 +106,10 @@ class SamLabelWidget(QWidget):
         if folder:
             self.open_folder(folder)
 
-    def open_folder(self, folder: str | Path, engine: Any = None) -> Annotator:
+    def _open_samples_clicked(self) -> None:
+        self.open_samples()
+
+    def open_folder(self, folder: str | Path, engine: Engine | None = None) -> Annotator:
         """Open (or create) the project in ``folder`` and start annotating it.
 
         ``engine``: an engine to use as is; otherwise one is loaded in a worker thread from
@@ -125,14 +118,14 @@ class SamLabelWidget(QWidget):
         project = project_for_folder(folder, self.classes)
         return self.attach(session_for_project(project, **_runners()), engine)
 
-    def open_samples(self, engine: Any = None) -> Annotator:
+    def open_samples(self, engine: Engine | None = None) -> Annotator:
         """Annotate the bundled sample images (their project lives in the user data folder)."""
-        from napari_samlabel._napari.samples import sample_project
+        from napari_samlabel.annotate.samples import sample_project
 
         return self.attach(session_for_project(sample_project(self.classes), **_runners()),
                            engine)
 
-    def attach(self, session: AnnotationSession, engine: Any = None) -> Annotator:
+    def attach(self, session: AnnotationSession, engine: Engine | None = None) -> Annotator:
         """Annotate ``session`` in this widget's viewer (replacing a previous one)."""
         self.shutdown()
         self.tabs.clear()
@@ -206,14 +199,12 @@ class SamLabelWidget(QWidget):
         if self.model_panel is not None:
             self.model_panel.refresh()
 
-        def load() -> Any:
+        def load() -> tuple[int, Engine | _LoadFailed]:
             from napari_samlabel._napari.torch_guard import keep_triton_out
-            from napari_samlabel.engine.loader import load_engine
 
             keep_triton_out()
             try:
-                return seq, load_engine(opts.model, opts.checkpoint, precise=opts.precise,
-                                        cache_dir=opts.cache_dir)
+                return seq, opts.load()
             except Exception as exc:  # shown as a message, not re-raised as a traceback
                 return seq, _LoadFailed(exc)  # (a worker returning an exception re-raises it)
 
@@ -233,7 +224,7 @@ class SamLabelWidget(QWidget):
         if self.model_panel is not None:
             self.model_panel.refresh()
 
-    def _engine_loaded(self, result: tuple[int, Any]) -> None:
+    def _engine_loaded(self, result: tuple[int, Engine | _LoadFailed]) -> None:
         seq, engine = result
         if seq != self._load_seq:
             return  # the user picked another model meanwhile
@@ -289,17 +280,8 @@ class SamLabelWidget(QWidget):
         self._render_status()
 
     def _render_status(self, *_: Any) -> None:
-        parts = []
         a = self.annotator
-        if a is not None and a.session.doc is not None:
-            s = a.session
-            parts.append(f"{s.index + 1}/{len(s)} {s.image_id()} · {len(s.doc.objects)} objects")
-            line = (f"class {s.classes.name(s.current_class)} ({s.current_class}) · next "
-                    f"prompt {'positive' if s.positive else 'NEGATIVE'}")
-            if s.selected is not None:
-                obj = s.doc.get(s.selected)
-                line += f" · selected #{obj.object_id} {s.classes.name(obj.class_id)}"
-            parts.append(line)
+        parts = status_lines(a.session) if a is not None else []
         parts += [p for p in (self._timing, self._busy, self._message) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
@@ -309,17 +291,7 @@ class SamLabelWidget(QWidget):
         if a is None:
             return
         s = a.session
-        lanes = (s.lane, s.prefetch_lane, s.load_lane)
-        for lane in lanes:
-            for kind in ("load", "encode", "decode", "prefetch"):
-                lane.cancel(kind)
-        for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
-            wait = getattr(runner, "wait", None)
-            if wait is not None:
-                wait(timeout_ms)
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
+        s.stop_jobs(timeout_ms)
         ev = s.events
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
                              (ev.message, self._on_message), (ev.decoding, self._on_decoding)):

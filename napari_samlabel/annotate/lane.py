@@ -18,9 +18,10 @@ imports Qt or napari.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 #: Kinds of job in start order.
 PRIORITY: tuple[str, ...] = ("encode", "decode", "refine", "prefetch")
@@ -32,6 +33,19 @@ class Runner(Protocol):
     def start(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
               on_error: Callable[[BaseException], None], label: str) -> None:
         """Run ``fn``; call ``on_done(result)`` or ``on_error(exc)`` on the caller's thread."""
+        ...
+
+
+@runtime_checkable
+class ThreadedRunner(Runner, Protocol):
+    """A :class:`Runner` on a thread of its own, which can be waited for and closed."""
+
+    def wait(self, timeout_ms: int = 60000) -> bool:
+        """Deliver every job queued so far; False if ``timeout_ms`` ran out first."""
+        ...
+
+    def close(self) -> None:
+        """Let the thread end after the queued jobs."""
         ...
 
 
@@ -85,6 +99,11 @@ class EngineLane:
         return self._running is not None
 
     @property
+    def running(self) -> str | None:
+        """The kind of the job running, None when none runs."""
+        return self._running
+
+    @property
     def idle(self) -> bool:
         """True when nothing runs and nothing waits."""
         return self._running is None and not self._waiting
@@ -117,8 +136,8 @@ class EngineLane:
             if fn is None:
                 continue
             self._running = kind
-            self.runner.start(fn, lambda result, job=job: self._finish(job, result),
-                              lambda exc, job=job: self._fail(job, exc), job.label)
+            self.runner.start(fn, functools.partial(self._finish, job),
+                              functools.partial(self._fail, job), job.label)
 
     def _finish(self, job: _Job, result: Any) -> None:
         self._running = None

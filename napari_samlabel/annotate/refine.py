@@ -48,7 +48,8 @@ from psygnal import Signal, SignalGroup
 
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.compose import MaskEntry, compose_label_maps
-from napari_samlabel.core.document import MAX_OBJECTS, AnnotatedObject, AnnotationDocument
+from napari_samlabel.core.document import AnnotationDocument
+from napari_samlabel.core.objects import MAX_OBJECTS, AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.engine.protocol import Engine
 from napari_samlabel.pseudo.objects import objects_from_labels

@@ -13,15 +13,20 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal, SignalGroup
 
-from napari_samlabel.core.document import AnnotatedObject, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.curate.assessment import ImageAssessment
 from napari_samlabel.curate.review import ReviewItem, ReviewWalk
 from napari_samlabel.curate.signals import Thresholds
+from napari_samlabel.io.project import Project
 from napari_samlabel.io.project_schema import REVIEW_DECISIONS, Review
+
+if TYPE_CHECKING:
+    from napari_samlabel.annotate.session import AnnotationSession
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class ObjectRow:
     """The object's main reason in words (``""`` when nothing is suspicious)."""
     signals: str
     """Every raw signal, one ``name value`` per line (the row's tooltip)."""
+
+    @property
+    def why(self) -> str:
+        """Flags and reason in one line, ``"fine"`` when there is neither."""
+        return " — ".join(p for p in (", ".join(self.flags), self.reason) if p) or "fine"
 
 
 class ReviewEvents(SignalGroup):
@@ -70,9 +80,10 @@ class ReviewController:
 
     Parameters
     ----------
-    project : Project
+    project : Project or None
         The project under review; decisions are read from and written to it. Share the
-        annotator's own instance, so both write one project file.
+        annotator's own instance, so both write one project file. Without one (images that
+        are not a project) nothing can be loaded.
     open_image : callable, optional
         ``open_image(image_id)``: show that project image (the panel passes the session's
         ``open_image``). May raise ``OSError`` or ``ValueError``; the message is shown.
@@ -99,11 +110,12 @@ class ReviewController:
         edits in the annotator; None until the objects change.
     """
 
-    def __init__(self, project: Any, open_image: Callable[[str], Any] | None = None,
+    def __init__(self, project: Project | None, open_image: Callable[[str], Any] | None = None,
                  set_status: Callable[[str, ImageStatus], Any] | None = None) -> None:
         self.project = project
         self.open_image = open_image or (lambda _iid: None)
-        self.set_status = set_status or (lambda iid, status: project.set_status(iid, status))
+        self.set_status = set_status or (
+            lambda iid, status: self._project.set_status(iid, status))
         self.events = ReviewEvents()
         self.walk: ReviewWalk | None = None
         self.queue_path: Path | None = None
@@ -114,6 +126,35 @@ class ReviewController:
         self.away: str | None = None  # the open image when the annotator left the queue
         self._thresholds = Thresholds()
         self._with_gt = False
+
+    @classmethod
+    def for_session(cls, session: AnnotationSession) -> ReviewController:
+        """A controller reviewing ``session``'s project through the session itself.
+
+        Images open in the session (the annotator's tools then fix them; an image that is
+        open already is left as it is), and an accepted decision marks its image done
+        through :meth:`AnnotationSession.set_status_of` (so the navigator and undo see it).
+        """
+        index = {session.image_id(k): k for k in range(len(session))}
+
+        def open_image(image_id: str) -> None:
+            k = index.get(image_id)
+            if k is None:
+                raise ValueError(f"image {image_id} is not among the annotator's images")
+            if k != session.index:
+                session.open_image(k)
+
+        def set_status(image_id: str, status: ImageStatus) -> None:
+            session.set_status_of(index[image_id], status)
+
+        return cls(session.project, open_image, set_status)
+
+    @property
+    def _project(self) -> Project:
+        """The project; only used once a queue is loaded, which needs one."""
+        if self.project is None:
+            raise RuntimeError("no project to review")
+        return self.project
 
     # -- loading -------------------------------------------------------------------------------
     def load(self, path: str | os.PathLike[str], at: str | None = None) -> bool:
@@ -133,7 +174,7 @@ class ReviewController:
             return False
         try:
             data = read_queue(Path(path))
-            walk = ReviewWalk(data, self.project.image_ids, decided=self.is_decided)
+            walk = ReviewWalk(data, self._project.image_ids, decided=self.is_decided)
         except ValueError as exc:
             self.events.message.emit(str(exc))
             return False
@@ -151,7 +192,7 @@ class ReviewController:
         self.events.message.emit(f"queue of {len(walk)} images, {walk.remaining()} "
                                  f"undecided{extra}")
         try:
-            self.project.set_last_review_queue(self.queue_path)
+            self._project.set_last_review_queue(self.queue_path)
         except OSError as exc:  # a convenience: the review goes on
             self.events.message.emit(f"could not remember the queue: {exc}")
         self.events.loaded.emit()
@@ -172,19 +213,19 @@ class ReviewController:
         """
         if self.project is None:
             return False
-        path = self.project.last_review_queue()
+        path = self._project.last_review_queue()
         if path is None or not path.is_file():
             return False
         if self.load(path, at=at):
             return True
         with contextlib.suppress(OSError):
-            self.project.set_last_review_queue(None)
+            self._project.set_last_review_queue(None)
         return False
 
     # -- where we are --------------------------------------------------------------------------
     def is_decided(self, image_id: str) -> bool:
         """True when the project has a review decision for ``image_id``."""
-        return self.project.review(image_id) is not None
+        return self._project.review(image_id) is not None
 
     @property
     def current(self) -> ReviewItem | None:
@@ -201,13 +242,24 @@ class ReviewController:
     def decision(self) -> Review | None:
         """The saved decision of the current image."""
         item = self.current
-        return None if item is None else self.project.review(item.image_id)
+        return None if item is None else self._project.review(item.image_id)
+
+    def decision_text(self) -> str:
+        """The saved decision of the current image in words (``""`` without an image)."""
+        if self.current is None:
+            return ""
+        review = self.decision
+        if review is None:
+            return "Decision: none yet"
+        tag = f" — {review.reason}" if review.reason else ""
+        note = f" ({review.note})" if review.note else ""
+        return f"Decision: {review.decision.replace('_', ' ')}{tag}{note}"
 
     def counts(self) -> dict[str, int]:
         """Images of the queue per decision, and ``undecided``."""
         out = dict.fromkeys((*REVIEW_DECISIONS, "undecided"), 0)
         for it in self.walk.items if self.walk is not None else ():
-            r = self.project.review(it.image_id)
+            r = self._project.review(it.image_id)
             out["undecided" if r is None else r.decision] += 1
         return out
 
@@ -236,7 +288,7 @@ class ReviewController:
         a = item.assessment
         lines = [f"{item.image_id}: rank {item.rank}, score {item.score:.2f}",
                  "flags: " + (", ".join(item.flags) or "none"),
-                 "why: " + describe_reason(item.main_reason, a, self.project.classes)]
+                 "why: " + describe_reason(item.main_reason, a, self._project.classes)]
         if self.now is not None:
             gt = " (without ground truth)" if self._with_gt else ""
             lines.append(f"now{gt}: score {self.now.score:.2f}, flags: "
@@ -258,7 +310,7 @@ class ReviewController:
                 text = describe_reason({"object_id": o.object_id, **o.main_reason})
                 reason = text.removeprefix(f"object {o.object_id}: ")
             signals = "\n".join(f"{k}: {format_value(k, v)}" for k, v in o.signals.items())
-            rows.append(ObjectRow(o.object_id, class_name(self.project.classes, o.class_id),
+            rows.append(ObjectRow(o.object_id, class_name(self._project.classes, o.class_id),
                                   o.score, tuple(o.flags), reason, signals))
         return rows
 
@@ -271,7 +323,7 @@ class ReviewController:
             return []
         rows = []
         for it in self.walk.items:
-            r = self.project.review(it.image_id)
+            r = self._project.review(it.image_id)
             mark = DECISION_MARK.get(r.decision if r is not None else "", "·")
             rows.append((it.image_id, f"{mark} {it.rank:>3}  {it.image_id}  "
                                       f"{it.score:.2f}  {it.headline}".rstrip()))
@@ -362,13 +414,13 @@ class ReviewController:
         from napari_samlabel.io.project_schema import ProjectError
 
         try:
-            review = self.project.set_review(item.image_id, decision, self.reason, self.note)
+            review = self._project.set_review(item.image_id, decision, self.reason, self.note)
         except (ProjectError, KeyError, OSError) as exc:
             self.events.message.emit(f"not saved: {exc}")
             return False
         tag = f" ({review.reason})" if review.reason else ""
         done = ""
-        if decision == "accepted" and self.project.status(item.image_id) != ImageStatus.DONE:
+        if decision == "accepted" and self._project.status(item.image_id) != ImageStatus.DONE:
             try:
                 self.set_status(item.image_id, ImageStatus.DONE)
                 done = ", marked done"
@@ -386,7 +438,7 @@ class ReviewController:
         if item is None:
             return False
         try:
-            self.project.clear_review(item.image_id)
+            self._project.clear_review(item.image_id)
         except OSError as exc:
             self.events.message.emit(f"not saved: {exc}")
             return False
@@ -408,7 +460,7 @@ class ReviewController:
             return None
         from napari_samlabel.curate.assessment import assess_image
 
-        classes = self.project.classes
+        classes = self._project.classes
         parts = [o.object_id for o in objects if classes.is_part(o.class_id)]
         try:
             self.now = assess_image(item.image_id, item.assessment.shape, objects,
@@ -418,6 +470,18 @@ class ReviewController:
             self.events.message.emit(f"cannot rescore {item.image_id}: {exc}")
         self.events.current_changed.emit()
         return self.now
+
+    def rescore_document(self, doc: AnnotationDocument) -> ImageAssessment | None:
+        """:meth:`rescore` from ``doc`` when it is the image under review (else nothing).
+
+        An object being refined (reopened) still counts as accepted.
+        """
+        item = self.current
+        if item is None or item.image_id != doc.image_id:
+            return None
+        original = doc.current.original
+        objects = (*doc.objects, original) if original is not None else doc.objects
+        return self.rescore(objects, doc.status.value)
 
     # -- plumbing ------------------------------------------------------------------------------
     def _need_walk(self) -> ReviewWalk | None:
@@ -437,7 +501,7 @@ class ReviewController:
 
     def _show(self, item: ReviewItem | None, open_it: bool = True) -> ReviewItem | None:
         self.now = None
-        review = None if item is None else self.project.review(item.image_id)
+        review = None if item is None else self._project.review(item.image_id)
         self.reason = review.reason if review is not None else ""
         self.note = review.note if review is not None else ""
         if item is None:

@@ -220,3 +220,19 @@ def as_class_table(classes: ClassTable | Sequence[str] | None) -> ClassTable:
     if isinstance(classes, ClassTable):
         return classes
     return ClassTable(tuple(classes))
+
+
+def match_classes(classes: ClassTable, text: str) -> list[int]:
+    """Class indices (background excluded) whose name contains ``text``, best first.
+
+    Case-insensitive; names whose last part (``dog/head`` -> ``head``) or whole name start
+    with ``text`` come first, then the other matches, each group in class order. An empty
+    ``text`` matches every class.
+    """
+    needle = text.strip().lower()
+    hits = [(i, name.lower()) for i, name in enumerate(classes.names) if i > 0]
+    if not needle:
+        return [i for i, _ in hits]
+    starts = [i for i, n in hits if n.startswith(needle) or n.rsplit("/", 1)[-1].startswith(needle)]
+    rest = [i for i, n in hits if needle in n and i not in starts]
+    return starts + rest

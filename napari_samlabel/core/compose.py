@@ -122,7 +122,8 @@ def split_levels(entries: Sequence[MaskEntry],
     """
     if classes is None:
         return list(entries), []
-    wholes, parts = [], []
+    wholes: list[MaskEntry] = []
+    parts: list[MaskEntry] = []
     for e in entries:
         (parts if classes.is_part(e.class_id) else wholes).append(e)
     return wholes, parts

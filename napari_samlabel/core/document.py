@@ -6,8 +6,10 @@ logits arrays, so an undo step costs a few references, never a copy of a label m
 
 What a state contains:
 
-- ``objects``: the accepted objects, in accept order (:class:`AnnotatedObject`).
-- ``current``: the object being prompted (:class:`CurrentObject`): its class, its prompts in
+- ``objects``: the accepted objects, in accept order
+  (:class:`~napari_samlabel.core.objects.AnnotatedObject`).
+- ``current``: the object being prompted (:class:`~napari_samlabel.core.current.
+  CurrentObject`): its class, its prompts in
   the order given, and SAM's latest answer for exactly those prompts (mask, score, low-res
   logits). The logits belong to this object only: accepting or discarding it starts the next
   object without logits, and undo restores the logits that belonged to the restored state.
@@ -30,7 +32,8 @@ class, its ``parent_id``: by default the whole of that class sharing the most pi
 part (:func:`napari_samlabel.core.compose.containing_object`; None while there is none),
 re-resolved on every change of the objects (a parent deleted, reopened, re-accepted with a
 new mask, its class changed); or set explicitly with :meth:`AnnotationDocument.set_parent`
-(an undoable step), which holds as long as that whole exists with the parent class. Parts
+(an undoable step), which holds as long as that whole exists with the parent class (see
+:func:`napari_samlabel.core.objects.resolve_parents`). Parts
 never compete with wholes for pixels: :meth:`AnnotationDocument.label_maps` holds the wholes
 only, :meth:`AnnotationDocument.part_maps` the parts only.
 """
@@ -39,19 +42,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 from psygnal import Signal, SignalGroup
 
-from napari_samlabel.core.classes import VOID, ClassTable
-from napari_samlabel.core.compose import LevelMaps, MaskEntry, compose_levels, containing_object
-from napari_samlabel.core.prompts import ObjectPrompts, Prompt
-
-MAX_OBJECTS = VOID - 1  # instance ids 1..254 fit an 8-bit instance map; 255 is void
+from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.compose import LevelMaps, MaskEntry, compose_levels
+from napari_samlabel.core.current import CurrentObject
+from napari_samlabel.core.objects import (
+    MAX_OBJECTS,
+    AnnotatedObject,
+    read_only,
+    resolve_parents,
+)
+from napari_samlabel.core.prompts import Prompt
 
 
 class ImageStatus(StrEnum):
@@ -61,136 +67,6 @@ class ImageStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     DONE = "done"
     FLAGGED = "flagged"
-
-
-def _frozen(array: np.ndarray | None, dtype: Any = None) -> np.ndarray | None:
-    """Return a read-only view (no copy when the dtype matches).
-
-    The document takes ownership of arrays handed to it: callers must not write to them
-    afterwards (engines return fresh arrays, so nothing is copied per click).
-    """
-    if array is None:
-        return None
-    out = np.asarray(array, dtype=dtype).view()
-    out.setflags(write=False)
-    return out
-
-
-@dataclass(frozen=True, eq=False)
-class AnnotatedObject:
-    """An accepted object.
-
-    Attributes
-    ----------
-    object_id : int
-        Instance index in ``1..254``, unique within the image.
-    class_id : int
-        Class index (see :class:`napari_samlabel.core.classes.ClassTable`).
-    mask : numpy.ndarray
-        ``H x W`` read-only ``bool`` mask.
-    prompts : tuple
-        The prompts that produced the mask, in order (provenance; reopening uses them).
-    score : float or None
-        SAM's predicted IoU of the mask (the overlap rule uses it).
-    model_id : str or None
-        Identity of the model that produced the mask.
-    signals : Mapping[str, float]
-        Extra per-object scores (stability, curation signals ...).
-    logits : numpy.ndarray or None
-        Low-res logits of the last prediction; kept in memory only, so a reopened object
-        continues refining where it stopped within a session.
-    created, modified : float
-        POSIX timestamps.
-    attributes : Mapping[str, str | bool | int | float]
-        Facts about the object rather than its mask (VOC's ``pose``, ``truncated``,
-        ``difficult``); they survive reopening and re-accepting the object.
-    parent_id : int or None
-        For a part (its class is a part class): the id of the whole it belongs to, None
-        while it has none. Always None for a whole. A document with a class table keeps it
-        resolved (see the module docstring).
-    parent_fixed : bool
-        True when ``parent_id`` was set explicitly (:meth:`AnnotationDocument.set_parent`)
-        rather than found from the pixels.
-    """
-
-    object_id: int
-    class_id: int
-    mask: np.ndarray
-    prompts: tuple[Prompt, ...] = ()
-    score: float | None = None
-    model_id: str | None = None
-    signals: Mapping[str, float] = field(default_factory=dict)
-    logits: np.ndarray | None = None
-    created: float = field(default_factory=time.time)
-    modified: float = field(default_factory=time.time)
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    parent_id: int | None = None
-    parent_fixed: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 < int(self.object_id) <= MAX_OBJECTS:
-            raise ValueError(f"object id {self.object_id} is outside 1..{MAX_OBJECTS}")
-        object.__setattr__(self, "object_id", int(self.object_id))
-        object.__setattr__(self, "class_id", int(self.class_id))
-        object.__setattr__(self, "mask", _frozen(self.mask, bool))
-        object.__setattr__(self, "logits", _frozen(self.logits, np.float32))
-        object.__setattr__(self, "prompts", tuple(self.prompts))
-        object.__setattr__(self, "signals", MappingProxyType(dict(self.signals)))
-        object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
-        if self.parent_id is not None:
-            pid = int(self.parent_id)
-            if not 0 < pid <= MAX_OBJECTS or pid == self.object_id:
-                raise ValueError(f"object {self.object_id}: parent id {pid} is not another "
-                                 f"object's id (1..{MAX_OBJECTS})")
-            object.__setattr__(self, "parent_id", pid)
-        elif self.parent_fixed:
-            raise ValueError(f"object {self.object_id}: a fixed parent needs a parent id")
-        object.__setattr__(self, "parent_fixed", bool(self.parent_fixed))
-
-    @property
-    def object_prompts(self) -> ObjectPrompts:
-        """The prompts as an :class:`ObjectPrompts` record."""
-        return ObjectPrompts(self.object_id, self.class_id, self.prompts)
-
-    @property
-    def area(self) -> int:
-        """Mask area in pixels."""
-        return int(np.count_nonzero(self.mask))
-
-
-@dataclass(frozen=True, eq=False)
-class CurrentObject:
-    """The object being prompted, and SAM's latest answer to its prompts.
-
-    ``mask_prompts`` are the prompts the mask was computed for: after a prompt edit the old
-    mask stays (its logits feed the next decode) until the answer to the new prompts
-    arrives. ``ious`` are the predicted IoUs of all of SAM's candidates in that answer.
-    """
-
-    class_id: int
-    prompts: tuple[Prompt, ...] = ()
-    mask: np.ndarray | None = None
-    score: float | None = None
-    logits: np.ndarray | None = None
-    model_id: str | None = None
-    original: AnnotatedObject | None = None  # the accepted object this one reopens
-    mask_prompts: tuple[Prompt, ...] | None = None
-    ious: np.ndarray | None = None
-
-    @property
-    def prediction_is_current(self) -> bool:
-        """True when the mask was computed for exactly the current prompts."""
-        return self.mask is not None and self.mask_prompts == self.prompts
-
-    @property
-    def object_id(self) -> int | None:
-        """Id of the reopened accepted object, None for a new object."""
-        return None if self.original is None else self.original.object_id
-
-    @property
-    def has_mask(self) -> bool:
-        """True when a prediction for the current prompts is present and not empty."""
-        return self.mask is not None and bool(self.mask.any())
 
 
 @dataclass(frozen=True, eq=False)
@@ -436,9 +312,10 @@ class AnnotationDocument:
             return False
         if mask is not None:
             self._check_mask(mask)
-        new = replace(cur, mask=_frozen(mask, bool), score=None if score is None else float(score),
-                      logits=_frozen(logits, np.float32), model_id=model_id,
-                      mask_prompts=cur.prompts, ious=_frozen(ious, np.float32))
+        new = replace(cur, mask=read_only(mask, bool),
+                      score=None if score is None else float(score),
+                      logits=read_only(logits, np.float32), model_id=model_id,
+                      mask_prompts=cur.prompts, ious=read_only(ious, np.float32))
         # In place: the prediction belongs to the state that holds these prompts.
         self._state = replace(self._state, current=new)
         self.events.current_changed.emit()
@@ -649,39 +526,3 @@ class AnnotationDocument:
         if tuple(np.shape(mask)) != self.shape:
             raise ValueError(f"image {self.image_id}: mask shape {np.shape(mask)} does not "
                              f"match the image shape {self.shape}")
-
-
-def resolve_parents(objects: tuple[AnnotatedObject, ...], classes: ClassTable | None,
-                    reopened: AnnotatedObject | None = None) -> tuple[AnnotatedObject, ...]:
-    """Give every part its whole, every whole no parent; return the (possibly new) objects.
-
-    A part whose ``parent_fixed`` link names a whole of its parent class keeps it; any
-    other part gets the whole of its parent class sharing the most of its pixels
-    (:func:`napari_samlabel.core.compose.containing_object`), or None. ``reopened`` (the
-    object being refined) counts as present: its parts stay with it meanwhile. Objects
-    whose link does not change are returned as they are, and the tuple itself when
-    nothing changes, so composed maps cached for it stay valid. Without ``classes``
-    nothing changes.
-    """
-    if classes is None:
-        return objects
-    pool = objects if reopened is None else objects + (reopened,)
-    out = []
-    changed = False
-    for obj in objects:
-        parent_class = classes.parent(obj.class_id) if 0 <= obj.class_id < len(classes) \
-            else None
-        if parent_class is None:
-            link: tuple[int | None, bool] = (None, False)
-        else:
-            wholes = [(o.object_id, o.mask) for o in pool
-                      if o.class_id == parent_class and o.object_id != obj.object_id]
-            if obj.parent_fixed and any(i == obj.parent_id for i, _ in wholes):
-                link = (obj.parent_id, True)
-            else:
-                link = (containing_object(obj.mask, wholes), False)
-        if link != (obj.parent_id, obj.parent_fixed):
-            obj = replace(obj, parent_id=link[0], parent_fixed=link[1])
-            changed = True
-        out.append(obj)
-    return tuple(out) if changed else objects

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_samlabel.core.document import AnnotatedObject, ImageStatus
+from napari_samlabel.core.document import ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.curate.matching import GroundTruth, GtMatch
 from napari_samlabel.curate.signals import (
     AREA_HUGE_SPEC,

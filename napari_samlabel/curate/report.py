@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from napari_samlabel.core.classes import BACKGROUND, VOID, ClassTable, as_class_table
-from napari_samlabel.core.document import AnnotatedObject
 from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, Point, Scribble
 from napari_samlabel.curate.assessment import ImageAssessment

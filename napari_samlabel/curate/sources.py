@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.curate.matching import GroundTruth
 
 

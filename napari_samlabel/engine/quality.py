@@ -1,13 +1,19 @@
 """Mask-quality measures computed from what SAM returns: stability, candidate agreement.
 
 They live in ``engine`` (not ``evaluate``) so that whoever produces a mask can store them
-with it: the batch pipeline and the GUI at accept time, the curation queue when ranking.
+with it: the batch pipeline and the annotator at accept time (:func:`accept_signals`), the
+curation queue when ranking.
 Plain numpy, no torch.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from napari_samlabel.core.current import CurrentObject
 
 ENCODER_SIZE = 1024  # SAM's square encoder input side
 
@@ -140,3 +146,22 @@ def multimask_disagreement(masks: np.ndarray) -> float | None:
         return None
     ious = [mask_iou(arr[i], arr[j]) for i in range(k) for j in range(i + 1, k)]
     return 1.0 - float(np.mean(ious))
+
+
+def accept_signals(current: CurrentObject, shape: tuple[int, int]) -> dict[str, float]:
+    """Quality signals of the object about to be accepted (curation ranks objects by them).
+
+    ``stability``: IoU of the mask thresholded at logit +1 and -1 (SAM's stability score,
+    on the logits upsampled to the image); ``iou_spread``: highest minus lowest predicted
+    IoU of SAM's candidate masks (a wide spread: the prompts were ambiguous). Signals
+    describe a mask: a reopened object accepted with its mask unchanged keeps its signals,
+    a new mask gets new ones.
+    """
+    if current.original is not None and current.mask is current.original.mask:
+        return dict(current.original.signals)
+    out: dict[str, float] = {}
+    if current.logits is not None:
+        out["stability"] = float(stability_score(logits_to_image(current.logits, shape)))
+    if current.ious is not None and len(current.ious) > 1:
+        out["iou_spread"] = float(np.max(current.ious) - np.min(current.ious))
+    return out

@@ -47,8 +47,9 @@ import numpy as np
 
 from napari_samlabel import __version__
 from napari_samlabel.core.classes import ClassTable, as_class_table
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
 from napari_samlabel.core.fsutil import atomic_write_text
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.io.images import image_id as stem_of
 from napari_samlabel.io.images import image_size, list_images
 from napari_samlabel.io.project_schema import (

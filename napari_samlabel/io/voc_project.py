@@ -29,13 +29,9 @@ import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.compose import containing_object
-from napari_samlabel.core.document import (
-    MAX_OBJECTS,
-    AnnotatedObject,
-    AnnotationDocument,
-    ImageStatus,
-)
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
 from napari_samlabel.core.fsutil import WriteError, make_temp_dir
+from napari_samlabel.core.objects import MAX_OBJECTS, AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.project_schema import ProjectError

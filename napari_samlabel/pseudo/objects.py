@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_samlabel.core.classes import VOID
-from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.objects import AnnotatedObject
 
 MAX_INSTANCES = VOID - 1
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.core.document import AnnotationDocument
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.engine.policies import Policy, get_policy, refine_object
 from napari_samlabel.engine.protocol import Engine

@@ -16,9 +16,11 @@ from napari_samlabel.annotate.refine import (
     coarse_maps,
     refine_image,
 )
-from napari_samlabel.annotate.session import project_for_folder, session_for_project
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.annotate.session import session_for_project
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Point
+from napari_samlabel.io.folder import project_for_folder
 from napari_samlabel.io.project import Project
 from napari_samlabel.pseudo.refine import (
     AutoMask,

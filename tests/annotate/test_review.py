@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from napari_samlabel.annotate.review import ReviewController
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point
 from napari_samlabel.curate.run import curate
 from napari_samlabel.io.project import Project
@@ -268,3 +269,42 @@ def test_a_reopened_project_resumes_its_last_queue_at_the_open_image(curated, tm
     (queue / "queue.json").write_text(json.dumps(other))
     assert not c4.resume() and "none of the queue's" in messages4[-1]
     assert Project.open(folder).last_review_queue() is None
+
+
+def test_a_controller_for_a_session_opens_and_marks_done_through_it(curated):
+    from napari_samlabel.annotate.session import session_for_project
+
+    folder, queue = curated
+    session = session_for_project(Project.open(folder), prefetch=False)
+    c = ReviewController.for_session(session)
+    assert c.decision_text() == ""              # nothing under review yet
+    c.load(queue)                               # c: opened in the session
+    assert session.image_id() == "c" and c.decision_text() == "Decision: none yet"
+    c.reason, c.note = "wrong object", "tail"
+    assert c.decide("accepted")                 # marked done through the session ...
+    assert session.status_of(2) == ImageStatus.DONE    # images a..e: c is index 2
+    assert session.image_id() == "b"            # ... and the next one opened in it
+    c.previous()
+    assert c.decision_text() == "Decision: accepted — wrong object (tail)"
+    # The open document rescores the image under review (an object being refined counts).
+    session.open_image(1)                       # b, its two objects
+    doc = session.doc
+    c.go_to("b")
+    before = c.rescore_document(doc)
+    assert before is not None and before.image_id == "b"
+    session.reopen(2)
+    assert c.rescore_document(session.doc).score == pytest.approx(before.score)
+    session.open_image(0)                       # a: not the image under review
+    assert c.rescore_document(session.doc) is None
+    with pytest.raises(ValueError, match="not among the annotator's images"):
+        c.open_image("zz")
+
+
+def test_object_rows_say_why_in_one_line(curated):
+    from napari_samlabel.annotate.review import ObjectRow
+
+    assert ObjectRow(1, "cat", 0.9, (), "", "").why == "fine"
+    assert ObjectRow(1, "cat", 0.5, ("low_iou", "fragmented"), "", "").why == \
+        "low_iou, fragmented"
+    assert ObjectRow(1, "cat", 0.5, ("low_iou",), "predicted IoU 0.50", "").why == \
+        "low_iou — predicted IoU 0.50"

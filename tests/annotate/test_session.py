@@ -1,68 +1,17 @@
-"""The Qt-free session and engine lane, headless (no display needed)."""
+"""The Qt-free annotation session, headless (no display needed)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_samlabel.annotate.lane import EngineLane, SyncRunner
-from napari_samlabel.annotate.session import (
-    AnnotationSession,
-    project_for_folder,
-    session_for_project,
-)
-from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.annotate.session import AnnotationSession, session_for_project
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.core.prompts import Point
+from napari_samlabel.io.folder import project_for_folder
 from napari_samlabel.io.project import Project
 from napari_samlabel.testing.fakes import DiskEngine
-
-
-class ManualRunner:
-    """Runs nothing until told: lets a test see what waits and what is superseded."""
-
-    def __init__(self):
-        self.started = []
-
-    def start(self, fn, on_done, on_error, label):
-        self.started.append((fn, on_done, on_error, label))
-
-    def finish(self):
-        fn, on_done, on_error, _ = self.started.pop(0)
-        on_done(fn())
-
-
-def test_lane_runs_one_job_at_a_time_newest_of_a_kind_wins():
-    runner = ManualRunner()
-    lane = EngineLane(runner)
-    done = []
-    lane.submit("decode", lambda: lambda: "d1", done.append)
-    lane.submit("decode", lambda: lambda: "d2", done.append)
-    lane.submit("prefetch", lambda: lambda: "p", done.append)
-    lane.submit("decode", lambda: lambda: "d3", done.append)
-    lane.submit("encode", lambda: lambda: "e", done.append)
-    assert len(runner.started) == 1                      # one at a time
-    runner.finish()
-    runner.finish()
-    runner.finish()
-    runner.finish()
-    assert done == ["d1", "e", "d3", "p"]                # d2 superseded; priority order
-    assert lane.idle
-    with pytest.raises(ValueError, match="unknown job kind"):
-        lane.submit("paint", lambda: None, done.append)
-
-
-def test_lane_reports_errors_and_keeps_going():
-    errors = []
-    lane = EngineLane(SyncRunner(), lambda kind, exc: errors.append((kind, str(exc))))
-    done = []
-
-    def boom():
-        raise RuntimeError("no image")
-
-    lane.submit("decode", lambda: boom, done.append)
-    lane.submit("decode", lambda: lambda: 1, done.append)
-    assert errors == [("decode", "no image")] and done == [1] and lane.idle
+from tests.annotate.runners import ManualRunner
 
 
 def test_headless_session_decodes_accepts_and_autosaves(image_folder):
@@ -116,14 +65,6 @@ def test_reopened_object_stays_saved_until_accepted_or_discarded(image_folder):
     assert len(Project.open(image_folder).read_objects(s.image_id())) == 1   # ... not lost
     s.discard()
     assert [o.object_id for o in s.doc.objects] == [obj.object_id]
-
-
-def test_class_list_may_extend_a_project_but_not_rename(image_folder):
-    project_for_folder(image_folder, ClassTable(("cat", "dog")))
-    extended = project_for_folder(image_folder, ClassTable(("cat", "dog", "dog/head")))
-    assert extended.classes.names == ("background", "cat", "dog", "dog/head")
-    with pytest.raises(ValueError, match="does not extend"):
-        project_for_folder(image_folder, ClassTable(("dog", "cat")))
 
 
 def test_session_needs_images():
@@ -202,20 +143,6 @@ def test_accept_records_stability_and_iou_spread(image_folder):
     s.reopen(obj.object_id)
     again = s.accept()
     assert again.signals == pytest.approx(dict(obj.signals))
-
-
-def test_accept_signals_on_known_logits():
-    from napari_samlabel.annotate.session import accept_signals
-    from napari_samlabel.core.document import CurrentObject
-
-    logits = np.full((1, 256, 256), -5.0, np.float32)
-    logits[..., :128] = 5.0        # surely inside
-    logits[..., 128:192] = 0.0     # inside at -1, outside at +1
-    cur = CurrentObject(1, mask=logits[0] > 0, logits=logits,
-                        ious=np.array([0.2, 0.9, 0.5], np.float32))
-    signals = accept_signals(cur, (256, 256))
-    assert signals["stability"] == pytest.approx(128 / 192)
-    assert signals["iou_spread"] == pytest.approx(0.7)
 
 
 def test_undo_after_a_class_change_keeps_the_mask_without_a_decode(image_folder):
@@ -315,17 +242,6 @@ def test_polarity_is_session_state_with_an_event(image_folder):
     s.set_polarity(False)                                 # unchanged: no event
     s.set_polarity(True)
     assert seen == [False, True]
-
-
-def test_class_search_by_name():
-    from napari_samlabel.annotate.session import match_classes
-
-    assert match_classes(ClassTable.voc(), "pers") == [15]
-    parts = ClassTable(("dog", "hotdog", "dog/head"))
-    assert match_classes(parts, "HEAD") == [3]
-    assert match_classes(parts, "dog") == [1, 3, 2]      # prefix matches first
-    assert match_classes(parts, "") == [1, 2, 3]
-    assert match_classes(parts, "zebra") == []
 
 
 class _RecordingDisk(DiskEngine):
@@ -468,3 +384,43 @@ def test_a_running_decode_from_other_logits_does_not_answer_the_same_prompts(ima
                          np.ones((1, 256, 256), np.float32))  # other logits arrive meanwhile
     s.set_prompts(prompts)                                # unchanged: nothing to do
     assert not s._decode_answers(prompts)                 # the running one used other logits
+
+
+def test_flag_toggles_back_to_where_the_image_was_and_done_moves_on(image_folder):
+    s = _session(image_folder)
+    s.toggle_flag()
+    assert s.status_of(0) == ImageStatus.FLAGGED
+    s.toggle_flag()                                      # no objects: new again
+    assert s.status_of(0) == ImageStatus.NEW
+    s.set_prompts([Point((20, 30))])
+    s.accept()
+    s.toggle_flag()
+    s.toggle_flag()                                      # objects: in progress again
+    assert s.status_of(0) == ImageStatus.IN_PROGRESS
+    s.mark_done()
+    assert s.status_of(0) == ImageStatus.DONE and s.index == 1
+    assert Project.open(image_folder).status("a_cat") == ImageStatus.DONE
+
+
+def test_stop_jobs_drops_waiting_jobs_and_closes_threaded_runners(image_folder):
+    class ThreadLike(ManualRunner):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def wait(self, timeout_ms=60000):
+            self.calls.append(("wait", timeout_ms))
+            return True
+
+        def close(self):
+            self.calls.append(("close",))
+
+    runner = ThreadLike()
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(),
+                            runner=runner, prefetch=False)
+    s.open_image(0)                                      # encode runs ...
+    s.set_prompts([Point((20, 30))])                     # ... the decode waits
+    assert s.lane.waiting("decode")
+    s.stop_jobs(1234)
+    assert not s.lane.waiting("decode")
+    assert runner.calls == [("wait", 1234), ("close",)]  # once, though two lanes share it

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from napari_samlabel.cli import main
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point
 
 SHAPE = (64, 80)

@@ -10,7 +10,8 @@ from PIL import Image
 from skimage import data
 
 from napari_samlabel.cli import main
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.core.document import AnnotationDocument
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.voc.labelpng import read_label_png
 

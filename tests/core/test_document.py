@@ -1,11 +1,8 @@
 import numpy as np
 import pytest
 
-from napari_samlabel.core.document import (
-    AnnotatedObject,
-    AnnotationDocument,
-    ImageStatus,
-)
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point
 
 SHAPE = (20, 30)

@@ -5,7 +5,8 @@ import pytest
 
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.compose import MaskEntry, compose_levels, containing_object
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.core.document import AnnotationDocument
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box
 
 SHAPE = (40, 60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point
 from napari_samlabel.curate.matching import GroundTruth
 

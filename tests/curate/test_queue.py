@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Point
 from napari_samlabel.curate.assessment import assess_image, rank_images
 from napari_samlabel.curate.queue import (

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point, Scribble
 from napari_samlabel.curate.assessment import assess_image, rank_images
 from napari_samlabel.curate.report import (

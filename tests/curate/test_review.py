@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_samlabel.core.document import AnnotatedObject
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Point
 from napari_samlabel.curate.assessment import ImageAssessment, assess_image, rank_images
 from napari_samlabel.curate.queue import read_queue, write_queue

@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 
-from napari_samlabel.annotate.session import project_for_folder, session_for_project
+from napari_samlabel.annotate.session import session_for_project
 from napari_samlabel.core.prompts import Point
+from napari_samlabel.io.folder import project_for_folder
 from napari_samlabel.testing.fakes import DiskEngine
 
 

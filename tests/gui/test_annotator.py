@@ -288,8 +288,8 @@ def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
 
 def test_parts_have_their_own_layer_and_are_clicked_first(annotate, image_folder, qtbot):
     """A dog/head never punches a hole in its dog; a click on the head finds the head."""
-    from napari_samlabel.annotate.session import project_for_folder
     from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.io.folder import project_for_folder
 
     names = [*ClassTable.voc().names, "dog/head"]
     project_for_folder(image_folder, ClassTable(names))

@@ -59,9 +59,9 @@ def test_manifest_declares_widget_and_sample_data():
 
 @pytest.mark.gui
 def test_launcher_opens_the_samples_with_help(make_napari_viewer, qtbot, monkeypatch, tmp_path):
-    from napari_samlabel._napari import samples
     from napari_samlabel._napari.launch import open_annotator
     from napari_samlabel._napari.panels import help_text
+    from napari_samlabel.annotate import samples
     from napari_samlabel.testing.fakes import DiskEngine
 
     monkeypatch.setattr(samples, "sample_project_dir", lambda: tmp_path / "samples")

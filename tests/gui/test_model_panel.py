@@ -15,7 +15,8 @@ pytestmark = pytest.mark.gui
 
 
 def _widget(make_napari_viewer, model, checkpoint, folder, qtbot):
-    from napari_samlabel._napari.widget import EngineOptions, SamLabelWidget
+    from napari_samlabel._napari.widget import SamLabelWidget
+    from napari_samlabel.annotate.model import EngineOptions
 
     viewer = make_napari_viewer()
     widget = SamLabelWidget(viewer, EngineOptions(model, str(checkpoint)))
@@ -28,7 +29,7 @@ def _widget(make_napari_viewer, model, checkpoint, folder, qtbot):
 
 def test_switching_models_keeps_accepted_objects(make_napari_viewer, qtbot, image_folder,
                                                  tiny_checkpoint, tmp_path):
-    from napari_samlabel._napari.widget import EngineOptions
+    from napari_samlabel.annotate.model import EngineOptions
     from napari_samlabel.testing.models import SAM2_TINY_MODEL_TYPE, save_tiny_checkpoint
 
     widget, s = _widget(make_napari_viewer, "vit_tiny_test", tiny_checkpoint, image_folder,

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.core.document import AnnotationDocument
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Point
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.project_schema import OBJECTS_FILE, ProjectError

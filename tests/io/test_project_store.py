@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point, Scribble
 from napari_samlabel.io import project_store as store_mod
 from napari_samlabel.io.project import Project
@@ -150,7 +151,8 @@ def test_mask_name_cache_is_bounded(tmp_path: Path, images: Path):
 
 CHILD = r"""
 import sys, numpy as np
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument
+from napari_samlabel.core.document import AnnotationDocument
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.io.project import Project
 project = Project.open(sys.argv[1])
 h, w = int(sys.argv[2]), int(sys.argv[3])

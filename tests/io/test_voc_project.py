@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Point
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.project_schema import ProjectError

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_samlabel.core.document import AnnotatedObject, AnnotationDocument, ImageStatus
+from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point
 from napari_samlabel.io.project import Project
 from napari_samlabel.pseudo.replay import replay_project

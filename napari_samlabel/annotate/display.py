@@ -1,0 +1,90 @@
+"""What the dock widget's panels show of a session, as plain text and rows (no Qt).
+
+The panels in :mod:`napari_samlabel._napari` only put these into widgets: the status line,
+the navigator's image labels, the class list, the objects table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from napari_samlabel.core.document import ImageStatus
+
+if TYPE_CHECKING:
+    from napari_samlabel.annotate.session import AnnotationSession
+    from napari_samlabel.core.classes import ClassTable
+
+#: How the navigator marks each image status.
+STATUS_MARK: dict[ImageStatus, str] = {
+    ImageStatus.NEW: "○", ImageStatus.IN_PROGRESS: "◐",
+    ImageStatus.DONE: "●", ImageStatus.FLAGGED: "⚑"}
+
+
+def status_lines(session: AnnotationSession) -> list[str]:
+    """The session part of the status line: image and objects, class, polarity, selection.
+
+    Empty while no image is open.
+    """
+    s, doc = session, session.doc
+    if doc is None:
+        return []
+    line = (f"class {s.classes.name(s.current_class)} ({s.current_class}) · next "
+            f"prompt {'positive' if s.positive else 'NEGATIVE'}")
+    if s.selected is not None:
+        obj = doc.get(s.selected)
+        line += f" · selected #{obj.object_id} {s.classes.name(obj.class_id)}"
+    return [f"{s.index + 1}/{len(s)} {s.image_id()} · {len(doc.objects)} objects", line]
+
+
+def image_label(session: AnnotationSession, index: int) -> str:
+    """The navigator's label of image ``index``: status mark, id and status."""
+    status = session.status_of(index)
+    return (f"{STATUS_MARK[status]}  {session.image_id(index)}   "
+            f"({status.value.replace('_', ' ')})")
+
+
+def class_label(classes: ClassTable, class_id: int, key: str = "") -> str:
+    """The class list's label: its shortcut key, indented by depth, the last name part."""
+    name = classes.names[class_id]
+    return f"{key:6s}{'    ' * name.count('/')}{name.rsplit('/', 1)[-1]}"
+
+
+def highlighted_class(session: AnnotationSession) -> int:
+    """The class to highlight: of the selected accepted object, else the picked class."""
+    if session.selected is not None and session.doc is not None:
+        return session.doc.get(session.selected).class_id
+    return session.current_class
+
+
+@dataclass(frozen=True)
+class AcceptedRow:
+    """One row of the objects table: an accepted object of the open image."""
+
+    object_id: int
+    class_id: int
+    name: str
+    """Class name; a part also names the whole it belongs to, ``dog/head (of #3)``."""
+    area: int
+    score: float | None
+
+    @property
+    def cells(self) -> tuple[str, str, str, str]:
+        """The row's texts: class, id, area, score (empty without one)."""
+        score = "" if self.score is None else f"{self.score:.2f}"
+        return self.name, str(self.object_id), str(self.area), score
+
+
+def accepted_rows(session: AnnotationSession) -> list[AcceptedRow]:
+    """The open image's accepted objects, in accept order (none while no image is open)."""
+    doc = session.doc
+    if doc is None:
+        return []
+    rows = []
+    for obj in doc.objects:
+        name = session.classes.name(obj.class_id)
+        parent = doc.parent_of(obj.object_id)
+        if parent is not None:  # a part: say which whole it belongs to
+            name = f"{name} (of #{parent})"
+        rows.append(AcceptedRow(obj.object_id, obj.class_id, name, obj.area, obj.score))
+    return rows

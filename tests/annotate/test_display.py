@@ -1,0 +1,71 @@
+"""What the panels show of a session, headless: status line, navigator, classes, objects."""
+
+from __future__ import annotations
+
+from napari_samlabel.annotate.display import (
+    accepted_rows,
+    class_label,
+    highlighted_class,
+    image_label,
+    status_lines,
+)
+from napari_samlabel.annotate.session import session_for_project
+from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.document import ImageStatus
+from napari_samlabel.core.prompts import Point
+from napari_samlabel.io.folder import project_for_folder
+from napari_samlabel.testing.fakes import DiskEngine
+
+
+def _session(image_folder, classes=None):
+    project = project_for_folder(image_folder, classes)
+    return session_for_project(project, engine=DiskEngine(radius=4), prefetch=False)
+
+
+def test_status_lines_name_image_class_polarity_and_selection(image_folder):
+    s = _session(image_folder)
+    assert status_lines(s) == []                       # no image open yet
+    s.open_image(0)
+    s.select_class(15)
+    assert status_lines(s) == ["1/3 a_cat · 0 objects",
+                               "class person (15) · next prompt positive"]
+    s.set_prompts([Point((20, 30))])
+    obj = s.accept()
+    s.toggle_polarity()
+    s.select_object(obj.object_id)
+    assert status_lines(s) == ["1/3 a_cat · 1 objects",
+                               f"class person (15) · next prompt NEGATIVE · selected "
+                               f"#{obj.object_id} person"]
+
+
+def test_navigator_labels_and_class_labels(image_folder):
+    s = _session(image_folder)
+    s.open_image(1)
+    assert image_label(s, 0) == "○  a_cat   (new)"
+    s.set_status(ImageStatus.IN_PROGRESS)
+    assert image_label(s, 1) == "◐  b_coffee   (in progress)"
+    s.set_status_of(2, ImageStatus.FLAGGED)
+    assert image_label(s, 2) == "⚑  c_astronaut   (flagged)"
+    parts = ClassTable(("dog", "dog/head"))
+    assert class_label(parts, 1, "1") == "1     dog"
+    assert class_label(parts, 2, "Alt+2") == "Alt+2     head"   # indented under its whole
+    assert class_label(parts, 2) == "          head"
+
+
+def test_highlighted_class_and_object_rows_follow_the_selection(image_folder):
+    s = _session(image_folder, ClassTable(("dog", "dog/head")))
+    assert accepted_rows(s) == []
+    s.open_image(0)
+    s.select_class(1)
+    s.set_prompts([Point((40, 60))])
+    dog = s.accept()
+    s.select_class(2)
+    s.set_prompts([Point((40, 60))])
+    head = s.accept()
+    assert highlighted_class(s) == 2                   # the picked class
+    s.select_object(dog.object_id)
+    assert highlighted_class(s) == 1                   # the selected object's class
+    rows = accepted_rows(s)
+    assert [r.object_id for r in rows] == [dog.object_id, head.object_id]
+    assert rows[0].cells == ("dog", str(dog.object_id), str(dog.area), f"{dog.score:.2f}")
+    assert rows[1].name == f"dog/head (of #{dog.object_id})"   # a part names its whole
