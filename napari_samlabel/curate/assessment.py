@@ -412,8 +412,10 @@ def assess_image(
 
 
 def class_map(shape: tuple[int, int], objects: Sequence[AnnotatedObject]) -> np.ndarray:
-    """The ``uint8`` class map of ``objects`` (0 background), composed with the overlap rule
-    of :mod:`napari_samlabel.core.compose` (higher predicted IoU on top, else later on top).
+    """The ``uint8`` class map of ``objects`` (0 background).
+
+    Composed with the overlap rule of :mod:`napari_samlabel.core.compose`: the higher
+    predicted IoU on top, else the later object.
     """
     out = np.zeros(shape, dtype=np.uint8)
     for i in paint_order([o.score for o in objects]):
