@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -253,7 +253,7 @@ def run(voc: Path, variants: int, seed: int, fit: bool) -> None:
     rng = np.random.default_rng(seed)
     ids = sorted(p.stem for p in (voc / "SegmentationClass").glob("*.png"))
     samples: dict[str, list[Sample]] = {"masks only": [], "boxes + points": []}
-    images: dict[str, list[dict[str, float]]] = {"masks only": [], "boxes + points": []}
+    images: dict[str, list[dict]] = {"masks only": [], "boxes + points": []}
     for iid in ids:
         semantic = read_label_png(voc / "SegmentationClass" / f"{iid}.png")
         shape = (int(semantic.shape[0]), int(semantic.shape[1]))
@@ -275,6 +275,7 @@ def run(voc: Path, variants: int, seed: int, fit: bool) -> None:
                            1.0 if with_gt.signals.get("gt_missed") else 0.0])}
                 for rule in RULES:
                     rec[rule] = aggregate(rule, plain.objects, shape)
+                rec["objects"] = plain.objects
                 images[setting].append(rec)
 
     print(f"VOC sample: {len(ids)} images x {variants} degraded variants "
@@ -317,10 +318,10 @@ def run(voc: Path, variants: int, seed: int, fit: bool) -> None:
           f"; images at score 1.0: {sum(r['old_gt'] >= 1.0 for r in recs)} before, "
           f"{sum(r['gt'] >= 1.0 for r in recs)} now")
     if fit:
-        fit_weights(samples["boxes + points"])
+        fit_weights(samples["boxes + points"], recs)
 
 
-def fit_weights(objs: list[Sample]) -> None:
+def fit_weights(objs: list[Sample], images: list[dict]) -> None:
     """Coordinate search over the SAM-free weights for the best object-level rho."""
     names = MASK_SIGNALS + PROMPT_SIGNALS
     weights = {n: (SIGNAL_SPECS[n].weight if n in SIGNAL_SPECS else AREA_TINY_SPEC.weight)
@@ -344,6 +345,11 @@ def fit_weights(objs: list[Sample]) -> None:
         if not improved:
             break
     print(f"  fitted rho {best:+.3f} with {weights}")
+    true = [r["true"] for r in images]
+    scored = [estimated_error([replace(o, score=rescore(o, weights)) for o in r["objects"]])
+              for r in images]
+    print(f"  images (boxes + points, no ground truth) with the fitted weights: rho "
+          f"{rho(scored, true):+.3f}")
 
 
 def main() -> None:

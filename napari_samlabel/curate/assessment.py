@@ -7,10 +7,11 @@ measures (:mod:`napari_samlabel.engine.quality`) and the ground-truth match
 :class:`~napari_samlabel.curate.signals.SignalSpec` and combines them into one score (a
 noisy-OR, see :func:`~napari_samlabel.curate.signals.combine`); an object scoring
 :data:`~napari_samlabel.curate.signals.FLAG_LEVEL` or more without a flag is flagged
-``borderline``. :func:`assess_image` does it for one image, whose score is the highest score
-of its objects (raised by image-level causes: no objects, missed ground-truth objects, an
-annotator's flag), and :func:`rank_images` orders images worst first. The assessments are the
-records of ``queue.json`` (:meth:`ImageAssessment.to_dict`, :meth:`ImageAssessment.from_dict`).
+``borderline``. :func:`assess_image` does it for one image, whose score says how much of
+the image is wrong: ``1 -`` its mIoU with ground truth, else :func:`estimated_error` (the
+class-averaged object scores), 1 for an image an annotator flagged; :func:`rank_images`
+orders images worst first. The assessments are the records of ``queue.json``
+(:meth:`ImageAssessment.to_dict`, :meth:`ImageAssessment.from_dict`).
 """
 
 from __future__ import annotations
