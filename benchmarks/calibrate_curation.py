@@ -31,10 +31,14 @@ each, merge, wrong class and missing 8 % each (merge falls back to dilate in an 
 one object); the amount is uniform up to a quarter of the object's size (erode, dilate), half
 its size (shift) or 70 % of its area (cut). Seeded, so the figures repeat.
 
+``--write DIR`` also writes one degraded variant of every image as a VOC tree (images and
+class maps), to look at the report: ``samlabel curate DIR --gt VOC --out review/``.
+
 Run::
 
     .venv/bin/python benchmarks/calibrate_curation.py            # 8 variants per image
     .venv/bin/python benchmarks/calibrate_curation.py --variants 16 --fit
+    .venv/bin/python benchmarks/calibrate_curation.py --variants 1 --write /tmp/degraded
 """
 
 from __future__ import annotations
@@ -249,6 +253,22 @@ def aggregate(rule: str, objects: list[ObjectAssessment], shape: tuple[int, int]
 RULES = ("class_mean", "max", "mean", "area_mean", "image_share")
 
 
+def write_variants(voc: Path, out: Path, seed: int) -> None:
+    """One degraded variant of every image, as a VOC tree in ``out``."""
+    from napari_samlabel.io.images import load_image
+    from napari_samlabel.io.voc import VocWriter, find_image
+
+    rng = np.random.default_rng(seed)
+    ids = sorted(p.stem for p in (voc / "SegmentationClass").glob("*.png"))
+    with VocWriter(out) as w:
+        for iid in ids:
+            semantic = read_label_png(voc / "SegmentationClass" / f"{iid}.png")
+            objs, _ = variant(semantic, gt_objects(semantic), rng, False)
+            w.add(iid, load_image(find_image(voc / "JPEGImages", iid)),
+                  class_map(semantic.shape, objs))
+    print(f"wrote {len(ids)} degraded images to {out}")
+
+
 def run(voc: Path, variants: int, seed: int, fit: bool) -> None:
     rng = np.random.default_rng(seed)
     ids = sorted(p.stem for p in (voc / "SegmentationClass").glob("*.png"))
@@ -358,8 +378,11 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=8, help="degraded versions per image")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fit", action="store_true", help="also search the weights")
+    ap.add_argument("--write", type=Path, help="also write one degraded variant as a VOC tree")
     args = ap.parse_args()
     run(args.voc, args.variants, args.seed, args.fit)
+    if args.write is not None:
+        write_variants(args.voc, args.write, args.seed)
 
 
 if __name__ == "__main__":
