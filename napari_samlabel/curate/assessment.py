@@ -388,7 +388,9 @@ def assess_image(
         signals["gt_miou"] = miou
         score = 1.0 - miou
     else:
-        score = estimated_error(assessed)
+        # Parts (``dog/head``) lie inside their wholes: the wholes say how much is wrong.
+        score = estimated_error([a for a in assessed if a.object_id not in part_ids]
+                                or assessed)
     if not assessed:
         flags.append("no_objects")
         outweigh(NO_OBJECTS_SCORE, "no_objects", 0.0)
@@ -435,7 +437,8 @@ def estimated_error(objects: Sequence[ObjectAssessment]) -> float:
     right, of each class's area-weighted mean object score: what ``1 - mIoU`` would be if
     each object's score were its ``1 - IoU``. So a broken object counts as much as the share
     of the classes it stands for, and a broken large object of a class more than a broken
-    small one. Chosen for its rank correlation with true mIoU on degraded VOC labels
+    small one. :func:`assess_image` passes the whole objects (parts lie inside them). Chosen
+    for its rank correlation with true mIoU on degraded VOC labels
     (``benchmarks/calibrate_curation.py``, docs/curation.md). 0 without objects.
     """
     by_class: dict[int, list[tuple[float, float]]] = {}

@@ -197,3 +197,32 @@ def test_score_histogram_counts_every_image():
     page = report_html(ranked, {}, CLASSES, top=2)
     assert "The ranking uses the failure signals" in page
     assert "Image scores of all 3 images" in page and "(#2, " in page
+
+
+def test_the_queue_says_what_the_ranking_used(tmp_path):
+    from napari_samlabel.curate.queue import RANKING_TEXT, ranking_basis, read_queue, write_queue
+
+    sem = np.zeros(SHAPE, np.uint8)
+    sem[20:60, 20:80] = 1
+    obj = AnnotatedObject(1, 1, sem == 1)
+    with_gt = assess_image("g", SHAPE, [obj], gt=GroundTruth(sem))
+    without = assess_image("s", SHAPE, [obj])
+    assert ranking_basis([with_gt]) == "ground_truth"
+    assert ranking_basis([without]) == "signals" == ranking_basis([])
+    assert ranking_basis([with_gt, without]) == "mixed"
+    assert set(RANKING_TEXT) == {"ground_truth", "signals", "mixed"}
+    write_queue(tmp_path, rank_images([with_gt, without]))
+    data = read_queue(tmp_path)
+    assert data["ranking"] == "mixed" and data["summary"]["images_with_ground_truth"] == 1
+
+
+def test_parts_do_not_dilute_the_image_score():
+    whole = np.zeros(SHAPE, bool)
+    whole[20:60, 20:80] = True
+    head = np.zeros(SHAPE, bool)
+    head[20:30, 20:35] = True
+    broken = AnnotatedObject(1, 1, whole, (Point((90, 120)),), 0.5)  # click outside the mask
+    part = AnnotatedObject(2, 2, head, (), 0.97)
+    alone = assess_image("a", SHAPE, [broken]).score
+    assert assess_image("p", SHAPE, [broken, part], parts=[2]).score == pytest.approx(alone)
+    assert assess_image("w", SHAPE, [broken, part]).score < alone
