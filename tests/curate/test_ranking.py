@@ -185,7 +185,8 @@ def test_image_score_with_ground_truth_is_one_minus_its_miou():
 
 
 def test_score_histogram_counts_every_image():
-    from napari_samlabel.curate.report import report_html, score_histogram_svg
+    from napari_samlabel.curate.histogram import score_histogram_svg
+    from napari_samlabel.curate.report import report_html
 
     svg = score_histogram_svg([0.0, 0.02, 0.5, 0.97, 1.0], [False, False, True, True, True],
                               cut=0.5)
