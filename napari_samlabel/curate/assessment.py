@@ -7,10 +7,11 @@ measures (:mod:`napari_samlabel.engine.quality`) and the ground-truth match
 :class:`~napari_samlabel.curate.signals.SignalSpec` and combines them into one score (a
 noisy-OR, see :func:`~napari_samlabel.curate.signals.combine`); an object scoring
 :data:`~napari_samlabel.curate.signals.FLAG_LEVEL` or more without a flag is flagged
-``borderline``. :func:`assess_image` does it for one image, whose score is the highest score
-of its objects (raised by image-level causes: no objects, missed ground-truth objects, an
-annotator's flag), and :func:`rank_images` orders images worst first. The assessments are the
-records of ``queue.json`` (:meth:`ImageAssessment.to_dict`, :meth:`ImageAssessment.from_dict`).
+``borderline``. :func:`assess_image` does it for one image, whose score says how much of
+the image is wrong: ``1 -`` its mIoU with ground truth, else :func:`estimated_error` (the
+class-averaged object scores), 1 for an image an annotator flagged; :func:`rank_images`
+orders images worst first. The assessments are the records of ``queue.json``
+(:meth:`ImageAssessment.to_dict`, :meth:`ImageAssessment.from_dict`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_samlabel.core.classes import VOID
+from napari_samlabel.core.compose import paint_order
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.curate.matching import GroundTruth, GtMatch
@@ -300,12 +303,19 @@ def assess_image(
 ) -> ImageAssessment:
     """Assess every object of one image and score the image.
 
-    The image score is the highest object score (the worst object decides: one broken mask
-    makes the image worth a look), raised to
-    :data:`~napari_samlabel.curate.signals.NO_OBJECTS_SCORE` for an image without
-    objects, to ``FLAG_LEVEL + (1 - FLAG_LEVEL) * fraction missed`` when ground truth is
-    given and some of its objects are missed, and to 1 for an image an annotator flagged
-    (status ``flagged``).
+    The image score says how much of the image is wrong, in ``[0, 1]``:
+
+    - with ground truth, ``1 - mIoU`` of the image's class map (its whole objects composed
+      with the overlap rule of :mod:`napari_samlabel.core.compose`) against the ground
+      truth, over the classes present, as VOC computes it (:meth:`GroundTruth.miou`); the
+      image signal ``gt_miou`` holds the mIoU;
+    - without, :func:`estimated_error` of its objects' scores (calibrated on degraded VOC
+      labels: ``benchmarks/calibrate_curation.py``), at least
+      :data:`~napari_samlabel.curate.signals.NO_OBJECTS_SCORE` for an image without objects;
+    - 1 for an image an annotator flagged (status ``flagged``), either way.
+
+    The flags and ``main_reason`` (the strongest evidence: the worst object's main reason, or
+    an image-level cause that outweighs it) do not depend on the score's rule.
 
     Parameters
     ----------
@@ -360,36 +370,88 @@ def assess_image(
     signals: dict[str, float] = {"objects": float(len(assessed))}
     flags: list[str] = []
     worst = max(assessed, key=lambda o: o.score, default=None)
-    score = 0.0 if worst is None else worst.score
+    strength = 0.0 if worst is None else worst.score
     reason = None
     if worst is not None and worst.main_reason is not None:
         reason = {"object_id": worst.object_id, **worst.main_reason}
 
-    def raise_to(value: float, why: str, signal_value: float | None) -> None:
-        nonlocal score, reason
-        if value >= score:
-            score = value
+    def outweigh(value: float, why: str, signal_value: float | None) -> None:
+        """Make an image-level cause the main reason when it is the strongest evidence."""
+        nonlocal strength, reason
+        if value >= strength:
+            strength = value
             reason = {"object_id": None, "signal": why, "value": signal_value,
                       "contribution": value}
 
+    if gt is not None and compared is not None:
+        whole = [o for o in objects if o.object_id not in part_ids]
+        miou = gt.miou(class_map(shape, whole))
+        signals["gt_miou"] = miou
+        score = 1.0 - miou
+    else:
+        # Parts (``dog/head``) lie inside their wholes: the wholes say how much is wrong.
+        score = estimated_error([a for a in assessed if a.object_id not in part_ids]
+                                or assessed)
     if not assessed:
         flags.append("no_objects")
-        raise_to(NO_OBJECTS_SCORE, "no_objects", 0.0)
+        outweigh(NO_OBJECTS_SCORE, "no_objects", 0.0)
+        if compared is None:
+            score = max(score, NO_OBJECTS_SCORE)
     if compared is not None:
         signals["gt_objects"] = float(compared.objects)
         signals["gt_missed"] = float(compared.missed)
         if compared.missed:
             flags.append("gt_missed")
-            raise_to(GT_MISSED_SPEC.badness(compared.missed / compared.objects, 0.0),
+            outweigh(GT_MISSED_SPEC.badness(compared.missed / compared.objects, 0.0),
                      "gt_missed", float(compared.missed))
     status_value = None if status is None else ImageStatus(status).value
     if status_value == ImageStatus.FLAGGED.value:
         flags.append("flagged")
-        raise_to(1.0, "flagged", None)
+        outweigh(1.0, "flagged", None)
+        score = 1.0
     for o in assessed:
         flags.extend(f for f in o.flags if f not in flags)
     return ImageAssessment(image_id, shape, assessed, signals, flags, float(score),
                            status_value, main_reason=reason)
+
+
+def class_map(shape: tuple[int, int], objects: Sequence[AnnotatedObject]) -> np.ndarray:
+    """The ``uint8`` class map of ``objects`` (0 background).
+
+    Composed with the overlap rule of :mod:`napari_samlabel.core.compose`: the higher
+    predicted IoU on top, else the later object.
+    """
+    out = np.zeros(shape, dtype=np.uint8)
+    for i in paint_order([o.score for o in objects]):
+        o = objects[i]
+        if not 0 < o.class_id < VOID:
+            raise ValueError(f"object {o.object_id}: class index {o.class_id} is outside "
+                             f"1..{VOID - 1}")
+        out[np.asarray(o.mask, dtype=bool)] = o.class_id
+    return out
+
+
+def estimated_error(objects: Sequence[ObjectAssessment]) -> float:
+    """How much of an image looks wrong, from its objects' scores (no ground truth).
+
+    The mean over the classes present, background counted as one more class taken as
+    right, of each class's area-weighted mean object score: what ``1 - mIoU`` would be if
+    each object's score were its ``1 - IoU``. So a broken object counts as much as the share
+    of the classes it stands for, and a broken large object of a class more than a broken
+    small one. :func:`assess_image` passes the whole objects (parts lie inside them). Chosen
+    for its rank correlation with true mIoU on degraded VOC labels
+    (``benchmarks/calibrate_curation.py``, docs/curation.md). 0 without objects.
+    """
+    by_class: dict[int, list[tuple[float, float]]] = {}
+    for o in objects:
+        by_class.setdefault(o.class_id, []).append((max(float(o.area), 1.0), o.score))
+    if not by_class:
+        return 0.0
+    total = 0.0
+    for pairs in by_class.values():
+        w = np.array([a for a, _ in pairs])
+        total += float(np.dot(w, [s for _, s in pairs]) / w.sum())
+    return total / (len(by_class) + 1)
 
 
 def rank_images(assessments: Iterable[ImageAssessment]) -> list[ImageAssessment]:
@@ -401,4 +463,4 @@ def rank_images(assessments: Iterable[ImageAssessment]) -> list[ImageAssessment]
 
 
 __all__ = ["ImageAssessment", "ObjectAssessment", "assess_image", "assess_object",
-           "rank_images"]
+           "class_map", "estimated_error", "rank_images"]

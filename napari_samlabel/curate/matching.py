@@ -160,6 +160,27 @@ class GroundTruth:
             classes.extend([int(c)] * len(keep))
         return labels, classes
 
+    def miou(self, predicted: np.ndarray) -> float:
+        """The image's mIoU of a predicted class map, as VOC computes it.
+
+        One confusion matrix of this image alone (:class:`~napari_samlabel.evaluate.metrics.
+        ConfusionMatrix`): void ground truth is ignored, and the mean is over the classes
+        present in the ground truth or the prediction, background included. 1.0 when both are
+        background only.
+        """
+        from napari_samlabel.evaluate.metrics import ConfusionMatrix
+
+        predicted = np.asarray(predicted)
+        if predicted.shape != self.semantic.shape:
+            raise ValueError(f"predicted class map {predicted.shape} and ground truth "
+                             f"{self.semantic.shape} differ in size")
+        top = max(int(self.semantic[self.valid].max(initial=0)),
+                  int(predicted[predicted != VOID].max(initial=0)))
+        cm = ConfusionMatrix(top + 1)
+        cm.update(predicted, self.semantic)
+        value = cm.scores().miou
+        return 1.0 if np.isnan(value) else float(value)
+
     def compare(self, masks: Sequence[np.ndarray], match: float = 0.5,
                 min_area: float = 0.0) -> GtResult:
         """Match the masks of one image with the ground truth (see the class doc).

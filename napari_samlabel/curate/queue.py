@@ -5,12 +5,15 @@ Written from the ranked :class:`~napari_samlabel.curate.assessment.ImageAssessme
 
 ``queue.json``
     ``{"format": "samlabel-curation-queue", "schema_version": 2, "image_score": ...,
-    "thresholds": {...}, "summary": {...}, "images": [...]}``; each image record has its
-    ``rank``, ``image_id``, ``score``, ``status``, size, ``flags``, ``main_reason`` (what set
-    the score), image-level ``signals`` and ``objects`` (each with ``object_id``,
-    ``class_id``, ``class_name``, ``area``, ``score``, ``flags``, ``main_reason``, raw
-    ``signals`` and per-signal ``badness``). Signals that could not be measured are absent;
-    non-finite values are ``null``.
+    "ranking": ..., "thresholds": {...}, "summary": {...}, "images": [...]}``; ``ranking`` is
+    ``ground_truth`` when every image was scored against ground truth (score ``1 - `` its
+    mIoU, image signal ``gt_miou``), ``signals`` when none was, ``mixed`` otherwise (absent
+    from queues written before issue 16, whose image score was the worst object's). Each
+    image record has its ``rank``, ``image_id``, ``score``, ``status``, size, ``flags``,
+    ``main_reason`` (the strongest evidence), image-level ``signals`` and ``objects`` (each
+    with ``object_id``, ``class_id``, ``class_name``, ``area``, ``score``, ``flags``,
+    ``main_reason``, raw ``signals`` and per-signal ``badness``). Signals that could not be
+    measured are absent; non-finite values are ``null``.
 ``queue.csv``
     One row per object in rank order (an image without objects has one row with empty object
     columns): ``rank, image_id, image_score, image_flags, main_reason, status, object_id,
@@ -58,11 +61,23 @@ QUEUE_CSV = "queue.csv"
 FAILURES_TXT = "failures.txt"
 
 #: How the image score is defined (recorded in queue.json).
-IMAGE_SCORE_RULE = (f"max of the image's object scores (noisy-OR of weighted signal "
-                    f"badness; {FLAG_LEVEL:g} or more exactly when flagged); at least "
-                    f"{NO_OBJECTS_SCORE:g} without objects, at least {FLAG_LEVEL:g} + "
-                    f"{1 - FLAG_LEVEL:g} x the fraction of ground-truth objects missed, 1.0 "
-                    "when an annotator flagged the image")
+IMAGE_SCORE_RULE = ("how much of the image is wrong, 0 to 1: with ground truth, 1 - the "
+                    "image's mIoU over the classes present (VOC's rule); without, the mean "
+                    "over the classes present, background counted as right, of each class's "
+                    "area-weighted object scores (an object's score is the noisy-OR of its "
+                    f"weighted signal badness, {FLAG_LEVEL:g} or more exactly when flagged), "
+                    f"at least {NO_OBJECTS_SCORE:g} without objects; 1.0 when an annotator "
+                    "flagged the image")
+#: What ``ranking`` in queue.json says, in words (the report states it).
+RANKING_TEXT = {
+    "ground_truth": "The ranking uses the ground truth: each image's score is 1 - its mIoU "
+                    "against the ground truth (over the classes present, as VOC computes it).",
+    "signals": "The ranking uses the failure signals (no ground truth): each image's score "
+               "estimates how much of it is wrong from its objects' scores.",
+    "mixed": "The ranking uses the ground truth where an image has it (score 1 - its mIoU) "
+             "and the failure signals for the images without (an estimate on a similar "
+             "scale, not the same one).",
+}
 
 #: Raw signal columns of queue.csv, in order.
 CSV_SIGNALS = (
@@ -136,6 +151,17 @@ def csv_text(ranked: Sequence[ImageAssessment],
     return buf.getvalue()
 
 
+def ranking_basis(ranked: Sequence[ImageAssessment]) -> str:
+    """``ground_truth``, ``signals`` or ``mixed``: what the images' scores were computed from.
+
+    An image was scored against ground truth when it has the image signal ``gt_miou``.
+    """
+    with_gt = sum(1 for a in ranked if "gt_miou" in a.signals)
+    if with_gt and with_gt == len(ranked):
+        return "ground_truth"
+    return "mixed" if with_gt else "signals"
+
+
 def summary(ranked: Sequence[ImageAssessment]) -> dict[str, Any]:
     """Counts: images, objects, flagged images, and images per flag."""
     per_flag: dict[str, int] = {}
@@ -144,6 +170,7 @@ def summary(ranked: Sequence[ImageAssessment]) -> dict[str, Any]:
             per_flag[f] = per_flag.get(f, 0) + 1
     return {"images": len(ranked), "objects": sum(len(a.objects) for a in ranked),
             "flagged_images": len(failures(ranked)),
+            "images_with_ground_truth": sum(1 for a in ranked if "gt_miou" in a.signals),
             "images_per_flag": dict(sorted(per_flag.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
@@ -183,6 +210,7 @@ def write_queue(
         "created": time.time(),
         **dict(meta or {}),
         "image_score": IMAGE_SCORE_RULE,
+        "ranking": ranking_basis(ranked),
         "thresholds": asdict(thresholds or Thresholds()),
         "flags": FLAGS,
         "reasons": SIGNAL_TEXT,
@@ -229,6 +257,7 @@ def read_queue(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 __all__ = [
     "CSV_COLUMNS", "CSV_SIGNALS", "FAILURES_TXT", "IMAGE_SCORE_RULE", "QUEUE_CSV",
-    "QUEUE_FORMAT", "QUEUE_JSON", "SCHEMA_VERSION", "class_name", "csv_text", "failures",
-    "queue_records", "read_queue", "reason_key", "summary", "write_queue",
+    "QUEUE_FORMAT", "QUEUE_JSON", "RANKING_TEXT", "SCHEMA_VERSION", "class_name", "csv_text",
+    "failures", "queue_records", "ranking_basis", "read_queue", "reason_key", "summary",
+    "write_queue",
 ]

@@ -1,12 +1,15 @@
 """An HTML report of the worst images: overlay thumbnails with their signals and flags.
 
-``OUT/report.html`` lists the ``top`` worst images in rank order, after an overview table of
-them. Each shows an overlay thumbnail from ``OUT/thumbnails/`` that links to a full-size one
-in ``OUT/thumbnails/full/`` (the image, each object's mask in its own colour with its outline
+``OUT/report.html`` states what the ranking uses (ground truth or the signals), shows a
+histogram of all the images' scores (inline SVG, the last shown image's score marked) and
+lists the ``top`` worst images in rank order, after an overview table of them. Each shows
+its score, an overlay thumbnail from ``OUT/thumbnails/`` that links to a full-size one in
+``OUT/thumbnails/full/`` (the image, each object's mask in its own colour with its outline
 and its object id, and the prompts: positive points and scribbles green, negative ones red,
 boxes as rectangles in the object's colour; where a positive and a negative prompt fall on
 the same spot the positive one shows; ground-truth objects outlined in white when given, each
-instance apart when the ground truth has instances), the main reason of its score in words,
+instance apart when the ground truth has instances), the main reason (the strongest evidence
+of what is wrong) in words,
 its flags and a table of its objects' signals (values past their threshold in red, the main
 reason's cell outlined, counts as integers, fractions as percentages). The page is static
 and self-contained apart from the images, so it opens from disk in any browser.
@@ -37,13 +40,16 @@ from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, Point, Scribble
 from napari_samlabel.curate.assessment import ImageAssessment
+from napari_samlabel.curate.histogram import score_histogram_svg
 from napari_samlabel.curate.matching import GroundTruth
 from napari_samlabel.curate.queue import (
     FAILURES_TXT,
     IMAGE_SCORE_RULE,
     QUEUE_CSV,
     QUEUE_JSON,
+    RANKING_TEXT,
     class_name,
+    ranking_basis,
     summary,
 )
 from napari_samlabel.curate.signals import (
@@ -235,6 +241,7 @@ table.overview td { vertical-align: top; }
 .swatch { display: inline-block; width: .9em; height: .9em; vertical-align: middle; }
 .err { color: #a00; }
 .small { font-size: .85em; color: #555; }
+figure.hist { margin: .6em 0; }
 """
 
 #: Object table columns: signal key, heading. Headings carry the meaning as a tooltip.
@@ -286,6 +293,20 @@ def format_value(name: str, value: float | None) -> str:
     return f"{float(value):.2f}"
 
 
+def _histogram(ranked: Sequence[ImageAssessment], shown: int) -> str:
+    """The score histogram with its caption (HTML), empty without images."""
+    if not ranked:
+        return ""
+    cut = ranked[shown - 1].score if 0 < shown < len(ranked) else None
+    svg = score_histogram_svg([a.score for a in ranked], [bool(a.flags) for a in ranked], cut)
+    where = (f"; the dashed line is the score of the last image shown here (#{shown}, "
+             f"{cut:.2f})" if cut is not None else "")
+    return (f'<figure class="hist">{svg}<figcaption class="small">Image scores of all '
+            f"{len(ranked)} images (0 = looks right, 1 = all wrong), flagged images in red"
+            f"{where}. Review from the right; where the bars thin out is a natural place to "
+            "stop.</figcaption></figure>")
+
+
 def _flag_chips(flags: Sequence[str]) -> str:
     return "".join(f'<span class="flag" title="{html.escape(FLAGS.get(f, f))}">'
                    f"{html.escape(f)}</span>" for f in flags)
@@ -315,7 +336,7 @@ def describe_reason(reason: Mapping[str, Any] | None, a: ImageAssessment | None 
     oid = reason.get("object_id")
     contribution = float(reason.get("contribution") or 0.0)
     if oid is None:
-        return text if name == "flagged" else f"{text} (score {contribution:.2f})"
+        return text if name == "flagged" else f"{text} (weighs {contribution:.2f})"
     who = f"object {oid}"
     obj = next((o for o in a.objects if o.object_id == oid), None) if a else None
     if obj is not None and classes is not None:
@@ -380,6 +401,8 @@ def _image_facts(a: ImageAssessment) -> str:
     if "gt_objects" in a.signals:
         parts.append(f"ground truth: {count(a.signals['gt_objects'], 'object')}, "
                      f"{round(a.signals.get('gt_missed', 0)):,} missed")
+    if "gt_miou" in a.signals:
+        parts.append(f"mIoU {a.signals['gt_miou']:.2f}")
     parts.append(f"{a.shape[1]} \u00d7 {a.shape[0]} px")
     return " \u00b7 ".join(parts)
 
@@ -460,10 +483,15 @@ def report_html(ranked: Sequence[ImageAssessment], thumbs: dict[str, str | None]
         f'(<a href="{FAILURES_TXT}">{FAILURES_TXT}</a>); the {len(shown)} worst are shown. '
         f'Full lists: <a href="{QUEUE_CSV}">{QUEUE_CSV}</a>, '
         f'<a href="{QUEUE_JSON}">{QUEUE_JSON}</a>.</p>'
+        f'<p class="ranking">{html.escape(RANKING_TEXT[ranking_basis(ranked)])}</p>'
+        f"{_histogram(ranked, len(shown))}"
         f"{per_flag_line}<details><summary>How to read this report</summary><ul>"
-        f"<li>Score: {html.escape(IMAGE_SCORE_RULE)}. A score of {FLAG_LEVEL:g} or more "
-        "always comes with a flag that explains it.</li>"
-        "<li>Main reason: the signal that adds most to the score. In the object tables its "
+        f"<li>Image score: {html.escape(IMAGE_SCORE_RULE)}.</li>"
+        f"<li>Object score: an object scores {FLAG_LEVEL:g} or more exactly when it has a "
+        "flag that explains it.</li>"
+        "<li>Main reason: the strongest evidence of what is wrong: the signal that adds most "
+        "to the worst object's score, or an image-level cause (missed ground-truth objects, "
+        "no objects, an annotator's flag) that outweighs it. In the object tables its "
         "cell is outlined (for flagged objects and the object that sets the image's score), "
         "and values past their flag's threshold are red; hover a column heading for its "
         "meaning.</li>"

@@ -113,15 +113,15 @@ SIGNAL_SPECS: dict[str, SignalSpec] = {
     "stability": SignalSpec(good=0.95, bad=0.60, weight=0.6, flag="unstable"),
     "disagreement": SignalSpec(good=0.20, bad=0.90, weight=0.3, flag="ambiguous"),
     "positive_outside": SignalSpec(good=0.0, bad=0.5, weight=0.9, flag="positive_outside"),
-    "negative_inside": SignalSpec(good=0.0, bad=0.5, weight=0.9, flag="negative_inside"),
-    "box_fill": SignalSpec(good=0.40, bad=0.05, weight=0.5, flag="box_underfilled"),
+    "negative_inside": SignalSpec(good=0.0, bad=0.5, weight=1.0, flag="negative_inside"),
+    "box_fill": SignalSpec(good=0.40, bad=0.05, weight=0.9, flag="box_underfilled"),
     "box_gap": SignalSpec(good=0.05, bad=0.50, weight=0.7, flag="box_partial"),
     "outside_box": SignalSpec(good=0.02, bad=0.30, weight=0.7, flag="outside_box"),
     "fragment_fraction": SignalSpec(good=0.01, bad=0.30, weight=0.5, flag="fragmented"),
     "hole_fraction": SignalSpec(good=0.02, bad=0.30, weight=0.3, flag="holes"),
     "overlap_lost": SignalSpec(good=0.05, bad=0.60, weight=0.5, flag="overlapped"),
-    "gt_iou": SignalSpec(good=0.90, bad=0.30, weight=1.0, flag="gt_mismatch", inclusive=True),
-    "gt_merge": SignalSpec(good=0.20, bad=0.80, weight=0.9, flag="gt_merged"),
+    "gt_iou": SignalSpec(good=0.90, bad=0.0, weight=1.0, flag="gt_mismatch", inclusive=True),
+    "gt_merge": SignalSpec(good=0.20, bad=1.0, weight=0.9, flag="gt_merged"),
 }
 AREA_TINY_SPEC = SignalSpec(good=0.003, bad=0.0002, weight=0.6, flag="tiny")
 AREA_HUGE_SPEC = SignalSpec(good=0.70, bad=0.98, weight=0.6, flag="huge")

@@ -310,7 +310,9 @@ def test_curate_merged_instances_against_voc_ground_truth(tmp_path, capsys):
         capsys.readouterr().err
     [image] = json.loads((out / "queue.json").read_text())["images"]
     assert {"gt_merged", "gt_mismatch", "gt_missed"} <= set(image["flags"])
-    assert image["signals"]["gt_missed"] == 2 and image["score"] == 1.0
+    # Issue 16: the score is 1 - the image's mIoU, and its class map is right (one dog mask
+    # over two dogs); the flags and the main reason show the merge.
+    assert image["signals"]["gt_missed"] == 2 and image["score"] == 0.0
     assert image["objects"][0]["main_reason"]["signal"] in ("gt_iou", "gt_merge")
     rows = list(csv.DictReader((out / "queue.csv").open(newline="")))
     assert rows[0]["gt_merge"] == "1" and rows[0]["main_reason"] == "gt_missed"

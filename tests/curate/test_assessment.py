@@ -7,7 +7,12 @@ import pytest
 
 from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Box, Point
-from napari_samlabel.curate.assessment import assess_image, assess_object, rank_images
+from napari_samlabel.curate.assessment import (
+    assess_image,
+    assess_object,
+    estimated_error,
+    rank_images,
+)
 from napari_samlabel.curate.matching import GroundTruth, GtMatch
 from napari_samlabel.curate.signals import (
     FLAG_LEVEL,
@@ -132,8 +137,10 @@ def test_ranking_worst_first():
     assert [a.rank for a in ranked] == [1, 2, 3, 4, 5]
     scores = [a.score for a in ranked]
     assert scores == sorted(scores, reverse=True)
-    # The image score is its worst object's score.
-    assert ranked[1].score == pytest.approx(max(o.score for o in ranked[1].objects))
+    # Issue 16: the image score is how much of the image looks wrong, not its worst object's
+    # score: without ground truth, the class-averaged object scores (background counted as a
+    # class that is right).
+    assert ranked[1].score == pytest.approx(estimated_error(ranked[1].objects))
     d = ranked[1].to_dict()
     assert d["rank"] == 2 and d["objects"][0]["flags"]
 

@@ -37,13 +37,14 @@ def test_parts_are_not_matched_against_object_ground_truth():
     part = AnnotatedObject(2, 3, head, score=0.95)
     gt = GroundTruth(np.where(clean_mask(), 1, 0).astype(np.uint8),
                      np.where(clean_mask(), 1, 0).astype(np.uint8))
-    # Matched as an object, the head is a mismatch and decides the image's score.
+    # Matched as an object, the head is a mismatch (issue 16: it lies under its dog in the
+    # class map, so the image's score, 1 - its mIoU, does not see it; the flag does).
     flat = assess_image("x", SHAPE, [obj, part], gt=gt)
-    assert "gt_mismatch" in flat.objects[1].flags
+    assert "gt_mismatch" in flat.objects[1].flags and "gt_mismatch" in flat.flags
     img = assess_image("x", SHAPE, [obj, part], gt=gt, parts=[2])
     assert "gt_iou" not in img.objects[1].signals and not img.objects[1].flags
     assert img.objects[0].signals["gt_iou"] == pytest.approx(1.0)
-    assert img.score < flat.score and img.signals["gt_objects"] == 1
+    assert img.flags == [] and img.score == 0.0 and img.signals["gt_objects"] == 1
 
 
 def test_gt_class_regions_split_into_components():
@@ -92,7 +93,10 @@ def test_a_mask_that_merges_two_instances_is_caught():
     assert o.signals["gt_merge"] == 1.0
     assert {"gt_merged", "gt_mismatch"} <= set(o.flags)
     assert img.signals["gt_missed"] == 2 and "gt_missed" in img.flags
-    assert img.score == 1.0
+    # Issue 16: the score is 1 - the image's mIoU, and the class map is right (one mask of
+    # the right class over both dogs); the flags and the main reason name the merge.
+    assert img.score == 0.0 and img.signals["gt_miou"] == 1.0
+    assert img.main_reason["signal"] == "gt_missed"
 
 
 def test_a_mask_that_swallows_a_small_neighbour_is_caught():

@@ -45,13 +45,15 @@ def test_write_queue_files(tmp_path, ranked):
                         thresholds=Thresholds(low_iou=0.7))
     assert {p.name for p in paths.values()} == {"queue.json", "queue.csv", "failures.txt"}
 
-    # failures.txt: flagged images only, worst first, one id per line.
-    assert paths["failures"].read_text() == "img_bad\nimg_empty\n"
+    # failures.txt: flagged images only, worst first, one id per line. Issue 16: an image
+    # without objects (0.5) now outranks one whose broken object is one of its two classes
+    # (about 1/3: the class-averaged object scores).
+    assert paths["failures"].read_text() == "img_empty\nimg_bad\n"
 
     rows = list(csv.DictReader(paths["csv"].open(newline="")))
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert [r["image_id"] for r in rows] == ["img_bad", "img_bad", "img_empty", "img_ok"]
-    assert [int(r["rank"]) for r in rows] == [1, 1, 2, 3]
+    assert [r["image_id"] for r in rows] == ["img_empty", "img_bad", "img_bad", "img_ok"]
+    assert [int(r["rank"]) for r in rows] == [1, 2, 2, 3]
     by_obj = {(r["image_id"], r["object_id"]): r for r in rows}
     bad = by_obj[("img_bad", "2")]
     assert bad["class_name"] == "dog"
@@ -64,11 +66,12 @@ def test_write_queue_files(tmp_path, ranked):
     data = read_queue(tmp_path / "out")
     assert data["format"] == QUEUE_FORMAT and data["source"] == "synthetic"
     assert data["thresholds"]["low_iou"] == 0.7
-    assert [i["image_id"] for i in data["images"]] == ["img_bad", "img_empty", "img_ok"]
+    assert [i["image_id"] for i in data["images"]] == ["img_empty", "img_bad", "img_ok"]
     assert data["summary"]["flagged_images"] == 2
     first = data["images"][0]
     assert first["rank"] == 1 and first["score"] == pytest.approx(ranked[0].score, abs=1e-6)
-    assert {o["class_name"] for o in first["objects"]} == {"person", "dog"}
+    second = data["images"][1]
+    assert {o["class_name"] for o in second["objects"]} == {"person", "dog"}
 
 
 def test_rewrite_replaces_files(tmp_path, ranked):
@@ -104,7 +107,7 @@ def test_queue_files_carry_the_main_reason(tmp_path, ranked):
     assert by_obj[("img_empty", "")]["main_reason"] == "no_objects"
     assert by_obj[("img_ok", "1")]["main_reason"] == ""
     data = read_queue(tmp_path)
-    first = data["images"][0]
+    first = next(i for i in data["images"] if i["image_id"] == "img_bad")
     assert first["main_reason"] == {"object_id": 2, "signal": "positive_outside", "value": 1.0,
                                     "contribution": 0.9}
     worst = next(o for o in first["objects"] if o["object_id"] == 2)
