@@ -460,7 +460,7 @@ class Project:
         Writes the PNG of every mask not saved before, then ``objects.json`` in one atomic
         rename, then the project file if the status changed, then deletes mask files no
         longer referenced. The current (unaccepted) object is not saved. Parent links of
-        parts are written as :func:`napari_samlabel.core.document.resolve_parents` gives
+        parts are written as :func:`napari_samlabel.core.objects.resolve_parents` gives
         them under the project's class table.
         """
         entry = self.entry(doc.image_id)

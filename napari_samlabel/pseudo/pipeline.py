@@ -5,7 +5,7 @@ prompt policy (:mod:`napari_samlabel.engine.policies`), compose the masks into a
 an object map (:func:`napari_samlabel.core.compose.compose_label_maps`: pixels no unit claims
 are background 0; where units overlap, the higher predicted IoU wins, ties go to the later
 unit), and write the image's results at once (:mod:`napari_samlabel.pseudo.store`). At the end
-the finished images are exported as a VOC tree (:class:`napari_samlabel.io.voc.VocWriter`) in
+the finished images are exported as a VOC tree (:class:`napari_samlabel.io.voc.writer.VocWriter`) in
 ``OUT/voc``.
 
 Units

@@ -123,7 +123,7 @@ def replay_project(
         Without ``out`` and without ``in_place``, or with both.
     FileExistsError
         If ``out`` already holds a project.
-    napari_samlabel.io.project.ProjectError
+    napari_samlabel.io.project_schema.ProjectError
         If a new project cannot be created (an image whose size cannot be read is named).
     """
     from napari_samlabel.io.images import load_image
