@@ -18,10 +18,14 @@ engine (:class:`napari_samlabel.engine.families.sam2.Sam2Engine`), and the test 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from napari_samlabel.core.candidates import Candidate
+from napari_samlabel.core.prompts import Box
 
 #: Shape of one object's low-resolution logits (``mask_input``, ``low_res_logits[k:k+1]``).
 LOW_RES_SHAPE = (1, 256, 256)
@@ -220,4 +224,30 @@ class EncodingEngine(Engine, Protocol):
 
     def is_cached(self, image: np.ndarray) -> bool:
         """Whether ``image``'s embedding is already cached (a :meth:`set_image` is cheap)."""
+        ...
+
+
+@runtime_checkable
+class ConceptEngine(Engine, Protocol):
+    """An :class:`Engine` that also finds every instance of a concept (SAM 3).
+
+    A concept is a noun phrase (``text``), example boxes of it on the current image
+    (``exemplars``), or both; ``negatives`` are boxes of things that are *not* the concept.
+    The answer is every instance found on the current image scoring at least
+    ``threshold``, best first, as :class:`~napari_samlabel.core.candidates.Candidate`
+    records (``source`` says ``"text:<phrase>"`` or ``"exemplar"``), which the annotator
+    accepts, rejects or refines with the ordinary prompts of :meth:`predict`.
+    """
+
+    def find_all(self, text: str | None = None, exemplars: Sequence[Box] = (),
+                 negatives: Sequence[Box] = (), threshold: float = 0.5) -> list[Candidate]:
+        """Every instance of the concept on the current image (see the class docstring).
+
+        Raises
+        ------
+        RuntimeError
+            If no image was set.
+        ValueError
+            If neither ``text`` nor ``exemplars`` is given.
+        """
         ...
