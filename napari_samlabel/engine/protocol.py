@@ -25,6 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from napari_samlabel.core.candidates import Candidate
+from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box
 
 #: Shape of one object's low-resolution logits (``mask_input``, ``low_res_logits[k:k+1]``).
@@ -249,5 +251,31 @@ class ConceptEngine(Engine, Protocol):
             If no image was set.
         ValueError
             If neither ``text`` nor ``exemplars`` is given.
+        """
+        ...
+
+
+@runtime_checkable
+class ProposalSource(Protocol):
+    """Something that proposes objects on an image without clicks.
+
+    A learned prompter, a trained segmenter, or a concept prompt wrapped around a
+    :class:`ConceptEngine`: the annotator's candidate list, the batch ``propose`` commands
+    and the simulated annotator call any of them the same way.
+
+    Attributes
+    ----------
+    name : str
+        What the GUI and reports call it (``"prompter (prompter.pt)"``).
+    """
+
+    name: str
+
+    def propose(self, engine: Engine | None, image: np.ndarray, classes: ClassTable,
+                progress: ProgressCallback = no_progress) -> list[Candidate]:
+        """Candidates for ``image`` (``H x W x 3`` uint8), best first.
+
+        ``engine`` is the session's engine with ``image`` already set (so a SAM-based source
+        decodes on the cached embedding), or None for sources that need no SAM.
         """
         ...
