@@ -38,7 +38,7 @@ def package_resources() -> set[str]:
     """The run-time resources the package needs, derived from the source tree.
 
     Every file of ``napari_samlabel/resources`` (the code opens them by name, e.g. the
-    sample images of ``_napari/samples.py``) and every ``resources/<file>`` the package's
+    sample images of ``annotate/samples.py``) and every ``resources/<file>`` the package's
     code, manifest and notes name.
     """
     names = {p.name for p in RESOURCES.iterdir() if p.is_file()}
@@ -103,7 +103,7 @@ from pathlib import Path
 import napari_samlabel
 from npe2 import PluginManifest
 
-from napari_samlabel._napari.samples import sample_paths, sample_project
+from napari_samlabel.annotate.samples import sample_paths, sample_project
 from napari_samlabel.core.classes import ClassTable
 
 report = {"package": napari_samlabel.__file__, "commands": [], "samples": {}}
