@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_border, add_out, add_split
 from napari_samlabel.cli._progress import tqdm_progress
 
 
@@ -26,16 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "--include-flagged). The dataset is built in a temporary folder and moved "
                     "to OUT at the end.")
     p.add_argument("project", metavar="PROJECT", type=Path, help="project folder")
-    p.add_argument("out", metavar="OUT", type=Path,
-                   help="output folder (will contain VOCdevkit/; torchvision's root)")
-    p.add_argument("--split", type=float, default=0.8, metavar="FRACTION",
-                   help="fraction of the images without a stored split that go to train, the "
-                        "rest to val (default 0.8)")
+    add_out(p, "output folder (will contain VOCdevkit/; torchvision's root)")
+    add_split(p, "fraction of the images without a stored split that go to train, the rest "
+                 "to val (default 0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
-    p.add_argument("--border", type=int, default=0, metavar="PX",
-                   help="mark a void (255) band exactly PX pixels wide across object borders "
-                        "(half inside, half outside; the odd pixel inside). VOC's ground "
-                        "truth has a 4-pixel band: --border 4 reproduces it (default 0: none)")
+    add_border(p)
     p.add_argument("--exclude", action="append", default=[], type=Path, metavar="FILE",
                    help="an ImageSets-style id list (one id per line, e.g. the failures.txt "
                         "of samlabel curate) of images to keep out of train and val; may be "
