@@ -35,7 +35,7 @@ def add_classes(p: Any, default: str = "the 21 PASCAL VOC classes") -> None:
 def add_cache(p: Any) -> None:
     """``--cache DIR`` (dest ``cache_dir``), with the old ``--cache-dir`` kept as deprecated."""
     p.add_argument("--cache", dest="cache_dir", type=Path, metavar="DIR", help=CACHE_HELP)
-    deprecated_alias(p, "--cache-dir", "--cache", dest="cache_dir", type=Path)
+    deprecated_alias(p, "--cache-dir", "use --cache", dest="cache_dir", type=Path)
 
 
 def add_border(p: Any) -> None:
@@ -63,12 +63,16 @@ class _DeprecatedOption(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed; "
-              f"use {self.new}", file=sys.stderr)
+        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed: "
+              f"{self.new}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 
 def deprecated_alias(p: Any, old: str, new: str, *, dest: str, **kwargs: Any) -> None:
-    """Accept ``old`` for one release as a hidden spelling of ``new`` (same ``dest``)."""
+    """Accept option ``old`` for one release, hidden from help; ``new`` says what to use.
+
+    It stores into ``dest`` like the option that replaces it (``nargs=0`` for an old flag
+    that does nothing now).
+    """
     p.add_argument(old, dest=dest, action=_DeprecatedOption, new=new, help=argparse.SUPPRESS,
                    default=argparse.SUPPRESS, **kwargs)

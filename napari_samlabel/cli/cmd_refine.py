@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     add_border(p)
     add_split(p)
-    deprecated_alias(p, "--train-fraction", "--split", dest="split", type=float)
+    deprecated_alias(p, "--train-fraction", "use --split", dest="split", type=float)
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
 
     sam_group = f"SAM ({_users('masks')})"

@@ -168,3 +168,36 @@ def test_export_with_the_bundled_part_classes(tmp_path: Path, capsys):
     [obj] = parse_annotation(root / "Annotations" / "im0.xml", classes)[1]
     assert [(p.name, p.class_id) for p in obj.parts] == [("head", head)]
     assert "person/head:" in (root / "labelmap.txt").read_text()
+
+
+def test_export_of_a_folder_with_nothing_to_export_refuses(tmp_path: Path, capsys):
+    """Issue 14 item 11: no empty skeleton and exit 0; a message saying why, exit 2."""
+    (tmp_path / "images").mkdir()
+    for k in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / f"i{k}.png")
+    proj = Project.create(tmp_path / "proj", tmp_path / "images", ["cup"])
+    assert main(["export", str(proj.folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to export" in err and "3 images have no accepted object" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_default_takes_images_in_progress_and_coco_format(project: Path, tmp_path: Path,
+                                                                capsys):
+    proj = Project.open(project)
+    iid = proj.image_ids[0]
+    proj.set_status(iid, "in_progress")
+    assert main(["export", str(project), "--out", str(tmp_path / "strict"), "--only-done",
+                 "--split", "1"]) == 0
+    train = tmp_path / "strict" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert iid not in (train / "train.txt").read_text().split()
+    assert main(["export", str(project), "--out", str(tmp_path / "coco"), "--format", "coco",
+                 "--split", "1"]) == 0
+    assert "annotations" in capsys.readouterr().out
+    import json
+
+    data = json.loads((tmp_path / "coco" / "annotations" / "instances_train.json").read_text())
+    assert iid in {i["samlabel_id"] for i in data["images"]}
+    assert len(data["images"]) == 4 and len(data["annotations"]) == 4
+    assert main(["export", str(project), "--out", str(tmp_path / "c2"), "--format", "coco",
+                 "--border", "4"]) == 2
