@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: Where the documentation lives: help texts link there, so that they work for an installed
+#: package (whose wheel has no docs/ folder) as well as from a checkout.
+DOCS_URL = "https://github.com/napari-samlabel/napari-samlabel/blob/main/docs/"
+
 CLASSES_HELP = ("class list: a text file (one name per line), a YAML list (or a 'classes:' "
                 "key holding one), or a bundled list by name: voc, voc-parts (the VOC "
                 "classes plus PASCAL-Part style parts); 'dog/head' is a part of 'dog'")

@@ -117,3 +117,15 @@ def test_commands_reading_voc_accept_the_folder_export_writes(tmp_path, capsys):
                  "--classes", str(classes)]) == 0
     assert sorted(p.name for p in (tmp_path / "weak").iterdir()) == ["im0.json", "im1.json"]
     assert main(["import-voc", str(out), "--out", str(tmp_path / "again")]) == 0
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_texts_name_no_repository_path(name):
+    """An installed package has no docs/ or resources/ folder: help links or names instead."""
+    import re
+
+    p = COMMANDS[name]
+    texts = [p.description or ""] + [a.help or "" for a in p._actions]
+    for text in texts:
+        for match in re.finditer(r"(\S*)(docs/\S+\.md|resources/\S+)", text):
+            assert match.group(1).startswith("https://"), f"samlabel {name}: {text!r}"
