@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "written and the command says why (exit 2). The dataset is built in a "
                     "temporary folder and moved to OUT at the end.")
     p.add_argument("project", metavar="PROJECT", type=Path, help="project folder")
-    add_out(p, "output folder (will contain VOCdevkit/; torchvision's root)")
+    add_out(p, "output folder: VOC writes VOCdevkit/ into it (torchvision's root), COCO "
+               "annotations/ and images/")
     add_split(p, "fraction of the images without a stored split that go to train, the rest "
                  "to val (default 0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
