@@ -85,6 +85,9 @@ def test_deprecated_spellings_still_work_for_one_release(capsys):
     args = build_parser().parse_args(["refine", "imgs", "--method", "slic", "--out", "o",
                                       "--train-fraction", "0.5"])
     assert args.split == 0.5 and str(args.images) == "imgs"
+    args = build_parser().parse_args(["export", "p", "--out", "o", "--include-unfinished"])
+    assert not args.only_done  # what the old flag asked for is the default now
+    assert "exported by default now" in capsys.readouterr().err
 
 
 def test_commands_reading_voc_accept_the_folder_export_writes(tmp_path, capsys):
