@@ -6,7 +6,8 @@ Layout of ``out`` (what COCO users and detectron2 / mmdetection loaders expect):
       annotations/instances_train.json   one file per split: train, val, and excluded
       annotations/instances_val.json     (the images kept out of train and val, only when
       annotations/instances_excluded.json there are some)
-      images/<id>.<ext>                  the project images, copied unchanged
+      images/<id>.<ext>                  the project images (copied unchanged when stored
+                                         upright as JPEG/PNG, else written as PNG)
 
 The images written and their split are chosen by
 :func:`napari_samlabel.io.selection.select_images`, the same rules and the same seeded
@@ -160,7 +161,8 @@ def export_coco(
         If ``out`` is a non-empty folder and ``overwrite`` is False, or holds anything but
         a previous COCO export.
     CocoError, ProjectError
-        On bad project content; nothing is written to ``out`` then.
+        On bad project content or an unreadable image (named); nothing is written to
+        ``out`` then.
     """
     if not isinstance(project, Project):
         project = Project.open(project)
@@ -175,14 +177,13 @@ def export_coco(
                               fresh_split=fresh_split, exclude=exclude, alias=voc_id)
     selection.check_not_empty(project)
     _check_out(target, overwrite)
-    names: dict[str, str] = {}
+    owner: dict[str, str] = {}
     for iid in selection.written:
-        name = voc_id(iid) + project.image_path(iid).suffix.lower()
-        if name in names.values():
-            other = next(k for k, v in names.items() if v == name)
-            raise CocoError(f"images {other!r} and {iid!r} both become {name!r} (file names "
-                            "cannot hold spaces or other special characters); rename one")
-        names[iid] = name
+        stem = voc_id(iid)
+        if stem in owner:
+            raise CocoError(f"images {owner[stem]!r} and {iid!r} both become {stem!r} (file "
+                            "names cannot hold spaces or other special characters); rename one")
+        owner[stem] = iid
         if overwrite and target.resolve() in project.image_path(iid).resolve().parents:
             raise CocoError(f"image {project.image_path(iid)} of the project lies inside "
                             f"{target}, which overwriting would delete; export elsewhere")
@@ -211,9 +212,10 @@ def export_coco(
             image_id = position[iid]
             doc = project.load_document(iid)
             h, w = doc.shape
-            shutil.copyfile(project.image_path(iid), tmp / IMAGES / names[iid])
+            file_name = _write_image(project.image_path(iid), tmp / IMAGES, voc_id(iid),
+                                     doc.shape)
             part = files[split_of[iid]]
-            part["images"].append({"id": image_id, "file_name": names[iid], "height": h,
+            part["images"].append({"id": image_id, "file_name": file_name, "height": h,
                                    "width": w, "samlabel_id": iid})
             _, instance = doc.label_maps()
             _, part_instance = doc.part_maps()
@@ -255,6 +257,45 @@ def export_coco(
     report.splits = {s: sorted(i for i, v in split_of.items() if v == s)
                      for s in ("train", "val", EXCLUDED)}
     return report
+
+
+def _write_image(src: Path, folder: Path, stem: str, shape: tuple[int, int]) -> str:
+    """Put the image ``src`` into ``folder`` as COCO loaders will read it; its file name.
+
+    The file is decoded completely first (a truncated or corrupt image is an error naming it,
+    as in the VOC export). A JPEG or PNG stored upright (no EXIF rotation, the size the masks
+    have) is copied byte for byte; anything else (EXIF-rotated photos, TIFF, 16-bit...) is
+    written as the annotator saw it (:func:`napari_samlabel.io.images.load_image`) to a
+    lossless PNG, so that pixels and masks line up in every loader.
+    """
+    from PIL import Image
+
+    from napari_samlabel.io.images import ImageReadError, load_image
+
+    try:
+        image = load_image(src)
+    except ImageReadError as exc:  # the message names the file
+        raise CocoError(str(exc)) from None
+    if image.shape[:2] != tuple(shape):
+        raise CocoError(f"image {src} is {image.shape[0]}x{image.shape[1]} but its "
+                        f"annotation is {shape[0]}x{shape[1]} (H x W)")
+    suffix = src.suffix.lower()
+    upright = False
+    if suffix in (".jpg", ".jpeg", ".png"):
+        try:
+            with Image.open(src) as raw:
+                orientation = raw.getexif().get(0x0112, 1)
+                upright = orientation == 1 and raw.size == (shape[1], shape[0]) and \
+                    raw.mode in ("RGB", "L")
+        except OSError as exc:
+            raise CocoError(f"cannot read image {src}: {exc}") from exc
+    if upright:
+        name = stem + (".jpg" if suffix == ".jpeg" else suffix)
+        shutil.copyfile(src, folder / name)
+    else:
+        name = stem + ".png"
+        Image.fromarray(image).save(folder / name)
+    return name
 
 
 def _check_out(target: Path, overwrite: bool) -> None:

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 
 from napari_samlabel.core.document import AnnotationDocument
 from napari_samlabel.core.objects import AnnotatedObject
-from napari_samlabel.io.coco import ANN_ID_STRIDE, export_coco
+from napari_samlabel.io.coco import ANN_ID_STRIDE, CocoError, export_coco
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.selection import NothingToExport
 from napari_samlabel.io.voc_project import export_project
@@ -162,3 +162,37 @@ def test_nothing_to_export_and_overwrite_rules(project, tmp_path):
     with pytest.raises(FileExistsError, match="not a COCO export"):
         export_coco(project, tmp_path / "other", overwrite=True)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_rotated_or_unusual_images_are_written_as_the_annotator_saw_them(project, tmp_path):
+    """An EXIF-rotated JPEG would load sideways in loaders that ignore EXIF: write a PNG."""
+    from napari_samlabel.io.images import load_image
+
+    path = project.image_path("a")
+    upright = load_image(path)
+    rotated = Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1)))  # stored W x H
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 CW to display": load_image turns it back to H x W
+    jpg = path.with_suffix(".jpg")
+    rotated.save(jpg, exif=exif, quality=95)
+    assert load_image(jpg).shape[:2] == (H, W)
+    path.unlink()
+    jpg.rename(path)  # same file name, so the project still finds it
+    report = export_coco(project, tmp_path / "coco", train_fraction=1.0)
+    assert "a" in report.splits["train"]
+    coco = _load(tmp_path / "coco", "train")
+    names = {i["samlabel_id"]: i["file_name"] for i in coco.dataset["images"]}
+    assert names["a"] == "a.png" and names["b"] == "b.png"
+    with Image.open(tmp_path / "coco" / "images" / "a.png") as written:
+        assert written.size == (W, H)
+    # "b" is an upright PNG: copied byte for byte
+    assert (tmp_path / "coco" / "images" / "b.png").read_bytes() == \
+        project.image_path("b").read_bytes()
+
+
+def test_a_corrupt_image_is_named_and_nothing_is_written(project, tmp_path):
+    project.image_path("b").write_bytes(b"not an image")
+    with pytest.raises(CocoError, match="b.png"):
+        export_coco(project, tmp_path / "coco")
+    assert not (tmp_path / "coco").exists()
+    assert not list(tmp_path.glob(".coco.*"))
