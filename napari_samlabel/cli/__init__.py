@@ -74,12 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _silence_stdout() -> None:
-    """Point stdout at the null device, so that the flush at exit cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # no file descriptor (stdout replaced, e.g. in tests)
-        pass
+    """Point stdout and stderr at the null device, so that the flush at exit cannot fail again.
+
+    Either may be the closed pipe (``samlabel export ... 2>&1 | head -1``); nothing more is
+    printed after a broken pipe, so silencing both loses nothing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):  # no descriptor (replaced, in tests)
+            pass
 
 
 def _run(argv: Sequence[str] | None) -> int:

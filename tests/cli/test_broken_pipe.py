@@ -39,3 +39,17 @@ def test_closed_stdout_gives_no_traceback(args: tuple[str, ...]) -> None:
 def test_closed_stdout_is_reported_as_sigpipe_exit() -> None:
     code, _ = _run_into_closed_pipe("models", "--all")
     assert code == BROKEN_PIPE_EXIT
+
+
+def test_closed_pipe_for_both_streams_gives_no_message():
+    """``samlabel models 2>&1 | head -1``: stdout and stderr are the same closed pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "napari_samlabel", "models", "--all"],
+                              stdout=write_end, stderr=write_end, env=env, timeout=120,
+                              check=False)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == BROKEN_PIPE_EXIT
