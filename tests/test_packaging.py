@@ -120,8 +120,8 @@ for sample in manifest.contributions.sample_data:  # File > Open Sample
 report["sample_paths"] = [str(p) for p in sample_paths()]
 project = sample_project()  # the "Sample images" button and `samlabel annotate`
 report["project_images"] = len(project.image_ids)
-parts = Path(napari_samlabel.__file__).parent / "resources" / "voc_parts.txt"
-report["voc_parts"] = len(ClassTable.from_file(parts).names)
+# by name, as `--classes voc-parts` reads it, from the installed package
+report["voc_parts"] = len(ClassTable.from_file("voc-parts").names)
 print(json.dumps(report))
 """
 
@@ -202,7 +202,7 @@ def test_readme_example_files_pseudo_label_the_bundled_samples(tmp_path, tiny_ch
     from napari_samlabel.cli import main
 
     examples = ROOT / "resources" / "examples"
-    code = main(["pseudo-label", "--images", str(RESOURCES), "--weak",
+    code = main(["pseudo-label", str(RESOURCES), "--weak",
                  str(examples / "points.json"), "--kind", "points", "--classes",
                  str(examples / "classes.txt"), "--out", str(tmp_path / "pl"),
                  "--model", "vit_tiny_test", "--checkpoint", str(tiny_checkpoint),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -21,14 +22,31 @@ class CLIError(Exception):
     """An error to show the user as one line, without a traceback (exit code 2)."""
 
 
+#: Exit code when the reader of stdout went away (``samlabel models | head -1``): 128 + SIGPIPE,
+#: what a shell reports for any Unix tool stopped by a closed pipe.
+BROKEN_PIPE_EXIT = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that takes options only by their full name.
+
+    Prefix abbreviations (``--cache`` for ``--cache-dir``) hide renamed options and make adding
+    an option a breaking change; every sub-command parser is one of these.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every discovered sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="samlabel",
         description="Turn weak labels into segmentation datasets with Segment Anything.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("cmd_"):
             module = importlib.import_module(f"{__name__}.{info.name}")
@@ -37,7 +55,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``samlabel``; return the process exit code."""
+    """Run ``samlabel``; return the process exit code.
+
+    A closed stdout (``samlabel models | head -1``) ends the command quietly with
+    :data:`BROKEN_PIPE_EXIT`, never with a traceback.
+    """
+    try:
+        try:
+            code = _run(argv)
+        except SystemExit:  # --help, --version, usage errors: their text is flushed here too
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # a pipe closed early fails here, inside the handler
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_EXIT
+
+
+def _silence_stdout() -> None:
+    """Point stdout and stderr at the null device, so that the flush at exit cannot fail again.
+
+    Either may be the closed pipe (``samlabel export ... 2>&1 | head -1``); nothing more is
+    printed after a broken pipe, so silencing both loses nothing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):  # no descriptor (replaced, in tests)
+            pass
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from napari_samlabel.engine.device import tune_memory
 
     tune_memory()  # before anything imports torch

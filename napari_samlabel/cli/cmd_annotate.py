@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_cache, add_classes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "bundled sample images open."),
     )
     p.add_argument("folder", nargs="?", type=Path, help="folder of images (default: samples)")
-    p.add_argument("--classes", type=Path, metavar="FILE",
-                   help="class list, one name per line or a YAML list; 'dog/head' is a part "
-                        "of 'dog' (default: the 20 PASCAL VOC classes)")
+    add_classes(p, default="the 20 PASCAL VOC classes")
     p.add_argument("--model", default="vit_b",
                    help="model type: vit_b (default), vit_l, vit_h, vit_t (MobileSAM), "
                         "sam_hq_vit_b ..., sam2.1_hiera_tiny ... ('samlabel models' lists "
@@ -30,10 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, metavar="PATH",
                    help="local checkpoint file (default: cached official file, downloaded "
                         "if missing)")
-    p.add_argument("--cache", "--cache-dir", dest="cache_dir", type=Path, metavar="DIR",
-                   help="cache root for checkpoints and embeddings (default: "
-                        "$SAMLABEL_CACHE_DIR or the user cache dir), e.g. the one "
-                        "'samlabel embed --cache DIR' filled")
+    add_cache(p)
     p.add_argument("--precise", action="store_true",
                    help="encode in float32 (slower) instead of bfloat16 where supported")
     p.add_argument("--review", type=Path, metavar="QUEUE",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import DOCS_URL
 from napari_samlabel.cli._progress import tqdm_progress
 from napari_samlabel.core.progress import ProgressCallback
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "queue.csv, queue.json, failures.txt (flagged image ids, ImageSets style) "
                     "and report.html with overlay thumbnails of the worst images into OUT. "
                     "Exits with 1 when some images had to be skipped (listed at the end). "
-                    "Signals, scores and thresholds: docs/curation.md.")
+                    f"Signals, scores and thresholds: {DOCS_URL}curation.md")
     p.add_argument("source", metavar="PROJECT_OR_VOC", type=Path,
                    help="a napari-samlabel project folder, the output folder of samlabel "
                         "pseudo-label (with run.json and scores/: SAM scores are used), or a "
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "--min-area, so both make the same objects)")
     p.add_argument("--threshold", metavar="NAME=VALUE", action="append", default=[],
                    help="override a flag threshold, e.g. --threshold low_iou=0.85 "
-                        "(repeatable; names in docs/curation.md)")
+                        f"(repeatable; names in {DOCS_URL}curation.md)")
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,7 @@
 
 Later runs (the napari widget, ``samlabel pseudo``, ``refine``...) that use the same model
 and cache find the embeddings and skip the expensive encoder. Images whose embedding is
-already cached are skipped. The cache root is ``--cache DIR`` (alias ``--cache-dir``), else
+already cached are skipped. The cache root is ``--cache DIR``, else
 ``$SAMLABEL_CACHE_DIR``, else the user cache directory; embeddings live in
 ``<cache root>/embeddings`` and downloaded checkpoints in ``<cache root>/checkpoints``.
 
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_cache
 from napari_samlabel.cli._progress import tqdm_progress
 
 if TYPE_CHECKING:  # the engine is imported when the command runs, not at CLI start-up
@@ -47,8 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", metavar="PATH", type=Path,
                    help="local checkpoint file (default: the cached official one, downloaded "
                         "once)")
-    p.add_argument("--cache", "--cache-dir", dest="cache_dir", metavar="DIR", type=Path,
-                   help="cache root (default: $SAMLABEL_CACHE_DIR or the user cache dir)")
+    add_cache(p)
     p.add_argument("--precise", action="store_true",
                    help="encode in float32 (default: bfloat16 where the CPU/GPU supports it)")
     p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")

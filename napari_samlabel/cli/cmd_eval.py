@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_classes
 from napari_samlabel.cli._progress import tqdm_progress
 
 if TYPE_CHECKING:
@@ -25,15 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "file name: one confusion matrix over the dataset, ground-truth 255 ignored, "
                     "predicted 255 counted as a miss. Prints per-class IoU, mIoU (over classes "
                     "present) and pixel accuracy.")
-    p.add_argument("pred_dir", metavar="PRED_DIR", type=Path,
-                   help="folder of <id>.png predicted label maps (palette or greyscale)")
-    p.add_argument("gt_dir", metavar="GT_DIR", type=Path,
-                   help="folder of <id>.png ground truth, or a VOC root with SegmentationClass/")
-    p.add_argument("--classes", metavar="FILE", type=Path,
-                   help="class list, one name per line (default: the 21 PASCAL VOC classes)")
-    p.add_argument("--split", metavar="FILE", type=Path,
-                   help="evaluate only the ids listed in this file (ImageSets style)")
-    p.add_argument("--json", metavar="OUT", type=Path, dest="json_out",
+    p.add_argument("pred_dir", metavar="PRED", type=Path,
+                   help="predictions: a folder of <id>.png label maps (palette or greyscale), "
+                        "or a VOC dataset (e.g. the output of samlabel pseudo-label or export)")
+    p.add_argument("--gt", dest="gt_dir", metavar="GT", type=Path, required=True,
+                   help="ground truth: a folder of <id>.png label maps, or a VOC dataset (the "
+                        "output folder of samlabel export, VOCdevkit/ or VOC2012/)")
+    add_classes(p)
+    p.add_argument("--image-set", dest="image_set", metavar="FILE", type=Path,
+                   help="evaluate only the ids listed in this file (ImageSets style, e.g. "
+                        "ImageSets/Segmentation/val.txt)")
+    p.add_argument("--json", metavar="FILE", type=Path, dest="json_out",
                    help="also write the scores (per class, confusion matrix) as JSON")
     p.set_defaults(func=run)
 
@@ -68,12 +71,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     ids = None
-    if args.split:
+    if args.image_set:
         try:
-            ids = [s.split()[0] for s in args.split.read_text(encoding="utf-8").splitlines()
+            ids = [s.split()[0] for s in args.image_set.read_text(encoding="utf-8").splitlines()
                    if s.strip()]
         except OSError as exc:
-            raise CLIError(f"cannot read split file {args.split}: {exc.strerror}") from None
+            raise CLIError(f"cannot read image set {args.image_set}: {exc.strerror}") from None
     try:
         with tqdm_progress("eval") as progress:
             scores = evaluate_dirs(args.pred_dir, args.gt_dir, classes, ids=ids,

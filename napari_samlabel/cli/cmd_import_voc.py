@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_classes
 from napari_samlabel.cli._progress import tqdm_progress
 
 
@@ -19,13 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(255) pixels belong to no object unless --fill-void gives them to the "
                     "nearest label. Images are referred to where they are unless "
                     "--copy-images.")
-    p.add_argument("voc_root", metavar="VOCROOT", type=Path,
-                   help="VOC folder: the one holding VOCdevkit/, VOCdevkit/ or VOC2012/ itself")
-    p.add_argument("project", metavar="PROJECT", type=Path,
+    p.add_argument("voc_root", metavar="VOC", type=Path,
+                   help="VOC dataset: the folder holding VOCdevkit/ (what samlabel export "
+                        "writes), VOCdevkit/ or VOC2012/ itself")
+    p.add_argument("--out", dest="project", metavar="DIR", type=Path, required=True,
                    help="new project folder (must not exist or be empty)")
-    p.add_argument("--classes", metavar="FILE", type=Path,
-                   help="class list, one name per line (default: the dataset's labelmap.txt, "
-                        "else the 21 VOC classes)")
+    add_classes(p, default="the dataset's labelmap.txt, else the 21 VOC classes")
     p.add_argument("--copy-images", action="store_true",
                    help="copy the images into PROJECT/images")
     p.add_argument("--fill-void", type=int, default=0, metavar="PX",

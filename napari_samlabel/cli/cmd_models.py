@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from napari_samlabel.cli._grammar import add_cache
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,8 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="List the model types --model accepts: family, whether its optional "
                     "package is installed (and the pip command if not), measured CPU encode "
                     "time, where each checkpoint is cached and where it is downloaded from.")
-    p.add_argument("--cache", "--cache-dir", dest="cache_dir", metavar="DIR", type=Path,
-                   help="cache root (default: $SAMLABEL_CACHE_DIR or the user cache dir)")
+    add_cache(p)
     p.add_argument("--all", action="store_true", help="include models that exist for tests")
     p.set_defaults(func=run)
 

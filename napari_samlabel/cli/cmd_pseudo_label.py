@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_border, add_cache, add_classes, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 if TYPE_CHECKING:  # imported when the command runs, not at CLI start-up
@@ -38,12 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(OUT/voc) plus per-image label PNGs and per-object scores. Reruns skip finished "
         "images.",
     )
-    p.add_argument("--images", required=True, type=Path, metavar="DIR",
+    p.add_argument("images", type=Path, metavar="IMAGES",
                    help="folder of images (ids = file names without extension)")
     p.add_argument("--weak", required=True, type=Path, metavar="DIR_OR_FILE",
                    help="weak-label file or folder of files")
     p.add_argument("--kind", required=True, choices=KINDS, help="kind of weak labels")
-    p.add_argument("--out", required=True, type=Path, metavar="OUT", help="output folder")
+    add_out(p, "output folder (rerunning into it skips finished images)")
     p.add_argument("--policy", choices=sorted(PRESETS),
                    help=f"prompt policy (default per kind: {defaults})")
     p.add_argument("--multimask", choices=("best", "whole", "single"),
@@ -60,21 +61,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fraction of scribble pixels used as points (default: policy's, 0.2)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of scribble sampling and of the train/val split")
-    p.add_argument("--classes", type=Path, metavar="FILE",
-                   help="class list, one name per line, background first (default: VOC)")
+    add_classes(p)
     p.add_argument("--model", default="vit_b", help="SAM model type (default vit_b)")
     p.add_argument("--checkpoint", type=Path, metavar="PATH",
                    help="local checkpoint file (default: cached official one, downloaded once)")
     p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
     p.add_argument("--precise", action="store_true", help="encode in float32")
-    p.add_argument("--cache", type=Path, metavar="DIR",
-                   help="cache root for checkpoints and embeddings")
+    add_cache(p)
     p.add_argument("--no-download", action="store_true", help="never download a checkpoint")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on this dask.distributed scheduler (e.g. tcp://host:8786); the "
                         "output folder must be reachable from the workers")
-    p.add_argument("--border", type=int, default=0, metavar="N",
-                   help="void (255) band of N pixels along borders in the VOC export")
+    add_border(p)
     p.add_argument("--no-export", action="store_true",
                    help="write per-image results only, no VOC tree")
     p.add_argument("--cam-threshold", type=float, help="CAM peak threshold (kind cams)")
@@ -93,8 +91,8 @@ def _engine_spec(args: argparse.Namespace) -> EngineSpec:
     kwargs: dict[str, Any] = {"precise": bool(args.precise), "download": not args.no_download}
     if args.device:
         kwargs["device"] = args.device
-    if args.cache:
-        kwargs["cache_dir"] = str(args.cache)
+    if args.cache_dir:
+        kwargs["cache_dir"] = str(args.cache_dir)
     return EngineSpec.sam(args.model, args.checkpoint, **kwargs)
 
 

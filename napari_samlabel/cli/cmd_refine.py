@@ -2,7 +2,7 @@
 
 Inputs are matched by image id (file name without extension):
 
-- ``--images DIR``: the images;
+- ``IMAGES`` (positional): the folder of images;
 - ``--coarse DIR``: ``<id>.png`` coarse label maps (palette or grey indices, 255 void), for
   ``sepl`` and ``slic``;
 - ``--cams DIR``: ``<id>.npy`` class maps (CAMs or network scores, ``C x H x W``) with a
@@ -26,6 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import (
+    add_border,
+    add_cache,
+    add_classes,
+    add_out,
+    add_split,
+    deprecated_alias,
+)
 from napari_samlabel.cli._progress import tqdm_progress
 from napari_samlabel.pseudo.refine.api import METHODS, REFINERS, all_parameters, get_refiner
 from napari_samlabel.pseudo.refine.record import MASKS_GROUP, ParamInfo, RefinerParams
@@ -38,22 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Refine coarse pseudo labels and write a VOC tree. " + " ".join(
             f"{r.name}: {r.title}." for r in REFINERS.values()))
     p.add_argument("--method", choices=METHODS, required=True, help="refiner")
-    p.add_argument("--images", metavar="DIR", type=Path, required=True, help="image folder")
+    p.add_argument("images", metavar="IMAGES", type=Path,
+                   help="folder of images (ids = file names without extension)")
     p.add_argument("--coarse", metavar="DIR", type=Path,
                    help=f"folder of <id>.png coarse label maps ({_users('coarse')})")
     p.add_argument("--cams", metavar="DIR", type=Path,
                    help="folder of <id>.npy class maps + <id>.json class lists "
                         f"({_users('maps', needed=True)}; optional confidence for "
                         f"{_users('confidence')})")
-    p.add_argument("--out", metavar="OUT", type=Path, required=True,
-                   help="output folder (gets VOCdevkit/VOC2012)")
-    p.add_argument("--classes", metavar="FILE", type=Path,
-                   help="class list, one name per line (default: the 21 PASCAL VOC classes)")
+    add_out(p, "output folder (gets VOCdevkit/VOC2012)")
+    add_classes(p)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
-    p.add_argument("--border", type=int, default=0,
-                   help="width of the void band along object borders (default 0: none)")
-    p.add_argument("--train-fraction", type=float, default=0.8,
-                   help="share of images in the train split (default 0.8)")
+    add_border(p)
+    add_split(p)
+    deprecated_alias(p, "--train-fraction", "use --split", dest="split", type=float)
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
 
     sam_group = f"SAM ({_users('masks')})"
@@ -62,9 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--checkpoint", metavar="PATH", type=Path,
                    help="checkpoint file (default: the cached official one, downloaded once)")
     g.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
-    g.add_argument("--cache-dir", metavar="DIR", type=Path,
-                   help="cache root for checkpoints, embeddings and automatic masks "
-                        "(default $SAMLABEL_CACHE_DIR or the user cache folder)")
+    add_cache(g)
     g.add_argument("--no-cache", action="store_true",
                    help="do not read or write cached embeddings and automatic masks")
     g.add_argument("--no-download", action="store_true", help="never download a checkpoint")
@@ -161,8 +165,8 @@ def _check_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
         problem = info.check(getattr(args, info.name))
         if problem:
             raise CLIError(f"{info.flag} {problem}")
-    if not 0.0 <= args.train_fraction <= 1.0:
-        raise CLIError(f"--train-fraction must be in [0, 1], got {args.train_fraction}")
+    if not 0.0 <= args.split <= 1.0:
+        raise CLIError(f"--split must be in [0, 1], got {args.split}")
     if args.border < 0:
         raise CLIError(f"--border must be >= 0, got {args.border}")
     return list(items.items())
@@ -230,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     hits = 0
     try:
         with tqdm_progress(f"refine ({args.method})") as progress, VocWriter(
-                args.out, classes, border=args.border, train_fraction=args.train_fraction,
+                args.out, classes, border=args.border, train_fraction=args.split,
                 seed=args.seed, overwrite=args.overwrite, progress=progress,
                 total=len(items)) as writer:
             for iid, path in items:

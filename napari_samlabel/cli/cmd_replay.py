@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_cache, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 
@@ -16,15 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Decode every accepted object's stored prompts again with MODEL "
                     "(provenance: the prompts and the model identity are stored per object). "
                     "Writes a new project to --out, or rewrites PROJECT with --in-place.")
-    p.add_argument("project", type=Path, metavar="PROJECT")
+    p.add_argument("project", type=Path, metavar="PROJECT", help="project folder")
     p.add_argument("--model", default="vit_b", help="model type (default: vit_b)")
     p.add_argument("--checkpoint", type=Path, metavar="PATH", help="local checkpoint file")
-    p.add_argument("--cache", dest="cache_dir", type=Path, metavar="DIR",
-                   help="cache directory for checkpoints and embeddings")
+    add_cache(p)
     p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
     p.add_argument("--precise", action="store_true", help="encode in float32 (no bf16)")
     dest = p.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--out", type=Path, metavar="DIR", help="folder of the new project")
+    add_out(dest, "folder of the new project", required=False)
     dest.add_argument("--in-place", action="store_true", help="rewrite PROJECT's masks")
     p.add_argument("--one-shot", action="store_true",
                    help="decode all prompts of an object at once instead of prompt by prompt")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_classes, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 
@@ -17,16 +18,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "`samlabel pseudo-label --weak` reads: points (one click per object at its "
                     "innermost pixel) -> points.json; scribbles (object skeletons) -> <id>.txt; "
                     "boxes (tight box per instance) -> <id>.json.")
-    p.add_argument("gt_dir", metavar="GT_DIR", type=Path,
-                   help="folder of <id>.png label maps, or a VOC root (SegmentationClass/, and "
-                        "SegmentationObject/ for instances when present)")
-    p.add_argument("--kind", required=True, choices=("points", "scribbles", "boxes"))
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("gt_dir", metavar="GT", type=Path,
+                   help="ground truth: a folder of <id>.png label maps, or a VOC dataset "
+                        "(the output folder of samlabel export, VOCdevkit/ or VOC2012/; its "
+                        "SegmentationObject/ gives the instances when present)")
+    p.add_argument("--kind", required=True, choices=("points", "scribbles", "boxes"),
+                   help="kind of weak labels to write")
+    add_out(p, "output folder")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--instances", type=Path, metavar="DIR",
                    help="folder of <id>.png instance maps (default: connected components)")
-    p.add_argument("--classes", type=Path, metavar="FILE",
-                   help="class list, one name per line (default: PASCAL VOC)")
+    add_classes(p)
     p.add_argument("--random-points", action="store_true",
                    help="click a random pixel of each object instead of its innermost pixel")
     p.add_argument("--background-points", type=int, default=0, metavar="N",

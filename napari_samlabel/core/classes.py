@@ -6,6 +6,8 @@ display only: meaning lives in the indices, never in colours.
 
 from __future__ import annotations
 
+import importlib.resources
+import importlib.resources.abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -100,23 +102,33 @@ class ClassTable:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ClassTable:
-        """Read one class name per line (``#`` comments and blank lines skipped).
+        """Read a class list: a text file, a YAML file, or a bundled list by name.
 
-        A YAML list (``- name`` lines) is accepted too. Raises ``ValueError`` naming the file
-        on a bad list.
+        - A text file holds one class name per line (``#`` comments and blank lines skipped).
+        - A ``.yaml`` / ``.yml`` file, or a text file whose first entry is a ``- name`` item
+          or a ``key:`` line, is read with PyYAML (:func:`names_from_yaml` lists the layouts).
+        - A name of :data:`BUNDLED_CLASS_LISTS` (``voc``, ``voc-parts``) that is not a file
+          in the working folder is the list shipped in the package.
+
+        Raises ``ValueError`` naming the file (and the line, for bad YAML) on a bad list.
         """
         path = Path(path)
+        if not path.exists() and str(path) in BUNDLED_CLASS_LISTS:
+            return bundled_class_list(str(path))
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"cannot read class list {path}: {exc.strerror}") from exc
-        names = []
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line.startswith("- "):
-                line = line[2:].strip().strip("'\"")
-            if line:
-                names.append(line)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"cannot read class list {path}: not UTF-8 text "
+                             f"(byte {exc.start})") from exc
+        if path.suffix.lower() in (".yaml", ".yml") or _looks_like_yaml(text):
+            names = names_from_yaml(text, path)
+        else:
+            names = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+            names = [n for n in names if n]
+        if not names:
+            raise ValueError(f"bad class list {path}: it lists no class")
         try:
             return cls(tuple(names))
         except ValueError as exc:
@@ -211,6 +223,86 @@ class ClassTable:
 
     def __contains__(self, item: object) -> bool:
         return item in self.names
+
+
+#: Class lists shipped in the package, by the name ``--classes`` accepts (file in
+#: ``napari_samlabel/resources``; None: built in).
+BUNDLED_CLASS_LISTS: dict[str, str | None] = {"voc": None, "voc-parts": "voc_parts.txt"}
+#: Keys of a YAML mapping that hold the class list (``classes:``; YOLO's ``names:``).
+YAML_LIST_KEYS = ("classes", "names")
+
+
+def bundled_class_list(name: str) -> ClassTable:
+    """The class list shipped under ``name`` (:data:`BUNDLED_CLASS_LISTS`)."""
+    if name not in BUNDLED_CLASS_LISTS:
+        raise ValueError(f"unknown bundled class list {name!r}; known: "
+                         f"{', '.join(BUNDLED_CLASS_LISTS)}")
+    file = BUNDLED_CLASS_LISTS[name]
+    if file is None:
+        return ClassTable.voc()
+    with importlib.resources.as_file(bundled_class_file(name)) as path:
+        return ClassTable.from_file(path)
+
+
+def bundled_class_file(name: str) -> importlib.resources.abc.Traversable:
+    """Where the bundled class list ``name`` is installed (for printing its path)."""
+    file = BUNDLED_CLASS_LISTS.get(name)
+    if file is None:
+        raise ValueError(f"{name!r} is not a bundled class list file")
+    return importlib.resources.files("napari_samlabel") / "resources" / file
+
+
+def _looks_like_yaml(text: str) -> bool:
+    """True when the first entry of ``text`` is a YAML list item or mapping key."""
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].rstrip()
+        if line.strip():
+            return line.lstrip().startswith("- ") or line.strip() == "-" or \
+                line.endswith(":") or any(line.startswith(f"{k}:") for k in YAML_LIST_KEYS)
+    return False
+
+
+def names_from_yaml(text: str, path: str | Path = "<text>") -> list[str]:
+    """Class names from the YAML text of a class list.
+
+    Accepted layouts: a list of names (``- cat``); a mapping with a ``classes:`` (or YOLO's
+    ``names:``) key holding such a list, or a mapping ``index: name`` (YOLO); a mapping
+    ``name: colour`` (or any value), read as the names in order (display colours come from
+    the VOC palette, so the values are not used). List items may be mappings with a
+    ``name`` key. Raises ``ValueError`` naming ``path`` and, for bad YAML, the line.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValueError(f"bad class list {path}{where}: not valid YAML ({problem})") from None
+    if isinstance(data, dict):
+        for key in YAML_LIST_KEYS:
+            if key in data:
+                data = data[key]
+                break
+    if isinstance(data, dict):
+        if data and all(isinstance(k, int) for k in data):
+            data = [data[k] for k in sorted(data)]
+        else:
+            data = list(data)
+    if not isinstance(data, list):
+        raise ValueError(f"bad class list {path}: expected a YAML list of names, a "
+                         f"'classes:' key holding one, or a mapping of names; got "
+                         f"{type(data).__name__}")
+    names = []
+    for n, item in enumerate(data, start=1):
+        if isinstance(item, dict) and "name" in item:
+            item = item["name"]
+        if isinstance(item, (dict, list)) or item is None:
+            raise ValueError(f"bad class list {path}: entry {n} is not a class name "
+                             f"({item!r})")
+        names.append(str(item).strip())
+    return names
 
 
 def as_class_table(classes: ClassTable | Sequence[str] | None) -> ClassTable:

@@ -198,8 +198,9 @@ def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path,
     Parameters
     ----------
     pred_dir, gt_dir : str or pathlib.Path
-        Folders of ``<id>.png`` index PNGs, matched by file stem. A VOC root (a folder
-        holding ``SegmentationClass/``) is accepted for either.
+        Folders of ``<id>.png`` index PNGs, matched by file stem. A VOC dataset (any layout
+        of :func:`voc_label_folder`, e.g. the output folder of ``samlabel export``) is
+        accepted for either: its ``SegmentationClass/`` is read.
     classes : ClassTable or list of str, optional
         The class table (VOC's 21 classes by default); its length is the number of classes.
     ids : sequence of str, optional
@@ -247,9 +248,24 @@ def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path,
     return scores
 
 
+def voc_label_folder(folder: Path, sub: str = "SegmentationClass") -> Path | None:
+    """Folder ``sub`` of the VOC dataset at ``folder``, or None when it is a folder of PNGs.
+
+    ``folder`` may be any layout :func:`napari_samlabel.io.voc.reader.find_voc_root` accepts:
+    ``VOC2012`` itself, ``VOCdevkit``, or the folder holding ``VOCdevkit`` that ``samlabel
+    export`` writes. A folder holding PNGs itself is a label folder, never a VOC root.
+    """
+    from napari_samlabel.io.voc.reader import find_voc_root
+
+    if not folder.is_dir() or any(folder.glob("*.png")):
+        return None
+    try:
+        voc = find_voc_root(folder)
+    except VocError:
+        return None
+    return voc / sub if (voc / sub).is_dir() else None
+
+
 def _seg_folder(folder: Path) -> Path:
-    """Accept a VOC root for a label folder: use its ``SegmentationClass/`` when present."""
-    sub = folder / "SegmentationClass"
-    if sub.is_dir() and not any(folder.glob("*.png")):
-        return sub
-    return folder
+    """Accept a VOC dataset for a label folder: use its ``SegmentationClass/``."""
+    return voc_label_folder(folder) or folder

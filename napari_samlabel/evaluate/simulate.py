@@ -49,7 +49,7 @@ from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
 from napari_samlabel.io.voc.labelpng import read_label_png
 from napari_samlabel.io.weak import WeakLabels, mask_to_polylines, renumber
 
-from .metrics import EvaluationError
+from .metrics import EvaluationError, voc_label_folder
 
 SIM_KINDS = ("points", "scribbles", "boxes")
 MIN_AREA = 20
@@ -288,9 +288,7 @@ def _image_rng(seed: int, image_id: str) -> np.random.Generator:
 
 
 def _label_folder(folder: Path, sub: str) -> Path | None:
-    if (folder / sub).is_dir():
-        return folder / sub
-    return None
+    return voc_label_folder(folder, sub)
 
 
 def simulate_weak_dir(gt_dir: str | Path, kind: str, out_dir: str | Path, *,
@@ -304,8 +302,10 @@ def simulate_weak_dir(gt_dir: str | Path, kind: str, out_dir: str | Path, *,
     Parameters
     ----------
     gt_dir : str or pathlib.Path
-        Folder of ``<id>.png`` label maps, or a VOC root with ``SegmentationClass/`` (its
-        ``SegmentationObject/`` is then used as instance maps when present).
+        Folder of ``<id>.png`` label maps, or a VOC dataset in any layout
+        :func:`~napari_samlabel.evaluate.metrics.voc_label_folder` accepts (``VOC2012``, or
+        the output folder of ``samlabel export``): its ``SegmentationClass/``, and its
+        ``SegmentationObject/`` as instance maps when present.
     kind : str
         ``"points"``, ``"scribbles"`` or ``"boxes"``.
     out_dir : str or pathlib.Path

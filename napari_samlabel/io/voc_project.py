@@ -81,7 +81,8 @@ class ExportReport:
             out += f"; {self.stored_splits} images kept their stored split"
         for status, ids in self.skipped.items():
             if ids:
-                out += f"; skipped {len(ids)} {status}"
+                what = "without accepted objects" if status == "unannotated" else status
+                out += f"; skipped {len(ids)} {what}"
         if self.dropped_objects:
             out += f"; {len(self.dropped_objects)} fully hidden objects left out"
         if self.parts:
@@ -144,7 +145,7 @@ def export_project(
     seed: int = 0,
     border: int = 0,
     include_flagged: bool = False,
-    include_unfinished: bool = False,
+    only_done: bool = False,
     overwrite: bool = False,
     fresh_split: bool = False,
     exclude: Iterable[str] = (),
@@ -163,6 +164,9 @@ def export_project(
 
     Raises
     ------
+    napari_samlabel.io.selection.NothingToExport
+        (a ``ProjectError``) when no image would go into train or val, saying why; nothing
+        is written then.
     FileExistsError
         If ``out`` is a non-empty folder and ``overwrite`` is False.
     ProjectError, VocError
@@ -177,9 +181,9 @@ def export_project(
     if target == project.folder.resolve() or target in project.folder.resolve().parents:
         raise VocError(f"output folder {target} would contain the project {project.folder}; "
                        "choose a folder outside the project")
-    selection = select_images(project, include_flagged=include_flagged,
-                              include_unfinished=include_unfinished, fresh_split=fresh_split,
-                              exclude=exclude, alias=voc_id)
+    selection = select_images(project, include_flagged=include_flagged, only_done=only_done,
+                              fresh_split=fresh_split, exclude=exclude, alias=voc_id)
+    selection.check_not_empty(project)
     chosen = [(iid, EXCLUDED if selection.is_excluded(iid) else selection.splits[iid])
               for iid in selection.written]
     renamed: dict[str, str] = {}

@@ -25,7 +25,7 @@ def test_eval_prints_table_and_writes_json(tmp_path, capsys):
     _save(tmp_path / "pred" / "a.png", pred)
     (tmp_path / "classes.txt").write_text("background\nblob\n# comment\n")
     out = tmp_path / "res" / "scores.json"
-    rc = main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt"),
+    rc = main(["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
                "--classes", str(tmp_path / "classes.txt"), "--json", str(out)])
     text = capsys.readouterr().out
     assert rc == 0
@@ -42,15 +42,15 @@ def test_eval_split_and_user_errors(tmp_path, capsys):
     _save(tmp_path / "gt" / "a.png", np.zeros((4, 4)))
     _save(tmp_path / "gt" / "b.png", np.zeros((4, 4)))
     _save(tmp_path / "pred" / "a.png", np.zeros((4, 4)))
-    rc = main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt")])
+    rc = main(["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
     assert rc == 2 and "1 of 2 images have no predictions" in capsys.readouterr().err
     (tmp_path / "val.txt").write_text("a\n")
-    assert main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt"),
-                 "--split", str(tmp_path / "val.txt")]) == 0
+    assert main(["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
+                 "--image-set", str(tmp_path / "val.txt")]) == 0
     assert "1 images" in capsys.readouterr().out
     _save(tmp_path / "pred" / "b.png", np.full((4, 4), 99))
-    rc = main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt")])
+    rc = main(["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
     assert rc == 2 and "b.png: prediction has values [99]" in capsys.readouterr().err
-    rc = main(["eval", str(tmp_path / "pred"), str(tmp_path / "gt"),
+    rc = main(["eval", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
                "--classes", str(tmp_path / "missing.txt")])
     assert rc == 2 and "cannot read class list" in capsys.readouterr().err

@@ -35,7 +35,7 @@ def project(tmp_path: Path) -> Path:
 
 def test_export_writes_split_and_band(project: Path, tmp_path: Path, capsys):
     out = tmp_path / "out"
-    assert main(["export", str(project), str(out), "--split", "0.5", "--seed", "2",
+    assert main(["export", str(project), "--out", str(out), "--split", "0.5", "--seed", "2",
                  "--border", "2"]) == 0
     printed = capsys.readouterr().out
     assert "2 train, 2 val, 1 excluded" in printed
@@ -46,11 +46,11 @@ def test_export_writes_split_and_band(project: Path, tmp_path: Path, capsys):
     cls = read_label_png(root / "SegmentationClass" / "im0.png")
     assert cls[20, 9] == 255 and cls[20, 10] == 255 and cls[20, 11] == 1
     # Same seed, same split.
-    assert main(["export", str(project), str(tmp_path / "again"), "--split", "0.5", "--seed",
-                 "2"]) == 0
+    assert main(["export", str(project), "--out", str(tmp_path / "again"), "--split", "0.5",
+                 "--seed", "2"]) == 0
     again = tmp_path / "again" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
     assert (again / "train.txt").read_text() == (sets / "train.txt").read_text()
-    assert main(["export", str(project), str(tmp_path / "all"), "--include-flagged"]) == 0
+    assert main(["export", str(project), "--out", str(tmp_path / "all"), "--include-flagged"]) == 0
     allsets = tmp_path / "all" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
     assert len((allsets / "trainval.txt").read_text().split()) == 5
 
@@ -59,19 +59,19 @@ def test_export_errors_are_one_line(project: Path, tmp_path: Path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "x").write_text("keep")
-    assert main(["export", str(project), str(out)]) == 2
+    assert main(["export", str(project), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "samlabel export: error:" in err and "--overwrite" in err
     assert (out / "x").read_text() == "keep"
-    assert main(["export", str(project), str(out), "--overwrite"]) == 2
+    assert main(["export", str(project), "--out", str(out), "--overwrite"]) == 2
     assert "not a VOC export (x)" in capsys.readouterr().err
     (out / "x").unlink()
-    assert main(["export", str(project), str(out)]) == 0
-    assert main(["export", str(project), str(out)]) == 2
-    assert main(["export", str(project), str(out), "--overwrite", "--seed", "3"]) == 0
-    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "o2")]) == 2
+    assert main(["export", str(project), "--out", str(out)]) == 0
+    assert main(["export", str(project), "--out", str(out)]) == 2
+    assert main(["export", str(project), "--out", str(out), "--overwrite", "--seed", "3"]) == 0
+    assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
     assert "not a napari-samlabel project" in capsys.readouterr().err
-    assert main(["export", str(project), str(tmp_path / "o3"), "--split", "2"]) == 2
+    assert main(["export", str(project), "--out", str(tmp_path / "o3"), "--split", "2"]) == 2
     assert "--split" in capsys.readouterr().err
 
 
@@ -89,7 +89,7 @@ def test_file_too_large_is_named_and_nothing_written(project: Path, tmp_path: Pa
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-c", "import sys; from napari_samlabel.cli import main; "
-         "sys.exit(main(sys.argv[1:]))", "export", str(project), str(out)],
+         "sys.exit(main(sys.argv[1:]))", "export", str(project), "--out", str(out)],
         capture_output=True, text=True, preexec_fn=limit, timeout=120)
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip().splitlines()[-1]
@@ -105,7 +105,7 @@ def test_exclude_list_and_reviews_keep_images_out_of_train(project: Path, tmp_pa
     failures.write_text("im1\n# worst first\nim3 0.93\nnot_in_project\n\n")
     Project.open(project).set_review("im0", "rejected", "wrong object")
     out = tmp_path / "out"
-    assert main(["export", str(project), str(out), "--split", "1.0", "--exclude",
+    assert main(["export", str(project), "--out", str(out), "--split", "1.0", "--exclude",
                  str(failures)]) == 0
     printed = capsys.readouterr().out
     assert "1 train, 0 val, 4 excluded (1 rejected, 2 exclude list, 1 flagged)" in printed
@@ -114,11 +114,11 @@ def test_exclude_list_and_reviews_keep_images_out_of_train(project: Path, tmp_pa
     assert (sets / "train.txt").read_text().split() == ["im2"]
     assert (sets / "excluded.txt").read_text().split() == ["im0", "im1", "im3", "im4"]
     # --include-flagged brings the flagged image back, not the listed or rejected ones.
-    assert main(["export", str(project), str(tmp_path / "o2"), "--split", "1.0",
+    assert main(["export", str(project), "--out", str(tmp_path / "o2"), "--split", "1.0",
                  "--exclude", str(failures), "--include-flagged"]) == 0
     sets2 = tmp_path / "o2" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
     assert (sets2 / "train.txt").read_text().split() == ["im2", "im4"]
-    assert main(["export", str(project), str(tmp_path / "o3"), "--exclude",
+    assert main(["export", str(project), "--out", str(tmp_path / "o3"), "--exclude",
                  str(tmp_path / "nope.txt")]) == 2
     assert "image list" in (err := capsys.readouterr().err) and "nope.txt not found" in err
     assert not (tmp_path / "o3").exists()
@@ -156,7 +156,7 @@ def test_export_with_the_bundled_part_classes(tmp_path: Path, capsys):
         AnnotatedObject(2, head, box(5, 12, 10, 20), score=0.99),
         AnnotatedObject(3, lone, box(30, 38, 40, 50))], "done"))
     out = tmp_path / "out"
-    assert main(["export", str(proj.folder), str(out), "--split", "1"]) == 0
+    assert main(["export", str(proj.folder), "--out", str(out), "--split", "1"]) == 0
     printed = capsys.readouterr().out
     assert "2 parts in SegmentationPart (1 without a parent object: in the part maps only" \
         in printed
@@ -168,3 +168,36 @@ def test_export_with_the_bundled_part_classes(tmp_path: Path, capsys):
     [obj] = parse_annotation(root / "Annotations" / "im0.xml", classes)[1]
     assert [(p.name, p.class_id) for p in obj.parts] == [("head", head)]
     assert "person/head:" in (root / "labelmap.txt").read_text()
+
+
+def test_export_of_a_folder_with_nothing_to_export_refuses(tmp_path: Path, capsys):
+    """Issue 14 item 11: no empty skeleton and exit 0; a message saying why, exit 2."""
+    (tmp_path / "images").mkdir()
+    for k in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / f"i{k}.png")
+    proj = Project.create(tmp_path / "proj", tmp_path / "images", ["cup"])
+    assert main(["export", str(proj.folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to export" in err and "3 images have no accepted object" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_default_takes_images_in_progress_and_coco_format(project: Path, tmp_path: Path,
+                                                                capsys):
+    proj = Project.open(project)
+    iid = proj.image_ids[0]
+    proj.set_status(iid, "in_progress")
+    assert main(["export", str(project), "--out", str(tmp_path / "strict"), "--only-done",
+                 "--split", "1"]) == 0
+    train = tmp_path / "strict" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
+    assert iid not in (train / "train.txt").read_text().split()
+    assert main(["export", str(project), "--out", str(tmp_path / "coco"), "--format", "coco",
+                 "--split", "1"]) == 0
+    assert "annotations" in capsys.readouterr().out
+    import json
+
+    data = json.loads((tmp_path / "coco" / "annotations" / "instances_train.json").read_text())
+    assert iid in {i["samlabel_id"] for i in data["images"]}
+    assert len(data["images"]) == 4 and len(data["annotations"]) == 4
+    assert main(["export", str(project), "--out", str(tmp_path / "c2"), "--format", "coco",
+                 "--border", "4"]) == 2

@@ -33,7 +33,7 @@ def make_voc(root: Path) -> np.ndarray:
 
 def test_import_voc_creates_a_project(tmp_path: Path, capsys):
     inst = make_voc(tmp_path / "data")
-    assert main(["import-voc", str(tmp_path / "data"), str(tmp_path / "proj")]) == 0
+    assert main(["import-voc", str(tmp_path / "data"), "--out", str(tmp_path / "proj")]) == 0
     assert "1 images, 3 objects, 20 classes" in capsys.readouterr().out
     proj = Project.open(tmp_path / "proj")
     objs = proj.read_objects("2007_000001")
@@ -42,20 +42,20 @@ def test_import_voc_creates_a_project(tmp_path: Path, capsys):
     for o in objs:
         np.testing.assert_array_equal(o.mask, inst == o.object_id)
     # Annotators can export it again straight away.
-    assert main(["export", str(tmp_path / "proj"), str(tmp_path / "out")]) == 0
+    assert main(["export", str(tmp_path / "proj"), "--out", str(tmp_path / "out")]) == 0
 
 
 def test_import_voc_errors(tmp_path: Path, capsys):
-    assert main(["import-voc", str(tmp_path / "missing"), str(tmp_path / "p")]) == 2
+    assert main(["import-voc", str(tmp_path / "missing"), "--out", str(tmp_path / "p")]) == 2
     assert "VOC folder not found" in capsys.readouterr().err
     make_voc(tmp_path / "data")
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "f").write_text("x")
-    assert main(["import-voc", str(tmp_path / "data"), str(tmp_path / "p")]) == 2
+    assert main(["import-voc", str(tmp_path / "data"), "--out", str(tmp_path / "p")]) == 2
     assert "not empty" in capsys.readouterr().err
     classes = tmp_path / "classes.txt"
     classes.write_text("cat\n")
-    assert main(["import-voc", str(tmp_path / "data"), str(tmp_path / "q"), "--classes",
+    assert main(["import-voc", str(tmp_path / "data"), "--out", str(tmp_path / "q"), "--classes",
                  str(classes)]) == 2
     assert "class indices [12, 15]" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
@@ -77,7 +77,7 @@ def test_import_voc_reads_parts_and_links_them(tmp_path: Path, capsys):
     part[5:9, 13:18] = 3  # a dog head in the right dog (instance 2)
     part[25:29, 30:36] = 4  # the person's head
     (voc / "SegmentationPart" / "2007_000001.png").write_bytes(encode_label_png(part))
-    assert main(["import-voc", str(tmp_path / "data"), str(tmp_path / "proj")]) == 0
+    assert main(["import-voc", str(tmp_path / "data"), "--out", str(tmp_path / "proj")]) == 0
     assert "1 images, 5 objects (2 of them parts), 4 classes" in capsys.readouterr().out
     proj = Project.open(tmp_path / "proj")
     doc = proj.load_document("2007_000001")

@@ -23,7 +23,7 @@ def dataset(tmp_path):
 
 
 def _args(tmp_path, img_dir, weak, tiny_checkpoint, *extra):
-    return ["pseudo-label", "--images", str(img_dir), "--weak", str(weak), "--kind", "points",
+    return ["pseudo-label", str(img_dir), "--weak", str(weak), "--kind", "points",
             "--out", str(tmp_path / "out"), "--model", "vit_tiny_test", "--checkpoint",
             str(tiny_checkpoint), "--cache", str(tmp_path / "cache"), "--device", "cpu",
             *extra]
@@ -57,9 +57,9 @@ def test_all_failed_exits_1(tmp_path, dataset, tiny_checkpoint, capsys):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda a: a.__setitem__(2, "/no/such/dir"), "image folder not found"),
-    (lambda a: a.__setitem__(4, "/no/such/points.json"), "not found"),
-    (lambda a: a.__setitem__(12, "/no/such.pth"), "checkpoint file not found"),
+    (lambda a: a.__setitem__(1, "/no/such/dir"), "image folder not found"),
+    (lambda a: a.__setitem__(3, "/no/such/points.json"), "not found"),
+    (lambda a: a.__setitem__(11, "/no/such.pth"), "checkpoint file not found"),
 ])
 def test_usage_errors_exit_2(tmp_path, dataset, tiny_checkpoint, capsys, change, message):
     img_dir, points = dataset

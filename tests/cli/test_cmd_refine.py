@@ -71,9 +71,9 @@ def _cached(cache_dir, image, params):
 def test_sepl_end_to_end_then_from_the_cache(data, tiny_checkpoint, capsys):
     _one_image(data)
     out, cache = data / "out", data / "cache"
-    argv = ["refine", "--method", "sepl", "--images", str(data / "images"), "--coarse",
+    argv = ["refine", "--method", "sepl", str(data / "images"), "--coarse",
             str(data / "coarse"), "--out", str(out), "--checkpoint", str(tiny_checkpoint),
-            "--cache-dir", str(cache), *SAM_ARGS]
+            "--cache", str(cache), *SAM_ARGS]
     assert main(argv) == 0
     assert "0 of 1 images from the cache" in capsys.readouterr().out
     params = AutoMaskParams(points_per_side=1, pred_iou_thresh=0.0, stability_score_thresh=0.0)
@@ -92,9 +92,9 @@ def test_sepl_end_to_end_then_from_the_cache(data, tiny_checkpoint, capsys):
 def test_sams_end_to_end(data, tiny_checkpoint):
     _one_image(data)
     out, cache = data / "out", data / "cache"
-    assert main(["refine", "--method", "sams", "--images", str(data / "images"), "--cams",
+    assert main(["refine", "--method", "sams", str(data / "images"), "--cams",
                  str(data / "cams"), "--out", str(out), "--checkpoint", str(tiny_checkpoint),
-                 "--cache-dir", str(cache), "--alpha", "0.5", *SAM_ARGS]) == 0
+                 "--cache", str(cache), "--alpha", "0.5", *SAM_ARGS]) == 0
     params = AutoMaskParams(points_per_side=1, pred_iou_thresh=0.0, stability_score_thresh=0.0,
                             level_iou_offset=SAMS_PARAMS.level_iou_offset,
                             level_nms_offset=SAMS_PARAMS.level_nms_offset)
@@ -107,7 +107,7 @@ def test_sams_end_to_end(data, tiny_checkpoint):
 
 def test_slic_end_to_end_without_a_model(data):
     out = data / "out"
-    assert main(["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+    assert main(["refine", "--method", "slic", str(data / "images"), "--coarse",
                  str(data / "coarse"), "--cams", str(data / "cams"), "--out", str(out),
                  "--n-segments", "30", "--rule", "all", "--ignore-ratio", "0.1"]) == 0
     for iid in IDS:
@@ -142,7 +142,7 @@ def test_user_errors_are_one_line_messages(data, capsys, change, message):
     import re
 
     change(data)
-    argv = ["refine", "--method", "slic", "--images", str(data / "images"), "--cams",
+    argv = ["refine", "--method", "slic", str(data / "images"), "--cams",
             str(data / "cams"), "--out", str(data / "out")]
     if message != "needs --coarse":
         argv += ["--coarse", str(data / "coarse")]
@@ -153,12 +153,12 @@ def test_user_errors_are_one_line_messages(data, capsys, change, message):
 
 
 def test_sams_needs_cams_and_a_usable_checkpoint(data, capsys):
-    base = ["refine", "--method", "sams", "--images", str(data / "images"), "--out",
+    base = ["refine", "--method", "sams", str(data / "images"), "--out",
             str(data / "out")]
     assert main(base) == 2
     assert "needs --cams" in capsys.readouterr().err
     assert main([*base, "--cams", str(data / "cams"), "--model", "vit_tiny_test",
-                 "--checkpoint", str(data / "nope.pth"), "--cache-dir", str(data / "c")]) == 2
+                 "--checkpoint", str(data / "nope.pth"), "--cache", str(data / "c")]) == 2
     assert "nope.pth" in capsys.readouterr().err
 
 
@@ -177,7 +177,7 @@ def test_fragmented_refined_map_is_written_one_object_per_class(tmp_path, capsys
     lab[40:, 50:] = 12
     write_label_png(tmp_path / "coarse" / "dots.png", lab)
     out = tmp_path / "out"
-    code = main(["refine", "--method", "slic", "--images", str(tmp_path / "images"),
+    code = main(["refine", "--method", "slic", str(tmp_path / "images"),
                  "--coarse", str(tmp_path / "coarse"), "--out", str(out),
                  "--n-segments", "3000", "--compactness", "0.01"])
     assert code == 0, capsys.readouterr().err
@@ -189,7 +189,7 @@ def test_fragmented_refined_map_is_written_one_object_per_class(tmp_path, capsys
 
 
 def test_slic_confidence_sources_and_the_notice_without_one(data, capsys):
-    argv = ["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+    argv = ["refine", "--method", "slic", str(data / "images"), "--coarse",
             str(data / "coarse"), "--n-segments", "30", "--ignore-ratio", "0.3"]
     assert main([*argv, "--out", str(data / "plain")]) == 0
     assert "no pixel is voided by confidence" in capsys.readouterr().err
@@ -215,7 +215,7 @@ def test_slic_confidence_sources_and_the_notice_without_one(data, capsys):
         sem[35:, :10] = 12
         store.write(iid, sem, inst, {"objects": [{"unit": 1, "score": 0.9},
                                                  {"unit": 2, "score": 0.2}]})
-    assert main(["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+    assert main(["refine", "--method", "slic", str(data / "images"), "--coarse",
                  str(data / "pl" / "SegmentationClass"), "--n-segments", "30",
                  "--ignore-ratio", "0.1", "--out", str(data / "pl-out"),
                  "--confidence", str(data / "pl")]) == 0
@@ -242,7 +242,7 @@ def test_options_are_generated_from_the_records_with_the_module_defaults(tmp_pat
     from napari_samlabel.pseudo.refine import REFINERS, all_parameters, sams, sepl, slic
 
     parser = _refine_parser()
-    args = parser.parse_args(["--method", "sepl", "--images", "i", "--out", "o"])
+    args = parser.parse_args(["--method", "sepl", "i", "--out", "o"])
     params = all_parameters()
     actions = {a.dest: a for a in parser._actions}
     for name, info in params.items():
@@ -283,7 +283,7 @@ def test_a_parameter_added_to_a_record_becomes_an_option(data, monkeypatch, caps
     (action,) = [a for a in parser._actions if a.dest == "extra_knob"]
     assert action.option_strings == ["--extra-knob"] and action.default == 7
     assert "a new knob (default 7; 2 to 9)" == action.help
-    argv = ["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+    argv = ["refine", "--method", "slic", str(data / "images"), "--coarse",
             str(data / "coarse"), "--n-segments", "30"]
     assert main([*argv, "--out", str(data / "o1"), "--extra-knob", "10"]) == 2
     assert r"--extra-knob must be in [2, 9], got 10" in capsys.readouterr().err
@@ -295,12 +295,12 @@ def test_a_parameter_added_to_a_record_becomes_an_option(data, monkeypatch, caps
     (["--segment-ratio", "1.5"], r"--segment-ratio must be in \[0, 1\], got 1.5"),
     (["--alpha", "0"], r"--alpha must be in \[0.01, 10\], got 0.0"),
     (["--n-segments", "0"], r"--n-segments must be in \[1, 100000\], got 0"),
-    (["--train-fraction", "2"], r"--train-fraction must be in \[0, 1\], got 2.0"),
+    (["--split", "2"], r"--split must be in \[0, 1\], got 2.0"),
 ])
 def test_values_out_of_bounds_are_one_line_messages(data, capsys, option, message):
     import re
 
-    assert main(["refine", "--method", "slic", "--images", str(data / "images"), "--coarse",
+    assert main(["refine", "--method", "slic", str(data / "images"), "--coarse",
                  str(data / "coarse"), "--out", str(data / "out"), *option]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (data / "out").exists()

@@ -59,3 +59,42 @@ def test_from_indexed_takes_entry_0_as_background_whatever_its_name():
     assert ClassTable.from_indexed(["background", "cat"]).names == ("background", "cat")
     with pytest.raises(ValueError, match="index 0"):
         ClassTable.from_indexed([])
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("classes.yaml", "- cat\n- dog/head\n- dog\n"),
+    ("classes.yaml", "classes:\n  - cat\n  - dog/head\n  - dog\n"),
+    ("classes.yml", "classes: [cat, dog/head, dog]\n"),
+    ("data.yaml", "path: ../data\nnames:\n  0: cat\n  2: dog\n  1: dog/head\n"),
+    ("colours.yaml", "cat: [64, 0, 0]\ndog/head: '#ff0000'\ndog: null\n"),
+    ("classes.txt", "# a YAML list in a .txt file\nclasses:\n - cat\n - dog/head\n - dog\n"),
+    ("classes.yaml", "- name: cat\n- name: dog/head\n- {name: dog, color: red}\n"),
+])
+def test_yaml_class_lists_in_the_layouts_users_write(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text)
+    t = ClassTable.from_file(f)
+    assert t.names == ("background", "cat", "dog/head", "dog")
+    assert t.parent(2) == 3
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("classes:\n  - cat\n - dog\n", r"bad\.yaml, line 3: not valid YAML"),
+    ("- cat\n- [dog, cow]\n", r"bad\.yaml: entry 2 is not a class name"),
+    ("just a sentence\n", r"bad\.yaml: expected a YAML list"),
+    ("classes: []\n", r"bad\.yaml: it lists no class"),
+])
+def test_bad_yaml_class_list_names_file_and_line(tmp_path, text, match):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        ClassTable.from_file(f)
+
+
+def test_bundled_class_lists_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file called voc-parts here
+    parts = ClassTable.from_file("voc-parts")
+    assert parts.names[:21] == VOC_CLASSES and parts.is_part(parts.index("dog/head"))
+    assert ClassTable.from_file("voc") == ClassTable.voc()
+    (tmp_path / "voc-parts").write_text("zebra\n")  # a file of that name wins
+    assert ClassTable.from_file("voc-parts").names == ("background", "zebra")

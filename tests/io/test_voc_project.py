@@ -16,6 +16,7 @@ from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Point
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.project_schema import ProjectError
+from napari_samlabel.io.selection import NothingToExport
 from napari_samlabel.io.voc import VocError
 from napari_samlabel.io.voc import writer as writer_mod
 from napari_samlabel.io.voc.components import mask_bbox
@@ -130,7 +131,7 @@ def test_overlaps_follow_the_compose_rule_and_torchvision_agrees(tmp_path: Path)
 
 def test_status_decides_what_is_exported(tmp_path: Path):
     project = build(tmp_path, {"b": "flagged", "c": "in_progress", "d": "new"})
-    report = export_project(project, tmp_path / "out", train_fraction=1.0)
+    report = export_project(project, tmp_path / "out", train_fraction=1.0, only_done=True)
     root = tmp_path / "out" / "VOCdevkit" / "VOC2012"
     sets = root / "ImageSets" / "Segmentation"
     assert (sets / "train.txt").read_text().split() == ["a"]
@@ -139,10 +140,19 @@ def test_status_decides_what_is_exported(tmp_path: Path):
     assert not (root / "SegmentationClass" / "c.png").exists()
     assert not (root / "SegmentationClass" / "d.png").exists()
     assert report.skipped == {"in_progress": ["c"], "new": ["d"]}
-    export_project(project, tmp_path / "out2", train_fraction=1.0, include_flagged=True,
-                   include_unfinished=True)
+    export_project(project, tmp_path / "out2", train_fraction=1.0, include_flagged=True)
     sets2 = tmp_path / "out2" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation"
-    assert (sets2 / "train.txt").read_text().split() == ["a", "b", "c"]
+    # By default every image with accepted objects, marked done or not ("d" has objects
+    # saved, so it is in progress whatever its stored status says).
+    assert (sets2 / "train.txt").read_text().split() == ["a", "b", "c", "d"]
+
+
+def test_export_of_an_unfinished_folder_refuses_and_writes_nothing(tmp_path: Path):
+    project = build(tmp_path, {i: "flagged" for i in LAYOUTS})
+    with pytest.raises(NothingToExport, match="no image would go into train or val"):
+        export_project(project, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
 def test_border_band_and_ids_with_spaces(tmp_path: Path):
