@@ -30,7 +30,8 @@ Each file holds ``images``, ``annotations`` and ``categories``:
   :mod:`napari_samlabel.core.compose`: what the VOC export's ``SegmentationObject`` /
   ``SegmentationPartObject`` hold), as compressed RLE (pycocotools' ``encode``; ``iscrowd``
   is 0; not polygons, which cannot hold holes and move edge pixels), with ``bbox``
-  ``[x, y, w, h]`` and ``area`` in pixels. ``id`` = image id * 1000 + the object's id in its image (object ids are at most 254), stable across exports; a part
+  ``[x, y, w, h]`` and ``area`` in pixels. ``id`` = image id * 1000 + the object's id in
+  its image (object ids are at most 254), stable across exports; a part
   names its whole's annotation in ``parent_id`` (None without one). Objects hidden entirely
   by others are left out and reported.
 
