@@ -105,11 +105,12 @@ def run(args: argparse.Namespace) -> int:
     spec = EngineSpec.sam(args.model, args.checkpoint, **kwargs)
     source = ConceptProposals(args.concept_threshold) if args.proposals == "concept" else None
     try:
-        engine: Any = spec if args.scheduler else spec.build()
-        model_id = spec.model_id() if args.scheduler else engine.model_id
-        settings = Settings(model_id, args.prompt, args.max_clicks, args.proposals, args.policy)
+        # the spec's identity is the loaded engine's (model type + checkpoint SHA-256);
+        # the model is loaded only when an image is left to simulate
+        settings = Settings(spec.model_id(), args.prompt, args.max_clicks, args.proposals,
+                            args.policy)
         with tqdm_progress("simulate-annotation") as progress:
-            report = simulate_annotation(dataset, engine, args.out, settings, source=source,
+            report = simulate_annotation(dataset, spec, args.out, settings, source=source,
                                          costs=costs, scheduler=args.scheduler,
                                          ids=args.images, progress=progress)
     except (CheckpointError, DatasetError, KeyError, FileNotFoundError, ValueError) as exc:

@@ -264,3 +264,25 @@ def test_bad_inputs_are_named(tmp_path):
         load_costs(costs)
     costs.write_text("click: 2.5\n")
     assert load_costs(costs)["click"] == 2.5
+
+
+def test_on_a_cluster_each_image_is_a_task_with_the_local_result(tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    from napari_samlabel.pseudo.engines import EngineSpec
+
+    img, sem, inst = _scene()
+    root = _voc(tmp_path / "data", {"a": (img, sem, inst), "b": (img, sem, inst)})
+    (root / "VOCdevkit" / "VOC2012" / "JPEGImages" / "b.png").write_bytes(b"broken")
+    dataset = open_dataset(root)
+    spec = EngineSpec.fake("disk", radius=5)
+    settings = Settings(spec.model_id(), max_clicks=4)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        rep = simulate_annotation(dataset, spec, tmp_path / "cl", settings,
+                                  scheduler=cluster.scheduler_address)
+    assert rep.done == ["a"] and list(rep.failed) == ["b"]
+    assert "cannot read image" in rep.failed["b"]
+    local = simulate_annotation(dataset, spec, tmp_path / "local", settings, ids=["a"])
+    assert local.summary["mIoU@3"] == rep.summary["mIoU@3"] > 0

@@ -16,7 +16,7 @@ def _voc(root: Path) -> Path:
     voc = root / "VOCdevkit" / "VOC2012"
     for d in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
         (voc / d).mkdir(parents=True)
-    for n, image_id in enumerate(("x1", "x2")):
+    for n, image_id in enumerate(("x1",)):
         img = np.full((48, 64, 3), 30 + n, np.uint8)
         inst = np.zeros((48, 64), np.uint8)
         inst[8:24, 10:40] = 1
@@ -34,26 +34,26 @@ def _voc(root: Path) -> Path:
 def _args(tmp_path, data, ckpt, *extra):
     return ["simulate-annotation", str(data), "--out", str(tmp_path / "out"), "--model",
             "vit_tiny_test", "--checkpoint", str(ckpt), "--cache", str(tmp_path / "cache"),
-            "--device", "cpu", "--max-clicks", "3", *extra]
+            "--device", "cpu", "--max-clicks", "2", *extra]
 
 
 def test_tiny_sam_end_to_end_resumes_and_tabulates(tmp_path, tiny_checkpoint, capsys):
     data = _voc(tmp_path / "data")
     assert main(_args(tmp_path, data, tiny_checkpoint)) == 0
     out = capsys.readouterr().out
-    assert "2 image(s) simulated, 0 already done, 0 failed; 4 objects" in out
+    assert "1 image(s) simulated, 0 already done, 0 failed; 2 objects" in out
     (run,) = (tmp_path / "out" / "runs").iterdir()
     rows = list(csv.DictReader((run / "objects.csv").open()))
-    assert len(rows) == 4 and {r["class"] for r in rows} == {"15", "12"}
-    assert all(1 <= int(r["interactions"]) <= 3 for r in rows)
+    assert len(rows) == 2 and {r["class"] for r in rows} == {"15", "12"}
+    assert all(1 <= int(r["interactions"]) <= 2 for r in rows)
     assert all(0.0 <= float(r["final_iou"]) <= 1.0 for r in rows)
-    # a rerun skips both images; a box run adds a row to the table
+    # a rerun skips the image; a box run adds a row to the table
     assert main(_args(tmp_path, data, tiny_checkpoint)) == 0
-    assert "0 image(s) simulated, 2 already done" in capsys.readouterr().out
+    assert "0 image(s) simulated, 1 already done" in capsys.readouterr().out
     costs = tmp_path / "costs.json"
     costs.write_text('{"box": 5}')
     assert main(_args(tmp_path, data, tiny_checkpoint, "--prompt", "box", "--costs",
-                      str(costs))) == 0
+                      str(costs), "--max-clicks", "1")) == 0
     table = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
     assert sorted(r["prompt"] for r in table) == ["box", "points"]
     assert (tmp_path / "out" / "curve.png").stat().st_size > 0

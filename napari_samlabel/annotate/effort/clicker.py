@@ -60,12 +60,36 @@ class ErrorRegion:
         return int(self.mask.sum())
 
 
-def depth(region: np.ndarray) -> np.ndarray:
-    """Distance of each pixel to the nearest pixel outside ``region`` (image border = outside)."""
+def _bbox(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """Slices of ``mask``'s bounding box grown by ``margin`` (clipped to the array)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
+
+
+def _depth_crop(region: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Depth inside ``region``'s bounding box (+1 px), and the box's top-left corner.
+
+    Exact: the ring around the box is outside the region, and clamping any farther outside
+    pixel onto that ring brings it closer, so the nearest outside pixel is in the crop.
+    """
     from scipy.ndimage import distance_transform_edt
 
-    padded = np.pad(np.asarray(region, dtype=bool), 1)
-    return np.asarray(distance_transform_edt(padded))[1:-1, 1:-1]
+    rs, cs = _bbox(region, 1)
+    padded = np.pad(np.asarray(region[rs, cs], dtype=bool), 1)
+    return np.asarray(distance_transform_edt(padded))[1:-1, 1:-1], rs.start, cs.start
+
+
+def depth(region: np.ndarray) -> np.ndarray:
+    """Distance of each pixel to the nearest pixel outside ``region`` (image border = outside)."""
+    region = np.asarray(region, dtype=bool)
+    out = np.zeros(region.shape)
+    if region.any():
+        d, r0, c0 = _depth_crop(region)
+        out[r0:r0 + d.shape[0], c0:c0 + d.shape[1]] = d
+    return out
 
 
 def deepest_point(region: np.ndarray) -> tuple[int, int]:
@@ -78,9 +102,10 @@ def deepest_point(region: np.ndarray) -> tuple[int, int]:
     """
     if not np.any(region):
         raise ValueError("an empty region has no deepest point")
-    d = depth(region)
-    r, c = np.unravel_index(int(np.argmax(d)), d.shape)  # argmax: first maximum, row-major
-    return int(r), int(c)
+    d, r0, c0 = _depth_crop(np.asarray(region, dtype=bool))
+    # argmax: the first maximum in row-major order, which cropping preserves
+    r, c = np.unravel_index(int(np.argmax(d)), d.shape)
+    return int(r) + r0, int(c) + c0
 
 
 def iou(mask: np.ndarray | None, target: np.ndarray, void: np.ndarray | None = None) -> float:
@@ -100,7 +125,12 @@ def largest_error(mask: np.ndarray | None, target: np.ndarray,
 
     pred = np.zeros(target.shape, bool) if mask is None else np.asarray(mask, bool)
     keep = np.ones(target.shape, bool) if void is None else ~void
-    best: ErrorRegion | None = None
+    either = (pred | target) & keep
+    if not either.any():
+        return None
+    rs, cs = _bbox(either)  # every error pixel is in here: label the crop only
+    pred, target, keep = pred[rs, cs], target[rs, cs], keep[rs, cs]
+    best: tuple[np.ndarray, bool] | None = None
     for missed, err in ((True, target & ~pred & keep), (False, pred & ~target & keep)):
         if not err.any():
             continue
@@ -108,9 +138,13 @@ def largest_error(mask: np.ndarray | None, target: np.ndarray,
         counts = np.bincount(comps.ravel())
         counts[0] = 0
         k = int(np.argmax(counts))  # first largest in label order = row-major first found
-        if best is None or counts[k] > best.area:
-            best = ErrorRegion(comps == k, missed)
-    return best
+        if best is None or counts[k] > np.count_nonzero(best[0]):
+            best = (comps == k, missed)
+    if best is None:
+        return None
+    full = np.zeros(either.shape, bool)
+    full[rs, cs] = best[0]
+    return ErrorRegion(full, best[1])
 
 
 def bounding_box(region: np.ndarray) -> Box:

@@ -127,8 +127,10 @@ def simulate_annotation(dataset: Dataset, engine: Engine | EngineSpec,
             raise TypeError("a cluster run needs an EngineSpec (workers build the engine)")
         _on_cluster(scheduler, engine, dataset, todo, settings, store, source, record)
     else:
-        local = engine.build() if isinstance(engine, EngineSpec) else engine
+        # a spec is built only when there is work (a finished rerun loads no model)
+        local = engine.build() if isinstance(engine, EngineSpec) and todo else engine
         for image_id, path in todo:
+            assert not isinstance(local, EngineSpec)
             try:
                 run_image(local, dataset, image_id, path, settings, store, source)
             except (DatasetError, SimulationError) as exc:
