@@ -21,12 +21,13 @@ from the connected components of each class) when present, else synthetic scenes
 
 Run::
 
-    python benchmarks/bench_effort.py [--max-clicks 5] [--images 4] [--model vit_b]
+    python benchmarks/bench_effort.py [--max-clicks 5] [--images 4] [--model vit_b] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -113,7 +114,13 @@ def main() -> None:
     parser.add_argument("--model", default="tiny", help="tiny (default) or a model type")
     parser.add_argument("--max-clicks", type=int, default=5)
     parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (default: torch's; 1 helps on a crowded host)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         engine = TimedEngine(_engine(args.model, Path(tmp)))
     items = _items(args.images)
@@ -137,8 +144,9 @@ def main() -> None:
         clicker_ms += res.clicker_ms
     decoder_ms = engine.predict_s * 1e3
     objects = sum(len(gt.objects) for _, gt in items)
-    print(f"model {args.model}, {len(items)} images ({items[0][0].shape[1]} x "
-          f"{items[0][0].shape[0]}), {objects} objects, {clicks} clicks "
+    h, w = items[0][0].shape[:2]
+    print(f"load average {os.getloadavg()[0]:.1f}; model {args.model}, {len(items)} images "
+          f"({w} x {h}), {objects} objects, {clicks} clicks "
           f"({engine.predicts} decoder calls); encode {encode_ms / len(items):.0f} ms/image")
     rows = (("decoder (engine.predict)", decoder_ms),
             ("session (policy, document)", session_ms - decoder_ms),

@@ -286,3 +286,28 @@ def test_on_a_cluster_each_image_is_a_task_with_the_local_result(tmp_path):
     assert "cannot read image" in rep.failed["b"]
     local = simulate_annotation(dataset, spec, tmp_path / "local", settings, ids=["a"])
     assert local.summary["mIoU@3"] == rep.summary["mIoU@3"] > 0
+
+
+def test_a_project_with_accepted_objects_is_ground_truth(tmp_path):
+    from napari_samlabel.io.project import Project
+
+    img, sem, inst = _scene()
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(img).save(tmp_path / "imgs" / "p.png")
+    Image.fromarray(img[::-1].copy()).save(tmp_path / "imgs" / "q.png")  # not annotated
+    project = Project.create(tmp_path / "proj", tmp_path / "imgs")
+    doc = project.load_document("p", class_id=1)
+    for k, cls in ((1, 1), (2, 2)):
+        doc.set_current_class(cls)
+        prompts = (Point((25.0, 30.0)),)
+        doc.set_prompts(prompts)
+        doc.set_prediction(prompts, inst == k, 1.0, None)
+        doc.accept()
+    project.save_document(doc)
+    dataset = open_dataset(tmp_path / "proj")
+    assert dataset.kind == "project" and dataset.ids == ["p"]
+    oracle = OracleEngine.from_pairs([(img, sem, inst)])
+    rep = simulate_annotation(dataset, oracle, tmp_path / "out", Settings("fake-oracle"))
+    assert rep.summary["objects"] == 2 and rep.summary["NoC@85"] == 1.0
+    # the project is only read
+    assert Project.open(tmp_path / "proj").read_objects("q") == []
