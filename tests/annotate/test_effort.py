@@ -118,14 +118,16 @@ def test_first_prompts_per_kind():
 
 # -- through the session ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["points", "box", "scribble"])
-def test_oracle_needs_one_interaction_per_object(kind):
+@pytest.mark.parametrize(("kind", "given"), [("points", 1), ("box", 1), ("scribble", 1),
+                                             ("box+points", 2)])
+def test_oracle_needs_one_interaction_per_object(kind, given):
     img, sem, inst = _scene()
     oracle = OracleEngine.from_pairs([(img, sem, inst)])
     res = simulate_image(oracle, img, _gt(sem, inst), Settings("oracle", kind), CLASSES)
-    assert [o.interactions for o in res.objects] == [1, 1]
+    # box+points always gives both, but the box alone already reaches the target
+    assert [o.interactions for o in res.objects] == [given, given]
     assert all(o.noc == {"0.85": 1, "0.90": 1} and o.final_iou == 1.0 for o in res.objects)
-    assert res.decodes == 2 and len(oracle.calls) == 2
+    assert res.decodes == 2 * given and len(oracle.calls) == 2 * given
 
 
 def test_disk_engine_clicks_follow_the_rule_step_by_step():

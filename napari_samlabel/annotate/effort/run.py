@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,8 @@ def simulate_annotation(dataset: Dataset, engine: Engine | EngineSpec,
     from napari_samlabel.annotate.effort.report import DEFAULT_COSTS
 
     costs = dict(DEFAULT_COSTS if costs is None else costs)
+    if not settings.dataset:
+        settings = replace(settings, dataset=str(Path(dataset.root).absolute()))
     store = RunStore(out, settings)
     store.start(str(dataset.root))
     wanted = dict(dataset.images)
@@ -137,7 +139,8 @@ def simulate_annotation(dataset: Dataset, engine: Engine | EngineSpec,
                 record(image_id, str(exc))
             else:
                 record(image_id, None)
-    results = [r for i in wanted if (r := store.read(i)) is not None]
+    # the whole run (also images of earlier commands with other --images), as OUT/summary
+    results = [r for i in dict(dataset.images) if (r := store.read(i)) is not None]
     report.summary = write_run_tables(store, results, costs)
     write_summary(out, costs)
     return report

@@ -66,6 +66,9 @@ class Settings:
         Prompt policy preset of the session (None: the session's default, ``interactive``).
     targets : tuple of float
         IoU targets of NoC; the highest is where the annotator stops.
+    dataset : str
+        The dataset's folder (set by :func:`~napari_samlabel.annotate.effort.run.
+        simulate_annotation`): results of other images never mix into a run.
     """
 
     model_id: str
@@ -74,6 +77,7 @@ class Settings:
     proposals: str = "none"
     policy: str | None = None
     targets: tuple[float, ...] = TARGETS
+    dataset: str = ""
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPT_KINDS:
