@@ -313,3 +313,16 @@ def test_a_project_with_accepted_objects_is_ground_truth(tmp_path):
     assert rep.summary["objects"] == 2 and rep.summary["NoC@85"] == 1.0
     # the project is only read
     assert Project.open(tmp_path / "proj").read_objects("q") == []
+
+
+def test_a_class_outside_the_class_list_fails_its_image_only(tmp_path):
+    img, sem, inst = _scene()
+    bad = sem.copy()
+    bad[inst == 2] = 40  # VOC has 21 classes
+    img2 = img.copy()
+    img2[0, 0] = 1
+    root = _voc(tmp_path / "data", {"a": (img, sem, inst), "b": (img2, bad, inst)})
+    oracle = OracleEngine.from_pairs([(img, sem, inst), (img2, bad, inst)])
+    rep = simulate_annotation(open_dataset(root), oracle, tmp_path / "out",
+                              Settings("fake-oracle"))
+    assert rep.done == ["a"] and "class index 40 is outside" in rep.failed["b"]

@@ -127,6 +127,9 @@ def load_ground_truth(dataset: Dataset, image_id: str) -> GroundTruth:
         cls = int(classes[int(np.argmax(counts))])
         if cls in (0, VOID):
             continue
+        if cls >= len(dataset.classes):
+            raise DatasetError(f"{image_id}: class index {cls} is outside the class list "
+                               f"of {dataset.root} (0..{len(dataset.classes) - 1})")
         objects.append(GroundTruthObject(int(k), cls, mask))
     shape = (int(semantic.shape[0]), int(semantic.shape[1]))
     return GroundTruth(image_id, shape, tuple(objects), void)
