@@ -326,3 +326,21 @@ def test_a_class_outside_the_class_list_fails_its_image_only(tmp_path):
     rep = simulate_annotation(open_dataset(root), oracle, tmp_path / "out",
                               Settings("fake-oracle"))
     assert rep.done == ["a"] and "class index 40 is outside" in rep.failed["b"]
+
+
+def test_an_interrupted_run_resumes_after_the_last_finished_image(tmp_path):
+    img, sem, inst = _scene()
+    img2 = img.copy()
+    img2[0, 0] = 1
+    root = _voc(tmp_path / "data", {"a": (img, sem, inst), "b": (img2, sem, inst)})
+    oracle = OracleEngine.from_pairs([(img, sem, inst), (img2, sem, inst)])
+    settings = Settings("fake-oracle")
+
+    def kill(done, total, image_id):  # the process dies right after the first image
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate_annotation(open_dataset(root), oracle, tmp_path / "out", settings,
+                            progress=kill)
+    rep = simulate_annotation(open_dataset(root), oracle, tmp_path / "out", settings)
+    assert rep.skipped == ["a"] and rep.done == ["b"] and rep.summary["objects"] == 4
