@@ -344,3 +344,38 @@ def test_an_interrupted_run_resumes_after_the_last_finished_image(tmp_path):
                             progress=kill)
     rep = simulate_annotation(open_dataset(root), oracle, tmp_path / "out", settings)
     assert rep.skipped == ["a"] and rep.done == ["b"] and rep.summary["objects"] == 4
+
+
+class _ConceptOracle(OracleEngine):
+    """A concept engine for tests: ``find_all("aeroplane")`` finds the bar (no class given),
+    any other phrase nothing."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.phrases = []
+
+    def find_all(self, text=None, exemplars=(), negatives=(), threshold=0.5):
+        self.phrases.append(text)
+        if text != "aeroplane":
+            return []
+        return [Candidate(self._instances == 1, 0.9, f"text:{text}")]
+
+
+def test_concept_proposals_ask_every_class_name_and_count_decisions():
+    from napari_samlabel.annotate.effort import ConceptProposals, SimulationError
+    from napari_samlabel.engine.protocol import ConceptEngine
+
+    img, sem, inst = _scene()
+    engine = _ConceptOracle.from_pairs([(img, sem, inst)])
+    assert isinstance(engine, ConceptEngine)
+    res = simulate_image(engine, img, _gt(sem, inst), Settings("c", proposals="concept"),
+                         CLASSES, ConceptProposals())
+    assert engine.phrases == CLASSES.to_list()[1:]
+    assert (res.accepted, res.rejected) == (1, 0)
+    bar, square = res.objects
+    # the candidate got its phrase's class, so accepting it needs no class choice
+    assert bar.source == "proposal:text:aeroplane" and bar.class_choices == 0
+    assert square.interactions == 1
+    with pytest.raises(SimulationError, match="cannot find concepts"):
+        simulate_image(OracleEngine.from_pairs([(img, sem, inst)]), img, _gt(sem, inst),
+                       Settings("o", proposals="concept"), CLASSES, ConceptProposals())
