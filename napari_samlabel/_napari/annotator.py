@@ -263,7 +263,10 @@ class Annotator:
             return lambda *_: self.pick_class(class_id)
         if sc.action == "candidate_key":
             step = 1 if key == "j" else -1
-            return lambda *_: self.session.proposals.select_next(step)
+
+            def highlight(*_: Any) -> None:
+                self.session.proposals.select_next(step)
+            return highlight
         method = getattr(self, sc.action)
         return lambda *_: method()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import Container, FloatSlider, LineEdit
+from magicgui.widgets import Container, FloatSlider, LineEdit, Widget
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -90,7 +90,8 @@ class ProposalsPanel(QWidget):
                                      step=0.01, value=self.controller.threshold,
                                      tooltip="Candidates scoring less are hidden")
         self.threshold.changed.connect(self.controller.set_threshold)
-        self.form = Container(widgets=[self.phrase, self.threshold])
+        fields: list[Widget] = [self.phrase, self.threshold]
+        self.form = Container(widgets=fields)
         self.form.margins = (0, 0, 0, 0)
         self.find_button = self._button("Find all", "Every instance of the phrase or the "
                                         "selected class (Shift+F)", self.find_all)
