@@ -227,11 +227,18 @@ class Annotator:
         """Accept the highlighted candidate."""
         p = self.session.proposals
         if p.selected is not None:
-            p.accept_candidate(p.selected)
+            self._told(p.accept_candidate, p.selected)
 
     def accept_all_candidates(self) -> None:
         """Accept every visible candidate (one undo step)."""
-        self.session.proposals.accept_all()
+        self._told(self.session.proposals.accept_all)
+
+    def _told(self, action: Callable[..., Any], *args: Any) -> None:
+        """Run a proposal action; a refusal (no class picked ...) becomes a notice."""
+        try:
+            action(*args)
+        except (ValueError, IndexError, KeyError) as exc:
+            self.session.notify(str(exc))
 
     def reject_candidate(self) -> None:
         """Reject the highlighted candidate."""
@@ -243,7 +250,7 @@ class Annotator:
         """Make the highlighted candidate the current object, to refine with prompts."""
         p = self.session.proposals
         if p.selected is not None:
-            p.refine_candidate(p.selected)
+            self._told(p.refine_candidate, p.selected)
             self.points_mode()
 
     def _review(self, decision: str) -> None:

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
-from napari_samlabel._napari.panels import swatch
+from napari_samlabel._napari.panels import focus_canvas, swatch
 from napari_samlabel.annotate.proposals import ProposalController
 from napari_samlabel.core.candidates import CandidateSet
 from napari_samlabel.engine.concept_source import class_phrase
@@ -143,7 +143,11 @@ class ProposalsPanel(QWidget):
     def _button(self, text: str, tip: str, action: Any) -> QPushButton:
         b = QPushButton(text)
         b.setToolTip(tip)
-        b.clicked.connect(lambda *_: action())
+
+        def clicked(*_: Any) -> None:
+            action()
+            focus_canvas(self.annotator)  # the keys (y, x, e, j/k) work on at once
+        b.clicked.connect(clicked)
         return b
 
     # -- actions -------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class _Found:
     candidates: list[Candidate]
     seconds: float
     model_id: str | None
+    shape: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,8 @@ class ProposalController:
                     return _Failed(None)
                 except Exception as exc:  # handed to the GUI thread as a result
                     return _Failed(exc)
-                return _Found(index, image_id, found, time.perf_counter() - t0, model_id)
+                return _Found(index, image_id, found, time.perf_counter() - t0, model_id,
+                              (int(image.shape[0]), int(image.shape[1])))
             return job
 
         s.lane.submit("propose", factory, lambda result: self._done(search, result),
@@ -368,7 +370,9 @@ class ProposalController:
             return
         rec = self._record(result.image_id)
         s = self.session
-        found = result.candidates
+        shape = result.shape
+        found = [c for c in result.candidates if c.mask.shape == shape]
+        wrong = len(result.candidates) - len(found)
         repeats = 0
         if s.doc is not None and s.image_id() == result.image_id:
             kept = [c for c in found if not _repeats(c, s.doc.objects)]
@@ -383,6 +387,8 @@ class ProposalController:
                 f"{self._threshold:.2f} ({result.seconds:.1f} s)")
         if repeats:
             text += f"; {repeats} already accepted left out"
+        if wrong:
+            text += f"; {wrong} of another size than the {shape[1]} x {shape[0]} image dropped"
         if s.doc is None or s.image_id() != result.image_id:
             text += f" — on {result.image_id}, shown when you go back to it"
         self._end(search, text)

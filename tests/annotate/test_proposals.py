@@ -179,13 +179,17 @@ def test_any_proposal_source_plugs_in(concept_folder):
         def propose(self, engine, image, classes, progress=None):
             mask = np.zeros(image.shape[:2], bool)
             mask[:5, :5] = True
-            return [Candidate(mask, 0.8, "model:squares", class_id=3)]
+            return [Candidate(mask, 0.8, "model:squares", class_id=3),
+                    Candidate(np.ones((3, 3), bool), 0.9, "model:squares")]  # a bad one
 
     assert isinstance(Squares(), ProposalSource) and isinstance(ConceptSource("x"),
                                                                 ProposalSource)
     assert isinstance(ColourConceptEngine(), ConceptEngine)
     s = _session(concept_folder, DiskEngine())
+    messages = []
+    s.proposals.events.message.connect(messages.append)
     assert s.proposals.propose(Squares())
+    assert len(s.proposals.candidates) == 1 and "another size" in messages[-1]
     obj = s.proposals.accept_candidate(0)
     assert obj.class_id == 3 and obj.attributes["source"] == "model:squares"
 
