@@ -16,6 +16,7 @@ from napari_samlabel._napari.bridge import LayerBridge
 from napari_samlabel.annotate.review import ReviewController
 from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.objects import AnnotatedObject
+from napari_samlabel.core.progress import ProgressCallback, no_progress
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,18 @@ SHORTCUTS: tuple[Shortcut, ...] = (
              "review: reject the image (out of train and val), go to the next"),
     Shortcut(("Shift-W",), "review_needs_work",
              "review: the image needs work (out of train), go to the next"),
+    # Proposals (the Proposals tab; a concept model such as SAM 3 finds them)
+    Shortcut(("Shift-F",), "find_all", "proposals: find every instance of the selected class"),
+    Shortcut(("Shift-S",), "find_similar",
+             "proposals: find instances like the box drawn (r, then drag on one instance)"),
+    Shortcut(("y",), "accept_candidate", "proposals: accept the highlighted candidate"),
+    Shortcut(("Shift-Y",), "accept_all_candidates",
+             "proposals: accept every candidate shown (one undo step)"),
+    Shortcut(("x",), "reject_candidate", "proposals: reject the highlighted candidate"),
+    Shortcut(("e",), "refine_candidate",
+             "proposals: refine the highlighted candidate with ± points and scribbles (its "
+             "mask and logits go on), then a accepts it"),
+    Shortcut(("j", "k"), "candidate_key", "proposals: highlight the next / previous candidate"),
 )
 
 #: Mouse gestures, listed in the help panel.
@@ -102,6 +115,8 @@ class Annotator:
         self.bridge = LayerBridge(viewer, session)
         #: Called by the "/" key: the dock widget points it at its class filter box.
         self.find_class_hook: Callable[[], None] = lambda: None
+        #: Progress of proposal searches (the Proposals tab points it at its progress bar).
+        self.proposal_progress: ProgressCallback = no_progress
         self._bind_keys()
         if session.doc is None:
             session.open_image(start)
@@ -199,6 +214,45 @@ class Annotator:
         """Review: mark the image as needing work and go to the next undecided one."""
         self._review("needs_work")
 
+    # -- proposals (annotate.proposals; the Proposals tab shows them) ----------------------------
+    def find_all(self) -> None:
+        """Find every instance of the selected class (a concept model is needed)."""
+        self.session.proposals.find_all(progress=self.proposal_progress)
+
+    def find_similar(self) -> None:
+        """Find instances like the box drawn (the current object's boxes)."""
+        self.session.proposals.find_similar_to_current(progress=self.proposal_progress)
+
+    def accept_candidate(self) -> None:
+        """Accept the highlighted candidate."""
+        p = self.session.proposals
+        if p.selected is not None:
+            self._told(p.accept_candidate, p.selected)
+
+    def accept_all_candidates(self) -> None:
+        """Accept every visible candidate (one undo step)."""
+        self._told(self.session.proposals.accept_all)
+
+    def _told(self, action: Callable[..., Any], *args: Any) -> None:
+        """Run a proposal action; a refusal (no class picked ...) becomes a notice."""
+        try:
+            action(*args)
+        except (ValueError, IndexError, KeyError) as exc:
+            self.session.notify(str(exc))
+
+    def reject_candidate(self) -> None:
+        """Reject the highlighted candidate."""
+        p = self.session.proposals
+        if p.selected is not None:
+            p.reject(p.selected)
+
+    def refine_candidate(self) -> None:
+        """Make the highlighted candidate the current object, to refine with prompts."""
+        p = self.session.proposals
+        if p.selected is not None:
+            self._told(p.refine_candidate, p.selected)
+            self.points_mode()
+
     def _review(self, decision: str) -> None:
         if self.review is None:
             self.session.notify("no review queue: load one in the Review tab")
@@ -214,6 +268,12 @@ class Annotator:
         if sc.action == "class_key":
             class_id = CLASS_KEYS[key]
             return lambda *_: self.pick_class(class_id)
+        if sc.action == "candidate_key":
+            step = 1 if key == "j" else -1
+
+            def highlight(*_: Any) -> None:
+                self.session.proposals.select_next(step)
+            return highlight
         method = getattr(self, sc.action)
         return lambda *_: method()
 

@@ -35,6 +35,7 @@ from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel._napari.model_panel import ModelPanel
 from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
+from napari_samlabel._napari.proposals_panel import ProposalsPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
 from napari_samlabel._napari.workers import ThreadRunner
@@ -158,6 +159,8 @@ class SamLabelWidget(QWidget):
         self.tabs.addTab(self.model_panel, "Model")
         self.review_panel = ReviewPanel(annotator)
         self.tabs.addTab(self.review_panel, "Review")
+        self.proposals_panel = ProposalsPanel(annotator)
+        self.tabs.addTab(self.proposals_panel, "Proposals")
         self.tabs.addTab(HelpPanel(), "Keys")
         annotator.points_mode()
         if session.engine is None:

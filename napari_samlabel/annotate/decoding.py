@@ -260,6 +260,11 @@ class DecodingSession:
         if index == self.index and self._engine_image != index:
             self._request_encode()  # the annotator got there first: encode is a cache hit now
 
+    @property
+    def engine_ready(self) -> bool:
+        """True when the engine holds the open image (encoded: prompts decode at once)."""
+        return self.engine is not None and self.index >= 0 and self._engine_image == self.index
+
     def is_encoded(self, index: int) -> bool:
         """True when image ``index`` was encoded or prefetched in this session."""
         return index in self._encoded

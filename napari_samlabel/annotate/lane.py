@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 #: Kinds of job in start order.
-PRIORITY: tuple[str, ...] = ("encode", "decode", "refine", "prefetch")
+PRIORITY: tuple[str, ...] = ("encode", "decode", "refine", "propose", "prefetch")
 
 
 class Runner(Protocol):

@@ -41,6 +41,7 @@ from napari_samlabel.core.document import AnnotationDocument, ImageStatus
 from napari_samlabel.engine.quality import accept_signals
 
 if TYPE_CHECKING:
+    from napari_samlabel.annotate.proposals import ProposalController
     from napari_samlabel.core.objects import AnnotatedObject
     from napari_samlabel.io.project import Project
 
@@ -365,13 +366,27 @@ class AnnotationSession(DecodingSession):
         ``timeout_ms``) and closed once, whichever lanes share it.
         """
         lanes = (self.lane, self.prefetch_lane, self.load_lane)
+        if self._proposals is not None:
+            self._proposals.cancel()  # a running search stops at its next progress report
         for lane in lanes:
-            for kind in ("load", "encode", "decode", "prefetch"):
-                lane.cancel(kind)
+            for kind in ("load", "encode", "decode", "propose", "prefetch"):
+                if kind in lane.kinds:
+                    lane.cancel(kind)
         for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
             if isinstance(runner, ThreadedRunner):
                 runner.wait(timeout_ms)
                 runner.close()
+
+    _proposals: ProposalController | None = None
+
+    @property
+    def proposals(self) -> ProposalController:
+        """The candidate lists of this session's images (made on first use)."""
+        if self._proposals is None:
+            from napari_samlabel.annotate.proposals import ProposalController
+
+            self._proposals = ProposalController(self)
+        return self._proposals
 
     def close(self) -> None:
         """Disconnect from the open document (the views disconnect themselves)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_samlabel.core.candidates import Candidate
 from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.core.prompts import Prompt
 
@@ -22,6 +23,8 @@ class CurrentObject:
     ``mask_prompts`` are the prompts the mask was computed for: after a prompt edit the old
     mask stays (its logits feed the next decode) until the answer to the new prompts
     arrives. ``ious`` are the predicted IoUs of all of SAM's candidates in that answer.
+    ``candidate``: the proposal this object was taken from for refinement (its source and
+    score go with the object when it is accepted); None for an object prompted from scratch.
     """
 
     class_id: int
@@ -33,6 +36,7 @@ class CurrentObject:
     original: AnnotatedObject | None = None  # the accepted object this one reopens
     mask_prompts: tuple[Prompt, ...] | None = None
     ious: np.ndarray | None = None
+    candidate: Candidate | None = None
 
     @property
     def prediction_is_current(self) -> bool:

@@ -366,8 +366,12 @@ class AnnotationDocument:
         oid = cur.object_id if cur.object_id is not None else self.next_object_id()
         created = now if cur.original is None else cur.original.created
         attributes = {} if cur.original is None else cur.original.attributes
+        signals = dict(signals or {})
+        if cur.candidate is not None:  # refined from a proposal: keep where it came from
+            attributes = {**attributes, "source": cur.candidate.source}
+            signals.setdefault("candidate_score", float(cur.candidate.score))
         obj = AnnotatedObject(oid, cur.class_id, cur.mask, cur.prompts, cur.score,
-                              cur.model_id, signals or {}, cur.logits, created, now,
+                              cur.model_id, signals, cur.logits, created, now,
                               attributes)
         if cur.original is not None:  # a re-accepted part keeps the parent it was given
             obj = replace(obj, parent_id=cur.original.parent_id,
@@ -379,6 +383,62 @@ class AnnotationDocument:
                                  status), current=True, objects=True,
                    status=status != self._state.status)
         return obj
+
+    def set_current(self, current: CurrentObject) -> None:
+        """Make ``current`` the object being prompted (one undo step).
+
+        For an object that starts with a mask and logits of its own (a proposal taken for
+        refinement): the unaccepted current object is dropped, a reopened one goes back to
+        the accepted objects first. ``current.original`` must be None.
+        """
+        if current.original is not None:
+            raise ValueError("set_current takes a new object; reopen an accepted one "
+                             "with reopen()")
+        if current.mask is not None:
+            self._check_mask(current.mask)
+        old = self._state.current
+        objects = self._state.objects
+        if old.original is not None:
+            objects = objects + (old.original,)
+        self._push(replace(self._state, objects=objects, current=current), current=True,
+                   objects=old.original is not None)
+
+    def add_objects(self, objects: Iterable[AnnotatedObject]) -> tuple[AnnotatedObject, ...]:
+        """Add accepted objects at once, as one undo step; return them as added.
+
+        For objects made elsewhere (proposals accepted without prompting): each gets the
+        next free object id in turn (the ids given are ignored). The object being prompted
+        is left as it is. A new image becomes in progress.
+
+        Raises
+        ------
+        ValueError
+            On a mask of another shape, or more objects than an image can hold (nothing is
+            changed).
+        """
+        added: list[AnnotatedObject] = []
+        used = {o.object_id for o in self._state.objects}
+        if self._state.current.object_id is not None:
+            used.add(self._state.current.object_id)
+        for obj in objects:
+            self._check_mask(obj.mask)
+            oid = max(used, default=0) + 1  # as next_object_id: above the highest, else free
+            if oid > MAX_OBJECTS:
+                oid = next((i for i in range(1, MAX_OBJECTS + 1) if i not in used), 0)
+            if not oid:
+                raise ValueError(f"image {self.image_id} cannot hold more than {MAX_OBJECTS} "
+                                 "objects")
+            used.add(oid)
+            added.append(replace(obj, object_id=oid))
+        if not added:
+            return ()
+        status = self._state.status
+        if status == ImageStatus.NEW:
+            status = ImageStatus.IN_PROGRESS
+        self._push(replace(self._state, objects=self._state.objects + tuple(added),
+                           status=status), objects=True, status=status != self._state.status)
+        return tuple(o for o in self._state.objects if any(
+            o.object_id == a.object_id for a in added))
 
     # -- editing accepted objects -----------------------------------------------------------
     def reopen(self, object_id: int) -> CurrentObject:

@@ -163,3 +163,31 @@ def test_masks_are_read_only():
     obj = doc.accept()
     with pytest.raises(ValueError):
         obj.mask[0, 0] = True
+
+
+def test_add_objects_is_one_step_with_fresh_ids():
+    doc = AnnotationDocument("x", (10, 10))
+    m = np.zeros((10, 10), bool)
+    m[:3, :3] = True
+    doc.set_prompts([Point((8, 8))])
+    doc.set_prediction([Point((8, 8))], ~m, 0.9, None)
+    added = doc.add_objects([AnnotatedObject(7, 2, m), AnnotatedObject(7, 3, ~m)])
+    assert [o.object_id for o in added] == [1, 2] and doc.status == ImageStatus.IN_PROGRESS
+    assert doc.current.prompts == (Point((8, 8)),)          # the object being prompted stays
+    assert doc.undo() and doc.objects == () and doc.status == ImageStatus.NEW
+    with pytest.raises(ValueError, match="mask shape"):
+        doc.add_objects([AnnotatedObject(1, 2, np.zeros((4, 4), bool))])
+
+
+def test_set_current_puts_a_reopened_object_back():
+    from napari_samlabel.core.current import CurrentObject
+
+    doc = AnnotationDocument("x", (10, 10))
+    m = np.zeros((10, 10), bool)
+    m[:3, :3] = True
+    (obj,) = doc.add_objects([AnnotatedObject(1, 2, m)])
+    doc.reopen(obj.object_id)
+    assert doc.objects == ()
+    doc.set_current(CurrentObject(4, (Box((5, 5), (9, 9)),), ~m, 0.5))
+    assert [o.object_id for o in doc.objects] == [1] and doc.current.class_id == 4
+    assert doc.undo() and doc.objects == () and doc.current.original is not None
