@@ -363,6 +363,7 @@ class _ConceptOracle(OracleEngine):
 
 def test_concept_proposals_ask_every_class_name_and_count_decisions():
     from napari_samlabel.annotate.effort import ConceptProposals, SimulationError
+    from napari_samlabel.engine.concept_source import class_phrase
     from napari_samlabel.engine.protocol import ConceptEngine
 
     img, sem, inst = _scene()
@@ -370,7 +371,9 @@ def test_concept_proposals_ask_every_class_name_and_count_decisions():
     assert isinstance(engine, ConceptEngine)
     res = simulate_image(engine, img, _gt(sem, inst), Settings("c", proposals="concept"),
                          CLASSES, ConceptProposals())
-    assert engine.phrases == CLASSES.to_list()[1:]
+    # every class asked by its phrase, as the Proposals tab asks (pottedplant -> potted plant)
+    assert engine.phrases == [class_phrase(CLASSES, i) for i in range(1, len(CLASSES.names))]
+    assert "potted plant" in engine.phrases
     assert (res.accepted, res.rejected) == (1, 0)
     bar, square = res.objects
     # the candidate got its phrase's class, so accepting it needs no class choice

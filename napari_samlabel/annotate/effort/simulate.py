@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,11 @@ import numpy as np
 
 from napari_samlabel.annotate.effort.clicker import PROMPT_KINDS, first_prompts, iou, next_prompt
 from napari_samlabel.annotate.effort.dataset import GroundTruth, GroundTruthObject
-from napari_samlabel.core.candidates import Candidate
+from napari_samlabel.core.candidates import Candidate, sort_by_score
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, Point, Prompt, Scribble
+from napari_samlabel.engine.concept_source import ConceptSource, class_phrase
 from napari_samlabel.engine.protocol import ConceptEngine, Engine, ProposalSource
 
 TARGETS = (0.85, 0.90)
@@ -169,17 +170,23 @@ class ConceptProposals:
 
     def propose(self, engine: Engine | None, image: np.ndarray, classes: ClassTable,
                 progress: ProgressCallback = no_progress) -> list[Candidate]:
-        """Candidates of every class, best first."""
+        """Candidates of every class, best first.
+
+        Each class is asked by its phrase through
+        :class:`~napari_samlabel.engine.concept_source.ConceptSource`, as the Proposals tab
+        asks.
+        """
         if not isinstance(engine, ConceptEngine):
             raise SimulationError(f"model {getattr(engine, 'model_id', engine)!r} cannot "
                                   "find concepts (concept proposals need a SAM 3 model)")
-        names = classes.to_list()
         out: list[Candidate] = []
-        for cid in range(1, len(names)):
-            progress(cid, len(names) - 1, names[cid])
-            for cand in engine.find_all(text=names[cid], threshold=self.threshold):
-                out.append(cand if cand.class_id is not None else replace(cand, class_id=cid))
-        return sorted(out, key=lambda c: -c.score)
+        count = len(classes.names) - 1
+        for cid in range(1, count + 1):
+            progress(cid, count, classes.names[cid])
+            source = ConceptSource(class_phrase(classes, cid), class_id=cid,
+                                   threshold=self.threshold)
+            out += source.propose(engine, image, classes)
+        return sort_by_score(out)
 
 
 def _prompt_record(p: Prompt) -> dict[str, Any]:
