@@ -94,7 +94,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         perms = default_mode()
     existed = target.exists()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp",
+                                   dir=target.parent)
     except OSError as exc:
         raise _unchanged(target, exc, existed) from exc
     try:
@@ -112,6 +113,21 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         if isinstance(exc, OSError):
             raise _unchanged(target, exc, existed) from exc
         raise
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of this process's temporary files for ``name``: ``.<name>.<pid>-`` (+ random).
+
+    The pid in the name lets a cleanup remove only its own writer's leftovers
+    (:func:`is_own_temp`), never another process's file that is being written.
+    """
+    return f".{name}.{os.getpid()}-"
+
+
+def is_own_temp(filename: str) -> bool:
+    """True if ``filename`` is a temporary file of this process (:func:`temp_prefix`)."""
+    return filename.startswith(".") and filename.endswith(".tmp") \
+        and f".{os.getpid()}-" in filename
 
 
 def _unchanged(target: Path, exc: OSError, existed: bool) -> WriteError:
