@@ -110,6 +110,10 @@ class ClassTable:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"cannot read class list {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"class list {path} is not UTF-8 text (byte "
+                             f"0x{exc.object[exc.start]:02x} at offset {exc.start}); save it "
+                             "as UTF-8") from None
         names = []
         for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
