@@ -354,7 +354,8 @@ def test_curate_reads_stability_and_iou_spread_when_the_producer_stored_them(tmp
         old["objects"][0].pop(key, None)
     old_path.write_text(json.dumps(old))
     review = tmp_path / "review"
-    assert main(["curate", str(out), "--out", str(review), "--overwrite"]) == 0, capsys.readouterr().err
+    assert main(["curate", str(out), "--out", str(review), "--overwrite"]) == 0, \
+        capsys.readouterr().err
     by_id = {i["image_id"]: i for i in json.loads((review / "queue.json").read_text())["images"]}
     p, q = by_id["p"]["objects"][0], by_id["q"]["objects"][0]
     assert p["signals"]["stability"] == 0.6 and "unstable" in p["flags"]
