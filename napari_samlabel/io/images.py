@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,10 +106,9 @@ def open_image_file(path: str | os.PathLike[str], what: str = "image") -> Iterat
     """
     limit = pixel_limit()
 
-    def too_large(w: int | None, h: int | None) -> ImageReadError:
-        size = f"{w}x{h} pixels ({w * h / 1e6:.0f} Mpx)" if w and h else "too many pixels"
+    def too_large(size: str) -> ImageReadError:
         return ImageReadError(
-            f"{what} {path} claims {size}, more than the {limit / 1e6:.0f} Mpx this reads "
+            f"{what} {path} claims {size}, more than the {limit:,} pixels this reads "
             "safely: a corrupt or malicious file (decompression bomb), or an image to "
             "downscale first")
 
@@ -116,12 +116,15 @@ def open_image_file(path: str | os.PathLike[str], what: str = "image") -> Iterat
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(path)
-        except Image.DecompressionBombError:
-            raise too_large(None, None) from None
+        except Image.DecompressionBombError as exc:
+            # Pillow refuses before giving the size; its message has the pixel count.
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            raise too_large(f"{int(found.group(1)):,} pixels" if found
+                            else "too many pixels") from None
         with im:
             w, h = im.size
             if w * h > limit:
-                raise too_large(w, h)
+                raise too_large(f"{w}x{h} = {w * h:,} pixels")
             yield im
 
 
