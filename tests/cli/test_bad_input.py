@@ -136,7 +136,8 @@ def test_a_large_photo_loads_without_pils_warning_and_a_bomb_is_refused(tmp_path
         assert load_image(path).shape == (30, 40, 3)
         assert image_size(path) == (30, 40)
     big = png_header(tmp_path / "big.png", 50, 50)  # 2500 px > 2 x 1000
-    with pytest.raises(ImageReadError, match=r"image .*big.png claims 2,500 pixels, more than the 2,000"):
+    with pytest.raises(ImageReadError,
+                       match=r"image .*big.png claims 2,500 pixels, more than the 2,000"):
         image_size(big)
 
 
@@ -333,7 +334,7 @@ def test_leftovers_of_a_killed_export_are_removed_by_the_next(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
 
 
-# -- item 9: one id-renaming rule --------------------------------------------------------------------
+# -- item 9: one id-renaming rule ------------------------------------------------------------
 def test_pseudo_label_export_renames_ids_like_export(tmp_path):
     from napari_samlabel.io.voc import voc_id
     from napari_samlabel.pseudo.pipeline import export_voc
