@@ -463,8 +463,13 @@ class Project:
             raise ProjectError(f"{self.annotation_dir(image_id) / OBJECTS_FILE}: {exc}") from exc
 
     def read_objects(self, image_id: str) -> list[AnnotatedObject]:
-        """The accepted objects of ``image_id`` as stored (without building a document)."""
-        return self._store.read(image_id, self.entry(image_id).shape, self.classes)
+        """The accepted objects of ``image_id`` as stored (without building a document).
+
+        A read to look, not to edit: a later :meth:`save_document` of a document loaded
+        before still detects another session's save in between.
+        """
+        return self._store.read(image_id, self.entry(image_id).shape, self.classes,
+                                track=False)
 
     def save_document(self, doc: AnnotationDocument) -> None:
         """Save the accepted objects and status of ``doc`` (atomic; cheap for one accept).

@@ -101,8 +101,11 @@ class ObjectStore:
         return self.folder / image_id
 
     def read(self, image_id: str, shape: tuple[int, int],
-             classes: ClassTable) -> list[AnnotatedObject]:
+             classes: ClassTable, track: bool = True) -> list[AnnotatedObject]:
         """The objects saved for ``image_id`` (``[]`` if none), checked against ``classes``.
+
+        With ``track`` (reading to edit), the revision read is what this store's next save of
+        the image expects on disk; a read just to look (an export) leaves that alone.
 
         Raises
         ------
@@ -114,12 +117,13 @@ class ObjectStore:
             try:
                 before = path.stat()
             except FileNotFoundError:
-                self._revisions[image_id] = 0
+                if track:
+                    self._revisions[image_id] = 0
                 return []
             except OSError as exc:
                 raise ProjectError(f"cannot read {path}: {exc.strerror}") from exc
             try:
-                return self._read(image_id, shape, classes)
+                return self._read(image_id, shape, classes, track)
             except ProjectError:
                 # Another session saved the image while this one read it (its cleanup may
                 # have removed a mask the old objects.json named): read the new version.
@@ -130,14 +134,15 @@ class ObjectStore:
                 if (after.st_mtime_ns, after.st_size, after.st_ino) == \
                         (before.st_mtime_ns, before.st_size, before.st_ino):
                     raise
-        return self._read(image_id, shape, classes)
+        return self._read(image_id, shape, classes, track)
 
-    def _read(self, image_id: str, shape: tuple[int, int],
-              classes: ClassTable) -> list[AnnotatedObject]:
+    def _read(self, image_id: str, shape: tuple[int, int], classes: ClassTable,
+              track: bool) -> list[AnnotatedObject]:
         folder = self.image_dir(image_id)
         path = folder / OBJECTS_FILE
         if not path.is_file():
-            self._revisions[image_id] = 0
+            if track:
+                self._revisions[image_id] = 0
             return []
         data = check_schema(read_json(path), path, ANNOTATION_FORMAT)
         where = str(path)
@@ -159,8 +164,9 @@ class ObjectStore:
             objects.append(obj)
             names[obj.object_id] = (obj.mask, rec["mask"])
         self._check_parents(objects, path, classes)
-        self._remember(image_id, names)
-        self._revisions[image_id] = revision if isinstance(revision, int) else 1
+        if track:
+            self._remember(image_id, names)
+            self._revisions[image_id] = revision if isinstance(revision, int) else 1
         return objects
 
     @staticmethod

@@ -124,6 +124,7 @@ def test_a_stale_save_is_refused_in_process_and_the_copy_keeps_it(shared):
     accept(doc_a, rect(0, 5, 0, 5))
     a.save_document(doc_a)
     accept(doc_b, rect(10, 15, 0, 5))
+    assert len(b.read_objects("im0")) == 1  # a look (an export) does not hide the conflict
     with pytest.raises(ImageConflictError, match=rf"image im0 .*host {socket.gethostname()}"):
         b.save_document(doc_b)
     assert [o.area for o in Project.open(shared).read_objects("im0")] == [25]
