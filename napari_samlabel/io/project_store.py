@@ -40,6 +40,7 @@ from napari_samlabel.core.document import (
 from napari_samlabel.core.filelock import FileLock, holder_text, me
 from napari_samlabel.core.fsutil import atomic_write_bytes, atomic_write_text, is_own_temp
 from napari_samlabel.core.prompts import ObjectPrompts
+from napari_samlabel.io.images import open_image_file
 from napari_samlabel.io.project_schema import (
     ANNOTATION_FORMAT,
     OBJECTS_FILE,
@@ -258,7 +259,7 @@ class ObjectStore:
     @staticmethod
     def _read_mask(path: Path, shape: tuple[int, int], where: str) -> np.ndarray:
         try:
-            with Image.open(path) as im:
+            with open_image_file(path, "mask") as im:  # a bomb is refused, named
                 im.load()
                 arr = np.asarray(im)
         except FileNotFoundError:
