@@ -94,6 +94,7 @@ class Project:
         # them in memory is this writer's own change, the only thing a write applies.
         self._base: dict[str, ImageEntry] = dict(self._images)
         self._base_classes: tuple[str, ...] = classes.names
+        self._disk_stamp: tuple[int, int, int] | None = None  # project file after our write
         self.created = time.time() if created is None else created
         self._store = ObjectStore(self.folder / ANNOTATIONS_DIR)
         self._session = SessionFile(self.folder)
@@ -528,6 +529,7 @@ class Project:
             atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
             self._base = dict(self._images)
             self._base_classes = self.classes.names
+            self._disk_stamp = _stamp(path)
 
     def _merge_disk(self, path: Path) -> None:
         """Re-read the project file and apply only this writer's changes to it (lock held).
@@ -536,8 +538,9 @@ class Project:
         changed it since its last read or write; images and classes this writer added are
         appended. Everything else is as on disk, so another session's decisions survive.
         """
-        if not path.is_file():
-            return
+        stamp = _stamp(path)
+        if stamp is None or stamp == self._disk_stamp:
+            return  # absent, or as this writer left it: nothing to merge
         classes, entries, created = read_project_file(path)
         merged = {e.image_id: e for e in entries}
         for iid, mine in self._images.items():
@@ -558,3 +561,12 @@ class Project:
         self._images = merged
         if created is not None:
             self.created = created
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, size, mtime_ns)`` of ``path`` (every save is a rename: a new inode), or None."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
