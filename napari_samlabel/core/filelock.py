@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from napari_samlabel.core.fsutil import write_error
+
 #: Seconds after which a lock file is stale whoever holds it.
 STALE_AFTER_S = 60.0
 
@@ -133,6 +135,8 @@ class FileLock:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
                 continue
+            except OSError as exc:  # a read-only folder, a full disk
+                raise write_error(self.path, exc, f"{self.what} was not changed") from exc
             try:
                 os.write(fd, payload)
             finally:

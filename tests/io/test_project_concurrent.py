@@ -178,3 +178,21 @@ def test_an_old_lock_from_another_host_is_taken_over_and_a_live_one_waited_for(t
     with FileLock(path, timeout=0.2):
         assert json.loads(path.read_text())["pid"] == os.getpid()
     assert not path.exists()
+
+
+def test_a_read_only_project_folder_is_a_write_error_naming_the_file(shared, monkeypatch):
+    import errno
+
+    from napari_samlabel.core import filelock
+    from napari_samlabel.core.fsutil import WriteError
+
+    project = Project.open(shared)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(filelock.os, "open", read_only)
+    with pytest.raises(WriteError, match=r"cannot write .*samlabel-project.json.lock: "
+                                         r"Read-only file system; project file .* was not "
+                                         "changed"):
+        project.set_status("im0", ImageStatus.DONE)
