@@ -45,7 +45,12 @@ import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable, as_class_table
 from napari_samlabel.core.coords import box_rc_to_xyxy, rc_to_xy
-from napari_samlabel.core.fsutil import atomic_write_text, make_temp_dir, write_error
+from napari_samlabel.core.fsutil import (
+    atomic_write_text,
+    make_temp_dir,
+    remove_leftovers,
+    write_error,
+)
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
 from napari_samlabel.io.voc.labelpng import read_label_png
@@ -363,6 +368,7 @@ def simulate_weak_dir(gt_dir: str | Path, kind: str, out_dir: str | Path, *,
         raise FileExistsError(f"{existing[0]} exists{more}; pass --overwrite to replace it")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out, ".simulate-", (".tmp",))  # of a killed run
         tmp = make_temp_dir(out, ".simulate-", ".tmp")
     except OSError as exc:
         raise write_error(out, exc, "nothing was written") from exc

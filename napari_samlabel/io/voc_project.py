@@ -29,7 +29,7 @@ import numpy as np
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.compose import containing_object
 from napari_samlabel.core.document import AnnotationDocument, ImageStatus
-from napari_samlabel.core.fsutil import WriteError, make_temp_dir
+from napari_samlabel.core.fsutil import WriteError, make_temp_dir, remove_leftovers
 from napari_samlabel.core.objects import MAX_OBJECTS, AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project
@@ -315,6 +315,7 @@ def import_voc(
     voc = find_voc_root(voc_root)
     classes = classes or read_voc_classes(voc)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target.parent, f".{target.name}.", (".import-tmp",))  # killed imports
     tmp = make_temp_dir(target.parent, f".{target.name}.", ".import-tmp")
     try:
         project = Project.create(tmp, [], classes)
