@@ -53,12 +53,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def holder_text(info: dict[str, Any]) -> str:
-    """``host <h>, pid <p>, since HH:MM:SS`` from a lock or ``saved_by`` record."""
+def holder_text(info: dict[str, Any], when: str = "since") -> str:
+    """``host <h>, pid <p>, since <time>`` from a lock or (``when="at"``) a ``saved_by``."""
+    label = when
     since = info.get("since", info.get("time"))
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) \
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) \
         if isinstance(since, (int, float)) else "?"
-    return f"host {info.get('host', '?')}, pid {info.get('pid', '?')}, since {when}"
+    return f"host {info.get('host', '?')}, pid {info.get('pid', '?')}, {label} {stamp}"
 
 
 def me() -> dict[str, Any]:

@@ -300,7 +300,7 @@ class ObjectStore:
                 copy = folder / CONFLICTS_DIR / f"{writer['host']}-{writer['pid']}"
                 keep = self._write_files(copy, doc, classes, {}, disk)
                 self.prune_folder(copy, keep)
-                by = f" ({holder_text(saved_by)})" if saved_by else ""
+                by = f" ({holder_text(saved_by, 'at')})" if saved_by else ""
                 raise ImageConflictError(
                     f"image {doc.image_id} was saved by another session{by} after this one "
                     f"opened it; its version was not overwritten. This session's version is "
