@@ -39,6 +39,7 @@ from napari_samlabel.annotate.decoding import DecodingSession
 from napari_samlabel.annotate.lane import ThreadedRunner
 from napari_samlabel.core.document import AnnotationDocument, ImageStatus
 from napari_samlabel.engine.quality import accept_signals
+from napari_samlabel.io.project_schema import ImageConflictError
 
 if TYPE_CHECKING:
     from napari_samlabel.annotate.proposals import ProposalController
@@ -318,6 +319,11 @@ class AnnotationSession(DecodingSession):
     def save(self) -> None:
         """Write the open document to the project (atomic; autosave calls this).
 
+        Never raises for a failed save: if another session saved the image since it was
+        opened, its version is kept and this one goes to the image's ``conflicts/`` folder;
+        a write error (disk full, read-only folder) keeps the document open and unsaved.
+        Either way the user gets a notice (:meth:`notify`).
+
         A reopened object counts as accepted until it is accepted again or discarded, so a
         crash while refining it never loses it.
         """
@@ -326,12 +332,20 @@ class AnnotationSession(DecodingSession):
             return
         self._preloaded.pop(self.index, None)
         original = doc.current.original
-        if original is not None:
-            snapshot = AnnotationDocument(doc.image_id, doc.shape, doc.objects + (original,),
-                                          doc.status, classes=doc.classes)
-            self.project.save_document(snapshot)
-        else:
-            self.project.save_document(doc)
+        try:
+            if original is not None:
+                snapshot = AnnotationDocument(doc.image_id, doc.shape,
+                                              doc.objects + (original,), doc.status,
+                                              classes=doc.classes)
+                self.project.save_document(snapshot)
+            else:
+                self.project.save_document(doc)
+        except ImageConflictError as exc:  # another session saved it: theirs is kept
+            self.notify(str(exc))
+            return
+        except (OSError, ValueError) as exc:  # disk full, lock held, bad file: keep working
+            self.notify(f"image {doc.image_id} was not saved (it stays open here): {exc}")
+            return
         self.events.saved.emit(doc.image_id)
 
     # -- event plumbing ---------------------------------------------------------------------------

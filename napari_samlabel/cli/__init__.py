@@ -39,6 +39,33 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The error types whose message is for the user (file and problem named), no traceback.
+
+    A command that lets one of these escape still gets a one-line message and exit code 2;
+    so does an ``OSError`` (a read-only folder, a full disk), which names its file.
+    """
+    from napari_samlabel.core.filelock import LockTimeout
+    from napari_samlabel.core.fsutil import WriteError
+    from napari_samlabel.evaluate.metrics import EvaluationError
+    from napari_samlabel.io.images import ImageReadError
+    from napari_samlabel.io.project_schema import ProjectError
+    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.weak import WeakLabelError
+
+    return (WriteError, LockTimeout, ProjectError, ImageReadError, VocError, WeakLabelError,
+            EvaluationError, OSError)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (an ``OSError`` with its file name)."""
+    if isinstance(exc, OSError) and not str(exc).startswith("cannot") and exc.filename:
+        text = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every discovered sub-command."""
     parser = _Parser(
@@ -100,6 +127,11 @@ def _run(argv: Sequence[str] | None) -> int:
         return int(args.func(args) or 0)
     except CLIError as exc:
         print(f"samlabel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # an OSError, but not the user's: main() ends it quietly
+        raise
+    except user_errors() as exc:  # ours: they name the file and the problem
+        print(f"samlabel {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -17,6 +17,10 @@ if TYPE_CHECKING:  # imported lazily at run time, so that `samlabel --help` stay
     from napari_samlabel.curate.signals import Thresholds
 
 
+#: What curate writes into OUT (checked before any work, replaced only with --overwrite).
+OUTPUTS = ("report.html", "queue.csv", "queue.json", "failures.txt", "thumbnails")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``curate`` sub-command."""
     p = subparsers.add_parser(
@@ -54,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", metavar="NAME=VALUE", action="append", default=[],
                    help="override a flag threshold, e.g. --threshold low_iou=0.85 "
                         f"(repeatable; names in {DOCS_URL}curation.md)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run in OUT (queue.csv, queue.json, "
+                        "failures.txt, report.html, thumbnails/); default: refuse")
     p.set_defaults(func=run)
 
 
@@ -89,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     thresholds = parse_thresholds(args.threshold)
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} exists and is not a folder")
+    existing = [args.out / n for n in OUTPUTS if (args.out / n).exists()]
+    if existing and not args.overwrite:
+        raise CLIError(f"{existing[0]} exists; pass --overwrite to replace the files curate "
+                       f"writes in {args.out}")
     try:
         with contextlib.ExitStack() as stack:
             progress = stack.enter_context(tqdm_progress("curate"))

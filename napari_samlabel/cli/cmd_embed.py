@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
 
     paths = _collect(args.inputs)
     engine = _load_engine(args, len(paths))
+    _check_cache_writable(engine)
     encoded = cached = 0
     failed: list[str] = []
+    not_cached: list[str] = []
     encode_seconds: list[float] = []
     start = time.perf_counter()
     with tqdm_progress(f"embed ({args.model})") as progress:
@@ -150,16 +154,27 @@ def run(args: argparse.Namespace) -> int:
                 progress(i + 1, len(paths), "unreadable")
                 continue
             t0 = time.perf_counter()
-            _, from_cache = engine.encode(image)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                _, from_cache = engine.encode(image)
+            stored = True
+            for w in caught:  # the cache reports a failed write (disk full) as a warning
+                if "cannot write embedding cache file" in str(w.message):
+                    not_cached.append(f"{path}: {w.message}")
+                    stored = False
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             if from_cache:
                 cached += 1
-            else:
+            elif stored:
                 encoded += 1
                 encode_seconds.append(time.perf_counter() - t0)
             progress(i + 1, len(paths), f"{path.name}: {'cached' if from_cache else 'encoded'}")
     total = time.perf_counter() - start
     print(f"embed: {len(paths)} image(s): {encoded} encoded, {cached} already cached, "
-          f"{len(failed)} unreadable, in {total:.1f} s")
+          f"{len(failed)} unreadable"
+          + (f", {len(not_cached)} NOT cached (write failed)" if not_cached else "")
+          + f", in {total:.1f} s")
     if encode_seconds:
         note = " (first includes compilation)" if engine.compiled else ""
         print(f"  encode time per image: median {np.median(encode_seconds):.2f} s, first "
@@ -168,4 +183,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"  cache: {engine.cache.directory}")
     for msg in failed:
         print(f"  unreadable: {msg}")
-    return 1 if failed else 0
+    for msg in not_cached:
+        print(f"  not cached: {msg}", file=sys.stderr)
+    return 1 if failed or not_cached else 0
+
+
+def _check_cache_writable(engine: CachedEngine) -> None:
+    """Refuse to start when the cache folder cannot take a file (read-only, missing rights).
+
+    Filling the cache is what ``embed`` is for: encoding without storing would report
+    success with nothing cached.
+    """
+    import tempfile
+
+    cache = getattr(engine, "cache", None)
+    folder = getattr(cache, "directory", None)
+    if folder is None:
+        return
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"cannot write to the embedding cache {folder}: "
+                       f"{exc.strerror or exc}; nothing was encoded") from None

@@ -63,7 +63,7 @@ def format_table(scores: SegmentationScores) -> str:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the table."""
     from napari_samlabel.core.classes import ClassTable
-    from napari_samlabel.core.fsutil import atomic_write_text
+    from napari_samlabel.core.fsutil import atomic_write_text, write_error
     from napari_samlabel.evaluate.metrics import EvaluationError, evaluate_dirs
 
     try:
@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
                    if s.strip()]
         except OSError as exc:
             raise CLIError(f"cannot read image set {args.image_set}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise CLIError(f"image set {args.image_set} is not UTF-8 text") from None
     try:
         with tqdm_progress("eval") as progress:
             scores = evaluate_dirs(args.pred_dir, args.gt_dir, classes, ids=ids,
@@ -85,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     print(format_table(scores))
     if args.json_out:
-        atomic_write_text(args.json_out, json.dumps(scores.to_dict(), indent=1))
+        try:
+            atomic_write_text(args.json_out, json.dumps(scores.to_dict(), indent=1))
+        except OSError as exc:  # read-only folder, full disk: the table above stands
+            raise CLIError(write_error(args.json_out, exc, "the scores were not saved")) \
+                from None
         print(f"scores written to {args.json_out}")
     return 0

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_samlabel.cli import CLIError
+from napari_samlabel.cli import CLIError, one_line
 from napari_samlabel.cli._grammar import add_border, add_cache, add_classes, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
@@ -99,7 +99,9 @@ def _engine_spec(args: argparse.Namespace) -> EngineSpec:
 def run(args: argparse.Namespace) -> int:
     """Run the command; return the exit code."""
     from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.core.fsutil import WriteError
     from napari_samlabel.engine.policies import get_policy
+    from napari_samlabel.io.voc import voc_id
     from napari_samlabel.io.weak import WeakLabelError, read_weak_labels
     from napari_samlabel.pseudo.pipeline import pseudo_label
 
@@ -159,14 +161,21 @@ def run(args: argparse.Namespace) -> int:
                                   scheduler=args.scheduler, export=not args.no_export,
                                   border=args.border, seed=args.seed,
                                   input_errors=bad_inputs)
-    except (CheckpointError, KeyError, FileNotFoundError, NotADirectoryError) as exc:
+    except (CheckpointError, KeyError, FileNotFoundError, NotADirectoryError,
+            FileExistsError) as exc:
         raise CLIError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     except OSError as exc:  # scheduler unreachable, output not writable
-        raise CLIError(f"{type(exc).__name__}: {exc}") from None
+        raise CLIError(one_line(exc) if exc.filename or isinstance(exc, WriteError)
+                       else f"{type(exc).__name__}: {exc}") from None
 
     print(f"{report.summary()} in {report.seconds:.1f} s (policy {policy.name})")
     if report.voc_root is not None:
         print(f"VOC dataset: {report.voc_root}")
+        renamed = {i: voc_id(i) for i in report.finished if voc_id(i) != i}
+        if renamed:  # the rule of `samlabel export` (docs/project-format.md)
+            print(f"{len(renamed)} image id(s) renamed in VOC (characters other than ASCII "
+                  "letters, digits and _.+- become _): " + ", ".join(
+                      f"{a!r} -> {b!r}" for a, b in list(renamed.items())[:MAX_LISTED]))
     if report.failed:
         print(f"{len(report.failed)} image(s) failed (see {args.out / 'failures.json'}):",
               file=sys.stderr)
@@ -174,5 +183,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {image_id}: {reason}", file=sys.stderr)
         if len(report.failed) > MAX_LISTED:
             print(f"  ... and {len(report.failed) - MAX_LISTED} more", file=sys.stderr)
+    for error in report.write_errors:
+        print(f"error: {' '.join(error.split())}", file=sys.stderr)
     all_failed = bool(report.failed) and not report.finished
-    return 1 if all_failed else 0
+    return 1 if all_failed or report.write_errors else 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_samlabel.cli import CLIError
+from napari_samlabel.cli._grammar import add_cache, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 MAX_LISTED = 20
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models or settings into the same --out are tabulated side by side.")
     p.add_argument("dataset", type=Path, metavar="DATASET",
                    help="VOC tree (as 'samlabel export' writes it) or a samlabel project")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_out(p, "output folder (per-run results, summary.csv/.md, curve.png)")
     p.add_argument("--model", default="vit_b", help="model type (default vit_b)")
     p.add_argument("--checkpoint", type=Path, metavar="PATH",
                    help="local checkpoint file (default: cached official one)")
@@ -59,11 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--costs", type=Path, metavar="FILE",
                    help="YAML/JSON of seconds per action overriding the defaults "
                         "(click 1.5, box 3, scribble 3, decision 1, class_choice 1)")
-    p.add_argument("--images", nargs="+", metavar="ID", help="only these image ids")
+    p.add_argument("--ids", nargs="+", metavar="ID", help="only these image ids")
     p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
     p.add_argument("--precise", action="store_true", help="encode in float32")
-    p.add_argument("--cache", type=Path, metavar="DIR",
-                   help="cache root for checkpoints and embeddings")
+    add_cache(p)
     p.add_argument("--no-download", action="store_true", help="never download a checkpoint")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run one image per task on this dask.distributed scheduler; the "
@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"precise": bool(args.precise), "download": not args.no_download}
     if args.device:
         kwargs["device"] = args.device
-    if args.cache:
-        kwargs["cache_dir"] = str(args.cache)
+    if args.cache_dir:
+        kwargs["cache_dir"] = str(args.cache_dir)
     spec = EngineSpec.sam(args.model, args.checkpoint, **kwargs)
     source = ConceptProposals(args.concept_threshold) if args.proposals == "concept" else None
     try:
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         with tqdm_progress("simulate-annotation") as progress:
             report = simulate_annotation(dataset, spec, args.out, settings, source=source,
                                          costs=costs, scheduler=args.scheduler,
-                                         ids=args.images, progress=progress)
+                                         ids=args.ids, progress=progress)
     except (CheckpointError, DatasetError, KeyError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     except OSError as exc:  # scheduler unreachable, output not writable

@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="scribble vertex spacing along the skeleton in pixels (default 4)")
     p.add_argument("--min-area", type=int, default=None, metavar="PX",
                    help="skip objects smaller than this (default 20)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that exist (default: refuse, before any work)")
     p.set_defaults(func=run)
 
 
@@ -64,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
         with tqdm_progress(f"simulate {args.kind}") as progress:
             summary = simulate_weak_dir(args.gt_dir, args.kind, args.out,
                                         instance_dir=args.instances, classes=classes,
-                                        seed=args.seed, progress=progress, **options)
-    except (EvaluationError, ValueError) as exc:
+                                        seed=args.seed, progress=progress,
+                                        overwrite=args.overwrite, **options)
+    except (EvaluationError, ValueError, FileExistsError) as exc:
         raise CLIError(str(exc)) from None
     print(f"{summary['objects']} objects in {summary['images']} images -> {args.out} "
           f"({len(summary['files'])} file(s))")

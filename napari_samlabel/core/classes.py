@@ -120,8 +120,9 @@ class ClassTable:
         except OSError as exc:
             raise ValueError(f"cannot read class list {path}: {exc.strerror}") from exc
         except UnicodeDecodeError as exc:
-            raise ValueError(f"cannot read class list {path}: not UTF-8 text "
-                             f"(byte {exc.start})") from exc
+            raise ValueError(f"class list {path} is not UTF-8 text (byte "
+                             f"0x{exc.object[exc.start]:02x} at offset {exc.start}); save it "
+                             "as UTF-8") from None
         if path.suffix.lower() in (".yaml", ".yml") or _looks_like_yaml(text):
             names = names_from_yaml(text, path)
         else:

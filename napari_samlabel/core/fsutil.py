@@ -9,9 +9,13 @@ minus the process umask, so a shared project or dataset stays readable by the gr
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
+import socket
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -40,6 +44,25 @@ def write_error(path: str | os.PathLike[str], exc: OSError, unchanged: str) -> W
     return WriteError(f"cannot write {path}: {reason}; {unchanged}", exc.errno)
 
 
+def why_missing(path: str | os.PathLike[str]) -> str:
+    """Why ``path`` cannot be used, in words.
+
+    A symbolic-link loop, a broken link, no permission, or simply "not found".
+    """
+    p = Path(path)
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{p} is a symbolic link loop (it points back to itself)"
+        if p.is_symlink():
+            return f"{p} is a broken symbolic link (to {os.readlink(p)})"
+        if isinstance(exc, PermissionError):
+            return f"{p} cannot be accessed: permission denied"
+        return f"{p} not found"
+    return f"{p} is not a folder" if not p.is_dir() else f"{p} is a folder"
+
+
 def current_umask() -> int:
     """The process umask, read without changing it where the system allows."""
     try:  # Linux: reading it is race-free; setting and restoring is not, with threads
@@ -59,15 +82,67 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~current_umask()
 
 
+def owner_tag() -> str:
+    """``<pid>@<host>``, in the names of temporary folders.
+
+    A later run can then tell a killed run's leftovers (:func:`remove_leftovers`) from a
+    live run's work.
+    """
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
 def make_temp_dir(parent: str | os.PathLike[str], prefix: str, suffix: str) -> Path:
     """Create a hidden temporary folder in ``parent`` with ``mkdir()``'s permissions.
 
     For trees built aside and renamed into place: the folder that ends up in place must not
-    keep :func:`tempfile.mkdtemp`'s private 0700.
+    keep :func:`tempfile.mkdtemp`'s private 0700. Its name is ``<prefix><owner_tag>.<random>
+    <suffix>``.
     """
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner_tag()}.", suffix=suffix, dir=parent))
     os.chmod(tmp, default_mode(directory=True))
     return tmp
+
+
+#: A leftover of a writer on another host (whose pid cannot be probed) or of an older
+#: version (no owner in its name) is removed once older than this (seconds).
+LEFTOVER_AGE_S = 6 * 3600.0
+
+
+def remove_leftovers(parent: str | os.PathLike[str], prefix: str,
+                     suffixes: tuple[str, ...]) -> list[Path]:
+    """Delete temporary folders ``<prefix>...<suffix>`` in ``parent`` left by killed runs.
+
+    A folder made by :func:`make_temp_dir` on this host is removed when its process is gone;
+    one from another host, or without an owner in its name, when older than
+    :data:`LEFTOVER_AGE_S`. A live run's folder is never touched. Returns what was removed.
+    """
+    from napari_samlabel.core.filelock import pid_alive
+
+    removed: list[Path] = []
+    try:
+        entries = list(Path(parent).iterdir())
+    except OSError:
+        return removed
+    host = socket.gethostname()
+    for p in entries:
+        name = p.name
+        suffix = next((s for s in suffixes if name.endswith(s)), None)
+        if not name.startswith(prefix) or suffix is None or not p.is_dir():
+            continue
+        tag = name[len(prefix):-len(suffix)].rsplit(".", 1)[0]
+        pid, at, where = tag.partition("@")
+        if at and pid.isdigit() and where == host:
+            stale = not pid_alive(int(pid)) and int(pid) != os.getpid()
+        else:
+            try:
+                stale = time.time() - p.stat().st_mtime > LEFTOVER_AGE_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)
+            if not p.exists():
+                removed.append(p)
+    return removed
 
 
 @contextlib.contextmanager
@@ -94,7 +169,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         perms = default_mode()
     existed = target.exists()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp",
+                                   dir=target.parent)
     except OSError as exc:
         raise _unchanged(target, exc, existed) from exc
     try:
@@ -112,6 +188,21 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
         if isinstance(exc, OSError):
             raise _unchanged(target, exc, existed) from exc
         raise
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of this process's temporary files for ``name``: ``.<name>.<pid>-`` (+ random).
+
+    The pid in the name lets a cleanup remove only its own writer's leftovers
+    (:func:`is_own_temp`), never another process's file that is being written.
+    """
+    return f".{name}.{os.getpid()}-"
+
+
+def is_own_temp(filename: str) -> bool:
+    """True if ``filename`` is a temporary file of this process (:func:`temp_prefix`)."""
+    return filename.startswith(".") and filename.endswith(".tmp") \
+        and f".{os.getpid()}-" in filename
 
 
 def _unchanged(target: Path, exc: OSError, existed: bool) -> WriteError:

@@ -58,13 +58,15 @@ class ConfusionMatrix:
         self.matrix = np.zeros((self.num_classes, self.num_classes + 1), dtype=np.int64)
         self.images = 0
 
-    def update(self, pred: np.ndarray, gt: np.ndarray, name: str = "prediction") -> None:
+    def update(self, pred: np.ndarray, gt: np.ndarray, name: str = "prediction",
+               gt_name: str | None = None) -> None:
         """Add one image's ``pred`` against ``gt`` (integer label maps of the same shape).
 
         Raises
         ------
         EvaluationError
-            On a shape mismatch or a value outside ``0..C-1`` and 255, naming ``name``.
+            On a shape mismatch or a value outside ``0..C-1`` and 255, naming ``name`` (the
+            prediction's file) or, for a bad ground-truth value, ``gt_name``.
         """
         pred = np.asarray(pred)
         gt = np.asarray(gt)
@@ -72,13 +74,14 @@ class ConfusionMatrix:
             raise EvaluationError(f"{name}: prediction is {_hw(pred)} but ground truth is "
                                   f"{_hw(gt)}")
         n = self.num_classes
-        for arr, what in ((gt, "ground truth"), (pred, "prediction")):
+        for arr, what, file in ((gt, "ground truth", gt_name or name),
+                                (pred, "prediction", name)):
             if not np.issubdtype(arr.dtype, np.integer) and np.any(arr != np.round(arr)):
-                raise EvaluationError(f"{name}: {what} holds non-integer values; label maps "
+                raise EvaluationError(f"{file}: {what} holds non-integer values; label maps "
                                       "are class indices")
             if arr.size and (arr.min() < 0 or np.any((arr >= n) & (arr != VOID))):
                 bad = np.unique(arr[(arr < 0) | ((arr >= n) & (arr != VOID))])[:10]
-                raise EvaluationError(f"{name}: {what} has values {bad.tolist()} outside the "
+                raise EvaluationError(f"{file}: {what} has values {bad.tolist()} outside the "
                                       f"{n} classes (0..{n - 1}, 255 = void)")
         valid = gt != VOID
         g = gt[valid].astype(np.int64)
@@ -240,7 +243,7 @@ def evaluate_dirs(pred_dir: str | Path, gt_dir: str | Path,
             pred, gt = read_label_png(preds[image_id]), read_label_png(gts[image_id])
         except VocError as exc:  # unreadable, or colours instead of indices: not evaluable
             raise EvaluationError(str(exc)) from exc
-        cm.update(pred, gt, name=str(preds[image_id]))
+        cm.update(pred, gt, name=str(preds[image_id]), gt_name=str(gts[image_id]))
         progress(k, len(wanted), image_id)
     scores = cm.scores(table.names)
     scores.extra.update(pred_dir=str(pred_dir), gt_dir=str(gt_dir),

@@ -33,6 +33,8 @@ What is simulated
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +45,12 @@ import numpy as np
 
 from napari_samlabel.core.classes import VOID, ClassTable, as_class_table
 from napari_samlabel.core.coords import box_rc_to_xyxy, rc_to_xy
-from napari_samlabel.core.fsutil import atomic_write_text
+from napari_samlabel.core.fsutil import (
+    atomic_write_text,
+    make_temp_dir,
+    remove_leftovers,
+    write_error,
+)
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box, ObjectPrompts, Point, Scribble
 from napari_samlabel.io.voc.labelpng import read_label_png
@@ -295,9 +302,12 @@ def simulate_weak_dir(gt_dir: str | Path, kind: str, out_dir: str | Path, *,
                       instance_dir: str | Path | None = None,
                       classes: ClassTable | Sequence[str] | None = None, seed: int = 0,
                       ids: Sequence[str] | None = None,
-                      progress: ProgressCallback = no_progress,
+                      progress: ProgressCallback = no_progress, overwrite: bool = False,
                       **options: Any) -> dict[str, Any]:
     """Simulate weak labels for every ground-truth PNG of a folder and write them.
+
+    All or nothing: the files are written to a hidden folder in ``out_dir`` and moved into
+    place at the end, so an error (a bad label map, a full disk) leaves no partial output.
 
     Parameters
     ----------
@@ -323,6 +333,9 @@ def simulate_weak_dir(gt_dir: str | Path, kind: str, out_dir: str | Path, *,
     **options
         Passed to :func:`simulate_weak_labels` (``point_mode``, ``background_points``,
         ``step``, ``background``, ``min_area``).
+    overwrite : bool
+        Replace output files that exist; without it an existing one is an error (checked
+        before any work).
 
     Returns
     -------
@@ -347,7 +360,34 @@ def simulate_weak_dir(gt_dir: str | Path, kind: str, out_dir: str | Path, *,
     if not wanted:
         raise EvaluationError(f"no ground-truth PNGs in {gt_dir}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    names = (["points.json"] if kind == "points" else
+             [f"{i}.txt" if kind == "scribbles" else f"{i}.json" for i in wanted])
+    existing = [out / n for n in names if (out / n).exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise FileExistsError(f"{existing[0]} exists{more}; pass --overwrite to replace it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out, ".simulate-", (".tmp",))  # of a killed run
+        tmp = make_temp_dir(out, ".simulate-", ".tmp")
+    except OSError as exc:
+        raise write_error(out, exc, "nothing was written") from exc
+    try:
+        summary = _simulate_into(tmp, out, gts, wanted, kind, table, instance_dir, seed,
+                                 progress, options)
+        for name in os.listdir(tmp):
+            os.replace(tmp / name, out / name)
+    except OSError as exc:
+        raise write_error(out, exc, "nothing was written") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def _simulate_into(tmp: Path, out: Path, gts: dict[str, Path], wanted: list[str], kind: str,
+                   table: ClassTable, instance_dir: str | Path | None, seed: int,
+                   progress: ProgressCallback, options: dict[str, Any]) -> dict[str, Any]:
+    """Write the weak labels of ``wanted`` into ``tmp``; the summary names them in ``out``."""
     files: list[str] = []
     all_points: dict[str, list[dict[str, Any]]] = {}
     n_objects = 0
@@ -369,16 +409,14 @@ def simulate_weak_dir(gt_dir: str | Path, kind: str, out_dir: str | Path, *,
         if kind == "points":
             all_points[image_id] = points_records(labels)
         elif kind == "scribbles":
-            target = out / f"{image_id}.txt"
-            atomic_write_text(target, scribbles_text(labels))
-            files.append(str(target))
+            atomic_write_text(tmp / f"{image_id}.txt", scribbles_text(labels))
+            files.append(str(out / f"{image_id}.txt"))
         else:
-            target = out / f"{image_id}.json"
-            atomic_write_text(target, json.dumps(boxes_document(labels, table), indent=1))
-            files.append(str(target))
+            atomic_write_text(tmp / f"{image_id}.json",
+                              json.dumps(boxes_document(labels, table), indent=1))
+            files.append(str(out / f"{image_id}.json"))
         progress(k, len(wanted), image_id)
     if kind == "points":
-        target = out / "points.json"
-        atomic_write_text(target, json.dumps(all_points, indent=1))
-        files.append(str(target))
+        atomic_write_text(tmp / "points.json", json.dumps(all_points, indent=1))
+        files.append(str(out / "points.json"))
     return {"kind": kind, "images": len(wanted), "objects": n_objects, "files": files}

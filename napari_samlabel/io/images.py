@@ -27,8 +27,11 @@ planar (``C, H, W``) storage; Pillow is the fallback for TIFF variants tifffile 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +85,49 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def pixel_limit() -> int:
+    """Most pixels an image file may claim (Pillow's decompression-bomb error threshold).
+
+    Pillow warns above half of it (89 Mpx: a 12000x9000 photo) and refuses above it; below,
+    the readers here load quietly, above they raise :class:`ImageReadError` with a sentence.
+    """
+    return 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+@contextlib.contextmanager
+def open_image_file(path: str | os.PathLike[str], what: str = "image") -> Iterator[Image.Image]:
+    """``Image.open(path)`` without Pillow's decompression-bomb warning, size checked.
+
+    Raises
+    ------
+    ImageReadError
+        If the header claims more than :func:`pixel_limit` pixels (a decompression bomb:
+        a small file that would take gigabytes once decoded); the message names the file.
+    """
+    limit = pixel_limit()
+
+    def too_large(size: str) -> ImageReadError:
+        return ImageReadError(
+            f"{what} {path} claims {size}, more than the {limit:,} pixels this reads "
+            "safely: a corrupt or malicious file (decompression bomb), or an image to "
+            "downscale first")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError as exc:
+            # Pillow refuses before giving the size; its message has the pixel count.
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            raise too_large(f"{int(found.group(1)):,} pixels" if found
+                            else "too many pixels") from None
+        with im:
+            w, h = im.size
+            if w * h > limit:
+                raise too_large(f"{w}x{h} = {w * h:,} pixels")
+            yield im
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise ImageReadError(f"image file not found: {path}")
@@ -94,7 +140,7 @@ def _check_file(path: Path) -> None:
 def exif_orientation(path: str | os.PathLike[str]) -> int:
     """Return the EXIF orientation tag of an image (1, "as stored", when absent or unreadable)."""
     try:
-        with Image.open(path) as im:
+        with open_image_file(path) as im:
             value = im.getexif().get(_EXIF_ORIENTATION, 1)
     except (OSError, UnidentifiedImageError, ValueError):
         return 1
@@ -113,7 +159,7 @@ def is_plain_jpeg(path: str | os.PathLike[str]) -> bool:
     if path.suffix.lower() not in _JPEG_EXTENSIONS:
         return False
     try:
-        with Image.open(path) as im:
+        with open_image_file(path) as im:
             if im.format != "JPEG":
                 return False
             mode = im.mode
@@ -136,10 +182,12 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     path = Path(path)
     _check_file(path)
     try:
-        with Image.open(path) as im:
+        with open_image_file(path) as im:
             width, height = im.size
             # Pillow's TIFF reader applies the orientation tag itself (size included).
             oriented = im.format == "TIFF"
+    except ImageReadError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         if path.suffix.lower() in _TIFF_EXTENSIONS:
             return load_image(path).shape[:2]  # type: ignore[return-value]
@@ -275,16 +323,13 @@ _ORIENT = {
 
 def _read_with_pillow(path: Path) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
-            # A decompression-bomb warning would only go to stderr; large images are fine.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                opened.seek(0)
-                upright = ImageOps.exif_transpose(opened)
-                upright.load()
-                return _pil_to_array(upright)
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"image {path} is too large to load safely: {exc}") from exc
+        with open_image_file(path) as opened:
+            opened.seek(0)
+            upright = ImageOps.exif_transpose(opened)
+            upright.load()
+            return _pil_to_array(upright)
+    except ImageReadError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
 

@@ -22,8 +22,14 @@ the two renames, or replaced by an edit) are removed after the next successful s
 
 All writes go through :mod:`napari_samlabel.core.fsutil` (temporary file, fsync, rename).
 Nothing is loaded with pickle: JSON and PNG only. Readers validate every field and raise
-:class:`~napari_samlabel.io.project_schema.ProjectError` naming the file and the field. One
-process writes a project at a time.
+:class:`~napari_samlabel.io.project_schema.ProjectError` naming the file and the field.
+
+Several sessions (processes, machines sharing the folder) may write one project at once:
+per-image saves are a compare-and-swap on the revision in ``objects.json`` (see
+:mod:`~napari_samlabel.io.project_store`), and the project and session files are merged on
+write: under a short lock the file is re-read and only this writer's own changes (statuses,
+splits, reviews, added images and classes) are applied to it, so nobody's decision made in
+another session is reverted from a stale copy.
 
 :class:`Project` is the one entry point; the files are handled by three modules beside it:
 :mod:`~napari_samlabel.io.project_schema` (file names, schema versions and migrations,
@@ -48,6 +54,7 @@ import numpy as np
 from napari_samlabel import __version__
 from napari_samlabel.core.classes import ClassTable, as_class_table
 from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.filelock import FileLock
 from napari_samlabel.core.fsutil import atomic_write_text
 from napari_samlabel.core.objects import AnnotatedObject
 from napari_samlabel.io.images import image_id as stem_of
@@ -83,6 +90,11 @@ class Project:
         self._images: dict[str, ImageEntry] = {}
         for entry in images:
             self._images[entry.image_id] = entry
+        # The entries and classes as last read from or written to disk: what differs from
+        # them in memory is this writer's own change, the only thing a write applies.
+        self._base: dict[str, ImageEntry] = dict(self._images)
+        self._base_classes: tuple[str, ...] = classes.names
+        self._disk_stamp: tuple[int, int, int] | None = None  # project file after our write
         self.created = time.time() if created is None else created
         self._store = ObjectStore(self.folder / ANNOTATIONS_DIR)
         self._session = SessionFile(self.folder)
@@ -125,6 +137,7 @@ class Project:
         if cls.is_project(folder):
             raise FileExistsError(f"{folder} already holds a project ({PROJECT_FILE})")
         project = cls(folder, as_class_table(classes), ())
+        project._base_classes = ()
         if isinstance(images, (str, os.PathLike)):
             one = Path(images)
             paths = list_images(one) if one.is_dir() else [one]
@@ -264,8 +277,8 @@ class Project:
         if name in self.classes:
             return self.classes.index(name)
         self.classes = ClassTable(self.classes.names + (name,))
-        self._write_project_file()
-        return len(self.classes) - 1
+        self._write_project_file()  # may merge classes another session added meanwhile
+        return self.classes.index(name)
 
     # -- status ---------------------------------------------------------------------------------
     def set_status(self, image_id: str, status: ImageStatus | str) -> None:
@@ -451,8 +464,13 @@ class Project:
             raise ProjectError(f"{self.annotation_dir(image_id) / OBJECTS_FILE}: {exc}") from exc
 
     def read_objects(self, image_id: str) -> list[AnnotatedObject]:
-        """The accepted objects of ``image_id`` as stored (without building a document)."""
-        return self._store.read(image_id, self.entry(image_id).shape, self.classes)
+        """The accepted objects of ``image_id`` as stored (without building a document).
+
+        A read to look, not to edit: a later :meth:`save_document` of a document loaded
+        before still detects another session's save in between.
+        """
+        return self._store.read(image_id, self.entry(image_id).shape, self.classes,
+                                track=False)
 
     def save_document(self, doc: AnnotationDocument) -> None:
         """Save the accepted objects and status of ``doc`` (atomic; cheap for one accept).
@@ -467,10 +485,9 @@ class Project:
         if tuple(doc.shape) != entry.shape:
             raise ProjectError(f"image {doc.image_id}: document shape {doc.shape} does not "
                                f"match the project's image size {entry.shape}")
-        keep = self._store.write(doc, self.classes)
+        self._store.write(doc, self.classes)
         if doc.status != entry.status:
             self.set_status(doc.image_id, doc.status)
-        self._store.prune(doc.image_id, keep)
 
     # -- the project file -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -497,13 +514,59 @@ class Project:
             self._dirty = True
             return
         self._dirty = False
-        payload = {
-            "format": PROJECT_FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "written_by": f"napari-samlabel {__version__}",
-            "created": self.created,
-            "modified": time.time(),
-            "classes": self.classes.to_list(),
-            "images": [e.to_dict() for e in self._images.values()],
-        }
-        atomic_write_text(self.folder / PROJECT_FILE, json.dumps(payload, indent=1) + "\n")
+        path = self.folder / PROJECT_FILE
+        with FileLock(path.with_name(PROJECT_FILE + ".lock"), what=f"project file {path}"):
+            self._merge_disk(path)
+            payload = {
+                "format": PROJECT_FORMAT,
+                "schema_version": SCHEMA_VERSION,
+                "written_by": f"napari-samlabel {__version__}",
+                "created": self.created,
+                "modified": time.time(),
+                "classes": self.classes.to_list(),
+                "images": [e.to_dict() for e in self._images.values()],
+            }
+            atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
+            self._base = dict(self._images)
+            self._base_classes = self.classes.names
+            self._disk_stamp = _stamp(path)
+
+    def _merge_disk(self, path: Path) -> None:
+        """Re-read the project file and apply only this writer's changes to it (lock held).
+
+        A field (status, split, review) of an image is taken from memory only if this writer
+        changed it since its last read or write; images and classes this writer added are
+        appended. Everything else is as on disk, so another session's decisions survive.
+        """
+        stamp = _stamp(path)
+        if stamp is None or stamp == self._disk_stamp:
+            return  # absent, or as this writer left it: nothing to merge
+        classes, entries, created = read_project_file(path)
+        merged = {e.image_id: e for e in entries}
+        for iid, mine in self._images.items():
+            base = self._base.get(iid)
+            theirs = merged.get(iid)
+            if theirs is None or base is None:
+                merged.setdefault(iid, mine)
+                continue
+            for field in ("status", "split", "review"):
+                if getattr(mine, field) != getattr(base, field):
+                    theirs = replace(theirs, **{field: getattr(mine, field)})
+            merged[iid] = theirs
+        names = list(classes.names)
+        names += [n for n in self.classes.names if n not in names
+                  and n not in self._base_classes]
+        if tuple(names) != self.classes.names:
+            self.classes = ClassTable(tuple(names))
+        self._images = merged
+        if created is not None:
+            self.created = created
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, size, mtime_ns)`` of ``path`` (every save is a rename: a new inode), or None."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns

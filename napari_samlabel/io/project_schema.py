@@ -54,6 +54,23 @@ class ProjectError(ValueError):
     """A project file is missing, malformed, or from a newer version; names file and field."""
 
 
+class ImageConflictError(ProjectError):
+    """Another session saved the image after this one read it; nothing was written over it.
+
+    Attributes
+    ----------
+    image_id : str
+        The image.
+    copy : pathlib.Path or None
+        Where this session's version was saved instead (a folder with an ``objects.json``).
+    """
+
+    def __init__(self, message: str, image_id: str, copy: Path | None = None) -> None:
+        super().__init__(message)
+        self.image_id = image_id
+        self.copy = copy
+
+
 @dataclass(frozen=True)
 class Review:
     """A curation decision about one image (:meth:`~napari_samlabel.io.project.Project.set_review`).
@@ -137,6 +154,9 @@ def read_json(path: Path) -> Any:
         raise ProjectError(f"{path} not found") from None
     except OSError as exc:
         raise ProjectError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ProjectError(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                           f"offset {exc.start}); save it as UTF-8") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

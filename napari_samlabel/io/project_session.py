@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from napari_samlabel.core.filelock import FileLock
 from napari_samlabel.core.fsutil import atomic_write_text
 from napari_samlabel.io.project_schema import SESSION_FILE, SESSION_FORMAT, SESSION_SCHEMA_VERSION
 
@@ -57,15 +58,25 @@ class SessionFile:
         return state
 
     def update(self, **changes: Any) -> None:
-        """Save ``changes`` with the other fields of the session file (if anything changed)."""
+        """Save ``changes`` with the other fields of the session file (if anything changed).
+
+        Under a short lock the file is re-read, so fields another session wrote meanwhile
+        (its review queue, say) are kept and only ``changes`` are applied.
+        """
         old = self.state()
-        state = {**old, **changes}
-        if state == old and self.path.is_file():
+        if {**old, **changes} == old and self.path.is_file():
             return
-        payload = {"format": SESSION_FORMAT, "schema_version": SESSION_SCHEMA_VERSION,
-                   "image_id": state.get("image_id"), "class_id": state.get("class_id")}
-        if state.get("review_queue") is not None:
-            payload["review_queue"] = state["review_queue"]
-        payload["saved"] = time.time()
-        atomic_write_text(self.path, json.dumps(payload) + "\n")
-        self._state = state
+        with FileLock(self.path.with_name(self.path.name + ".lock"),
+                      what=f"session file {self.path}"):
+            self._state = None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a bad file was reported when first read
+                old = self.state()
+            state = {**old, **changes}
+            payload = {"format": SESSION_FORMAT, "schema_version": SESSION_SCHEMA_VERSION,
+                       "image_id": state.get("image_id"), "class_id": state.get("class_id")}
+            if state.get("review_queue") is not None:
+                payload["review_queue"] = state["review_queue"]
+            payload["saved"] = time.time()
+            atomic_write_text(self.path, json.dumps(payload) + "\n")
+            self._state = state

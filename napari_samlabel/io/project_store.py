@@ -4,6 +4,14 @@ One ``objects.json`` per image (the accepted objects: ids, classes, prompts, mod
 timestamps, attributes, parent links, mask file names) and one 1-bit PNG per object mask,
 named by its content hash, so that ``objects.json`` switches from the old set of masks to
 the new one in a single atomic rename (see :mod:`napari_samlabel.io.project` for why).
+
+Several sessions may share a project (``docs/project-format.md``, "Concurrent writers"):
+``objects.json`` carries a ``revision`` that every save increments, and a save is a
+compare-and-swap under a short per-image lock (``objects.json.lock``): if the revision on disk
+is not the one this store last read or wrote, another session saved the image in between, and
+the save writes this session's version to ``conflicts/<host>-<pid>/`` instead of over theirs
+(:class:`~napari_samlabel.io.project_schema.ImageConflictError`). Temporary files carry the
+writer's pid, and a cleanup removes only its own (or ones older than an hour).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,12 +37,15 @@ from napari_samlabel.core.document import (
     AnnotationDocument,
     resolve_parents,
 )
-from napari_samlabel.core.fsutil import atomic_write_bytes, atomic_write_text
+from napari_samlabel.core.filelock import FileLock, holder_text, me
+from napari_samlabel.core.fsutil import atomic_write_bytes, atomic_write_text, is_own_temp
 from napari_samlabel.core.prompts import ObjectPrompts
+from napari_samlabel.io.images import open_image_file
 from napari_samlabel.io.project_schema import (
     ANNOTATION_FORMAT,
     OBJECTS_FILE,
     SCHEMA_VERSION,
+    ImageConflictError,
     ProjectError,
     check_attributes,
     check_schema,
@@ -44,6 +56,12 @@ from napari_samlabel.io.project_schema import (
 
 #: Images whose mask file names :class:`ObjectStore` remembers (the last loaded or saved).
 MASK_CACHE_IMAGES = 4
+#: The per-image lock file, held for the few milliseconds of one save.
+LOCK_FILE = "objects.json.lock"
+#: Folder (inside the image's) receiving a session's version that lost a save conflict.
+CONFLICTS_DIR = "conflicts"
+#: Temporary files of another writer older than this (seconds) are leftovers of a crash.
+STALE_TEMP_S = 3600.0
 
 
 def mask_png(mask: np.ndarray) -> bytes:
@@ -76,26 +94,60 @@ class ObjectStore:
         # mask array they hold, so that saving after one accept hashes and writes only the
         # new mask. Bounded: a session over thousands of images keeps a handful of masks.
         self._mask_names: OrderedDict[str, dict[int, tuple[np.ndarray, str]]] = OrderedDict()
+        # The revision of objects.json as this store last read or wrote it (0: no file).
+        self._revisions: dict[str, int] = {}
 
     def image_dir(self, image_id: str) -> Path:
         """Folder of the object files of ``image_id``."""
         return self.folder / image_id
 
     def read(self, image_id: str, shape: tuple[int, int],
-             classes: ClassTable) -> list[AnnotatedObject]:
+             classes: ClassTable, track: bool = True) -> list[AnnotatedObject]:
         """The objects saved for ``image_id`` (``[]`` if none), checked against ``classes``.
+
+        With ``track`` (reading to edit), the revision read is what this store's next save of
+        the image expects on disk; a read just to look (an export) leaves that alone.
 
         Raises
         ------
         ProjectError
             On a malformed ``objects.json`` or mask PNG (file and field named).
         """
+        path = self.image_dir(image_id) / OBJECTS_FILE
+        for _ in range(3):
+            try:
+                before = path.stat()
+            except FileNotFoundError:
+                if track:
+                    self._revisions[image_id] = 0
+                return []
+            except OSError as exc:
+                raise ProjectError(f"cannot read {path}: {exc.strerror}") from exc
+            try:
+                return self._read(image_id, shape, classes, track)
+            except ProjectError:
+                # Another session saved the image while this one read it (its cleanup may
+                # have removed a mask the old objects.json named): read the new version.
+                try:
+                    after = path.stat()
+                except OSError:
+                    continue
+                if (after.st_mtime_ns, after.st_size, after.st_ino) == \
+                        (before.st_mtime_ns, before.st_size, before.st_ino):
+                    raise
+        return self._read(image_id, shape, classes, track)
+
+    def _read(self, image_id: str, shape: tuple[int, int], classes: ClassTable,
+              track: bool) -> list[AnnotatedObject]:
         folder = self.image_dir(image_id)
         path = folder / OBJECTS_FILE
         if not path.is_file():
+            if track:
+                self._revisions[image_id] = 0
             return []
         data = check_schema(read_json(path), path, ANNOTATION_FORMAT)
         where = str(path)
+        revision = data.get("revision", 1)
         if require_field(data, "image_id", str, where) != image_id:
             raise ProjectError(f"{path}: field 'image_id' is {data['image_id']!r}, expected "
                                f"{image_id!r}")
@@ -113,7 +165,9 @@ class ObjectStore:
             objects.append(obj)
             names[obj.object_id] = (obj.mask, rec["mask"])
         self._check_parents(objects, path, classes)
-        self._remember(image_id, names)
+        if track:
+            self._remember(image_id, names)
+            self._revisions[image_id] = revision if isinstance(revision, int) else 1
         return objects
 
     @staticmethod
@@ -205,7 +259,7 @@ class ObjectStore:
     @staticmethod
     def _read_mask(path: Path, shape: tuple[int, int], where: str) -> np.ndarray:
         try:
-            with Image.open(path) as im:
+            with open_image_file(path, "mask") as im:  # a bomb is refused, named
                 im.load()
                 arr = np.asarray(im)
         except FileNotFoundError:
@@ -222,16 +276,65 @@ class ObjectStore:
     def write(self, doc: AnnotationDocument, classes: ClassTable) -> set[str]:
         """Write the masks not saved before, then ``objects.json`` in one atomic rename.
 
-        Parent links of parts are written as :func:`napari_samlabel.core.document.
-        resolve_parents` gives them under ``classes``. Returns the mask file names
-        ``objects.json`` now refers to (for :meth:`prune`).
+        A compare-and-swap under the image's lock: if another session saved the image since
+        this store last read or wrote it, nothing is written over that; this session's
+        version goes to ``conflicts/<host>-<pid>/`` and :class:`ImageConflictError` says so.
+        Mask files no longer referenced are removed under the same lock. Parent links of
+        parts are written as :func:`napari_samlabel.core.document.resolve_parents` gives
+        them under ``classes``. Returns the mask file names ``objects.json`` now refers to.
+
+        Raises
+        ------
+        ImageConflictError
+            If another session saved the image in between (this version is kept aside).
+        napari_samlabel.core.filelock.LockTimeout
+            If another live session holds the image's lock for too long.
         """
         folder = self.image_dir(doc.image_id)
         folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(folder / LOCK_FILE, what=f"image {doc.image_id}"):
+            disk, saved_by = self._disk_revision(folder / OBJECTS_FILE)
+            expected = self._revisions.get(doc.image_id)
+            if expected is not None and disk != expected:
+                writer = me()
+                copy = folder / CONFLICTS_DIR / f"{writer['host']}-{writer['pid']}"
+                keep = self._write_files(copy, doc, classes, {}, disk)
+                self.prune_folder(copy, keep)
+                by = f" ({holder_text(saved_by, 'at')})" if saved_by else ""
+                raise ImageConflictError(
+                    f"image {doc.image_id} was saved by another session{by} after this one "
+                    f"opened it; its version was not overwritten. This session's version is "
+                    f"kept in {copy}; reopen the image to see the other version",
+                    doc.image_id, copy)
+            known = self._mask_names.get(doc.image_id, {})
+            saved: dict[int, tuple[np.ndarray, str]] = {}
+            keep = self._write_files(folder, doc, classes, known, disk + 1, saved)
+            self._revisions[doc.image_id] = disk + 1
+            self._remember(doc.image_id, saved)
+            self.prune_folder(folder, keep)
+        return keep
+
+    @staticmethod
+    def _disk_revision(path: Path) -> tuple[int, dict[str, Any] | None]:
+        """``(revision, saved_by)`` of ``objects.json`` (0 if absent, 1 if it has none)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return 0, None
+        except (OSError, ValueError):
+            return -1, None  # unreadable: differs from whatever this store expected
+        if not isinstance(data, dict):
+            return -1, None
+        rev = data.get("revision", 1)
+        by = data.get("saved_by")
+        return (rev if isinstance(rev, int) else -1), (by if isinstance(by, dict) else None)
+
+    def _write_files(self, folder: Path, doc: AnnotationDocument, classes: ClassTable,
+                     known: dict[int, tuple[np.ndarray, str]], revision: int,
+                     saved: dict[int, tuple[np.ndarray, str]] | None = None) -> set[str]:
+        folder.mkdir(parents=True, exist_ok=True)
         records = []
         keep: set[str] = set()
-        saved: dict[int, tuple[np.ndarray, str]] = {}
-        known = self._mask_names.get(doc.image_id, {})
         # The project's class table decides which objects are parts; a document built
         # without one (a snapshot, an import) still gets valid, resolved parent links.
         for obj in resolve_parents(doc.objects, classes):
@@ -242,24 +345,39 @@ class ObjectStore:
                 name = f"obj-{obj.object_id:03d}-{mask_digest(obj.mask)}.png"
                 if not (folder / name).is_file():
                     atomic_write_bytes(folder / name, mask_png(obj.mask))
-            saved[obj.object_id] = (obj.mask, name)
+            if saved is not None:
+                saved[obj.object_id] = (obj.mask, name)
             keep.add(name)
             records.append(self._object_record(obj, name, classes))
         payload = {"format": ANNOTATION_FORMAT, "schema_version": SCHEMA_VERSION,
                    "image_id": doc.image_id, "shape": list(doc.shape), "saved": time.time(),
-                   "objects": records}
+                   "revision": revision, "saved_by": me(), "objects": records}
         atomic_write_text(folder / OBJECTS_FILE, json.dumps(payload, indent=1) + "\n")
-        self._remember(doc.image_id, saved)
         return keep
 
     def prune(self, image_id: str, keep: set[str]) -> None:
         """Delete the mask files of ``image_id`` not in ``keep`` and stale temporary files."""
         folder = self.image_dir(image_id)
+        with FileLock(folder / LOCK_FILE, what=f"image {image_id}"):
+            self.prune_folder(folder, keep)
+
+    @staticmethod
+    def prune_folder(folder: Path, keep: set[str]) -> None:
+        """Delete mask files not in ``keep``, this process's temporary files and old ones.
+
+        Another writer's temporary file is left alone unless older than
+        :data:`STALE_TEMP_S` (it may be in flight). Call with the folder's lock held.
+        """
+        now = time.time()
         for p in folder.iterdir():
-            if p.name != OBJECTS_FILE and p.name not in keep and (
-                    p.name.startswith("obj-") or p.name.startswith(".")):
+            name = p.name
+            if name.startswith("obj-") and name not in keep:
                 with contextlib.suppress(OSError):
                     p.unlink()
+            elif name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if is_own_temp(name) or now - os.stat(p).st_mtime > STALE_TEMP_S:
+                        p.unlink()
 
     @staticmethod
     def _object_record(obj: AnnotatedObject, mask_name: str,

@@ -18,7 +18,6 @@ place at the end, so a failed import leaves nothing behind.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import warnings
 from collections.abc import Iterable
@@ -30,20 +29,19 @@ import numpy as np
 from napari_samlabel.core.classes import VOID, ClassTable
 from napari_samlabel.core.compose import containing_object
 from napari_samlabel.core.document import AnnotationDocument, ImageStatus
-from napari_samlabel.core.fsutil import WriteError, make_temp_dir
+from napari_samlabel.core.fsutil import WriteError, make_temp_dir, remove_leftovers
 from napari_samlabel.core.objects import MAX_OBJECTS, AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.project_schema import ProjectError
 from napari_samlabel.io.selection import select_images
-from napari_samlabel.io.voc import EXCLUDED, VocError
+from napari_samlabel.io.voc import EXCLUDED, VocError, voc_id
 from napari_samlabel.io.voc.annotations import ObjectInfo
 from napari_samlabel.io.voc.components import SpeckReport
 from napari_samlabel.io.voc.reader import read_voc
 from napari_samlabel.io.voc.writer import VocWriter
 
 IMPORT_MODEL_ID = "voc-import"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
 @dataclass
@@ -129,12 +127,6 @@ class ImportReport:
             for iid, rep in self.specks.items():
                 lines.append(f"  {iid}: {rep.describe(self.min_area)}")
         return "\n".join(lines)
-
-
-def voc_id(image_id: str) -> str:
-    """A VOC-safe id: characters other than letters, digits and ``_.+-`` become ``_``."""
-    safe = _UNSAFE.sub("_", image_id)
-    return safe if not safe.startswith(".") else "_" + safe[1:]
 
 
 def export_project(
@@ -327,6 +319,7 @@ def import_voc(
     voc = find_voc_root(voc_root)
     classes = classes or read_voc_classes(voc)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target.parent, f".{target.name}.", (".import-tmp",))  # killed imports
     tmp = make_temp_dir(target.parent, f".{target.name}.", ".import-tmp")
     try:
         project = Project.create(tmp, [], classes)

@@ -101,6 +101,8 @@ class PseudoLabelReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: Run-level write errors (the VOC export or failures.json on a full disk), one line each.
+    write_errors: list[str] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)
     voc_root: Path | None = None
     outcomes: list[ImageOutcome] = field(default_factory=list)
@@ -361,6 +363,10 @@ def pseudo_label(
     paths = _image_paths(images)
     if scheduler is not None and not isinstance(engine, EngineSpec):
         raise TypeError("with a scheduler, pass an EngineSpec: workers build their own engine")
+    if export:  # refuse a foreign OUT/voc now, not after labelling every image
+        from napari_samlabel.io.voc.writer import check_output_folder
+
+        check_output_folder(Path(out) / VOC_DIR, overwrite=True)
     store = ResultStore(out)
     report = PseudoLabelReport(Path(out))
     # The model identity of the fingerprint is the resolved model_id (model type + the
@@ -412,13 +418,20 @@ def pseudo_label(
         run_on_cluster(scheduler, engine, todo, pol, table, out, loader, record)
 
     if export and report.finished:
-        report.voc_root, export_errors = export_voc(
-            out, {i: paths[i] for i in report.finished}, table, border=border, seed=seed)
+        try:
+            report.voc_root, export_errors = export_voc(
+                out, {i: paths[i] for i in report.finished}, table, border=border, seed=seed)
+        except OSError as exc:  # a full disk: the per-image failures must still be reported
+            report.write_errors.append(f"VOC export: {exc}")
+            export_errors = {}
         for image_id, error in export_errors.items():
             report.failed[image_id] = f"VOC export: {error}"
             report.done = [i for i in report.done if i != image_id]
             report.skipped = [i for i in report.skipped if i != image_id]
-    store.write_json("failures.json", report.failed)
+    try:
+        store.write_json("failures.json", report.failed)
+    except OSError as exc:
+        report.write_errors.append(str(exc))
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -456,19 +469,26 @@ def export_voc(out: str | os.PathLike[str], images: Mapping[str, Path],
         The ``VOC2012`` folder, and ``{image_id: reason}`` for images the writer refused
         (left out of the dataset; the others are written).
     """
-    from napari_samlabel.io.voc import VocError
+    from napari_samlabel.io.voc import VocError, voc_id
     from napari_samlabel.io.voc.writer import VocWriter
 
     store = ResultStore(out)
     errors: dict[str, str] = {}
+    owner: dict[str, str] = {}
     with VocWriter(Path(out) / VOC_DIR, classes, border=border, seed=seed, overwrite=True,
                    progress=progress, total=len(images)) as writer:
         for image_id in sorted(images):
             rec = store.read_record(image_id) or {}
+            safe = voc_id(image_id)  # the renaming rule of `samlabel export` too
+            if safe in owner:
+                errors[image_id] = (f"images {owner[safe]!r} and {image_id!r} both become "
+                                    f"{safe!r} in VOC; rename one of the files")
+                continue
+            owner[safe] = image_id
             try:
                 semantic, instance = store.read_maps(image_id)
                 by_object = rec.get("unit") == "object"
-                writer.add(image_id, images[image_id], semantic,
+                writer.add(safe, images[image_id], semantic,
                            instance if by_object else instances_for(semantic, instance))
             except VocError as exc:
                 errors[image_id] = str(exc)

@@ -93,7 +93,10 @@ def test_curate_project_end_to_end(tmp_path, project, capsys):
     assert all((out / s).is_file() for s in page.srcs) and len(page.srcs) == 2
 
     # A rerun into the same folder replaces the outputs cleanly.
-    assert main(["curate", str(project.folder), "--out", str(out), "--top", "1"]) == 0
+    assert main(["curate", str(project.folder), "--out", str(out), "--top", "1"]) == 2
+    assert "report.html exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["curate", str(project.folder), "--out", str(out), "--top", "1",
+                 "--overwrite"]) == 0
     assert len(list((out / "thumbnails").glob("*.png"))) == 1
 
 
@@ -204,13 +207,13 @@ def test_curate_pseudo_label_output_with_weak_labels(tmp_path, capsys):
     assert (review / "failures.txt").read_text() == "close\n"
 
     # Without the weak labels the prompt checks are absent, the SAM scores still there.
-    assert main(["curate", str(out), "--out", str(review)]) == 0
+    assert main(["curate", str(out), "--out", str(review), "--overwrite"]) == 0
     data = json.loads((review / "queue.json").read_text())
     cat = data["images"][0]["objects"][0]
     assert "positive_outside" not in cat["signals"] and "predicted_iou" in cat["signals"]
     # --weak makes no sense for a VOC tree.
     assert main(["curate", str(out / "voc"), "--weak", str(weak_file), "--out",
-                 str(review)]) == 2
+                 str(review), "--overwrite"]) == 2
     assert "pseudo-label" in capsys.readouterr().err
 
 
@@ -291,7 +294,8 @@ def test_curate_voc_class_maps_make_the_objects_import_voc_makes(tmp_path, capsy
         sorted(int(o.mask.sum()) for o in imported)
     assert image["flags"] == []  # no tiny specks at the top of the queue
     # --min-area 0 keeps every speck as an object (and flags them tiny).
-    assert main(["curate", str(voc), "--out", str(out), "--min-area", "0"]) == 0
+    assert main(["curate", str(voc), "--out", str(out), "--min-area", "0",
+                 "--overwrite"]) == 0
     [image] = json.loads((out / "queue.json").read_text())["images"]
     assert len(image["objects"]) == 8 and "tiny" in image["flags"]
     assert main(["curate", str(voc), "--out", str(out), "--min-area", "-1"]) == 2
@@ -350,7 +354,8 @@ def test_curate_reads_stability_and_iou_spread_when_the_producer_stored_them(tmp
         old["objects"][0].pop(key, None)
     old_path.write_text(json.dumps(old))
     review = tmp_path / "review"
-    assert main(["curate", str(out), "--out", str(review)]) == 0, capsys.readouterr().err
+    assert main(["curate", str(out), "--out", str(review), "--overwrite"]) == 0, \
+        capsys.readouterr().err
     by_id = {i["image_id"]: i for i in json.loads((review / "queue.json").read_text())["images"]}
     p, q = by_id["p"]["objects"][0], by_id["q"]["objects"][0]
     assert p["signals"]["stability"] == 0.6 and "unstable" in p["flags"]

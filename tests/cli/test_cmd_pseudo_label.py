@@ -81,10 +81,12 @@ def test_bad_weak_labels_fail_their_image_only(tmp_path, dataset, tiny_checkpoin
     assert "img0: weak labels:" in err and "points.json" in err and "entry 0" in err
     failures = json.loads((tmp_path / "out" / "failures.json").read_text())
     assert list(failures) == ["img0"]
-    # every image bad: nothing labelled, exit 1 (not a crash, not a usage error)
+    # A dataset file that does not parse is the whole input, not a failed image named
+    # after the file (issue 15 item 7): a usage error naming the file and the place.
     points.write_text("{not json")
-    assert main(_args(tmp_path, img_dir, points, tiny_checkpoint)) == 1
-    assert "points.json" in capsys.readouterr().err
+    assert main(_args(tmp_path, img_dir, points, tiny_checkpoint)) == 2
+    err = capsys.readouterr().err
+    assert "points.json (line 1, column 2): not valid JSON" in err and "failed" not in err
 
 
 def test_policy_options_reach_the_run(tmp_path, dataset, tiny_checkpoint):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +92,16 @@ def test_crash_during_save_keeps_previous_state(project: Project, tmp_path: Path
     assert len([p for p in folder.iterdir() if p.name.startswith("obj-")]) == 2  # orphan PNG
     reopened = Project.open(tmp_path / "proj").load_document("a")
     assert [o.object_id for o in reopened.objects] == [1]
-    # The next successful save removes the orphan and anything stale.
-    (folder / ".objects.json.x.tmp").write_text("half")
+    # The next successful save removes the orphan, this writer's temporary files and other
+    # writers' ones left by a crash (old); another writer's fresh one may be in flight.
+    old = folder / ".objects.json.x.tmp"
+    old.write_text("half")
+    os.utime(old, (time.time() - 2 * store_mod.STALE_TEMP_S,) * 2)
+    (folder / f".obj-002-x.png.{os.getpid()}-abc.tmp").write_text("mine")
+    (folder / ".obj-003-y.png.999999-abc.tmp").write_text("in flight")
     project.save_document(reopened)
-    assert sorted(p.name[:7] for p in folder.iterdir()) == ["obj-001", "objects"]
+    assert sorted(p.name[:7] for p in folder.iterdir()) == [".obj-00", "obj-001", "objects"]
+    assert (folder / ".obj-003-y.png.999999-abc.tmp").is_file()
 
 
 @pytest.mark.parametrize("edit, match", [

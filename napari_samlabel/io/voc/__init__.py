@@ -67,6 +67,8 @@ Conventions (the development kit's, which torchvision and most trainers follow):
   only. The void band is drawn on the part maps along the edges between parts.
 """
 
+import re
+
 #: The folder torchvision's ``root`` contains.
 DEVKIT = "VOCdevkit"
 #: The splits of ``ImageSets`` (``trainval`` is their union).
@@ -77,3 +79,18 @@ EXCLUDED = "excluded"
 
 class VocError(ValueError):
     """Bad input for, or bad content in, a VOC dataset; the message names the file or image."""
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
+
+
+def voc_id(image_id: str) -> str:
+    """The id an image gets in a VOC dataset: the one renaming rule of every VOC export.
+
+    VOC file names hold ASCII letters, digits and ``_.+-`` only: every other character (a
+    space, an accented letter, a path separator) becomes ``_``, and a leading ``.`` becomes
+    ``_`` (no hidden files). ``samlabel export`` and the VOC export of ``samlabel
+    pseudo-label`` both use it; two images whose ids become the same are an error.
+    """
+    safe = _UNSAFE.sub("_", image_id)
+    return safe if not safe.startswith(".") else "_" + safe[1:]

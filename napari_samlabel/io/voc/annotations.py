@@ -184,7 +184,13 @@ def parse_annotation(path: str | os.PathLike[str],
     try:
         tree = DET.parse(path)
     except Exception as exc:  # ParseError and defusedxml's security errors
-        raise VocError(f"cannot parse annotation {path}: {exc}") from exc
+        import defusedxml
+
+        from napari_samlabel.io.weak._files import unsafe_xml_reason
+
+        reason = unsafe_xml_reason(exc) if isinstance(exc, defusedxml.DefusedXmlException) \
+            else str(exc)
+        raise VocError(f"cannot parse annotation {path}: {reason}") from exc
     root = tree.getroot()
 
     def num(node: Any, tag: str, where: str) -> int:

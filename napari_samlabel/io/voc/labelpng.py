@@ -55,11 +55,15 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise VocError(f"label PNG not found: {path}")
+    from napari_samlabel.io.images import ImageReadError, open_image_file
+
     try:
-        with Image.open(path) as im:
+        with open_image_file(path, "label PNG") as im:
             im.load()
             mode = im.mode
             arr = np.asarray(im)
+    except ImageReadError as exc:
+        raise VocError(str(exc)) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise VocError(f"cannot read label PNG {path}: {exc}") from exc
     if mode in ("P", "L"):

@@ -64,7 +64,11 @@ def find_voc_root(root: str | os.PathLike[str]) -> Path:
     """
     root = Path(root)
     if not root.is_dir():
-        raise VocError(f"VOC folder not found: {root}")
+        from napari_samlabel.core.fsutil import why_missing
+
+        reason = why_missing(root)
+        raise VocError(f"VOC folder not found: {root}" if reason.endswith("not found")
+                       else f"VOC folder {reason}")
 
     def is_voc(p: Path) -> bool:
         return (p / "SegmentationClass").is_dir() or (p / "JPEGImages").is_dir()

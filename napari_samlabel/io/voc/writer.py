@@ -9,7 +9,6 @@ import io
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from napari_samlabel.core.classes import BACKGROUND, VOID, ClassTable, as_class_table
-from napari_samlabel.core.fsutil import make_temp_dir, write_error
+from napari_samlabel.core.fsutil import make_temp_dir, remove_leftovers, write_error
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.images import (
     ImageReadError,
@@ -39,6 +38,30 @@ from napari_samlabel.io.voc.components import (
 from napari_samlabel.io.voc.labelpng import encode_label_png
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` if a VOC export may not go to ``out`` (before any work).
+
+    ``out`` may be missing or empty; with ``overwrite`` it may hold a previous export (a
+    folder with nothing but ``VOCdevkit``), never other files.
+    """
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"output {out} exists and is not a folder")
+        if not overwrite and not _dir_is_empty(out):
+            raise FileExistsError(f"output folder {out} is not empty; choose another "
+                                  "folder or allow overwriting (--overwrite)")
+        # Overwriting replaces a previous export, never anything else: a mistyped OUT
+        # (the project, the image folder, a home directory) must not be deleted.
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name != DEVKIT and not p.name.startswith("."))
+        if foreign:
+            raise FileExistsError(
+                f"output folder {out} holds files that are not a VOC export "
+                f"({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
+                "overwriting only replaces a folder that contains nothing but VOCdevkit. "
+                "Choose another folder")
 
 
 def split_ids(ids: Sequence[str], train_fraction: float, seed: int) -> dict[str, str]:
@@ -141,6 +164,8 @@ class VocWriter:
         self.jpeg_quality = int(jpeg_quality)
         self._check_out()
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        # Hidden trees of an export that was killed (a SIGKILL cannot clean up).
+        remove_leftovers(self.out.parent, f".{self.out.name}.", (".voc-tmp", ".old"))
         try:
             self._tmp = make_temp_dir(self.out.parent, f".{self.out.name}.", ".voc-tmp")
         except OSError as exc:
@@ -184,22 +209,7 @@ class VocWriter:
         self._done = True
 
     def _check_out(self) -> None:
-        if self.out.exists():
-            if not self.out.is_dir():
-                raise FileExistsError(f"output {self.out} exists and is not a folder")
-            if not self.overwrite and not _dir_is_empty(self.out):
-                raise FileExistsError(f"output folder {self.out} is not empty; choose another "
-                                      "folder or allow overwriting (--overwrite)")
-            # Overwriting replaces a previous export, never anything else: a mistyped OUT
-            # (the project, the image folder, a home directory) must not be deleted.
-            foreign = sorted(p.name for p in self.out.iterdir()
-                             if p.name != DEVKIT and not p.name.startswith("."))
-            if foreign:
-                raise FileExistsError(
-                    f"output folder {self.out} holds files that are not a VOC export "
-                    f"({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); "
-                    "overwriting only replaces a folder that contains nothing but VOCdevkit. "
-                    "Choose another folder")
+        check_output_folder(self.out, self.overwrite)
 
     # -- adding images ----------------------------------------------------------------------
     @property
@@ -536,8 +546,7 @@ class VocWriter:
             if _dir_is_empty(self.out):
                 self.out.rmdir()
             else:
-                aside = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".old",
-                                              dir=self.out.parent))
+                aside = make_temp_dir(self.out.parent, f".{self.out.name}.", ".old")
                 aside.rmdir()
                 os.replace(self.out, aside)
         try:

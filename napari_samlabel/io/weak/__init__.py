@@ -138,7 +138,9 @@ def read_weak_labels(path: str | Path, kind: str,
             else:
                 got = reader(f, table, **options)
         except WeakLabelError as exc:
-            if on_error is None:
+            # A single input file that is unreadable as a whole (bad JSON, not UTF-8) is
+            # the whole input, not one failed image named after the file.
+            if on_error is None or (f == path and exc.image_id is None):
                 raise
             if exc.image_id is None:
                 exc.image_id = image_id_from_path(f)

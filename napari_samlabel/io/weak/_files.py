@@ -32,6 +32,31 @@ def normalise_image_id(name: str) -> str:
     return p.stem if p.suffix.lower() in _IMAGE_EXTS else p.name
 
 
+def read_utf8(path: Path) -> str:
+    """The text of ``path``; :class:`WeakLabelError` naming the file if unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WeakLabelError(path, f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                             f"offset {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise WeakLabelError(path, f"cannot read: {exc.strerror or exc}") from exc
+
+
+def unsafe_xml_reason(exc: Exception) -> str:
+    """A sentence for defusedxml's refusal (its own str is a raw repr)."""
+    import defusedxml
+
+    if isinstance(exc, defusedxml.EntitiesForbidden):
+        return ("refused unsafe XML: it declares entities (an XML bomb such as 'billion "
+                "laughs' uses them); VOC and ScribbleSup files never need them")
+    if isinstance(exc, defusedxml.DTDForbidden):
+        return "refused unsafe XML: it has a DTD (<!DOCTYPE ...>), which is not allowed"
+    if isinstance(exc, defusedxml.ExternalReferenceForbidden):
+        return "refused unsafe XML: it refers to an external resource, which is not allowed"
+    return f"refused unsafe XML ({type(exc).__name__})"
+
+
 def parse_xml(path: Path, root_tag: str = "annotation") -> Element:
     """Parse an XML file from outside safely (defusedxml) and check its root element.
 
@@ -50,7 +75,7 @@ def parse_xml(path: Path, root_tag: str = "annotation") -> Element:
         raise WeakLabelError(path, f"malformed XML: {exc}",
                              f"line {line}, column {col}" if line else None) from exc
     except defusedxml.DefusedXmlException as exc:
-        raise WeakLabelError(path, f"refused unsafe XML: {exc}") from exc
+        raise WeakLabelError(path, unsafe_xml_reason(exc)) from None
     except OSError as exc:
         raise WeakLabelError(path, f"cannot read: {exc.strerror}") from exc
     if root.tag.lower() != root_tag:  # ScribbleSup files are seen with <Annotation> too

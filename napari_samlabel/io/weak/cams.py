@@ -43,6 +43,7 @@ import numpy as np
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.prompts import ObjectPrompts, Point
 
+from ._files import read_utf8
 from ._types import WeakLabelError, WeakLabels, renumber, resolve_class
 
 #: Defaults of the peak-point policy (the paper gives no numbers; these suit max-normalised CAMs).
@@ -132,8 +133,8 @@ def _sidecar(path: Path) -> tuple[list | None, list | None]:
     if not side.exists():
         return None, None
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(read_utf8(side))
+    except json.JSONDecodeError as exc:
         raise WeakLabelError(side, f"cannot read the CAM class list: {exc}") from exc
     labels = None
     if isinstance(data, dict):

@@ -40,15 +40,12 @@ from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.coords import xy_to_rc
 from napari_samlabel.core.prompts import ObjectPrompts, Point
 
-from ._files import image_id_from_path, normalise_image_id
+from ._files import image_id_from_path, normalise_image_id, read_utf8
 from ._types import WeakLabelError, WeakLabels, per_image, renumber, resolve_class
 
 
 def _load_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WeakLabelError(path, f"cannot read: {exc.strerror}") from exc
+    text = read_utf8(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -77,6 +74,10 @@ def points_from_entries(entries: Any, image_id: str, classes: ClassTable,
     if not isinstance(entries, list):
         raise WeakLabelError(path, f"the points of an image must be a list, got "
                              f"{type(entries).__name__}", f"image {image_id!r}")
+    if not entries:
+        # Nothing says what is in the image: labelling it all background would be a lie.
+        raise WeakLabelError(path, "the image has no points; it is skipped",
+                             f"image {image_id!r}", image_id=image_id)
     groups: dict[tuple[int, float, int], list[Point]] = {}
     entry_of: dict[tuple[int, float, int], list[int]] = {}
     background: list[Point] = []
@@ -137,6 +138,8 @@ def read_points_json(path: str | Path, classes: ClassTable | None = None, *,
     classes = classes or ClassTable.voc()
     data = _load_json(path)
     if isinstance(data, list):
+        if not data:
+            raise WeakLabelError(path, "the file holds an empty list: no points")
         stem = image_id_from_path(path)
         return {stem: points_from_entries(data, stem, classes, path)}
     if not isinstance(data, dict):
@@ -145,4 +148,17 @@ def read_points_json(path: str | Path, classes: ClassTable | None = None, *,
     if isinstance(data.get("points"), list):
         image_id = normalise_image_id(data.get("image") or image_id_from_path(path))
         return {image_id: points_from_entries(data["points"], image_id, classes, path)}
+    fields = sorted(k for k in data if k in _PER_IMAGE_FIELDS)
+    if fields:
+        raise WeakLabelError(path, f"the keys {fields} look like the fields of one image, not "
+                             "image ids: a dataset file maps image ids to point lists "
+                             "({\"2008_000003\": [{\"x\": .., \"y\": .., \"cls\": ..}]}); "
+                             "a per-image file is {\"image\": id, \"points\": [...]} or a "
+                             "list of points")
     return per_image(data, lambda k, v: points_from_entries(v, k, classes, path), on_error)
+
+
+#: Keys of per-image layouts of other tools; never image ids in a dataset file.
+_PER_IMAGE_FIELDS = frozenset({"fg_points", "bg_points", "points", "image", "clicks",
+                               "positive_points", "negative_points", "labels", "boxes",
+                               "shapes", "annotations", "imagePath"})

@@ -48,6 +48,7 @@ from ._files import (
     normalise_image_id,
     parse_xml,
     read_index_png,
+    read_utf8,
     xml_image_size,
     xml_number,
 )
@@ -91,10 +92,7 @@ def read_scribbles_txt(path: str | Path, classes: ClassTable | None = None
     """
     path = Path(path)
     classes = classes or ClassTable.voc()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WeakLabelError(path, f"cannot read as UTF-8 text: {exc}") from exc
+    text = read_utf8(path)
     items = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
