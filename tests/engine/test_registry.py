@@ -21,7 +21,7 @@ from napari_samlabel.testing.models import TINY_MODEL_TYPE, TINY_MODELS
 
 OFFICIAL = ["vit_b", "vit_l", "vit_h", "vit_t", "sam_hq_vit_b", "sam_hq_vit_l", "sam_hq_vit_h",
             "sam_hq_vit_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_small",
-            "sam2.1_hiera_base_plus", "sam2.1_hiera_large"]
+            "sam2.1_hiera_base_plus", "sam2.1_hiera_large", "sam3"]
 
 
 def test_official_models_have_url_checksum_and_filename():
@@ -122,7 +122,8 @@ def test_unknown_model_lists_known_ones():
 
 
 def test_every_family_is_declared_with_an_extra():
-    assert set(FAMILIES) == {"sam", "mobile_sam", "sam_hq", "sam2"}
+    assert set(FAMILIES) == {"sam", "mobile_sam", "sam_hq", "sam2", "sam3"}
+    assert install_hint("sam3") == 'pip install "napari-samlabel[sam3]"'
     assert install_hint("sam2") == 'pip install "napari-samlabel[sam2]"'
     assert install_hint("mobile_sam") == 'pip install "napari-samlabel[mobilesam]"'
     assert install_hint("sam_hq") == 'pip install "napari-samlabel[hq]"'
