@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sample_fraction is not None and not 0 < args.sample_fraction <= 1:
         raise CLIError(f"--sample-fraction must be in (0, 1], got {args.sample_fraction}")
     if args.checkpoint is not None and not args.checkpoint.exists():
-        raise CLIError(f"checkpoint not found: {args.checkpoint}")
+        raise CLIError(f"checkpoint file not found: {args.checkpoint}")
     concept = args.kind in CONCEPT_KINDS
     if args.kind == "text" and args.weak is not None:
         raise CLIError("--kind text prompts every class of the class list: it takes no --weak")

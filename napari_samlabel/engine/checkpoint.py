@@ -287,16 +287,23 @@ def _is_folder_family(spec: ModelSpec) -> bool:
 
 def hub_repo_dir(repo: str) -> Path:
     """Where the Hugging Face hub cache keeps ``repo`` (``$HF_HUB_CACHE/models--org--name``)."""
-    from huggingface_hub import constants
+    try:
+        from huggingface_hub import constants
 
-    return Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+        base = Path(constants.HF_HUB_CACHE)
+    except ImportError:  # the [sam3] extra is not installed: the hub's default place
+        base = Path(os.environ.get("HF_HUB_CACHE")
+                    or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    return base.expanduser() / ("models--" + repo.replace("/", "--"))
 
 
 def hub_snapshot(repo: str) -> Path | None:
     """The cached snapshot folder of ``repo`` with its config and weights, or None."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        return None
     from napari_samlabel.engine.families.sam3 import HUB_FILES
 
     try:
@@ -336,6 +343,7 @@ def _resolve_folder(spec: ModelSpec, checkpoint: str | os.PathLike[str] | None,
                     cache_dir: str | os.PathLike[str] | None,
                     download: bool) -> ResolvedCheckpoint:
     """Explicit folder > hub cache > download with the user's token (SAM 3)."""
+    require_family(spec.family, spec.name)  # transformers (and huggingface_hub) installed
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if path.is_file() and _folder_complete(path.parent):

@@ -126,8 +126,9 @@ _TINY_VIT = {"embed_dims": [64, 128, 160, 320], "depths": [2, 2, 6, 2],
              "iou_head_depth": 3, "iou_head_hidden_dim": 256, "mask_in_chans": 16}
 
 
-#: SAM 3's 1008 x 1008 ViT on two CPU cores, float32 (``benchmarks/bench_sam3.py``).
-_SAM3_CPU_ENCODE_S = 120.0
+#: SAM 3's 1008 x 1008 ViT on two CPU cores, bfloat16 (AMX; float32: 2.6x slower), from
+#: ``benchmarks/bench_sam3.py``.
+_SAM3_CPU_ENCODE_S = 61.0
 
 
 def _sam2(size: str) -> dict[str, Any]:
