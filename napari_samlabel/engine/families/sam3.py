@@ -350,6 +350,8 @@ class Sam3Engine(CachedEngine):
     def _run_encoder(self, image: np.ndarray) -> Embedding:
         import torch
 
+        if not image.flags.writeable:  # torch warns on read-only arrays (loaded images)
+            image = image.copy()
         pixels = self.processor.image_processor(
             images=image, size={"height": self.size, "width": self.size}, return_tensors="pt")
         x = pixels["pixel_values"].to(self.device)

@@ -286,3 +286,52 @@ def test_samlabel_models_lists_sam3_with_its_speed(tmp_path, capsys, monkeypatch
     block = next(b for b in out.split("\n\n") if b.startswith("sam3:"))
     assert "family: SAM 3" in block and "s per image on 2 CPU cores" in block
     assert "huggingface.co/facebook/sam3" in block and "--checkpoint DIR" in block
+
+
+def test_default_precision_agrees_with_float32(folder, image, engine):
+    """The default engine (bfloat16 autocast where the CPU has it) finds the same objects."""
+    from napari_samlabel.engine.base import fast_precision
+
+    fast = load_engine(TINY_MODEL_TYPE, folder, device="cpu", cache=None)
+    assert fast.precision == fast_precision(fast.device)
+    fast.set_image(image)
+    engine.set_image(image)
+    a = fast.find_all("dog", threshold=0.0)
+    b = engine.find_all("dog", threshold=0.0)
+    assert len(a) == len(b)
+    np.testing.assert_allclose([c.score for c in a], [c.score for c in b], atol=0.05)
+    assert all(c.low_res_logits.dtype == np.float32 for c in a)
+    pred = fast.predict(_pts((60, 40), mask_input=a[0].low_res_logits))
+    assert pred.low_res_logits.dtype == np.float32
+
+
+def test_pseudo_label_text_through_the_cli_and_the_real_loader(folder, tmp_path, capsys):
+    """samlabel pseudo-label --kind text --model <sam3> --checkpoint DIR, end to end."""
+    import json
+
+    from PIL import Image
+
+    from napari_samlabel.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(
+            images / f"im{k}.png")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("background\ncat\npottedplant\n")
+    out = tmp_path / "out"
+    code = main(["pseudo-label", "--images", str(images), "--kind", "text", "--out", str(out),
+                 "--classes", str(classes), "--model", TINY_MODEL_TYPE, "--checkpoint",
+                 str(folder), "--score-threshold", "0", "--precise",
+                 "--cache", str(tmp_path / "cache")])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "scores" / "im0.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == "text" and run["model_id"].startswith(f"{TINY_MODEL_TYPE}:")
+    assert run["policy"]["unit"] == "concept" and run["policy"]["score_threshold"] == 0.0
+    assert record["objects"], "threshold 0 keeps the tiny model's instances"
+    assert {o["phrase"] for o in record["objects"]} == {"cat", "potted plant"}
+    assert {o["source"] for o in record["objects"]} == {"text:cat", "text:potted plant"}
+    assert (out / "SegmentationClass" / "im0.png").is_file()
