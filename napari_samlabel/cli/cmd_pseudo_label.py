@@ -201,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
     if args.background_negatives is not None:
         overrides["background_negatives"] = args.background_negatives
     policy = get_policy(args.policy, kind=args.kind, **overrides)
+    if (policy.unit == "concept") != concept:
+        raise CLIError(f"policy {policy.name!r} does not fit --kind {args.kind}: kinds tags and "
+                       "text take the policies 'tags'/'text', the others prompt-based ones")
 
     from napari_samlabel.engine.checkpoint import CheckpointError
 

@@ -202,6 +202,8 @@ def test_cli_text_and_usage_errors(tmp_path, monkeypatch, capsys):
     assert "takes no --weak" in capsys.readouterr().err
     assert main([*base, "--kind", "tags"]) == 2
     assert "needs --weak" in capsys.readouterr().err
+    assert main([*base, "--kind", "tags", "--weak", str(voc), "--policy", "points"]) == 2
+    assert "does not fit --kind tags" in capsys.readouterr().err
     assert main([*base, "--kind", "points", "--weak", str(voc), "--phrases", "x.yaml"]) == 2
     assert "apply to --kind tags and text" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
