@@ -10,7 +10,7 @@ from napari_samlabel.cli._grammar import add_cache
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` sub-command."""
     p = subparsers.add_parser(
-        "models", help="list model types (SAM, MobileSAM, SAM-HQ, SAM 2), packages and cache",
+        "models", help="list model types (SAM, MobileSAM, SAM-HQ, SAM 2, SAM 3), packages, cache",
         description="List the model types --model accepts: family, whether its optional "
                     "package is installed (and the pip command if not), measured CPU encode "
                     "time, where each checkpoint is cached and where it is downloaded from.")
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
             state = "no download: pass --checkpoint PATH"
         elif row.cached:
             state = f"cached: {row.checkpoint}"
+        elif spec.hub_repo:
+            state = f"not cached (downloaded on first use with your hub token to {row.checkpoint})"
         else:
             state = f"not cached (downloaded on first use to {row.checkpoint})"
         default = " (default)" if row.default else ""
@@ -45,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
                  if row.cpu_encode_s else "")
         print(f"  family: {row.family_title}; {package}{speed}")
         print(f"  {state}")
+        if spec.hub_repo:
+            print(f"  hub: https://huggingface.co/{spec.hub_repo} (gated: accept the licence, "
+                  "then `hf auth login`; or --checkpoint DIR)")
         if spec.url:
             print(f"  url: {spec.url}")
             print(f"  {spec.known_hash}")

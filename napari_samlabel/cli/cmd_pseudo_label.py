@@ -7,6 +7,11 @@ dask.distributed cluster (``--scheduler``), and writes ``OUT`` (layout in
 skips finished images. Failing images, including those whose weak-label file could not be
 read (the other files are still used), are listed at the end (and in ``OUT/failures.json``);
 the exit code is 1 only when every image failed, 2 on usage errors.
+
+Kinds ``tags`` (image-level class labels: a VOC root's ``ImageSets/Main`` files, a JSON or
+a CSV) and ``text`` (every class of the class list, no ``--weak``) prompt SAM 3 with each
+class's phrase (``--phrases`` overrides them) and keep every instance above
+``--score-threshold``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from napari_samlabel.cli._progress import tqdm_progress
 if TYPE_CHECKING:  # imported when the command runs, not at CLI start-up
     from napari_samlabel.pseudo.engines import EngineSpec
 
-KINDS = ("points", "scribbles", "boxes", "cams")
+KINDS = ("points", "scribbles", "boxes", "cams", "tags", "text")
+CONCEPT_KINDS = ("tags", "text")
 MAX_LISTED = 20
 
 
@@ -34,15 +40,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = ", ".join(f"{k}: {v}" for k, v in DEFAULT_POLICY_FOR_KIND.items())
     p = subparsers.add_parser(
         "pseudo-label",
-        help="turn weak labels (points, scribbles, boxes, CAMs) into a VOC pseudo-label dataset",
+        help="turn weak labels (points, scribbles, boxes, CAMs, image tags, class names) into "
+             "a VOC pseudo-label dataset",
         description="Prompt SAM with weak labels and write pseudo labels as a VOC dataset "
         "(OUT/voc) plus per-image label PNGs and per-object scores. Reruns skip finished "
         "images.",
     )
     p.add_argument("images", type=Path, metavar="IMAGES",
                    help="folder of images (ids = file names without extension)")
-    p.add_argument("--weak", required=True, type=Path, metavar="DIR_OR_FILE",
-                   help="weak-label file or folder of files")
+    p.add_argument("--weak", type=Path, metavar="DIR_OR_FILE",
+                   help="weak-label file or folder of files (kind tags: a VOC root with "
+                        "ImageSets/Main/<class>_<split>.txt, a JSON {image_id: [class, ...]} "
+                        "or a CSV image_id,class; not for kind text)")
     p.add_argument("--kind", required=True, choices=KINDS, help="kind of weak labels")
     add_out(p, "output folder (rerunning into it skips finished images)")
     p.add_argument("--policy", choices=sorted(PRESETS),
@@ -62,9 +71,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of scribble sampling and of the train/val split")
     add_classes(p)
-    p.add_argument("--model", default="vit_b", help="SAM model type (default vit_b)")
+    p.add_argument("--model", help="SAM model type (default vit_b; sam3 for kinds tags and "
+                                    "text, which need concept prompts)")
     p.add_argument("--checkpoint", type=Path, metavar="PATH",
-                   help="local checkpoint file (default: cached official one, downloaded once)")
+                   help="local checkpoint file, or folder for sam3 (default: cached official "
+                        "one, downloaded once)")
+    p.add_argument("--phrases", type=Path, metavar="FILE",
+                   help="kinds tags/text: YAML or JSON {class name: phrase} overriding the "
+                        "phrase that prompts a class (default: the name, with VOC's "
+                        "pottedplant -> 'potted plant', tvmonitor -> 'tv monitor', ...)")
+    p.add_argument("--score-threshold", type=float, metavar="F",
+                   help="kinds tags/text: keep instances scoring at least F (default 0.5)")
+    p.add_argument("--image-set", dest="tags_split", metavar="NAME",
+                   help="kind tags with a VOC root: read ImageSets/Main/<class>_NAME.txt only "
+                        "(default: every image set found)")
     p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
     p.add_argument("--precise", action="store_true", help="encode in float32")
     add_cache(p)
@@ -93,7 +113,8 @@ def _engine_spec(args: argparse.Namespace) -> EngineSpec:
         kwargs["device"] = args.device
     if args.cache_dir:
         kwargs["cache_dir"] = str(args.cache_dir)
-    return EngineSpec.sam(args.model, args.checkpoint, **kwargs)
+    model = args.model or ("sam3" if args.kind in CONCEPT_KINDS else "vit_b")
+    return EngineSpec.sam(model, args.checkpoint, **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,8 +130,19 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"image folder not found: {args.images}")
     if args.sample_fraction is not None and not 0 < args.sample_fraction <= 1:
         raise CLIError(f"--sample-fraction must be in (0, 1], got {args.sample_fraction}")
-    if args.checkpoint is not None and not args.checkpoint.is_file():
+    if args.checkpoint is not None and not args.checkpoint.exists():
         raise CLIError(f"checkpoint file not found: {args.checkpoint}")
+    concept = args.kind in CONCEPT_KINDS
+    if args.kind == "text" and args.weak is not None:
+        raise CLIError("--kind text prompts every class of the class list: it takes no --weak")
+    if args.kind != "text" and args.weak is None:
+        raise CLIError(f"--kind {args.kind} needs --weak")
+    if not concept and (args.phrases or args.score_threshold is not None):
+        raise CLIError("--phrases/--score-threshold apply to --kind tags and text only")
+    if args.tags_split and args.kind != "tags":
+        raise CLIError("--image-set applies to --kind tags only")
+    if args.score_threshold is not None and not 0 <= args.score_threshold <= 1:
+        raise CLIError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
     try:
         classes = ClassTable.from_file(args.classes) if args.classes else ClassTable.voc()
     except ValueError as exc:
@@ -123,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
             options["max_points"] = args.cam_max_points
         if args.cam_fallback_to_max:
             options["fallback_to_max"] = True
-    elif (args.cam_threshold is not None or args.cam_max_points is not None
-          or args.cam_fallback_to_max):
+    elif args.kind == "tags" and args.tags_split:
+        options["split"] = args.tags_split
+    if args.kind != "cams" and (args.cam_threshold is not None or args.cam_max_points is not None
+                                or args.cam_fallback_to_max):
         raise CLIError("--cam-threshold/--cam-max-points/--cam-fallback-to-max apply to "
                        "--kind cams only")
     bad_inputs: dict[str, str] = {}
@@ -133,12 +167,29 @@ def run(args: argparse.Namespace) -> int:
         bad_inputs[str(exc.image_id)] = str(exc)
 
     try:
-        weak = read_weak_labels(args.weak, args.kind, classes, on_error=bad_file, **options)
+        if args.kind == "text":
+            from napari_samlabel.io.images import list_images
+            from napari_samlabel.io.weak.tags import text_labels
+
+            weak = text_labels((p.stem for p in list_images(args.images)), classes)
+        else:
+            weak = read_weak_labels(args.weak, args.kind, classes, on_error=bad_file,
+                                    **options)
     except (WeakLabelError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     if not weak and not bad_inputs:
-        raise CLIError(f"no weak labels in {args.weak}")
+        raise CLIError(f"no weak labels in {args.weak or args.images}")
     overrides: dict[str, Any] = {"seed": args.seed}
+    if concept:
+        from napari_samlabel.io.weak.tags import read_phrases
+
+        if args.score_threshold is not None:
+            overrides["score_threshold"] = args.score_threshold
+        if args.phrases:
+            try:
+                overrides["phrases"] = tuple(read_phrases(args.phrases, classes).items())
+            except WeakLabelError as exc:
+                raise CLIError(str(exc)) from None
     if args.multimask:
         overrides["multimask_choice"] = args.multimask
     if args.sample_fraction is not None:
@@ -150,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
     if args.background_negatives is not None:
         overrides["background_negatives"] = args.background_negatives
     policy = get_policy(args.policy, kind=args.kind, **overrides)
+    if (policy.unit == "concept") != concept:
+        raise CLIError(f"policy {policy.name!r} does not fit --kind {args.kind}: kinds tags and "
+                       "text take the policies 'tags'/'text', the others prompt-based ones")
 
     from napari_samlabel.engine.checkpoint import CheckpointError
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari_samlabel.engine.checkpoint import cached_checkpoint_path
+from napari_samlabel.engine.checkpoint import cached_checkpoint_path, checkpoint_cached
 from napari_samlabel.engine.families import get_family, install_hint, missing_modules
 from napari_samlabel.engine.registry import DEFAULT_MODEL, get_model_spec, model_names
 
@@ -77,7 +77,7 @@ def model_choices(cache_dir: str | os.PathLike[str] | None = None,
             installed=not missing_modules(spec.family),
             install_hint=install_hint(spec.family),
             checkpoint=path,
-            cached=path is not None and path.is_file(),
+            cached=path is not None and checkpoint_cached(name, cache_dir),
             cpu_encode_s=spec.cpu_encode_s,
             default=name == DEFAULT_MODEL,
         ))

@@ -6,6 +6,12 @@ Resolution order (:func:`resolve_checkpoint`):
 2. the official file in the checkpoint cache, ``<cache root>/checkpoints/<file name>``;
 3. a download of the official file into that cache, with progress, SHA-256 verified.
 
+Models whose checkpoint is a Hugging Face folder (SAM 3, ``ModelSpec.hub_repo``) resolve
+the same way with the hub's own cache: ``--checkpoint DIR`` (a ``save_pretrained`` folder or
+the hub snapshot), the snapshot in the hub cache (``$HF_HUB_CACHE``), then a download with
+``huggingface_hub`` and the user's token (the repository is gated). Offline, or without
+access, the message says what to download, where it goes and which option takes it.
+
 The cache root is, in order: the ``cache_dir`` argument, the ``SAMLABEL_CACHE_DIR``
 environment variable, ``platformdirs.user_cache_dir("napari-samlabel")``.
 
@@ -46,9 +52,13 @@ __all__ = [
     "ResolvedCheckpoint",
     "cache_root",
     "cached_checkpoint_path",
+    "checkpoint_cached",
     "checkpoint_dir",
     "file_digest",
     "file_sha256",
+    "folder_sha256",
+    "hub_repo_dir",
+    "hub_snapshot",
     "load_model",
     "load_sam",
     "make_model_id",
@@ -110,7 +120,18 @@ def cached_checkpoint_path(
 ) -> Path | None:
     """Where the official checkpoint of ``model_type`` is (or would be) cached; None if none."""
     spec = get_model_spec(model_type)
+    if spec.hub_repo:
+        return hub_snapshot(spec.hub_repo) or hub_repo_dir(spec.hub_repo)
     return None if spec.filename is None else checkpoint_dir(cache_dir) / spec.filename
+
+
+def checkpoint_cached(model_type: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether the official checkpoint of ``model_type`` is cached (file, or hub snapshot)."""
+    spec = get_model_spec(model_type)
+    if spec.hub_repo:
+        return hub_snapshot(spec.hub_repo) is not None
+    path = cached_checkpoint_path(model_type, cache_dir)
+    return path is not None and path.is_file()
 
 
 # --- SHA-256 -------------------------------------------------------------------------------
@@ -222,6 +243,8 @@ def resolve_checkpoint(
     """
     spec = get_model_spec(model_type)
     model_type = spec.name  # aliases resolve to one identity (model_id, cache folders)
+    if spec.hub_repo or _is_folder_family(spec):
+        return _resolve_folder(spec, checkpoint, cache_dir, download)
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
@@ -253,6 +276,136 @@ def resolve_checkpoint(
         raise CheckpointError(_missing_message(spec, target, reason="downloads are disabled"))
     _download(spec, target, progress)
     return ResolvedCheckpoint(model_type, target, file_sha256(target, cache_dir), "download")
+
+
+# --- Hugging Face folders (SAM 3) ------------------------------------------------------------
+
+
+def _is_folder_family(spec: ModelSpec) -> bool:
+    return get_family(spec.family).load_pretrained is not None
+
+
+def hub_repo_dir(repo: str) -> Path:
+    """Where the Hugging Face hub cache keeps ``repo`` (``$HF_HUB_CACHE/models--org--name``)."""
+    try:
+        from huggingface_hub import constants
+
+        base = Path(constants.HF_HUB_CACHE)
+    except ImportError:  # the [sam3] extra is not installed: the hub's default place
+        base = Path(os.environ.get("HF_HUB_CACHE")
+                    or Path(os.environ.get("HF_HOME", "~/.cache/huggingface")) / "hub")
+    return base.expanduser() / ("models--" + repo.replace("/", "--"))
+
+
+def hub_snapshot(repo: str) -> Path | None:
+    """The cached snapshot folder of ``repo`` with its config and weights, or None."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        return None
+    from napari_samlabel.engine.families.sam3 import HUB_FILES
+
+    try:
+        path = Path(snapshot_download(repo, allow_patterns=list(HUB_FILES),
+                                      local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return path if _folder_complete(path) else None
+
+
+def _folder_complete(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def folder_sha256(folder: Path, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """One SHA-256 of a checkpoint folder: of its config and weight files' SHA-256 sums."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
+        digest.update(f"{path.name}:{file_sha256(path, cache_dir)}\n".encode())
+    return digest.hexdigest()
+
+
+def _how_to_get_hub(spec: ModelSpec) -> str:
+    repo = spec.hub_repo or "the model's repository"
+    return (
+        f"The weights of {spec.name!r} are the Hugging Face repository {repo}, which is "
+        f"gated: accept its licence at https://huggingface.co/{repo}, log in with "
+        f"`hf auth login` (or set HF_TOKEN) and run again to download it into the hub cache "
+        f"({hub_repo_dir(repo) if spec.hub_repo else '~/.cache/huggingface/hub'}); or, on a "
+        f"machine with access, run `hf download {repo} --local-dir DIR`, copy DIR here and "
+        f"pass it with --checkpoint DIR (Python: checkpoint=DIR), e.g. --model {spec.name} "
+        "--checkpoint /path/to/sam3"
+    )
+
+
+def _resolve_folder(spec: ModelSpec, checkpoint: str | os.PathLike[str] | None,
+                    cache_dir: str | os.PathLike[str] | None,
+                    download: bool) -> ResolvedCheckpoint:
+    """Explicit folder > hub cache > download with the user's token (SAM 3)."""
+    require_family(spec.family, spec.name)  # transformers (and huggingface_hub) installed
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if path.is_file() and _folder_complete(path.parent):
+            path = path.parent  # config.json or a weights file inside the folder
+        if not path.is_dir():
+            raise CheckpointError(
+                f"checkpoint {path} for model type {spec.name!r} "
+                + ("does not exist" if not path.exists() else "is a file")
+                + f": {spec.name!r} takes a folder (a save_pretrained copy or the hub "
+                "snapshot, with config.json and *.safetensors). " + _how_to_get_hub(spec))
+        if not _folder_complete(path):
+            raise CheckpointError(
+                f"checkpoint folder {path} for model type {spec.name!r} lacks config.json or "
+                "*.safetensors weights. " + _how_to_get_hub(spec))
+        return ResolvedCheckpoint(spec.name, path, folder_sha256(path, cache_dir), "explicit")
+    if not spec.hub_repo:
+        raise CheckpointError(
+            f"model type {spec.name!r} has no downloadable checkpoint: {spec.description}. "
+            f"Pass a folder with --checkpoint DIR (Python: checkpoint=DIR)")
+    cached = hub_snapshot(spec.hub_repo)
+    if cached is not None:
+        return ResolvedCheckpoint(spec.name, cached, folder_sha256(cached, cache_dir), "cache")
+    if not download:
+        raise CheckpointError(
+            f"SAM 3 weights for model type {spec.name!r} are not in the hub cache and "
+            "downloads are disabled. " + _how_to_get_hub(spec))
+    path = _hub_download(spec)
+    return ResolvedCheckpoint(spec.name, path, folder_sha256(path, cache_dir), "download")
+
+
+def _hub_download(spec: ModelSpec) -> Path:
+    """Download ``spec``'s hub snapshot (config, processor, safetensors) with the user's token."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    from napari_samlabel.engine.families.sam3 import HUB_FILES
+
+    assert spec.hub_repo is not None
+    try:
+        path = Path(snapshot_download(spec.hub_repo, allow_patterns=list(HUB_FILES)))
+    except (GatedRepoError, RepositoryNotFoundError) as exc:
+        raise CheckpointError(
+            f"the hub refused {spec.hub_repo} for model type {spec.name!r}: no access with "
+            f"this machine's token ({type(exc).__name__}). " + _how_to_get_hub(spec)) from exc
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as exc:
+        raise CheckpointError(
+            f"cannot download {spec.hub_repo} for model type {spec.name!r}: offline "
+            f"({type(exc).__name__}). " + _how_to_get_hub(spec)) from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise CheckpointError(
+            f"cannot download {spec.hub_repo} for model type {spec.name!r} "
+            f"({type(exc).__name__}: {_first_line(exc)}). " + _how_to_get_hub(spec)) from exc
+    if not _folder_complete(path):
+        raise CheckpointError(f"the download of {spec.hub_repo} into {path} is incomplete "
+                              "(no config.json or weights); run again")
+    return path
 
 
 def _missing_message(spec: ModelSpec, target: Path, reason: str) -> str:
@@ -391,6 +544,13 @@ def load_model(model_type: str, path: str | os.PathLike[str]) -> Any:
     spec = get_model_spec(model_type)
     model_type = spec.name
     path = Path(path)
+    load_pretrained = get_family(spec.family).load_pretrained
+    if load_pretrained is not None:  # a Hugging Face folder (SAM 3)
+        require_family(spec.family, model_type)
+        if not path.is_dir():
+            raise CheckpointError(
+                f"checkpoint {path} for model type {model_type!r} is not a folder")
+        return load_pretrained(path).eval()
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} for model type {model_type!r} not found")
     # Fail on a missing package before reading a large file.

@@ -84,7 +84,7 @@ from napari_samlabel.engine.prompt_plan import Plan, check_mask_input, plan_obje
 from napari_samlabel.engine.protocol import Engine, Prediction, SamInputs
 
 MULTIMASK_CHOICES = ("best", "whole", "single", 0, 1, 2)
-UNITS = ("class", "object")
+UNITS = ("class", "object", "concept")
 #: Points per step when a scribble's sample is fed iteratively (the ``scribbles`` presets).
 #: The paper feeds prompts "one at a time (or in small groups)"; 5 points per step costs a
 #: 250-pixel scribble (50 sampled points) 10 decoder calls.
@@ -117,7 +117,14 @@ class Policy:
         Whether the pipeline adds background (class 0) prompts as negatives.
     unit : str
         ``"class"``: the prompts of all objects of a class make one mask (the paper's points,
-        scribbles, CAMs); ``"object"``: one mask per object (boxes).
+        scribbles, CAMs); ``"object"``: one mask per object (boxes); ``"concept"``: each
+        class's phrase is a concept prompt and every instance found is an object (image
+        tags and class names with SAM 3, ``ConceptEngine.find_all``).
+    score_threshold : float
+        ``"concept"`` units: instances scoring below it are dropped.
+    phrases : tuple of (str, str)
+        ``"concept"`` units: ``(class name, phrase)`` overrides of the phrase that prompts a
+        class (default: :func:`napari_samlabel.io.weak.tags.class_phrase`).
     """
 
     name: str = "custom"
@@ -129,8 +136,15 @@ class Policy:
     seed: int = 0
     background_negatives: bool = True
     unit: str = "class"
+    score_threshold: float = 0.5
+    phrases: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "phrases", tuple((str(k), str(v)) for k, v in (
+            self.phrases.items() if isinstance(self.phrases, dict) else self.phrases)))
+        if not 0.0 <= float(self.score_threshold) <= 1.0:
+            raise ValueError(f"policy {self.name!r}: score_threshold must be in [0, 1], "
+                             f"got {self.score_threshold}")
         if not 0.0 < float(self.sample_fraction) <= 1.0:
             raise ValueError(f"policy {self.name!r}: sample_fraction must be in (0, 1], "
                              f"got {self.sample_fraction}")
@@ -155,7 +169,11 @@ class Policy:
                 "iterative": bool(self.iterative), "group_size": self.group_size,
                 "negatives_from_other_classes": bool(self.negatives_from_other_classes),
                 "multimask_choice": self.multimask_choice, "seed": int(self.seed),
-                "background_negatives": bool(self.background_negatives), "unit": self.unit}
+                "background_negatives": bool(self.background_negatives), "unit": self.unit,
+                # concept fields only where they apply, so older runs keep their fingerprint
+                **({"score_threshold": float(self.score_threshold),
+                    "phrases": [list(p) for p in self.phrases]}
+                   if self.unit == "concept" else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
@@ -185,11 +203,16 @@ PRESETS: dict[str, Policy] = {p.name: p for p in (
            negatives_from_other_classes=False, background_negatives=False),
     Policy("interactive", sample_fraction=0.2, iterative=False, group_size=None,
            negatives_from_other_classes=False, multimask_choice="best"),
+    # Concept prompts (SAM 3): the tagged classes' phrases, or every class's.
+    Policy("tags", sample_fraction=1.0, iterative=False, group_size=None,
+           negatives_from_other_classes=False, background_negatives=False, unit="concept"),
+    Policy("text", sample_fraction=1.0, iterative=False, group_size=None,
+           negatives_from_other_classes=False, background_negatives=False, unit="concept"),
 )}
 
 #: The preset used for each weak-label kind when none is given.
 DEFAULT_POLICY_FOR_KIND = {"points": "points", "scribbles": "scribbles", "boxes": "boxes",
-                           "cams": "cams"}
+                           "cams": "cams", "tags": "tags", "text": "text"}
 
 
 def get_policy(name: str | Policy | None = None, kind: str | None = None,

@@ -64,7 +64,11 @@ class ModelSpec:
     cpu_encode_s : float or None
         Measured seconds per image embedding on two CPU cores with this package's default
         (bfloat16 where supported) encoder, for the model picker; from
-        ``benchmarks/bench_models.py``.
+        ``benchmarks/bench_models.py`` (SAM 3: ``benchmarks/bench_sam3.py``).
+    hub_repo : str or None
+        Hugging Face hub repository whose snapshot is the checkpoint (a ``save_pretrained``
+        folder, SAM 3); resolved from the hub cache or downloaded with the user's token
+        instead of ``url`` (see :func:`napari_samlabel.engine.checkpoint.resolve_checkpoint`).
     """
 
     name: str
@@ -78,6 +82,7 @@ class ModelSpec:
     md5: str | None = None
     aliases: tuple[str, ...] = ()
     cpu_encode_s: float | None = None
+    hub_repo: str | None = None
 
     @property
     def known_hash(self) -> str | None:
@@ -119,6 +124,11 @@ _TINY_VIT = {"embed_dims": [64, 128, 160, 320], "depths": [2, 2, 6, 2],
              "num_heads": [2, 4, 5, 10], "window_sizes": [7, 7, 14, 7], "mlp_ratio": 4.0,
              "mbconv_expand_ratio": 4.0, "decoder_depth": 2, "decoder_mlp_dim": 2048,
              "iou_head_depth": 3, "iou_head_hidden_dim": 256, "mask_in_chans": 16}
+
+
+#: SAM 3's 1008 x 1008 ViT on two CPU cores, bfloat16 (AMX; float32: 2.6x slower), from
+#: ``benchmarks/bench_sam3.py``.
+_SAM3_CPU_ENCODE_S = 61.0
 
 
 def _sam2(size: str) -> dict[str, Any]:
@@ -218,6 +228,12 @@ _MODELS: dict[str, ModelSpec] = {
             sha256="2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
             filename="sam2.1_hiera_large.pt",
             description="SAM 2.1 Hiera-L (857 MB): SAM 2's most accurate, slowest",
+        ),
+        ModelSpec(
+            name="sam3", cpu_encode_s=_SAM3_CPU_ENCODE_S, family="sam3", config={},
+            url=None, sha256=None, filename=None, hub_repo="facebook/sam3",
+            description="SAM 3 (3.4 GB, gated on the Hugging Face hub): finds every instance "
+                        "of a class from its name or one example box; points refine as SAM",
         ),
     )
 }

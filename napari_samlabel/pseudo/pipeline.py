@@ -13,7 +13,9 @@ Units
 ``policy.unit == "class"`` (points, scribbles, CAMs: the seed paper's setting) segments all
 prompts of a class together, giving one mask per class; the VOC ``SegmentationObject`` map is
 then made of the connected components of each class. ``"object"`` (boxes) segments each weak
-object alone; the object map holds those objects.
+object alone; the object map holds those objects. ``"concept"`` (kinds ``tags`` and ``text``,
+SAM 3) prompts each class by its name and keeps every instance found
+(:func:`label_concepts`).
 
 Negatives for a unit come from :meth:`WeakLabels.negatives_for`: background prompts when
 ``policy.background_negatives``, other classes' points and scribbles when
@@ -172,6 +174,8 @@ def label_image(engine: Engine, image: np.ndarray, weak: WeakLabels, policy: Pol
     policy = get_policy(policy)
     table = as_class_table(classes)
     shape = (int(image.shape[0]), int(image.shape[1]))
+    if policy.unit == "concept":
+        return label_concepts(engine, image, weak, policy, table)
     # Every prompt must fall on the image: a stroke or point outside it means swapped x/y or
     # the wrong image, and dropping it would leave an empty mask that looks like a result.
     weak.check_within(shape)
@@ -203,6 +207,68 @@ def label_image(engine: Engine, image: np.ndarray, weak: WeakLabels, policy: Pol
         })
     semantic, instance = compose_label_maps(shape, entries)
     counts = np.bincount(instance.ravel(), minlength=len(units) + 1)
+    for rec in records:
+        rec["pixels"] = int(counts[rec["unit"]])
+    return semantic, instance, records
+
+
+def label_concepts(engine: Engine, image: np.ndarray, weak: WeakLabels, policy: Policy,
+                   classes: ClassTable | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Pseudo-label one image from class names (kinds ``tags`` and ``text``, SAM 3).
+
+    Each class of ``weak`` (its tags, or every class for ``text``) is prompted with its
+    phrase (:func:`~napari_samlabel.io.weak.tags.class_phrase`, overridden by
+    ``policy.phrases``); every instance scoring at least ``policy.score_threshold`` is a unit.
+    Where instances overlap, the higher score wins (:func:`compose_label_maps` with the
+    score as the predicted IoU). Classes not in ``weak`` are never prompted, so never written.
+
+    Returns and raises as :func:`label_image`; ``ValueError`` also when ``engine`` cannot
+    answer concept prompts, or more than 254 instances are found.
+    """
+    from napari_samlabel.engine.protocol import ConceptEngine
+    from napari_samlabel.engine.quality import stability_score
+    from napari_samlabel.io.weak.tags import class_phrase
+
+    table = as_class_table(classes)
+    if not isinstance(engine, ConceptEngine):
+        raise ValueError(f"kind {weak.kind!r} prompts with class names: it needs a model that "
+                         f"finds every instance of a concept (--model sam3), not "
+                         f"{engine.model_id!r}")
+    shape = (int(image.shape[0]), int(image.shape[1]))
+    overrides = dict(policy.phrases)
+    engine.set_image(image)
+    entries: list[MaskEntry] = []
+    records: list[dict[str, Any]] = []
+    for cid in weak.class_ids:
+        if cid >= len(table):
+            raise WeakLabelError(weak.source or weak.image_id,
+                                 f"class index {cid} is not in the class list "
+                                 f"(0..{len(table) - 1})")
+        phrase = class_phrase(table.name(cid), overrides)
+        for cand in engine.find_all(phrase, threshold=policy.score_threshold):
+            if cand.mask.shape != shape:
+                raise ValueError(f"{engine.model_id}: a {cand.mask.shape} mask for a "
+                                 f"{shape} image")
+            k = len(entries) + 1
+            if k > 254:
+                raise ValueError(f"{weak.image_id}: more than 254 instances do not fit an "
+                                 "8-bit object map; raise --score-threshold")
+            entries.append(MaskEntry(cid, k, cand.mask, float(cand.score)))
+            logits = cand.low_res_logits
+            records.append({
+                "unit": k, "object_id": k, "class_id": int(cid), "class": table.name(cid),
+                "phrase": phrase, "source": cand.source,
+                "score": round(float(cand.score), 6), "mask_index": -1,
+                "ious": [round(float(cand.score), 6)], "decoder_calls": 0,
+                "positive_points": 0, "negative_points": 0, "prompts": 0,
+                "mask_pixels": int(cand.mask.sum()),
+                "stability": None if logits is None else round(float(
+                    stability_score(np.asarray(logits, np.float32))), 6),
+                "iou_spread": None,
+            })
+    semantic, instance = compose_label_maps(shape, entries)
+    counts = np.bincount(instance.ravel(), minlength=len(entries) + 1)
     for rec in records:
         rec["pixels"] = int(counts[rec["unit"]])
     return semantic, instance, records

@@ -20,17 +20,25 @@ every call (``engine.calls``), so tests can spy on what a policy sends. They imp
   that touching objects' masks overlap; its predicted IoU is the true IoU of that mask to the
   ground-truth object.
   ``mask_input`` is ignored. It knows images by content (see :func:`image_fingerprint`).
+  Given the class names, it also answers concept prompts
+  (:class:`~napari_samlabel.engine.protocol.ConceptEngine`): ``find_all("potted plant")``
+  is every ground-truth instance (or connected component) of the class whose name or
+  phrase that is, each with ``concept_score``; ``find_all(exemplars=[box])`` every instance
+  of the class of the object under the box; instances under a negative box are left out.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from napari_samlabel.core.candidates import Candidate
+from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.coords import xy_to_rc
+from napari_samlabel.core.prompts import Box
 from napari_samlabel.engine.protocol import Prediction, SamInputs
 
 LOW_RES_SIZE = 256
@@ -229,23 +237,45 @@ class OracleEngine(FakeEngine):
         Grow the returned mask by this many pixels into neighbouring ground-truth objects
         (not into background): touching objects' masks then overlap, as SAM's do, and the
         composition's overlap rule decides who keeps the contested pixels.
+    classes : ClassTable, mapping or sequence of str, optional
+        Class names by label index (a :class:`ClassTable`, ``{name: index}`` or a list
+        whose position is the index), for concept prompts by name (:meth:`find_all`).
+    concept_score : float
+        The score of every instance :meth:`find_all` returns.
     """
 
     model_id = "fake-oracle"
 
     def __init__(self, ground_truth: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
-                 overlap: int = 0) -> None:
+                 overlap: int = 0,
+                 classes: ClassTable | Mapping[str, int] | Sequence[str] | None = None,
+                 concept_score: float = 1.0) -> None:
         super().__init__()
         self.ground_truth = dict(ground_truth)
         self.overlap = int(overlap)
         self._instances: np.ndarray | None = None
+        self._semantic: np.ndarray | None = None
+        self.concept_score = float(concept_score)
+        self.concept_calls: list[tuple[str | None, int, int, float]] = []
+        if classes is None:
+            names: dict[str, int] = {}
+        elif isinstance(classes, ClassTable):
+            names = {n: i for i, n in enumerate(classes.names)}
+        elif isinstance(classes, Mapping):
+            names = {str(n): int(i) for n, i in classes.items()}
+        else:
+            names = {str(n): i for i, n in enumerate(classes)}
+        self.class_names = names
 
     @classmethod
     def from_pairs(cls, items: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
-                   overlap: int = 0) -> OracleEngine:
+                   overlap: int = 0,
+                   classes: ClassTable | Mapping[str, int] | Sequence[str] | None = None,
+                   concept_score: float = 1.0) -> OracleEngine:
         """Build from ``(image, semantic, instance_or_None)`` triples."""
         return cls({image_fingerprint(img): (np.asarray(sem), inst)
-                    for img, sem, inst in items}, overlap=overlap)
+                    for img, sem, inst in items}, overlap=overlap, classes=classes,
+                   concept_score=concept_score)
 
     def set_image(self, image: np.ndarray) -> None:
         """Look the image up by content; raises ``KeyError`` for an unknown image."""
@@ -261,7 +291,75 @@ class OracleEngine(FakeEngine):
         objects[(sem == 0) | (sem == 255)] = 0
         objects[objects == 255] = 0
         self._instances = objects
+        self._semantic = np.asarray(sem)
         self._gt_mask: np.ndarray | None = None
+
+    # -- concept prompts -------------------------------------------------------------------
+
+    def class_of_phrase(self, text: str) -> int | None:
+        """The class index whose name or phrase ``text`` is (case, spaces ignored), or None."""
+        from napari_samlabel.io.weak.tags import class_phrase, phrase_key
+
+        if not self.class_names:
+            raise ValueError("the oracle needs the class names (classes=...) to answer "
+                             "concept prompts by name")
+        key = phrase_key(text)
+        for name, index in self.class_names.items():
+            if index > 0 and key in (phrase_key(name), phrase_key(class_phrase(name))):
+                return index
+        return None
+
+    def _majority(self, box: Box) -> int:
+        assert self._instances is not None
+        inside = self._instances[box.pixel_region(self._instances.shape)]
+        inside = inside[inside > 0]
+        return int(np.bincount(inside).argmax()) if inside.size else 0
+
+    def find_all(self, text: str | None = None, exemplars: Sequence[Box] = (),
+                 negatives: Sequence[Box] = (), threshold: float = 0.5) -> list[Candidate]:
+        """Every ground-truth instance of the concept (see the module docstring).
+
+        Raises
+        ------
+        RuntimeError
+            If no image was set.
+        ValueError
+            If neither ``text`` nor ``exemplars`` is given, or the class names are unknown.
+        """
+        phrase = (text or "").strip() or None
+        if phrase is None and not exemplars:
+            raise ValueError("find_all needs a phrase (text) or at least one exemplar box")
+        if self._instances is None or self._semantic is None:
+            raise RuntimeError("no image set: call set_image() first")
+        inst, sem = self._instances, self._semantic
+        wanted: set[int] = set()
+        if phrase is not None:
+            cid = self.class_of_phrase(phrase)
+            if cid is not None:
+                wanted.add(cid)
+        for box in exemplars:
+            obj = self._majority(box)
+            if obj:
+                wanted.add(int(np.bincount(sem[inst == obj]).argmax()))
+        excluded = {self._majority(b) for b in negatives} - {0}
+        self.concept_calls.append((phrase, len(exemplars), len(negatives), float(threshold)))
+        if self.concept_score < threshold:
+            return []
+        source = f"text:{phrase}" if phrase is not None else "exemplar"
+        found = []
+        for obj in np.unique(inst[np.isin(sem, list(wanted))]) if wanted else ():
+            if obj == 0 or int(obj) in excluded:
+                continue
+            mask = inst == obj
+            cid = int(np.bincount(sem[mask]).argmax())
+            rows, cols = np.nonzero(mask)
+            box = Box((float(rows.min()), float(cols.min())),
+                      (float(rows.max()), float(cols.max())))
+            found.append(Candidate(mask=mask, score=self.concept_score, source=source,
+                                   class_id=cid, box=box,
+                                   low_res_logits=mask_to_lowres_logits(mask),
+                                   logits_frame=self.logits_frame, prompts=(box,)))
+        return found
 
     def _object_ids_at(self, xy: np.ndarray) -> set[int]:
         assert self._instances is not None
@@ -306,7 +404,15 @@ class OracleEngine(FakeEngine):
 
 
 def engine_from_name(name: str, **kwargs: Any) -> FakeEngine:
-    """Build a fake by name (``"disk"``); used by picklable engine specs."""
+    """Build a fake by name; used by picklable engine specs (dask workers).
+
+    ``"disk"``: :class:`DiskEngine`; ``"oracle-voc"``: the oracle of a VOC folder
+    (:func:`napari_samlabel.testing.oracle.oracle_from_voc`, ``voc=PATH``, ...).
+    """
     if name == "disk":
         return DiskEngine(**kwargs)
-    raise KeyError(f"unknown fake engine {name!r} (known: disk)")
+    if name == "oracle-voc":
+        from napari_samlabel.testing.oracle import oracle_from_voc
+
+        return oracle_from_voc(**kwargs)
+    raise KeyError(f"unknown fake engine {name!r} (known: disk, oracle-voc)")

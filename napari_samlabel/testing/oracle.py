@@ -14,13 +14,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_samlabel.core.classes import ClassTable, as_class_table
 from napari_samlabel.evaluate.metrics import EvaluationError
 from napari_samlabel.io.voc.labelpng import read_label_png
 from napari_samlabel.testing.fakes import OracleEngine
 
 
 def oracle_from_voc(voc: str | os.PathLike[str], ids: Sequence[str] | None = None,
-                    overlap: int = 0) -> OracleEngine:
+                    overlap: int = 0, classes: ClassTable | Sequence[str] | None = None,
+                    concept_score: float = 1.0) -> OracleEngine:
     """Build an oracle from a VOC folder.
 
     The folder holds ``JPEGImages/``, ``SegmentationClass/`` and optionally
@@ -36,6 +38,10 @@ def oracle_from_voc(voc: str | os.PathLike[str], ids: Sequence[str] | None = Non
         Only these images (default: every ``SegmentationClass`` PNG).
     overlap : int
         See :class:`~napari_samlabel.testing.fakes.OracleEngine`.
+    classes : ClassTable or list of str, optional
+        Class names for concept prompts (:meth:`OracleEngine.find_all`); VOC by default.
+    concept_score : float
+        Score of the instances concept prompts find.
 
     Raises
     ------
@@ -57,4 +63,5 @@ def oracle_from_voc(voc: str | os.PathLike[str], ids: Sequence[str] | None = Non
         inst_path = voc / "SegmentationObject" / f"{image_id}.png"
         inst = read_label_png(inst_path) if inst_path.is_file() else None
         items.append((load_image(jpg), read_label_png(seg / f"{image_id}.png"), inst))
-    return OracleEngine.from_pairs(items, overlap=overlap)
+    return OracleEngine.from_pairs(items, overlap=overlap, classes=as_class_table(classes),
+                                   concept_score=concept_score)

@@ -21,7 +21,9 @@ from napari_samlabel.testing.models import TINY_MODEL_TYPE, TINY_MODELS
 
 OFFICIAL = ["vit_b", "vit_l", "vit_h", "vit_t", "sam_hq_vit_b", "sam_hq_vit_l", "sam_hq_vit_h",
             "sam_hq_vit_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_small",
-            "sam2.1_hiera_base_plus", "sam2.1_hiera_large"]
+            "sam2.1_hiera_base_plus", "sam2.1_hiera_large", "sam3"]
+#: Models whose checkpoint is one downloadable file (SAM 3's is a gated hub folder).
+FILE_MODELS = [n for n in OFFICIAL if n != "sam3"]
 
 
 def test_official_models_have_url_checksum_and_filename():
@@ -31,7 +33,9 @@ def test_official_models_have_url_checksum_and_filename():
              "sam2": "https://dl.fbaipublicfiles.com/segment_anything_2/092824/",
              "sam_hq": "https://huggingface.co/lkeab/hq-sam/resolve/main/",
              "mobile_sam": "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/"}
-    for name in OFFICIAL:
+    sam3 = get_model_spec("sam3")
+    assert sam3.hub_repo == "facebook/sam3" and not sam3.downloadable and sam3.cpu_encode_s
+    for name in FILE_MODELS:
         spec = get_model_spec(name)
         assert spec.downloadable and not spec.for_tests
         assert spec.url == hosts[spec.family] + spec.filename
@@ -73,7 +77,7 @@ def _official_builder(name):
     return lambda: build_sam2(cfg, ckpt_path=None, device="cpu")
 
 
-@pytest.mark.parametrize("name", OFFICIAL)
+@pytest.mark.parametrize("name", FILE_MODELS)  # SAM 3: tests/engine/families/test_sam3.py
 def test_configs_build_the_packages_own_architectures(name):
     """Every parameter name and shape equals what the model's own package builds."""
     import torch
@@ -122,7 +126,8 @@ def test_unknown_model_lists_known_ones():
 
 
 def test_every_family_is_declared_with_an_extra():
-    assert set(FAMILIES) == {"sam", "mobile_sam", "sam_hq", "sam2"}
+    assert set(FAMILIES) == {"sam", "mobile_sam", "sam_hq", "sam2", "sam3"}
+    assert install_hint("sam3") == 'pip install "napari-samlabel[sam3]"'
     assert install_hint("sam2") == 'pip install "napari-samlabel[sam2]"'
     assert install_hint("mobile_sam") == 'pip install "napari-samlabel[mobilesam]"'
     assert install_hint("sam_hq") == 'pip install "napari-samlabel[hq]"'

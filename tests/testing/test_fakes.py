@@ -136,3 +136,40 @@ def test_oracle_refuses_unknown_images():
     eng = OracleEngine.from_pairs([(_img(0), *_gt())])
     with pytest.raises(KeyError, match="no ground truth"):
         eng.set_image(_img(1))
+
+
+def test_oracle_answers_concept_prompts_with_every_instance_of_the_class():
+    from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.core.prompts import Box
+    from napari_samlabel.engine.protocol import ConceptEngine
+
+    img = _img()
+    sem, inst = _gt()
+    eng = OracleEngine.from_pairs([(img, sem, inst)], classes=ClassTable.voc(),
+                                  concept_score=0.8)
+    assert isinstance(eng, ConceptEngine)
+    with pytest.raises(RuntimeError, match="no image"):
+        eng.find_all("cat")
+    eng.set_image(img)
+    cats = eng.find_all("Cat", threshold=0.5)
+    assert len(cats) == 2 and {c.class_id for c in cats} == {8}
+    assert all(c.source == "text:Cat" and c.score == 0.8 for c in cats)
+    assert np.array_equal(cats[0].mask | cats[1].mask, (inst == 1) | (inst == 2))
+    assert cats[0].box.top_left == (10.0, 10.0) and cats[0].low_res_logits.shape == (256, 256)
+    assert eng.find_all("cat", threshold=0.9) == []  # below the threshold
+    assert eng.find_all("dog")[0].class_id == 12 and eng.find_all("horse") == []
+    # the class of the object under an exemplar; a negative box removes its instance
+    similar = eng.find_all(exemplars=[Box((12, 32), (20, 45))],
+                           negatives=[Box((12, 12), (20, 25))])
+    assert len(similar) == 1 and similar[0].source == "exemplar"
+    assert np.array_equal(similar[0].mask, inst == 2)
+    with pytest.raises(ValueError, match="phrase"):
+        eng.find_all()
+    # without instance maps: connected components of the class
+    eng2 = OracleEngine.from_pairs([(img, sem, None)], classes={"background": 0, "cat": 8})
+    eng2.set_image(img)
+    assert len(eng2.find_all("cat")) == 1  # the two touching squares are one component
+    with pytest.raises(ValueError, match="class names"):
+        nameless = OracleEngine.from_pairs([(img, sem, inst)])
+        nameless.set_image(img)
+        nameless.find_all("cat")

@@ -9,6 +9,7 @@ family        Python module            pip extra of napari-samlabel    predictor
 ``mobile_sam``  ``mobile_sam``         ``[mobilesam]``                 ``SamPredictor`` (same API)
 ``sam_hq``    ``segment_anything_hq``  ``[hq]``                        ``SamPredictor`` + HQ token
 ``sam2``      ``sam2``                 ``[sam2]``                      ``SAM2ImagePredictor``
+``sam3``      ``transformers``         ``[sam3]``                      ``Sam3TrackerModel``
 ============  =======================  ==============================  =======================
 
 Each family lives in its own module of this package (``families/sam.py`` ...), which
@@ -114,6 +115,11 @@ class Family:
         encoders.
     tiny : tuple of TinyModel
         The family's tiny random-weight test models.
+    load_pretrained : callable or None
+        ``load_pretrained(folder) -> torch.nn.Module`` for families whose checkpoints are
+        Hugging Face ``save_pretrained`` folders (SAM 3) rather than one state-dict file;
+        it checks keys and shapes as strictly as :func:`~napari_samlabel.engine.checkpoint.
+        load_model` does for files. None: the checkpoint is one file.
     """
 
     name: str
@@ -132,6 +138,7 @@ class Family:
     vit_classes: Callable[[], tuple[tuple[type, ...], tuple[type, ...]]] = field(
         default=_no_vit, repr=False)
     tiny: tuple[TinyModel, ...] = ()
+    load_pretrained: Callable[[Any], Any] | None = field(default=None, repr=False)
 
 
 @contextlib.contextmanager

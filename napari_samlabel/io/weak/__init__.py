@@ -14,7 +14,12 @@ scribbles  ``.txt``, ``.xml`` (ScribbleSup), ``.png``  :func:`read_scribbles_txt
                                                        / ``_png``
 boxes      ``.xml`` (VOC Annotations), ``.json``       :func:`read_boxes_voc_xml` / ``_json``
 cams       ``.npy`` (+ ``<id>.json`` class list)       :func:`read_cam_npy`
+tags       a VOC root (``ImageSets/Main``), ``.json``,  :func:`read_tags_voc` / ``_json`` /
+           ``.csv``                                    ``_csv`` (:mod:`.tags`)
 =========  ==========================================  =====================================
+
+Kind ``text`` has no file: every class of the class list prompts every image
+(:func:`~napari_samlabel.io.weak.tags.text_labels`).
 """
 
 from __future__ import annotations
@@ -36,17 +41,18 @@ from .scribbles import (
     read_scribbles_txt,
     read_scribbles_xml,
 )
+from .tags import read_tags_csv, read_tags_json, read_tags_voc
 
 __all__ = [
     "KINDS", "ErrorHandler", "WeakLabelError", "WeakLabels", "cam_peak_points", "mask_to_polylines",
     "read_boxes_json", "read_boxes_voc_xml", "read_cam_npy", "read_points_json",
-    "read_scribbles_png", "read_scribbles_txt", "read_scribbles_xml", "read_weak_labels",
-    "renumber",
+    "read_scribbles_png", "read_scribbles_txt", "read_scribbles_xml", "read_tags_csv",
+    "read_tags_json", "read_tags_voc", "read_weak_labels", "renumber",
 ]
 
 Reader = Callable[..., dict[str, WeakLabels]]
 #: Readers of files that can hold many images; they report a bad image and go on.
-_DATASET_READERS = (read_points_json, read_boxes_json)
+_DATASET_READERS = (read_points_json, read_boxes_json, read_tags_json)
 #: Called with each file's (or, in a dataset file, each image's) error when reading goes on.
 ErrorHandler = Callable[[WeakLabelError], None]
 
@@ -56,6 +62,7 @@ READERS: dict[str, dict[str, Reader]] = {
                   ".png": read_scribbles_png},
     "boxes": {".xml": read_boxes_voc_xml, ".json": read_boxes_json},
     "cams": {".npy": read_cam_npy},
+    "tags": {".json": read_tags_json, ".csv": read_tags_csv},
 }
 
 
@@ -85,7 +92,7 @@ def read_weak_labels(path: str | Path, kind: str,
         would be incomplete.
     **options
         Passed to the CAM reader: ``cam_classes``, ``threshold``, ``min_distance``,
-        ``max_points``, ``fallback_to_max``.
+        ``max_points``, ``fallback_to_max``; to the VOC tag reader: ``split``.
 
     Returns
     -------
@@ -100,15 +107,22 @@ def read_weak_labels(path: str | Path, kind: str,
     FileNotFoundError
         When ``path`` does not exist.
     """
+    if kind == "text":
+        raise ValueError("kind 'text' has no weak-label file: every class of the class list "
+                         "prompts every image (io.weak.tags.text_labels)")
     if kind not in READERS:
         raise ValueError(f"unknown weak-label kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if options and kind != "cams":
-        raise TypeError(f"options {sorted(options)} apply to kind 'cams' only")
+    if options and kind not in ("cams", "tags"):
+        raise TypeError(f"options {sorted(options)} apply to kinds 'cams' and 'tags' only")
     table = as_class_table(classes)
     path = Path(path)
     readers = READERS[kind]
     if not path.exists():
         raise FileNotFoundError(f"weak labels not found: {path}")
+    if kind == "tags" and path.is_dir():  # a VOC root or its ImageSets/Main
+        return read_tags_voc(path, table, **options)
+    if kind == "tags" and options:
+        raise TypeError("option 'split' applies to a VOC root's tag files only")
     if path.is_dir() and kind == "boxes" and (path / "Annotations").is_dir():
         path = path / "Annotations"  # a VOC root
     if path.is_dir():

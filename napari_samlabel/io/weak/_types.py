@@ -20,7 +20,7 @@ from napari_samlabel.core.prompts import (
     prompt_from_dict,
 )
 
-KINDS = ("points", "scribbles", "boxes", "cams")
+KINDS = ("points", "scribbles", "boxes", "cams", "tags", "text")
 
 
 class WeakLabelError(ValueError):
