@@ -18,7 +18,8 @@ from a registry config, the engine class that serves it, the family's predictor,
 checkpoints look (state-dict fingerprint, the key the official files keep the weights
 under) and its tiny random-weight test model. The modules are found here by listing the
 package, so a new family is one new module plus its entries in
-:mod:`napari_samlabel.engine.registry`.
+:mod:`napari_samlabel.engine.registry`. A module whose name starts with ``_`` is a helper of
+a family module (``_sam3_model.py``), not a family.
 
 Every architecture is built empty (random weights) from its package's own modules; weights
 are loaded by :func:`napari_samlabel.engine.checkpoint.load_model` (``weights_only=True``,
@@ -251,6 +252,8 @@ def _discover() -> dict[str, Family]:
     """The ``FAMILY`` record of every module of this package, by family name."""
     found: dict[str, Family] = {}
     for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):  # a family module's helper, imported by that module
+            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         fam = getattr(module, "FAMILY", None)
         if isinstance(fam, Family):
