@@ -8,8 +8,12 @@ case can be added next to the colour fake.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,10 +42,34 @@ class Case:
     point: tuple[int, int]              # a point to refine a candidate with
 
 
+@functools.lru_cache(maxsize=1)
+def _tiny_sam3_folder() -> Path:
+    """The tiny random SAM 3 saved like the hub's snapshot (once per test session)."""
+    from napari_samlabel.engine.families.sam3 import save_tiny_pretrained
+
+    return save_tiny_pretrained(Path(tempfile.mkdtemp(prefix="sam3-gui-")) / "tiny", seed=0)
+
+
+def _tiny_sam3() -> Any:
+    """The tiny random SAM 3 through the real loader (masks meaningless, wiring real)."""
+    from napari_samlabel.engine.families.sam3 import TINY_MODEL_TYPE
+    from napari_samlabel.engine.loader import load_engine
+
+    return load_engine(TINY_MODEL_TYPE, _tiny_sam3_folder(), device="cpu", precise=True,
+                       cache=None)
+
+
+def _noise() -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    return [(rng.random((64, 80, 3)) * 255).astype(np.uint8) for _ in range(2)]
+
+
 CASES = {
     "colour-fake": Case(ColourConceptEngine, lambda: [concept_image(), concept_image()[::-1]],
                         12, ((12, 12), (24, 28)), (30, 40)),
 }
+if importlib.util.find_spec("transformers") is not None:
+    CASES["tiny-sam3"] = Case(_tiny_sam3, _noise, 12, ((10, 10), (40, 50)), (30, 40))
 
 
 @pytest.fixture(params=list(CASES))
@@ -183,6 +211,7 @@ def test_refine_a_candidate_with_a_point(concept_session, qtbot, case):
     assert p.candidates.decision(0) == Decision.ACCEPTED
 
 
+@pytest.mark.parametrize("case", ["colour-fake"], indirect=True)  # its own slow fake
 def test_a_long_search_cancels_and_the_window_stays_live(concept_session, qtbot):
     engine = ColourConceptEngine(delay=1.0)
     viewer, widget, a, _, _ = concept_session(engine)
