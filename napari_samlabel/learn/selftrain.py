@@ -297,6 +297,7 @@ def self_train(samples: list[Sample], classes: ClassTable, out: str | os.PathLik
                      "scheduler": sched.state_dict(), "round": r, "epoch": e}, f))
             progress((rnd - 1) * config.epochs + epoch, total,
                      f"round {rnd} epoch {epoch} loss {loss:.4f}")
+        _recalibrate_batchnorm(model, loader, device)
         record: dict[str, Any] = {"round": rnd}
         if d.main:
             record.update(_refine_round(model, meta, samples, out / "rounds" / f"round-{rnd}",
@@ -339,6 +340,32 @@ def _train_epoch(net: Any, loader: Any, opt: Any, device: str) -> float:
         total += float(loss.detach()) * len(x)
         count += len(x)
     return total / max(count, 1)
+
+
+def _recalibrate_batchnorm(model: Any, loader: Any, device: str) -> None:
+    """Re-estimate BatchNorm statistics as the plain average over the training images.
+
+    Torchvision's MobileNetV3 moves its running statistics by 1 % a step: after the few
+    hundred steps of a small dataset they are still near their initial values and the
+    network in eval mode predicts nothing useful. One pass with a cumulative average fixes
+    that (the weights do not change).
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for x, _, _ in loader:
+            model(x.to(device))
+    for m, mom in zip(norms, saved, strict=True):
+        m.momentum = mom
+    model.eval()
 
 
 def _refine_round(model: Any, meta: SegmenterMeta, samples: list[Sample], folder: Path,
