@@ -113,8 +113,10 @@ class CamConfig:
 
 # -- tags ---------------------------------------------------------------------------------
 def read_tags(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Image-level labels from JSON (``{"id": ["cat", "dog"]}``) or CSV (``id,cat dog`` or
-    ``id,cat,dog``; a header ``id,...`` is skipped). Class names or indices, as strings.
+    """Image-level labels from a JSON or CSV file.
+
+    JSON: ``{"id": ["cat", "dog"]}``; CSV: ``id,cat dog`` or ``id,cat,dog`` (a header
+    ``id,...`` is skipped). Class names or indices, as strings.
 
     (A private reader: the project's shared tags reader lives on another branch.)
     """

@@ -128,8 +128,11 @@ def boundary_weights(labels: np.ndarray, *, radius: int = BOUNDARY_RADIUS,
 
 def pixel_weights(labels: np.ndarray, weighting: str = "distance",
                   ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Weights of one label map: ``"distance"`` (pseudo labels), ``"boundary"`` (clean
-    labels) or ``"none"`` (1 everywhere except void)."""
+    """Weights of one label map by ``weighting``.
+
+    ``"distance"`` for pseudo labels, ``"boundary"`` for clean labels, ``"none"`` for 1
+    everywhere except void.
+    """
     if weighting == "distance":
         return distance_weights(labels, ignore_index=ignore_index)
     if weighting == "boundary":

@@ -29,6 +29,7 @@ others read its labels after a barrier.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -267,12 +268,13 @@ def self_train(samples: list[Sample], classes: ClassTable, out: str | os.PathLik
         net = DistributedDataParallel(model, device_ids=[d.local_rank]
                                       if device.startswith("cuda") else None)
     meta = SegmenterMeta(config.arch, list(classes.names), config.size)
-    dataset = SegmentationDataset(samples, config.size, config.weighting, train=True,
-                                  seed=config.seed + d.rank)
-    sampler = DistributedSampler(dataset, d.world, d.rank, seed=config.seed) \
+    # A map-style dataset by protocol (no torch import in learn.data at module level).
+    dataset: Any = SegmentationDataset(samples, config.size, config.weighting, train=True,
+                                       seed=config.seed + d.rank)
+    sampler: Any = DistributedSampler(dataset, d.world, d.rank, seed=config.seed) \
         if d.world > 1 else None
     drop = len(dataset) // d.world > config.batch_size  # no batch of 1 through BatchNorm
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None,
+    loader: Any = DataLoader(dataset, batch_size=config.batch_size, shuffle=sampler is None,
                         sampler=sampler, drop_last=drop,
                         generator=torch.Generator().manual_seed(config.seed))
     total = config.rounds * config.epochs
@@ -292,9 +294,9 @@ def self_train(samples: list[Sample], classes: ClassTable, out: str | os.PathLik
             loss = _train_epoch(net, loader, opt, device)
             sched.step()
             if d.main:
-                atomic_save(ckpt_path, lambda f, e=epoch, r=rnd: torch.save(
-                    {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "round": r, "epoch": e}, f))
+                payload = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                           "scheduler": sched.state_dict(), "round": rnd, "epoch": epoch}
+                atomic_save(ckpt_path, functools.partial(torch.save, payload))
             progress((rnd - 1) * config.epochs + epoch, total,
                      f"round {rnd} epoch {epoch} loss {loss:.4f}")
         _recalibrate_batchnorm(model, loader, device)

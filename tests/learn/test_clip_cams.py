@@ -69,7 +69,7 @@ def test_prompt_learning_lowers_the_loss_and_only_the_contexts_change(clip):
     assert cls_loss() < 0.85 * start
     assert hist["seg"][-1] < 0.95 * hist["seg"][0]
     assert all(torch.equal(before[k], v) for k, v in clip.state_dict().items())
-    assert all(not torch.equal(a, b) for a, b in zip(ctx0, learner.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(ctx0, learner.parameters(), strict=True))
     assert all(not p.requires_grad for p in clip.parameters())
 
 

@@ -22,7 +22,7 @@ from napari_samlabel.learn.synthetic import shapes_image, write_shapes_voc
 
 def miou(model, meta, images, labels):
     cm = ConfusionMatrix(len(meta.classes))
-    for p, lab in zip(predict_probs(model, images, meta), labels):
+    for p, lab in zip(predict_probs(model, images, meta), labels, strict=True):
         cm.update(p.argmax(0), lab)
     return cm.scores().miou
 

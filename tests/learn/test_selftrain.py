@@ -25,14 +25,14 @@ def test_adaptive_threshold_voids_exactly_the_lowest_ratio_over_all_images():
     labels = [rng.integers(0, 3, (10, 10)), rng.integers(0, 3, (10, 10))]
     confs = [rng.permutation(np.linspace(0.4, 0.99, 100)).reshape(10, 10) for _ in range(2)]
     confs[1] = confs[1] * 0.9  # the second image is less sure: more of its pixels go
-    probs = [probs_from(c.astype(np.float32), lab) for c, lab in zip(confs, labels)]
+    probs = [probs_from(c.astype(np.float32), lab) for c, lab in zip(confs, labels, strict=True)]
     out = refine_predictions(probs, ratio=0.25)
     voided = np.concatenate([(o == 255).ravel() for o in out])
     allc = np.concatenate([np.asarray(p.max(axis=0)).ravel() for p in probs])
     assert voided.sum() == 50  # 25 % of 200 distinct values
     assert set(np.flatnonzero(voided)) == set(np.argsort(allc)[:50])
     assert (out[1] == 255).sum() > (out[0] == 255).sum()
-    for o, lab in zip(out, labels):
+    for o, lab in zip(out, labels, strict=True):
         assert np.array_equal(o[o != 255], lab[o != 255])  # kept pixels keep the argmax
     assert all((o == 255).sum() == 0 for o in refine_predictions(probs, ratio=0.0))
 
