@@ -12,6 +12,8 @@ Several GPUs: ``torchrun --nproc_per_node=4 -m napari_samlabel train SOURCE --ou
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
@@ -58,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``samlabel train``."""
+    from napari_samlabel.core.progress import no_progress
     from napari_samlabel.engine.device import choose_device
     from napari_samlabel.learn.data import DataError, load_samples
     from napari_samlabel.learn.segmenter import SegmenterError
@@ -74,15 +77,19 @@ def run(args: argparse.Namespace) -> int:
         device = str(choose_device(args.device))
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
+    say = print if main else (lambda *a, **k: None)
     try:
         samples, classes = load_samples(args.source)
-        print(f"training {args.arch} on {len(samples)} images, {len(classes)} classes, "
-              f"{device}")
-        with tqdm_progress("train", unit="epoch") as progress:
+        say(f"training {args.arch} on {len(samples)} images, {len(classes)} classes, {device}")
+        bar = tqdm_progress("train", unit="epoch") if main else contextlib.nullcontext(None)
+        with bar as progress:
             state = self_train(samples, classes, args.out, config, gt=args.gt, device=device,
-                               progress=progress, log=print)
+                               progress=progress or no_progress, log=say)
     except (DataError, SegmenterError) as exc:
         raise CLIError(str(exc)) from None
+    if not main:
+        return 0
     if state.get("initial_miou") is not None:
         print(f"input labels mIoU {state['initial_miou']:.3f}")
     print(f"model written to {args.out}")

@@ -297,8 +297,9 @@ def self_train(samples: list[Sample], classes: ClassTable, out: str | os.PathLik
                 payload = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                            "scheduler": sched.state_dict(), "round": rnd, "epoch": epoch}
                 atomic_save(ckpt_path, functools.partial(torch.save, payload))
-            progress((rnd - 1) * config.epochs + epoch, total,
-                     f"round {rnd} epoch {epoch} loss {loss:.4f}")
+            if d.main:  # one progress bar, not one per process
+                progress((rnd - 1) * config.epochs + epoch, total,
+                         f"round {rnd} epoch {epoch} loss {loss:.4f}")
         _recalibrate_batchnorm(model, loader, device)
         record: dict[str, Any] = {"round": rnd}
         if d.main:

@@ -37,3 +37,25 @@ def test_train_then_predict(tmp_path, capsys):
     assert len(pngs) == 4
     lab = read_label_png(pngs[0])
     assert lab.shape == (32, 32) and set(np.unique(lab)) <= {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_train_under_torchrun_two_cpu_processes(tmp_path):
+    """DistributedDataParallel with gloo: both ranks train, rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    voc = write_shapes_voc(tmp_path / "d", 4, size=32, seed=5)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         "--master_port=29573", "-m", "napari_samlabel", "train", str(voc), "--out",
+         str(tmp_path / "m"), "--arch", "lraspp", "--epochs", "1", "--size", "32",
+         "--batch-size", "1", "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("model written") == 1  # rank 0 only
+    assert len(list((tmp_path / "m" / "rounds" / "round-1" / "labels").glob("*.png"))) == 4
