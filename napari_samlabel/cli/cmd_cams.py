@@ -69,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
             history = cc.learn_prompts(learner, images, present, config, progress)
         args.out.mkdir(parents=True, exist_ok=True)
         cc.save_prompts(args.out / "prompts.pt", learner, args.model, history)
+        text = cc.cam_texts(learner, "seg")
         with tqdm_progress("cams") as progress:
             for n, (p, im, ks) in enumerate(zip(paths, images, present, strict=True), 1):
-                cams = cc.image_cams(learner, im, ks)
+                cams = cc.image_cams(learner, im, ks, text)
                 cc.write_cams(args.out, image_id(p), cams, [classes.names[k + 1] for k in ks])
                 progress(n, len(paths), image_id(p))
     except (cc.ClipCamError, DataError, OSError, ValueError) as exc:

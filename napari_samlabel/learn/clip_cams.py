@@ -320,19 +320,31 @@ def to_clip_tensor(image: np.ndarray, size: int) -> torch.Tensor:
     return (t - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
 
 
+def cam_texts(learner: PromptLearner, stream: str = "seg") -> torch.Tensor:
+    """The foreground then background text embeddings the CAMs compare against.
+
+    They do not depend on the image: compute them once for a folder (the text encoder is
+    most of the cost of one image's CAMs).
+    """
+    import torch
+
+    with torch.no_grad():
+        return torch.cat(learner.texts(stream))
+
+
 def softmax_gradcam(learner: PromptLearner, images: torch.Tensor, present: Sequence[list[int]],
-                    stream: str = "seg") -> list[np.ndarray]:
+                    stream: str = "seg", text: torch.Tensor | None = None) -> list[np.ndarray]:
     """Softmax-GradCAM of each image's present classes at patch resolution.
 
-    ``present[b]`` lists foreground indices (0-based in ``learner.class_names``). Returns
-    one ``len(present[b]) x h x w`` float32 array per image, each channel in ``[0, 1]``.
+    ``present[b]`` lists foreground indices (0-based in ``learner.class_names``); ``text``
+    is :func:`cam_texts` of ``stream`` (computed here when None). Returns one
+    ``len(present[b]) x h x w`` float32 array per image, each channel in ``[0, 1]``.
     """
     import torch
 
     clip = learner.clip
-    with torch.no_grad():
-        fg, bg = learner.texts(stream)
-        text = torch.cat([fg, bg])
+    if text is None:
+        text = cam_texts(learner, stream)
     feats = _visual_tokens(clip, images).detach().requires_grad_(True)
     emb, _ = _visual_head(clip, feats)
     probs = torch.softmax(clip.logit_scale.exp() * emb @ text.T, dim=-1)
@@ -425,9 +437,10 @@ def learn_prompts(learner: PromptLearner, images: list[np.ndarray], present: lis
     for stream, param in (("cls", learner.ctx_unified), ("seg", learner.ctx_class)):
         if stream == "seg":
             cams = []
+            text = cam_texts(learner, "cls")
             for i in range(0, len(images), config.batch_size):
                 cams += softmax_gradcam(learner, x_all[i:i + config.batch_size],
-                                        present[i:i + config.batch_size], "cls")
+                                        present[i:i + config.batch_size], "cls", text)
             seeds = torch.from_numpy(_coarse_seeds(cams, present))
         opt = torch.optim.SGD([param], lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
@@ -457,14 +470,19 @@ def learn_prompts(learner: PromptLearner, images: list[np.ndarray], present: lis
     return history
 
 
-def image_cams(learner: PromptLearner, image: np.ndarray, present: list[int]) -> np.ndarray:
-    """``len(present) x H x W`` CAMs of one image at its own resolution, each max 1."""
+def image_cams(learner: PromptLearner, image: np.ndarray, present: list[int],
+               text: torch.Tensor | None = None) -> np.ndarray:
+    """``len(present) x H x W`` CAMs of one image at its own resolution, each max 1.
+
+    ``text``: :func:`cam_texts` of the segmentation stream, to reuse across images.
+    """
     import torch
     import torch.nn.functional as F
 
     size = learner.clip.visual.image_size
     size = int(size[0]) if isinstance(size, tuple) else int(size)
-    low = softmax_gradcam(learner, to_clip_tensor(image, size)[None], [present], "seg")[0]
+    low = softmax_gradcam(learner, to_clip_tensor(image, size)[None], [present], "seg",
+                          text)[0]
     h, w = image.shape[:2]
     if not len(present):
         return np.zeros((0, h, w), np.float32)
