@@ -379,6 +379,7 @@ def test_concept_proposals_ask_every_class_name_and_count_decisions():
     # the candidate got its phrase's class, so accepting it needs no class choice
     assert bar.source == "proposal:text:aeroplane" and bar.class_choices == 0
     assert square.interactions == 1
+    # a points-and-boxes model (the disk fake: no find_all) cannot give concept proposals
     with pytest.raises(SimulationError, match="cannot find concepts"):
-        simulate_image(OracleEngine.from_pairs([(img, sem, inst)]), img, _gt(sem, inst),
+        simulate_image(DiskEngine(), img, _gt(sem, inst),
                        Settings("o", proposals="concept"), CLASSES, ConceptProposals())
