@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib.resources
 import importlib.resources.abc
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +49,27 @@ def voc_colormap(n: int = 256) -> np.ndarray:
             c >>= 3
         cmap[i] = (r, g, b)
     return cmap
+
+
+#: Class names that are not the words a person (or a concept model's text encoder) uses.
+VOC_PHRASES: dict[str, str] = {
+    "pottedplant": "potted plant",
+    "tvmonitor": "tv monitor",
+    "diningtable": "dining table",
+}
+
+
+def name_phrase(name: str, overrides: Mapping[str, str] | None = None) -> str:
+    """The noun phrase that prompts class ``name`` in a concept model.
+
+    An override wins; else each part of ``object/part`` is its VOC phrase
+    (:data:`VOC_PHRASES`) or itself with underscores and hyphens as spaces
+    (``traffic_light`` -> ``"traffic light"``, ``dog/head`` -> ``"dog head"``).
+    """
+    if overrides and name in overrides:
+        return str(overrides[name]).strip()
+    words = [VOC_PHRASES.get(w, re.sub(r"[_-]+", " ", w).strip()) for w in name.split("/")]
+    return " ".join(w for w in words if w)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_samlabel.core.candidates import Candidate, sort_by_score
-from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.classes import ClassTable, name_phrase
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.core.prompts import Box
 from napari_samlabel.engine.protocol import ConceptEngine, Engine
@@ -25,20 +25,13 @@ from napari_samlabel.engine.protocol import ConceptEngine, Engine
 #: Lowest score a concept search asks for by default (a view filters above it).
 FIND_THRESHOLD = 0.05
 
-#: Phrases of class names that are not words (VOC's run-together names).
-PHRASES: dict[str, str] = {"pottedplant": "potted plant", "tvmonitor": "tv monitor",
-                           "diningtable": "dining table"}
-
-
 def class_phrase(classes: ClassTable, class_id: int) -> str:
     """The noun phrase of a class for a concept prompt.
 
-    ``pottedplant`` -> ``"potted plant"`` (:data:`PHRASES`), underscores become spaces, a
-    part ``dog/head`` becomes ``"dog head"``.
+    The rule of :func:`napari_samlabel.core.classes.name_phrase` (``pottedplant`` ->
+    ``"potted plant"``, ``dog/head`` -> ``"dog head"``), which the batch tags kind uses too.
     """
-    name = classes.names[int(class_id)]
-    words = [PHRASES.get(p, p.replace("_", " ").replace("-", " ")) for p in name.split("/")]
-    return " ".join(w for w in words if w).strip()
+    return name_phrase(classes.names[int(class_id)])
 
 
 def class_of_phrase(classes: ClassTable, text: str) -> int | None:
@@ -124,5 +117,5 @@ class ConceptSource:
         return sort_by_score(found)
 
 
-__all__ = ["FIND_THRESHOLD", "PHRASES", "ConceptSource", "ConceptUnavailable",
+__all__ = ["FIND_THRESHOLD", "ConceptSource", "ConceptUnavailable",
            "call_find_all", "class_of_phrase", "class_phrase"]

@@ -124,7 +124,7 @@ class Policy:
         ``"concept"`` units: instances scoring below it are dropped.
     phrases : tuple of (str, str)
         ``"concept"`` units: ``(class name, phrase)`` overrides of the phrase that prompts a
-        class (default: :func:`napari_samlabel.io.weak.tags.class_phrase`).
+        class (default: :func:`napari_samlabel.core.classes.name_phrase`).
     """
 
     name: str = "custom"

@@ -218,7 +218,7 @@ def label_concepts(engine: Engine, image: np.ndarray, weak: WeakLabels, policy: 
     """Pseudo-label one image from class names (kinds ``tags`` and ``text``, SAM 3).
 
     Each class of ``weak`` (its tags, or every class for ``text``) is prompted with its
-    phrase (:func:`~napari_samlabel.io.weak.tags.class_phrase`, overridden by
+    phrase (:func:`~napari_samlabel.core.classes.name_phrase`, overridden by
     ``policy.phrases``); every instance scoring at least ``policy.score_threshold`` is a unit.
     Where instances overlap, the higher score wins (:func:`compose_label_maps` with the
     score as the predicted IoU). Classes not in ``weak`` are never prompted, so never written.
@@ -226,9 +226,9 @@ def label_concepts(engine: Engine, image: np.ndarray, weak: WeakLabels, policy: 
     Returns and raises as :func:`label_image`; ``ValueError`` also when ``engine`` cannot
     answer concept prompts, or more than 254 instances are found.
     """
+    from napari_samlabel.core.classes import name_phrase
     from napari_samlabel.engine.protocol import ConceptEngine
     from napari_samlabel.engine.quality import stability_score
-    from napari_samlabel.io.weak.tags import class_phrase
 
     table = as_class_table(classes)
     if not isinstance(engine, ConceptEngine):
@@ -245,7 +245,7 @@ def label_concepts(engine: Engine, image: np.ndarray, weak: WeakLabels, policy: 
             raise WeakLabelError(weak.source or weak.image_id,
                                  f"class index {cid} is not in the class list "
                                  f"(0..{len(table) - 1})")
-        phrase = class_phrase(table.name(cid), overrides)
+        phrase = name_phrase(table.name(cid), overrides)
         for cand in engine.find_all(phrase, threshold=policy.score_threshold):
             if cand.mask.shape != shape:
                 raise ValueError(f"{engine.model_id}: a {cand.mask.shape} mask for a "

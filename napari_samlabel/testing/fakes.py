@@ -298,14 +298,15 @@ class OracleEngine(FakeEngine):
 
     def class_of_phrase(self, text: str) -> int | None:
         """The class index whose name or phrase ``text`` is (case, spaces ignored), or None."""
-        from napari_samlabel.io.weak.tags import class_phrase, phrase_key
+        from napari_samlabel.core.classes import name_phrase
+        from napari_samlabel.io.weak.tags import phrase_key
 
         if not self.class_names:
             raise ValueError("the oracle needs the class names (classes=...) to answer "
                              "concept prompts by name")
         key = phrase_key(text)
         for name, index in self.class_names.items():
-            if index > 0 and key in (phrase_key(name), phrase_key(class_phrase(name))):
+            if index > 0 and key in (phrase_key(name), phrase_key(name_phrase(name))):
                 return index
         return None
 

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from napari_samlabel.core.classes import ClassTable
+from napari_samlabel.core.classes import ClassTable, name_phrase
 from napari_samlabel.io.weak import WeakLabelError, read_weak_labels
 from napari_samlabel.io.weak.tags import (
-    class_phrase,
     phrase_key,
     read_phrases,
     read_tags_csv,
@@ -90,11 +89,11 @@ def test_csv_tags(tmp_path):
 
 
 def test_phrases(tmp_path):
-    assert class_phrase("pottedplant") == "potted plant"
-    assert class_phrase("tvmonitor") == "tv monitor"
-    assert class_phrase("diningtable") == "dining table"
-    assert class_phrase("traffic_light") == "traffic light"
-    assert class_phrase("cat", {"cat": "house cat"}) == "house cat"
+    assert name_phrase("pottedplant") == "potted plant"
+    assert name_phrase("tvmonitor") == "tv monitor"
+    assert name_phrase("diningtable") == "dining table"
+    assert name_phrase("traffic_light") == "traffic light"
+    assert name_phrase("cat", {"cat": "house cat"}) == "house cat"
     assert phrase_key("Potted  plant") == phrase_key("pottedplant")
     yaml_file = tmp_path / "p.yaml"
     yaml_file.write_text("pottedplant: plant in a pot\nCat: kitty\n")

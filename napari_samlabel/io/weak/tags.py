@@ -35,30 +35,11 @@ from ._files import normalise_image_id
 from ._types import WeakLabelError, WeakLabels, per_image, resolve_class
 
 __all__ = [
-    "VOC_PHRASES", "class_phrase", "phrase_key", "read_phrases", "read_tags_csv",
+    "phrase_key", "read_phrases", "read_tags_csv",
     "read_tags_json", "read_tags_voc", "tags_labels", "text_labels",
 ]
 
-#: VOC class names that are not the words a person (or SAM 3's text encoder) would use.
-VOC_PHRASES: dict[str, str] = {
-    "pottedplant": "potted plant",
-    "tvmonitor": "tv monitor",
-    "diningtable": "dining table",
-    "motorbike": "motorbike",
-}
 _VOC_FLAGS = {"1": True, "0": True, "-1": False}
-
-
-def class_phrase(name: str, overrides: Mapping[str, str] | None = None) -> str:
-    """The noun phrase that prompts class ``name``: an override, a VOC phrase, or the name.
-
-    Underscores and hyphens become spaces (``traffic_light`` -> ``"traffic light"``).
-    """
-    if overrides and name in overrides:
-        return str(overrides[name]).strip()
-    if name in VOC_PHRASES:
-        return VOC_PHRASES[name]
-    return re.sub(r"[_-]+", " ", name).strip()
 
 
 def phrase_key(text: str) -> str:
