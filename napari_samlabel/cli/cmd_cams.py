@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Softmax-GradCAM class activation maps for the present classes.")
     p.add_argument("images", type=Path, metavar="IMAGES", help="image folder")
     p.add_argument("--tags", type=Path, required=True, metavar="FILE",
-                   help="image-level labels: JSON {id: [class, ...]} or CSV id,class class")
+                   help="image-level labels, as pseudo-label --kind tags reads them: JSON "
+                        "{id: [class, ...]}, CSV rows id,class, or a VOC root "
+                        "(ImageSets/Main/<class>_<split>.txt)")
     add_out(p, "output folder (<id>.npy CAMs with their <id>.json, prompts.pt)")
     add_classes(p)
     p.add_argument("--model", default=MODEL_NAME, help=f"open_clip model (default {MODEL_NAME})")
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``samlabel cams``."""
     from napari_samlabel.core.classes import ClassTable
     from napari_samlabel.io.images import image_id, list_images
+    from napari_samlabel.io.weak import WeakLabelError, read_weak_labels
     from napari_samlabel.learn import clip_cams as cc
     from napari_samlabel.learn.data import DataError, read_image
 
@@ -52,11 +55,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         raise CLIError(f"image folder not found: {args.images}")
     try:
-        classes = ClassTable.voc()
-        if args.classes is not None:
-            names = [n.strip() for n in args.classes.read_text(encoding="utf-8").splitlines()]
-            classes = ClassTable(tuple(n for n in names if n))
-        tags = cc.resolve_tags(cc.read_tags(args.tags), classes, str(args.tags))
+        classes = (ClassTable.from_file(args.classes) if args.classes is not None
+                   else ClassTable.voc())
+        # the tags readers of pseudo-label --kind tags: JSON, CSV rows or a VOC root
+        tags = {iid: [o.class_id for o in weak.objects]
+                for iid, weak in read_weak_labels(args.tags, "tags", classes).items()}
         paths = [p for p in list_images(args.images) if image_id(p) in tags]
         if not paths:
             raise CLIError(f"no image in {args.images} has tags in {args.tags}")
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 cams = cc.image_cams(learner, im, ks, text)
                 cc.write_cams(args.out, image_id(p), cams, [classes.names[k + 1] for k in ks])
                 progress(n, len(paths), image_id(p))
-    except (cc.ClipCamError, DataError, OSError, ValueError) as exc:
+    except (cc.ClipCamError, DataError, WeakLabelError, OSError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     print(f"CAMs of {len(paths)} images written to {args.out}")
     return 0

@@ -38,7 +38,6 @@ and the SAMS refiner (``samlabel refine --method sams --cams``).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -50,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 
@@ -109,60 +107,6 @@ class CamConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-
-
-# -- tags ---------------------------------------------------------------------------------
-def read_tags(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Image-level labels from a JSON or CSV file.
-
-    JSON: ``{"id": ["cat", "dog"]}``; CSV: ``id,cat dog`` or ``id,cat,dog`` (a header
-    ``id,...`` is skipped). Class names or indices, as strings.
-
-    (A private reader: the project's shared tags reader lives on another branch.)
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ClipCamError(f"{path}: cannot read the tags: {exc}") from exc
-    tags: dict[str, list[str]] = {}
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ClipCamError(f"{path}: not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ClipCamError(f"{path}: expected an object {{image id: [class, ...]}}")
-        for iid, names in data.items():
-            if not isinstance(names, list):
-                raise ClipCamError(f"{path}: the tags of {iid!r} must be a list")
-            tags[str(iid)] = [str(n) for n in names]
-        return tags
-    for lineno, row in enumerate(csv.reader(text.splitlines()), 1):
-        if not row or not row[0].strip() or row[0].startswith("#"):
-            continue
-        if lineno == 1 and row[0].strip().lower() in ("id", "image", "image_id"):
-            continue
-        names = [n for cell in row[1:] for n in cell.replace(";", " ").split()]
-        tags[row[0].strip()] = names
-    return tags
-
-
-def resolve_tags(tags: dict[str, list[str]], classes: ClassTable,
-                 where: str) -> dict[str, list[int]]:
-    """Class indices of each image's tags (background dropped); error naming an unknown one."""
-    index = {n.lower(): i for i, n in enumerate(classes.names)}
-    out = {}
-    for iid, names in tags.items():
-        ids = []
-        for n in names:
-            k = int(n) if n.isdigit() else index.get(n.lower())
-            if k is None or not 0 <= k < len(classes):
-                raise ClipCamError(f"{where}: image {iid!r} has unknown class {n!r}")
-            if k != 0 and k not in ids:
-                ids.append(k)
-        out[iid] = ids
-    return out
 
 
 # -- the model -----------------------------------------------------------------------------

@@ -1,4 +1,3 @@
-import json
 
 import numpy as np
 import pytest
@@ -30,17 +29,6 @@ def data(n=12, seed=0):
         imgs.append(im)
         present.append([int(c) - 1 for c in np.unique(lab) if c])
     return imgs, present
-
-
-def test_read_tags_json_and_csv(tmp_path):
-    (tmp_path / "t.json").write_text(json.dumps({"a": ["cat", "dog"], "b": []}))
-    (tmp_path / "t.csv").write_text("id,labels\na,cat dog\nb,\nc,12\n")
-    voc = ClassTable.voc()
-    assert cc.resolve_tags(cc.read_tags(tmp_path / "t.json"), voc, "x") == {"a": [8, 12], "b": []}
-    assert cc.resolve_tags(cc.read_tags(tmp_path / "t.csv"), voc, "x") == {
-        "a": [8, 12], "b": [], "c": [12]}
-    with pytest.raises(cc.ClipCamError, match="unknown class 'unicorn'"):
-        cc.resolve_tags({"a": ["unicorn"]}, voc, "t.csv")
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
