@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_samlabel._napari.widget import SamLabelWidget
+from napari_samlabel._napari.window import fit_window
 from napari_samlabel.annotate.model import EngineOptions
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.engine.protocol import Engine
@@ -75,6 +76,7 @@ def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
             raise NotADirectoryError(f"not a folder of images: {folder}")
     preload_model_libraries()
     viewer = napari.Viewer(title="napari-samlabel")
+    fit_window(viewer)  # napari's default leaves the canvas a strip next to the docks
     try:
         widget = open_annotator(viewer, folder, classes,
                                 EngineOptions(model, checkpoint, precise, cache_dir),

@@ -34,7 +34,13 @@ def status_lines(session: AnnotationSession) -> list[str]:
     if s.selected is not None:
         obj = doc.get(s.selected)
         line += f" · selected #{obj.object_id} {s.classes.name(obj.class_id)}"
-    return [f"{s.index + 1}/{len(s)} {s.image_id()} · {len(doc.objects)} objects", line]
+    return [f"{s.index + 1}/{len(s)} {s.image_id()} · {count(len(doc.objects), 'object')}",
+            line]
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is 1: "1 object", "2 objects", "0 objects"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def image_label(session: AnnotationSession, index: int) -> str:

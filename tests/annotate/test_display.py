@@ -33,7 +33,7 @@ def test_status_lines_name_image_class_polarity_and_selection(image_folder):
     obj = s.accept()
     s.toggle_polarity()
     s.select_object(obj.object_id)
-    assert status_lines(s) == ["1/3 a_cat · 1 objects",
+    assert status_lines(s) == ["1/3 a_cat · 1 object",
                                f"class person (15) · next prompt NEGATIVE · selected "
                                f"#{obj.object_id} person"]
 
@@ -69,3 +69,29 @@ def test_highlighted_class_and_object_rows_follow_the_selection(image_folder):
     assert [r.object_id for r in rows] == [dog.object_id, head.object_id]
     assert rows[0].cells == ("dog", str(dog.object_id), str(dog.area), f"{dog.score:.2f}")
     assert rows[1].name == f"dog/head (of #{dog.object_id})"   # a part names its whole
+
+
+def test_busy_text_says_encoding_until_ready_and_the_first_mask_names_the_wait(image_folder):
+    from napari_samlabel.core.prompts import Point
+    from tests.annotate.runners import ManualRunner
+
+    runner = ManualRunner()
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(),
+                            runner=runner, prefetch=False)
+    busy, timing = [], []
+    s.events.busy.connect(busy.append)
+    s.events.timing.connect(timing.append)
+    s.open_image(0)
+    assert busy[-1].startswith("encoding a_cat…") and s.busy_text() == busy[-1]
+    s.set_prompts([Point((20, 30))])                  # clicked before the embedding is ready
+    runner.finish()                                   # encode
+    assert busy[-1] == ""
+    runner.finish()                                   # the first mask
+    assert "waited for the image's encoding" in timing[-1]
+    s.set_prompts([Point((20, 30)), Point((30, 30))])
+    runner.finish()
+    assert "waited" not in timing[-1]                 # said once, for the first mask only
+    s._prefetching = 0                                # the open image: never "prefetching"
+    assert s.busy_text() == ""
+    s._prefetching = 1
+    assert s.busy_text() == "prefetching b_coffee"
