@@ -33,7 +33,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari_samlabel._napari import convert
 from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.classes import ClassTable
-from napari_samlabel.core.prompts import Prompt
+from napari_samlabel.core.prompts import Point, Prompt
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
@@ -44,6 +44,8 @@ ACCEPTED_OPACITY = 0.45
 #: Parts are drawn over their wholes, a little stronger so that they stand out.
 PARTS_OPACITY = 0.6
 _DONE_ACTIONS = {ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED}
+#: Shapes modes that draw a prompt: a click without a drag in them adds a point instead.
+_DRAWING_MODES = frozenset({"add_rectangle", "add_path"})
 try:  # how far a press may move and still add a point in napari's add mode (canvas px)
     from napari.layers.points._points_mouse_bindings import DRAG_DIST_THRESHOLD as _DRAG_DIST
 except ImportError:  # private in napari: its value since 0.4
@@ -167,9 +169,11 @@ class LayerBridge:
         out: list[Prompt] = [*convert.points_to_prompts(data, positive)]
         sh = self.shapes_layer
         if sh.nshapes:
-            out += convert.shapes_to_prompts(sh.data, sh.shape_type,
-                                             sh.features["positive"].to_numpy(bool),
-                                             sh.edge_width)
+            # A shape napari has just started (a zero-size box, a one-vertex path) is no
+            # prompt yet: it becomes one once it has an extent (or a point, if it never does).
+            out += [p for p in convert.shapes_to_prompts(
+                sh.data, sh.shape_type, sh.features["positive"].to_numpy(bool),
+                sh.edge_width) if not convert.degenerate(p)]
         return out
 
     def _on_layer_data(self, event: Any) -> None:
@@ -222,14 +226,37 @@ class LayerBridge:
             self._set_polarity_defaults(self._one_shot)
         else:
             self._set_polarity_defaults()
-        if layer is not self.points_layer or self._swallow_click or str(layer.mode) != "add":
+        if self._swallow_click:
             return
+        drawing = layer is self.shapes_layer and str(layer.mode) in _DRAWING_MODES
+        if not drawing and (layer is not self.points_layer or str(layer.mode) != "add"):
+            return
+        positive = self.positive if self._one_shot is None else self._one_shot
+        doc = self.session.doc
+        before = () if doc is None else doc.current.prompts
         start = np.asarray(event.pos, dtype=float)
         yield
         while event.type == "mouse_move":
             yield
-        if np.linalg.norm(start - np.asarray(event.pos, dtype=float)) < _DRAG_DIST:
-            self.anticipate_point(layer.world_to_data(event.position))
+        if np.linalg.norm(start - np.asarray(event.pos, dtype=float)) >= _DRAG_DIST:
+            return
+        coords = layer.world_to_data(event.position)
+        if drawing:
+            # A plain click in box or scribble mode is a point, not a zero-size box or a
+            # one-vertex path left open: once napari has finished with it (its release
+            # handler runs after this one), drop that shape and add the point.
+            self.defer(lambda: self._click_as_point(before, coords, positive))
+        else:
+            self.anticipate_point(coords)
+
+    def _click_as_point(self, before: tuple[Prompt, ...], coords: Any, positive: bool) -> None:
+        """The prompts before the click, and a point where it was (the shape goes)."""
+        self.cancel_stroke()  # a path napari keeps open for more clicks
+        if self.session.doc is None:
+            return
+        r, c = (float(x) for x in np.asarray(coords, dtype=float)[-2:])
+        self.session.set_prompts((*before, Point((r, c), positive)))
+        self.render_prompts(force=True)
 
     def anticipate_point(self, coords: Any) -> bool:
         """Start decoding the prompts the layers will show once the point ``coords`` is added.

@@ -33,11 +33,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
+from napari_samlabel._napari.chrome import HelpOverride, hide_shape_tools
 from napari_samlabel._napari.model_panel import ModelPanel
 from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
+from napari_samlabel._napari.tools import ToolBar
 from napari_samlabel._napari.window import refit_on_resize
 from napari_samlabel._napari.workers import ThreadRunner
 from napari_samlabel.annotate.display import status_lines
@@ -79,6 +81,8 @@ class SamLabelWidget(QWidget):
         self._load_seq = 0  # the newest load wins
         self.model_panel: ModelPanel | None = None
         self._refit: Any = None
+        self.toolbar: ToolBar | None = None
+        self._help: HelpOverride | None = None
         self._timing = ""
         self._busy = ""
         self._loading = ""      # the model being loaded
@@ -93,12 +97,14 @@ class SamLabelWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(open_button, 1)
         top.addWidget(samples_button)
+        self.tools_row = QVBoxLayout()  # the prompt tool in use (filled by attach)
         self.tabs = QTabWidget()
         self.status_line = QLabel("Open a folder of images to start.")
         self.status_line.setWordWrap(True)
         self.setMaximumWidth(420)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
+        lay.addLayout(self.tools_row)
         lay.addWidget(self.tabs, 1)
         lay.addWidget(self.status_line)
 
@@ -144,6 +150,11 @@ class SamLabelWidget(QWidget):
         annotator = Annotator(self.viewer, session, start=session.resume_index())
         annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
         self.annotator = annotator
+        b = annotator.bridge
+        self._help = HelpOverride(self.viewer, b.owned, b.shapes_layer)
+        hide_shape_tools(self.viewer, b.shapes_layer)
+        self.toolbar = ToolBar(annotator)
+        self.tools_row.addWidget(self.toolbar)
         self._refit = refit = refit_on_resize(self.viewer)
         if refit is not None:  # the bridge fits each new image: that is the fitted view
             ev.image_changed.connect(lambda _: refit.remember())
@@ -296,6 +307,13 @@ class SamLabelWidget(QWidget):
         if self._refit is not None:
             self._refit.close()
             self._refit = None
+        if self.toolbar is not None:
+            self.toolbar.close_tools()
+            self.toolbar.setParent(None)
+            self.toolbar = None
+        if self._help is not None:
+            self._help.close()
+            self._help = None
         for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved,
                        ev.selection_changed, ev.polarity_changed):
             signal.disconnect()

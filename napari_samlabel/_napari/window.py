@@ -53,7 +53,8 @@ class RefitOnResize(QObject):
         self.remember()
 
     def _camera(self) -> tuple[Any, ...]:
-        cam = self.viewer.camera
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9; .camera before
+        cam = scene.camera if scene is not None else self.viewer.camera
         return float(cam.zoom), tuple(round(float(c), 3) for c in cam.center)
 
     def remember(self) -> None:
