@@ -31,6 +31,7 @@ from napari.layers.base import ActionType
 from napari.utils.colormaps import DirectLabelColormap
 
 from napari_samlabel._napari import convert
+from napari_samlabel.annotate.display import display_palette
 from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.prompts import Point, Prompt
@@ -66,8 +67,12 @@ def modifier_names(modifiers: Any) -> set[str]:
 
 
 def class_colormap(classes: ClassTable) -> DirectLabelColormap:
-    """Colours of the class indices (VOC palette); background and void transparent."""
-    palette = classes.colors().astype(np.float32) / 255.0
+    """Colours of the class indices; background and void transparent.
+
+    The bright display palette (:func:`~napari_samlabel.annotate.display.display_palette`),
+    not VOC's dark one, which the export keeps.
+    """
+    palette = display_palette(len(classes)).astype(np.float32) / 255.0
     colors: dict[Any, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 255: (0, 0, 0, 0)}
     for i in range(1, len(classes)):
         colors[i] = (*palette[i], 1.0)

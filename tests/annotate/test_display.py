@@ -95,3 +95,18 @@ def test_busy_text_says_encoding_until_ready_and_the_first_mask_names_the_wait(i
     assert s.busy_text() == ""
     s._prefetching = 1
     assert s.busy_text() == "prefetching b_coffee"
+
+
+def test_display_palette_is_bright_and_distinct_and_the_export_keeps_voc():
+    import numpy as np
+
+    from napari_samlabel.annotate.display import display_palette
+
+    voc = ClassTable.voc()
+    pal = display_palette(len(voc)).astype(int)
+    assert pal.shape == (len(voc), 3) and (pal[0] == 0).all()
+    assert pal[1:].max(axis=1).min() >= 200           # every class bright on a photo ...
+    assert voc.colors()[8].tolist() == [64, 0, 0]      # ... where VOC's cat is nearly black
+    assert len({tuple(c) for c in pal[1:]}) == len(voc) - 1
+    dist = np.abs(pal[1:, None] - pal[None, 1:]).sum(-1) + np.eye(len(voc) - 1, dtype=int) * 999
+    assert dist.min() >= 20                            # no two classes look the same
