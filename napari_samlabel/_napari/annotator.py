@@ -224,10 +224,10 @@ class Annotator:
                 for target in targets:
                     target.bind_key(key, self._handler(sc, key), overwrite=True)
 
-    def close(self) -> None:
-        """Remove the layers and key bindings of this annotator."""
+    def close(self, remove_layers: bool = True) -> None:
+        """Remove the layers (unless the window is closing) and key bindings."""
         for sc in SHORTCUTS:
             for key in sc.keys:
                 self.viewer.bind_key(key, None, overwrite=True)
-        self.bridge.close()
+        self.bridge.close(remove_layers)
         self.session.close()

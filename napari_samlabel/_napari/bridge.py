@@ -471,14 +471,18 @@ class LayerBridge:
         self.selection_layer.data = s.doc.get(oid).mask.astype(np.uint8)
         _set_visible(self.selection_layer, True)
 
-    def close(self) -> None:
-        """Disconnect from the session and remove the plugin's layers."""
+    def close(self, remove_layers: bool = True) -> None:
+        """Disconnect from the session and remove the plugin's layers.
+
+        ``remove_layers=False`` when the window is closing: each removal repaints the
+        canvas, seconds in all while an encode holds the CPU.
+        """
         ev = self.session.events
         ev.image_changed.disconnect(self._on_image_changed)
         ev.current_changed.disconnect(self._on_current_changed)
         ev.objects_changed.disconnect(self.render_labels)
         ev.selection_changed.disconnect(self.render_selection)
         ev.polarity_changed.disconnect(self._on_polarity)
-        for layer in self.owned:
+        for layer in self.owned if remove_layers else ():
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)

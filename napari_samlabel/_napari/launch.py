@@ -86,4 +86,22 @@ def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
         raise
     if run:
         napari.run()
+        if widget.jobs_left or widget.loading_model is not None:
+            _exit_now()
     return widget
+
+
+def _exit_now() -> None:
+    """End the process although an engine job still runs (the window is closed).
+
+    An encode (seconds on a CPU) cannot be interrupted, and a daemon thread inside torch at
+    interpreter shutdown aborts the process ("terminate called without an active
+    exception"). Everything is saved by then (accepts at once, the draft on close), so the
+    process ends here, with the usual exit status.
+    """
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -50,6 +50,8 @@ from napari_samlabel.engine.protocol import Engine
 from napari_samlabel.io.folder import project_for_folder
 
 _log = logging.getLogger(__name__)
+#: How long closing the window waits for a running job (a decode ends in time, an encode not).
+CLOSE_WAIT_MS = 200
 
 
 def _runners() -> dict[str, ThreadRunner]:
@@ -82,6 +84,11 @@ class SamLabelWidget(QWidget):
         self.model_panel: ModelPanel | None = None
         self._refit: Any = None
         self.toolbar: ToolBar | None = None
+        #: True when :meth:`shutdown` left a job running (the process may end without it).
+        self.jobs_left = False
+        win = self._window()
+        if win is not None:  # the dock widget gets no close event of its own
+            win.installEventFilter(self)
         self._help: HelpOverride | None = None
         self._timing = ""
         self._busy = ""
@@ -293,13 +300,18 @@ class SamLabelWidget(QWidget):
                               self._message, saved) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
-    def shutdown(self, timeout_ms: int = 60000) -> None:
-        """Stop annotating: drop waiting jobs, let running ones finish, remove the layers."""
+    def shutdown(self, timeout_ms: int = 60000, remove_layers: bool = True) -> None:
+        """Stop annotating: drop waiting jobs, let running ones finish, remove the layers.
+
+        The object in progress is kept as a draft (see the session's ``close``). A job still
+        running after ``timeout_ms`` is left to its thread; :attr:`jobs_left` then says so.
+        ``remove_layers=False`` when the window is closing anyway (see the bridge's close).
+        """
         a, self.annotator = self.annotator, None
         if a is None:
             return
         s = a.session
-        s.stop_jobs(timeout_ms)
+        self.jobs_left = not s.stop_jobs(timeout_ms)
         ev = s.events
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
                              (ev.message, self._on_message)):
@@ -317,7 +329,21 @@ class SamLabelWidget(QWidget):
         for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved,
                        ev.selection_changed, ev.polarity_changed):
             signal.disconnect()
-        a.close()
+        a.close(remove_layers)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        """The main window closes: keep the draft, and do not wait for a running encode.
+
+        (Waiting for an encode or prefetch to finish kept a closed window's process alive
+        for 7-20 s; :func:`napari_samlabel._napari.launch.launch` ends the process at once
+        when a job was left running, as everything is already saved.)
+        """
+        if event.type() == QEvent.Type.Close and obj is self._window():
+            self.shutdown(timeout_ms=CLOSE_WAIT_MS, remove_layers=False)
+        return False
+
+    def _window(self) -> Any:
+        return getattr(self.viewer.window, "_qt_window", None)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Stop annotating when the widget closes."""

@@ -439,20 +439,23 @@ class AnnotationSession(DecodingSession):
         doc.events.objects_changed.disconnect(self._on_objects_changed)
         doc.events.status_changed.disconnect(self._on_status_changed)
 
-    def stop_jobs(self, timeout_ms: int = 60000) -> None:
+    def stop_jobs(self, timeout_ms: int = 60000) -> bool:
         """Drop the waiting jobs, let the running ones finish, and close threaded runners.
 
         Each :class:`~napari_samlabel.annotate.lane.ThreadedRunner` is waited for (up to
-        ``timeout_ms``) and closed once, whichever lanes share it.
+        ``timeout_ms``) and closed once, whichever lanes share it. Returns False when a job
+        was still running at the timeout (an encode cannot be interrupted).
         """
         lanes = (self.lane, self.prefetch_lane, self.load_lane)
         for lane in lanes:
             for kind in ("load", "encode", "decode", "prefetch"):
                 lane.cancel(kind)
+        finished = True
         for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
             if isinstance(runner, ThreadedRunner):
-                runner.wait(timeout_ms)
+                finished = runner.wait(timeout_ms) and finished
                 runner.close()
+        return finished
 
     def close(self) -> None:
         """Keep the object in progress as a draft; disconnect from the open document.

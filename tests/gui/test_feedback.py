@@ -71,3 +71,32 @@ def test_status_line_is_current(annotate, image_folder, qtbot):
     wait_idle(qtbot, s)
     assert "saved" not in widget.status_line.text()
     assert "prefetching " + s.image_id() not in widget.status_line.text()
+
+
+def test_closing_the_window_keeps_the_draft_without_waiting_for_the_engine(
+        annotate, image_folder, qtbot):
+    import time
+
+    from napari_samlabel.testing.fakes import DiskEngine
+
+    class Slow(DiskEngine):
+        delay = 0.0
+
+        def predict(self, inputs):
+            time.sleep(self.delay)
+            return super().predict(inputs)
+
+    engine = Slow(radius=5)
+    viewer, widget, a = annotate(image_folder, engine=engine, show=True)
+    s = a.session
+    qi.click(viewer, (40, 50))
+    wait_idle(qtbot, s)
+    engine.delay = 4.0
+    qi.click(viewer, (60, 70))                      # a decode that runs for 4 s
+    qtbot.waitUntil(lambda: s.lane.running == "decode", timeout=5000)
+    t0 = time.perf_counter()
+    viewer.window._qt_window.close()
+    assert time.perf_counter() - t0 < 3.0 and widget.jobs_left   # not held by the decode
+    assert widget.annotator is None
+    draft = s.drafts.load(s.image_id())
+    assert draft is not None and len(draft.prompts) == 2
