@@ -34,7 +34,7 @@ from napari_samlabel._napari import convert
 from napari_samlabel.annotate.display import display_palette
 from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.classes import ClassTable
-from napari_samlabel.core.prompts import Point, Prompt
+from napari_samlabel.core.prompts import Point, Prompt, Scribble
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
@@ -146,6 +146,7 @@ class LayerBridge:
         ev.objects_changed.connect(self.render_labels)
         ev.selection_changed.connect(self.render_selection)
         ev.polarity_changed.connect(self._on_polarity)
+        ev.stroke_preview.connect(self._on_stroke_preview)
         self._set_polarity_defaults()
 
     @property
@@ -242,6 +243,8 @@ class LayerBridge:
         start = np.asarray(event.pos, dtype=float)
         yield
         while event.type == "mouse_move":
+            if drawing and str(layer.mode) == "add_path":
+                self._preview_stroke(before, positive)
             yield
         if np.linalg.norm(start - np.asarray(event.pos, dtype=float)) >= _DRAG_DIST:
             return
@@ -253,6 +256,44 @@ class LayerBridge:
             self.defer(lambda: self._click_as_point(before, coords, positive))
         else:
             self.anticipate_point(coords)
+
+    def _preview_stroke(self, before: tuple[Prompt, ...], positive: bool) -> None:
+        """Decode the scribble drawn so far (its mask shows before the stroke ends).
+
+        napari keeps the path being drawn in the Shapes layer's private ``_data_view``
+        and ``_moving_value`` (checked by ``tests/gui``); without them there is no preview.
+        """
+        sh = self.shapes_layer
+        index = getattr(sh, "_moving_value", (None,))[0]
+        if not getattr(sh, "_is_creating", False) or index is None:
+            return
+        try:
+            verts = np.asarray(sh._data_view.shapes[index].data, dtype=float)[:, -2:]
+        except (AttributeError, IndexError):
+            return
+        if len(verts) < 3:
+            return
+        stroke = Scribble(verts, positive, float(sh.current_edge_width))
+        if not convert.degenerate(stroke):
+            self.session.preview_stroke((*before, stroke))
+
+    def _on_stroke_preview(self, mask: Any) -> None:
+        """Show the mask of the stroke being drawn, in the current object's layer."""
+        doc = self.session.doc
+        if doc is None or mask is None or mask.shape != doc.shape or \
+                not getattr(self.shapes_layer, "_is_creating", False):
+            return  # the stroke ended meanwhile: its real answer follows
+        layer = self.preview_layer
+        buf = layer.data
+        if buf.shape != doc.shape:
+            buf = np.zeros(doc.shape, dtype=np.uint8)
+            np.multiply(mask, np.uint8(doc.current.class_id), out=buf)
+            layer.data = buf
+        else:
+            np.multiply(mask, np.uint8(doc.current.class_id), out=buf)
+            layer.refresh(extent=False)
+        self._shown = None  # the next render_preview shows the document's mask again
+        _set_visible(layer, True)
 
     def _click_as_point(self, before: tuple[Prompt, ...], coords: Any, positive: bool) -> None:
         """The prompts before the click, and a point where it was (the shape goes)."""
@@ -309,6 +350,7 @@ class LayerBridge:
                 sh._finish_drawing()
             sh._is_creating = False
         self.render_prompts(force=True)
+        self.render_preview()  # a preview of the cancelled stroke goes
         return True
 
     # -- polarity --------------------------------------------------------------------------------
@@ -483,6 +525,7 @@ class LayerBridge:
         ev.objects_changed.disconnect(self.render_labels)
         ev.selection_changed.disconnect(self.render_selection)
         ev.polarity_changed.disconnect(self._on_polarity)
+        ev.stroke_preview.disconnect(self._on_stroke_preview)
         for layer in self.owned if remove_layers else ():
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)

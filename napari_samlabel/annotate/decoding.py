@@ -61,6 +61,7 @@ class SessionEvents(SignalGroup):
     selection_changed = Signal(int)  # id of the selected accepted object, 0 for none
     polarity_changed = Signal(bool)  # polarity of the next prompt (True: positive)
     decoding = Signal(bool)          # a decode started (True) / its answer was shown (False)
+    stroke_preview = Signal(object)  # mask of a stroke still being drawn (see preview_stroke)
 
 
 def decode_object(engine: Engine, prompts: ObjectPrompts, shape: tuple[int, int],
@@ -324,6 +325,38 @@ class DecodingSession:
                 not all(in_image(p, doc.shape) for p in prompts):
             return False
         self._request_decode(prompts)
+        return True
+
+    def preview_stroke(self, prompts: Sequence[Prompt]) -> bool:
+        """Decode a stroke still being drawn, to show its mask before the stroke ends.
+
+        ``prompts``: the current prompts plus the stroke so far. The document is not changed
+        (the finished stroke is set with :meth:`set_prompts` as usual); the mask comes in
+        ``stroke_preview`` if the same document is still open. Nothing starts while another
+        decode runs or waits (the next call after it tries again). Returns True if started.
+        """
+        doc, engine = self.doc, self.engine
+        prompts = tuple(prompts)
+        if doc is None or engine is None or self._engine_image != self.index or \
+                self.decoding or not prompts or \
+                not all(in_image(p, doc.shape) for p in prompts):
+            return False
+        cur = doc.current
+        other_model = cur.model_id is not None and cur.model_id != engine.model_id
+        logits = None if cur.logits is None or other_model else np.array(cur.logits)
+        obj = ObjectPrompts(cur.object_id or 0, cur.class_id, prompts)
+        policy, shape = self.policy, doc.shape
+
+        def factory() -> Callable[[], Any] | None:
+            if doc is not self.doc or engine is not self.engine:
+                return None
+            return lambda: (doc, decode_object(engine, obj, shape, logits, policy).mask)
+
+        def done(result: tuple[AnnotationDocument, np.ndarray]) -> None:
+            if result[0] is self.doc:
+                self.events.stroke_preview.emit(result[1])
+
+        self.lane.submit("decode", factory, done, label="Decoding")
         return True
 
     def _decode_answers(self, prompts: tuple[Prompt, ...]) -> bool:

@@ -110,3 +110,23 @@ def test_display_palette_is_bright_and_distinct_and_the_export_keeps_voc():
     assert len({tuple(c) for c in pal[1:]}) == len(voc) - 1
     dist = np.abs(pal[1:, None] - pal[None, 1:]).sum(-1) + np.eye(len(voc) - 1, dtype=int) * 999
     assert dist.min() >= 20                            # no two classes look the same
+
+
+def test_a_stroke_in_progress_is_decoded_without_changing_the_document(image_folder):
+    import numpy as np
+
+    from napari_samlabel.core.prompts import Point, Scribble
+
+    s = session_for_project(project_for_folder(image_folder), engine=DiskEngine(radius=4),
+                            prefetch=False)
+    s.open_image(0)
+    s.set_prompts([Point((20, 30))])
+    before = s.doc.current
+    shown = []
+    s.events.stroke_preview.connect(shown.append)
+    stroke = Scribble(np.array([[40.0, 40.0], [40.0, 50.0], [45.0, 60.0]]), True, 3.0)
+    assert s.preview_stroke((Point((20, 30)), stroke))
+    assert len(shown) == 1 and shown[0][40, 50]             # the stroke's mask ...
+    assert s.doc.current is before and not before.mask[40, 50]   # ... document unchanged
+    outside = Scribble(np.array([[4000.0, 1.0], [4001.0, 2.0]]), True, 3.0)
+    assert not s.preview_stroke((outside,))

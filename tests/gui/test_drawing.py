@@ -158,3 +158,23 @@ def test_a_plain_click_after_a_box_or_scribble_is_a_point(annotate, image_folder
     qtbot.waitUntil(lambda: len(s.doc.current.prompts) == 3, timeout=5000)
     assert s.doc.current.prompts[-1].positive is False
     assert b.shapes_layer.nshapes == 1
+
+
+def test_a_scribble_shows_its_mask_while_it_is_drawn(annotate, image_folder, qtbot):
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+    a.scribble_mode()
+    previews = []
+    s.events.stroke_preview.connect(previews.append)
+    stroke = [(30.0, 20.0 + 4 * k) for k in range(15)]
+    qi.press(viewer, stroke[0])
+    for rc in stroke[1:]:
+        qi.move(viewer, rc)
+        qtbot.wait(20)
+    qtbot.waitUntil(lambda: bool(previews), timeout=5000)   # the button is still down
+    assert b.shapes_layer._is_creating and not s.doc.current.prompts
+    assert b.preview_layer.visible and b.preview_layer.data.any()
+    qi.release(viewer, stroke[-1])
+    wait_idle(qtbot, s)
+    [scribble] = s.doc.current.prompts
+    assert isinstance(scribble, Scribble) and s.doc.current.has_mask
