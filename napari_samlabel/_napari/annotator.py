@@ -73,6 +73,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
 
 #: Mouse gestures, listed in the help panel.
 MOUSE_HELP: tuple[tuple[str, str], ...] = (
+    ("click", "a point, in every tool (a box or scribble needs a drag)"),
     ("Ctrl+click", "reopen the accepted object under the cursor with its prompts"),
     ("Alt+click", "select the accepted object under the cursor (class keys re-class it, "
                   "Delete deletes it); on the background: deselect"),
