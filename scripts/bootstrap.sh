@@ -30,7 +30,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch/torchvision pinned to the builds that work together on CPU here (2.13.0 lacks
   # torchvision::nms); the rest comes from pyproject.toml.
   quiet .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+  # [all]: napari's Qt binding, PyQt6 (napari's exclusions of broken PyQt6-Qt6 builds);
   # [models]: the optional SAM 2, MobileSAM and SAM-HQ packages, so their tests run too.
+  # PyQt5 (the [pyqt5] extra) is not installed; scripts/test.sh also runs the GUI tests
+  # under it where it is.
   quiet .venv/bin/python -m pip install -q -e ".[all,test,models]"
   echo "$want" > "$stamp"
 fi

@@ -23,6 +23,6 @@ def _modules_after_import(module: str) -> set[str]:
 def test_package_import_does_not_load_torch_or_qt():
     for module in CORE:
         loaded = _modules_after_import(module)
-        heavy = {m for m in ("torch", "segment_anything", "napari", "qtpy", "PyQt5")
+        heavy = {m for m in ("torch", "segment_anything", "napari", "qtpy", "PyQt5", "PyQt6")
                  if m in loaded}
         assert not heavy, f"importing {module} loaded {sorted(heavy)}"

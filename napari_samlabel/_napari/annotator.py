@@ -86,6 +86,7 @@ SHORTCUTS: tuple[Shortcut, ...] = (
 
 #: Mouse gestures, listed in the help panel.
 MOUSE_HELP: tuple[tuple[str, str], ...] = (
+    ("click", "a point, in every tool (a box or scribble needs a drag)"),
     ("Ctrl+click", "reopen the accepted object under the cursor with its prompts"),
     ("Alt+click", "select the accepted object under the cursor (class keys re-class it, "
                   "Delete deletes it); on the background: deselect"),
@@ -284,10 +285,10 @@ class Annotator:
                 for target in targets:
                     target.bind_key(key, self._handler(sc, key), overwrite=True)
 
-    def close(self) -> None:
-        """Remove the layers and key bindings of this annotator."""
+    def close(self, remove_layers: bool = True) -> None:
+        """Remove the layers (unless the window is closing) and key bindings."""
         for sc in SHORTCUTS:
             for key in sc.keys:
                 self.viewer.bind_key(key, None, overwrite=True)
-        self.bridge.close()
+        self.bridge.close(remove_layers)
         self.session.close()

@@ -31,9 +31,10 @@ from napari.layers.base import ActionType
 from napari.utils.colormaps import DirectLabelColormap
 
 from napari_samlabel._napari import convert
+from napari_samlabel.annotate.display import display_palette
 from napari_samlabel.annotate.session import AnnotationSession
 from napari_samlabel.core.classes import ClassTable
-from napari_samlabel.core.prompts import Prompt
+from napari_samlabel.core.prompts import Point, Prompt, Scribble
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
@@ -44,6 +45,8 @@ ACCEPTED_OPACITY = 0.45
 #: Parts are drawn over their wholes, a little stronger so that they stand out.
 PARTS_OPACITY = 0.6
 _DONE_ACTIONS = {ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED}
+#: Shapes modes that draw a prompt: a click without a drag in them adds a point instead.
+_DRAWING_MODES = frozenset({"add_rectangle", "add_path"})
 try:  # how far a press may move and still add a point in napari's add mode (canvas px)
     from napari.layers.points._points_mouse_bindings import DRAG_DIST_THRESHOLD as _DRAG_DIST
 except ImportError:  # private in napari: its value since 0.4
@@ -64,8 +67,12 @@ def modifier_names(modifiers: Any) -> set[str]:
 
 
 def class_colormap(classes: ClassTable) -> DirectLabelColormap:
-    """Colours of the class indices (VOC palette); background and void transparent."""
-    palette = classes.colors().astype(np.float32) / 255.0
+    """Colours of the class indices; background and void transparent.
+
+    The bright display palette (:func:`~napari_samlabel.annotate.display.display_palette`),
+    not VOC's dark one, which the export keeps.
+    """
+    palette = display_palette(len(classes)).astype(np.float32) / 255.0
     colors: dict[Any, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 255: (0, 0, 0, 0)}
     for i in range(1, len(classes)):
         colors[i] = (*palette[i], 1.0)
@@ -139,6 +146,7 @@ class LayerBridge:
         ev.objects_changed.connect(self.render_labels)
         ev.selection_changed.connect(self.render_selection)
         ev.polarity_changed.connect(self._on_polarity)
+        ev.stroke_preview.connect(self._on_stroke_preview)
         self._set_polarity_defaults()
 
     @property
@@ -167,9 +175,11 @@ class LayerBridge:
         out: list[Prompt] = [*convert.points_to_prompts(data, positive)]
         sh = self.shapes_layer
         if sh.nshapes:
-            out += convert.shapes_to_prompts(sh.data, sh.shape_type,
-                                             sh.features["positive"].to_numpy(bool),
-                                             sh.edge_width)
+            # A shape napari has just started (a zero-size box, a one-vertex path) is no
+            # prompt yet: it becomes one once it has an extent (or a point, if it never does).
+            out += [p for p in convert.shapes_to_prompts(
+                sh.data, sh.shape_type, sh.features["positive"].to_numpy(bool),
+                sh.edge_width) if not convert.degenerate(p)]
         return out
 
     def _on_layer_data(self, event: Any) -> None:
@@ -222,14 +232,77 @@ class LayerBridge:
             self._set_polarity_defaults(self._one_shot)
         else:
             self._set_polarity_defaults()
-        if layer is not self.points_layer or self._swallow_click or str(layer.mode) != "add":
+        if self._swallow_click:
             return
+        drawing = layer is self.shapes_layer and str(layer.mode) in _DRAWING_MODES
+        if not drawing and (layer is not self.points_layer or str(layer.mode) != "add"):
+            return
+        positive = self.positive if self._one_shot is None else self._one_shot
+        doc = self.session.doc
+        before = () if doc is None else doc.current.prompts
         start = np.asarray(event.pos, dtype=float)
         yield
         while event.type == "mouse_move":
+            if drawing and str(layer.mode) == "add_path":
+                self._preview_stroke(before, positive)
             yield
-        if np.linalg.norm(start - np.asarray(event.pos, dtype=float)) < _DRAG_DIST:
-            self.anticipate_point(layer.world_to_data(event.position))
+        if np.linalg.norm(start - np.asarray(event.pos, dtype=float)) >= _DRAG_DIST:
+            return
+        coords = layer.world_to_data(event.position)
+        if drawing:
+            # A plain click in box or scribble mode is a point, not a zero-size box or a
+            # one-vertex path left open: once napari has finished with it (its release
+            # handler runs after this one), drop that shape and add the point.
+            self.defer(lambda: self._click_as_point(before, coords, positive))
+        else:
+            self.anticipate_point(coords)
+
+    def _preview_stroke(self, before: tuple[Prompt, ...], positive: bool) -> None:
+        """Decode the scribble drawn so far (its mask shows before the stroke ends).
+
+        napari keeps the path being drawn in the Shapes layer's private ``_data_view``
+        and ``_moving_value`` (checked by ``tests/gui``); without them there is no preview.
+        """
+        sh = self.shapes_layer
+        index = getattr(sh, "_moving_value", (None,))[0]
+        if not getattr(sh, "_is_creating", False) or index is None:
+            return
+        try:
+            verts = np.asarray(sh._data_view.shapes[index].data, dtype=float)[:, -2:]
+        except (AttributeError, IndexError):
+            return
+        if len(verts) < 3:
+            return
+        stroke = Scribble(verts, positive, float(sh.current_edge_width))
+        if not convert.degenerate(stroke):
+            self.session.preview_stroke((*before, stroke))
+
+    def _on_stroke_preview(self, mask: Any) -> None:
+        """Show the mask of the stroke being drawn, in the current object's layer."""
+        doc = self.session.doc
+        if doc is None or mask is None or mask.shape != doc.shape or \
+                not getattr(self.shapes_layer, "_is_creating", False):
+            return  # the stroke ended meanwhile: its real answer follows
+        layer = self.preview_layer
+        buf = layer.data
+        if buf.shape != doc.shape:
+            buf = np.zeros(doc.shape, dtype=np.uint8)
+            np.multiply(mask, np.uint8(doc.current.class_id), out=buf)
+            layer.data = buf
+        else:
+            np.multiply(mask, np.uint8(doc.current.class_id), out=buf)
+            layer.refresh(extent=False)
+        self._shown = None  # the next render_preview shows the document's mask again
+        _set_visible(layer, True)
+
+    def _click_as_point(self, before: tuple[Prompt, ...], coords: Any, positive: bool) -> None:
+        """The prompts before the click, and a point where it was (the shape goes)."""
+        self.cancel_stroke()  # a path napari keeps open for more clicks
+        if self.session.doc is None:
+            return
+        r, c = (float(x) for x in np.asarray(coords, dtype=float)[-2:])
+        self.session.set_prompts((*before, Point((r, c), positive)))
+        self.render_prompts(force=True)
 
     def anticipate_point(self, coords: Any) -> bool:
         """Start decoding the prompts the layers will show once the point ``coords`` is added.
@@ -277,6 +350,7 @@ class LayerBridge:
                 sh._finish_drawing()
             sh._is_creating = False
         self.render_prompts(force=True)
+        self.render_preview()  # a preview of the cancelled stroke goes
         return True
 
     # -- polarity --------------------------------------------------------------------------------
@@ -439,14 +513,19 @@ class LayerBridge:
         self.selection_layer.data = s.doc.get(oid).mask.astype(np.uint8)
         _set_visible(self.selection_layer, True)
 
-    def close(self) -> None:
-        """Disconnect from the session and remove the plugin's layers."""
+    def close(self, remove_layers: bool = True) -> None:
+        """Disconnect from the session and remove the plugin's layers.
+
+        ``remove_layers=False`` when the window is closing: each removal repaints the
+        canvas, seconds in all while an encode holds the CPU.
+        """
         ev = self.session.events
         ev.image_changed.disconnect(self._on_image_changed)
         ev.current_changed.disconnect(self._on_current_changed)
         ev.objects_changed.disconnect(self.render_labels)
         ev.selection_changed.disconnect(self.render_selection)
         ev.polarity_changed.disconnect(self._on_polarity)
-        for layer in self.owned:
+        ev.stroke_preview.disconnect(self._on_stroke_preview)
+        for layer in self.owned if remove_layers else ():
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)

@@ -125,6 +125,17 @@ def merge_order(previous: Sequence[Prompt], now: Sequence[Prompt]) -> tuple[Prom
     return tuple(kept)
 
 
+def degenerate(prompt: Prompt) -> bool:
+    """True for a box without area or a scribble that never left its first vertex."""
+    if isinstance(prompt, Box):
+        (r0, c0), (r1, c1) = prompt.top_left, prompt.bottom_right
+        return r1 - r0 < 1 or c1 - c0 < 1
+    if isinstance(prompt, Scribble):
+        path = np.asarray(prompt.path, dtype=float)
+        return bool(np.all(np.abs(path - path[0]) < 1))
+    return False
+
+
 def same_prompts(a: Sequence[Prompt], b: Sequence[Prompt]) -> bool:
     """True when ``a`` and ``b`` hold the same prompts, in any order."""
     return Counter(a) == Counter(b)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_samlabel._napari.widget import SamLabelWidget
+from napari_samlabel._napari.window import fit_window
 from napari_samlabel.annotate.model import EngineOptions
 from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.engine.protocol import Engine
@@ -75,6 +76,7 @@ def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
             raise NotADirectoryError(f"not a folder of images: {folder}")
     preload_model_libraries()
     viewer = napari.Viewer(title="napari-samlabel")
+    fit_window(viewer)  # napari's default leaves the canvas a strip next to the docks
     try:
         widget = open_annotator(viewer, folder, classes,
                                 EngineOptions(model, checkpoint, precise, cache_dir),
@@ -84,4 +86,22 @@ def launch(folder: str | Path | None = None, classes: ClassTable | None = None,
         raise
     if run:
         napari.run()
+        if widget.jobs_left or widget.loading_model is not None:
+            _exit_now()
     return widget
+
+
+def _exit_now() -> None:
+    """End the process although an engine job still runs (the window is closed).
+
+    An encode (seconds on a CPU) cannot be interrupted, and a daemon thread inside torch at
+    interpreter shutdown aborts the process ("terminate called without an active
+    exception"). Everything is saved by then (accepts at once, the draft on close), so the
+    process ends here, with the usual exit status.
+    """
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_samlabel._napari.annotator import Annotator
 from napari_samlabel._napari.panels import swatch
-from napari_samlabel.annotate.display import accepted_rows
+from napari_samlabel.annotate.display import accepted_rows, display_palette
 
 COLUMNS = ("class", "id", "area", "score")
 _ID = Qt.ItemDataRole.UserRole
@@ -89,7 +89,7 @@ class ObjectsPanel(QWidget):
             self.tree.clear()
             if s.doc is None:
                 return
-            colors = s.classes.colors()
+            colors = display_palette(len(s.classes))
             for row in accepted_rows(s):
                 item = QTreeWidgetItem(list(row.cells))
                 item.setIcon(0, swatch(colors[row.class_id]))

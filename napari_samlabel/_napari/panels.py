@@ -25,7 +25,12 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import CLASS_KEYS, MOUSE_HELP, SHORTCUTS, Annotator
-from napari_samlabel.annotate.display import class_label, highlighted_class, image_label
+from napari_samlabel.annotate.display import (
+    class_label,
+    display_palette,
+    highlighted_class,
+    image_label,
+)
 from napari_samlabel.annotate.session import STATUSES
 from napari_samlabel.core.classes import match_classes
 from napari_samlabel.core.document import ImageStatus
@@ -63,7 +68,7 @@ class ClassPanel(QWidget):
         self.filter.textChanged.connect(self._filter)
         self.filter.returnPressed.connect(self._pick_first)
         self.list = QListWidget()
-        colors = session.classes.colors()
+        colors = display_palette(len(session.classes))
         for i, name in enumerate(session.classes.names):
             if i == 0:
                 continue

@@ -5,21 +5,22 @@ Opening a folder makes it a project (or reopens it) and resumes at the first unf
 image; the model loads in a worker thread meanwhile (prompts drawn before it is ready are
 decoded once it is). Images and their annotations are read on a worker thread too.
 
-While a decode runs, the window does not repaint (for at most :data:`PAINT_HOLD_MS`): the
-click's own repaint would compete with the decoder for the CPU and the GIL (with software
-OpenGL a repaint of the window costs 50-100 ms of the GUI thread, measured), so the point
-and its mask are painted together, once the mask is there. A slow decode still lets the
-click show after :data:`PAINT_HOLD_MS`, and a mouse press paints at once (drawing a stroke
-always shows live).
+The window repaints as usual while a decode runs: a clicked point shows at once, its mask
+when it arrives (holding the repaint until the mask was there won a few milliseconds under
+software OpenGL, but looked like a lost click for up to 400 ms). The status line says what
+the engine is doing ("encoding <image>…" until the open image's embedding is ready), the
+last encode/decode times, and notices; a model that failed to load gets one short line
+there (the detail goes to napari's notification and the log), cleared once a model loads.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -32,12 +33,15 @@ from qtpy.QtWidgets import (
 )
 
 from napari_samlabel._napari.annotator import Annotator
+from napari_samlabel._napari.chrome import HelpOverride, hide_shape_tools
 from napari_samlabel._napari.model_panel import ModelPanel
 from napari_samlabel._napari.objects_panel import ObjectsPanel
 from napari_samlabel._napari.panels import ClassPanel, HelpPanel, NavigatorPanel
 from napari_samlabel._napari.proposals_panel import ProposalsPanel
 from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
+from napari_samlabel._napari.tools import ToolBar
+from napari_samlabel._napari.window import refit_on_resize
 from napari_samlabel._napari.workers import ThreadRunner
 from napari_samlabel.annotate.display import status_lines
 from napari_samlabel.annotate.model import EngineOptions
@@ -46,8 +50,9 @@ from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.engine.protocol import Engine
 from napari_samlabel.io.folder import project_for_folder
 
-#: Longest time the window's repaint waits for a decode.
-PAINT_HOLD_MS = 400
+_log = logging.getLogger(__name__)
+#: How long closing the window waits for a running job (a decode ends in time, an encode not).
+CLOSE_WAIT_MS = 200
 
 
 def _runners() -> dict[str, ThreadRunner]:
@@ -78,12 +83,20 @@ class SamLabelWidget(QWidget):
         self.loading_model: str | None = None  # model type being loaded, if any
         self._load_seq = 0  # the newest load wins
         self.model_panel: ModelPanel | None = None
+        self._refit: Any = None
+        self.toolbar: ToolBar | None = None
+        #: True when :meth:`shutdown` left a job running (the process may end without it).
+        self.jobs_left = False
+        win = self._window()
+        if win is not None:  # the dock widget gets no close event of its own
+            win.installEventFilter(self)
+        self._help: HelpOverride | None = None
         self._timing = ""
         self._busy = ""
+        self._loading = ""      # the model being loaded
         self._message = ""
-        self._paint_hold = QTimer(self)
-        self._paint_hold.setSingleShot(True)
-        self._paint_hold.timeout.connect(lambda: self._release_paint(now=False))
+        self._load_error = ""   # short line about a model that failed to load
+        self._saved = ""        # image id last saved
         open_button = QPushButton("Open image folder…")
         open_button.clicked.connect(self._choose_folder)
         samples_button = QPushButton("Sample images")
@@ -92,12 +105,14 @@ class SamLabelWidget(QWidget):
         top = QHBoxLayout()
         top.addWidget(open_button, 1)
         top.addWidget(samples_button)
+        self.tools_row = QVBoxLayout()  # the prompt tool in use (filled by attach)
         self.tabs = QTabWidget()
         self.status_line = QLabel("Open a folder of images to start.")
         self.status_line.setWordWrap(True)
         self.setMaximumWidth(420)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
+        lay.addLayout(self.tools_row)
         lay.addWidget(self.tabs, 1)
         lay.addWidget(self.status_line)
 
@@ -134,8 +149,7 @@ class SamLabelWidget(QWidget):
         ev.timing.connect(self._on_timing)
         ev.busy.connect(self._on_busy)
         ev.message.connect(self._on_message)
-        ev.decoding.connect(self._on_decoding)
-        ev.saved.connect(lambda iid: self._on_message(f"saved {iid}"))
+        ev.saved.connect(self._on_saved)
         for signal in (ev.image_changed, ev.current_changed, ev.objects_changed,
                        ev.selection_changed, ev.polarity_changed):
             signal.connect(self._render_status)
@@ -143,8 +157,15 @@ class SamLabelWidget(QWidget):
             session.engine = engine
         annotator = Annotator(self.viewer, session, start=session.resume_index())
         annotator.bridge.defer = lambda fn: QTimer.singleShot(0, fn)
-        annotator.bridge.pressed = lambda: self._release_paint(now=False)  # drawing shows live
         self.annotator = annotator
+        b = annotator.bridge
+        self._help = HelpOverride(self.viewer, b.owned, b.shapes_layer)
+        hide_shape_tools(self.viewer, b.shapes_layer)
+        self.toolbar = ToolBar(annotator)
+        self.tools_row.addWidget(self.toolbar)
+        self._refit = refit = refit_on_resize(self.viewer)
+        if refit is not None:  # the bridge fits each new image: that is the fitted view
+            ev.image_changed.connect(lambda _: refit.remember())
         # Classes and the image's objects are used together all day: one tab, split.
         self.class_panel = ClassPanel(annotator)
         self.objects_panel = ObjectsPanel(annotator)
@@ -211,7 +232,7 @@ class SamLabelWidget(QWidget):
             except Exception as exc:  # shown as a message, not re-raised as a traceback
                 return seq, _LoadFailed(exc)  # (a worker returning an exception re-raises it)
 
-        self._on_busy(f"loading model {opts.model}")
+        self._set_loading(f"loading model {opts.model}…")
         worker = create_worker(load, _start_thread=False,
                                _progress={"desc": f"Loading {opts.model}", "total": 0})
         worker.returned.connect(self._engine_loaded)
@@ -223,7 +244,7 @@ class SamLabelWidget(QWidget):
         if seq != self._load_seq:
             return  # a newer load is under way
         self.loading_model = None
-        self._on_busy("")
+        self._set_loading("")
         if self.model_panel is not None:
             self.model_panel.refresh()
 
@@ -235,39 +256,21 @@ class SamLabelWidget(QWidget):
             from napari.utils.notifications import show_error
 
             exc = engine.error
-            text = f"model not loaded ({type(exc).__name__}): {exc}"
+            text = f"model {self.engine_options.model} not loaded ({type(exc).__name__}): {exc}"
+            _log.warning("%s", text)
             keep = ("the previous model stays in use" if self.annotator is not None
                     and self.annotator.session.engine is not None else "prompts are kept")
-            self._on_message(f"{text}\n{keep.capitalize()}; pick another model or a local "
-                             "checkpoint in the Model tab.")
+            self._load_error = (f"model {self.engine_options.model} not loaded "
+                                f"({type(exc).__name__}; details in the notification); "
+                                f"{keep}: pick another model or a local checkpoint in the "
+                                "Model tab")
+            self._render_status()
             show_error(text)
             return
+        self._load_error = ""
+        self._render_status()
         if self.annotator is not None:
             self.annotator.session.set_engine(engine)
-
-    # -- painting while decoding -----------------------------------------------------------------
-    def _window(self) -> Any:
-        return getattr(self.viewer.window, "_qt_window", None)
-
-    def _on_decoding(self, busy: bool) -> None:
-        win = self._window()
-        if win is None:
-            return
-        if busy:
-            if win.updatesEnabled():
-                win.setUpdatesEnabled(False)
-                self._paint_hold.start(PAINT_HOLD_MS)
-        else:
-            self._release_paint(now=True)
-
-    def _release_paint(self, now: bool) -> None:
-        """Let the window paint again; ``now``: paint at once (the next decode may follow)."""
-        self._paint_hold.stop()
-        win = self._window()
-        if win is not None and not win.updatesEnabled():
-            win.setUpdatesEnabled(True)
-            if now:
-                win.repaint()
 
     # -- status line ---------------------------------------------------------------------------
     def _on_timing(self, text: str) -> None:
@@ -278,32 +281,72 @@ class SamLabelWidget(QWidget):
         self._busy = text
         self._render_status()
 
+    def _set_loading(self, text: str) -> None:
+        self._loading = text
+        self._render_status()
+
     def _on_message(self, text: str) -> None:
         self._message = text
+        self._render_status()
+
+    def _on_saved(self, image_id: str) -> None:
+        self._saved = image_id
         self._render_status()
 
     def _render_status(self, *_: Any) -> None:
         a = self.annotator
         parts = status_lines(a.session) if a is not None else []
-        parts += [p for p in (self._timing, self._busy, self._message) if p]
+        # "saved" only about the open image (a status set on leaving one is not news here)
+        saved = ("saved" if a is not None and a.session.doc is not None
+                 and self._saved == a.session.doc.image_id else "")
+        parts += [p for p in (self._timing, self._loading, self._busy, self._load_error,
+                              self._message, saved) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
-    def shutdown(self, timeout_ms: int = 60000) -> None:
-        """Stop annotating: drop waiting jobs, let running ones finish, remove the layers."""
+    def shutdown(self, timeout_ms: int = 60000, remove_layers: bool = True) -> None:
+        """Stop annotating: drop waiting jobs, let running ones finish, remove the layers.
+
+        The object in progress is kept as a draft (see the session's ``close``). A job still
+        running after ``timeout_ms`` is left to its thread; :attr:`jobs_left` then says so.
+        ``remove_layers=False`` when the window is closing anyway (see the bridge's close).
+        """
         a, self.annotator = self.annotator, None
         if a is None:
             return
         s = a.session
-        s.stop_jobs(timeout_ms)
+        self.jobs_left = not s.stop_jobs(timeout_ms)
         ev = s.events
         for signal, slot in ((ev.timing, self._on_timing), (ev.busy, self._on_busy),
-                             (ev.message, self._on_message), (ev.decoding, self._on_decoding)):
+                             (ev.message, self._on_message)):
             signal.disconnect(slot)
-        self._release_paint(now=False)
+        if self._refit is not None:
+            self._refit.close()
+            self._refit = None
+        if self.toolbar is not None:
+            self.toolbar.close_tools()
+            self.toolbar.setParent(None)
+            self.toolbar = None
+        if self._help is not None:
+            self._help.close()
+            self._help = None
         for signal in (ev.image_changed, ev.current_changed, ev.objects_changed, ev.saved,
                        ev.selection_changed, ev.polarity_changed):
             signal.disconnect()
-        a.close()
+        a.close(remove_layers)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        """The main window closes: keep the draft, and do not wait for a running encode.
+
+        (Waiting for an encode or prefetch to finish kept a closed window's process alive
+        for 7-20 s; :func:`napari_samlabel._napari.launch.launch` ends the process at once
+        when a job was left running, as everything is already saved.)
+        """
+        if event.type() == QEvent.Type.Close and obj is self._window():
+            self.shutdown(timeout_ms=CLOSE_WAIT_MS, remove_layers=False)
+        return False
+
+    def _window(self) -> Any:
+        return getattr(self.viewer.window, "_qt_window", None)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """Stop annotating when the widget closes."""

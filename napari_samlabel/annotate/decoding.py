@@ -61,6 +61,7 @@ class SessionEvents(SignalGroup):
     selection_changed = Signal(int)  # id of the selected accepted object, 0 for none
     polarity_changed = Signal(bool)  # polarity of the next prompt (True: positive)
     decoding = Signal(bool)          # a decode started (True) / its answer was shown (False)
+    stroke_preview = Signal(object)  # mask of a stroke still being drawn (see preview_stroke)
 
 
 def decode_object(engine: Engine, prompts: ObjectPrompts, shape: tuple[int, int],
@@ -127,6 +128,7 @@ class DecodingSession:
         self.positive = True                    # polarity of the next prompt
         self.selected: int | None = None        # selected accepted object
         self._notice_shown = False
+        self._note_shown = False
         self.index = -1
         self.image: np.ndarray | None = None
         self.doc: AnnotationDocument | None = None
@@ -146,6 +148,10 @@ class DecodingSession:
         self.last_encode_ms: float | None = None
         self.last_decode_ms: float | None = None
         self.decode_count = 0
+        # when the first prompt of the open image was drawn before its embedding was ready
+        # (the first mask then says how long it waited), and that note once it has
+        self._prompted_at: float | None = None
+        self._wait_note = ""
 
     # -- images ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -177,9 +183,28 @@ class DecodingSession:
             self._request_encode()
             self._request_decode()
 
+    def busy_text(self) -> str:
+        """What the engine is doing for the annotator: encoding the open image, prefetching.
+
+        "encoding <image>…" from the moment an image opens until its embedding is ready
+        (prompts drawn meanwhile are decoded then); "prefetching <next>" only for an image
+        that is not the open one.
+        """
+        if self.engine is not None and self.image is not None and self.index >= 0 \
+                and self._engine_image != self.index:
+            return f"encoding {self.image_id()}… (masks follow once it is ready)"
+        nxt = self._prefetching
+        if nxt is not None and nxt != self.index:
+            return f"prefetching {self.image_id(nxt)}"
+        return ""
+
+    def _emit_busy(self) -> None:
+        self.events.busy.emit(self.busy_text())
+
     def _request_encode(self) -> None:
         if self.engine is None or self.image is None:
             return
+        self._emit_busy()
         index, image, engine = self.index, self.image, self.engine
 
         def factory() -> Callable[[], Any] | None:
@@ -189,8 +214,6 @@ class DecodingSession:
                 return None
             if self._prefetching == index:
                 return None  # being prefetched: _prefetch_done encodes (from the cache)
-            self.events.busy.emit(f"encoding {self.image_id(index)}")
-
             def run() -> tuple[int, float]:
                 t0 = time.perf_counter()
                 engine.set_image(image)
@@ -206,7 +229,7 @@ class DecodingSession:
         self._encoded.add(index)
         self.last_encode_ms = ms
         self._clear_notice()
-        self.events.busy.emit("")
+        self._emit_busy()
         self._emit_timing()
         self.events.encoded.emit(index)
         if index == self.index:
@@ -231,7 +254,7 @@ class DecodingSession:
             if engine is not self.engine or nxt in self._encoded or self.index != current_index:
                 return None
             self._prefetching = nxt
-            self.events.busy.emit(f"prefetching {self.image_id(nxt)}")
+            self._emit_busy()
 
             def run() -> tuple[int, np.ndarray, AnnotationDocument]:
                 image = self._load(path)
@@ -255,7 +278,7 @@ class DecodingSession:
         if index != self.index and index != self._opening:
             # Only the open image's document changes, so this one stays valid until opened.
             self._preloaded = {index: (image, doc)}
-        self.events.busy.emit("")
+        self._emit_busy()
         self.events.prefetched.emit(index)
         if index == self.index and self._engine_image != index:
             self._request_encode()  # the annotator got there first: encode is a cache hit now
@@ -284,6 +307,8 @@ class DecodingSession:
                         f"{doc.shape[1]} x {doc.shape[0]} image")
         if kept and kept != doc.current.prompts:
             self.select_object(None)  # prompting again: class keys are for this object
+        if kept and self._engine_image != self.index and self._prompted_at is None:
+            self._prompted_at = time.perf_counter()  # this mask waits for the encoding
         doc.set_prompts(kept)
         if not self._decode_answers(kept):
             self._request_decode()
@@ -305,6 +330,38 @@ class DecodingSession:
                 not all(in_image(p, doc.shape) for p in prompts):
             return False
         self._request_decode(prompts)
+        return True
+
+    def preview_stroke(self, prompts: Sequence[Prompt]) -> bool:
+        """Decode a stroke still being drawn, to show its mask before the stroke ends.
+
+        ``prompts``: the current prompts plus the stroke so far. The document is not changed
+        (the finished stroke is set with :meth:`set_prompts` as usual); the mask comes in
+        ``stroke_preview`` if the same document is still open. Nothing starts while another
+        decode runs or waits (the next call after it tries again). Returns True if started.
+        """
+        doc, engine = self.doc, self.engine
+        prompts = tuple(prompts)
+        if doc is None or engine is None or self._engine_image != self.index or \
+                self.decoding or not prompts or \
+                not all(in_image(p, doc.shape) for p in prompts):
+            return False
+        cur = doc.current
+        other_model = cur.model_id is not None and cur.model_id != engine.model_id
+        logits = None if cur.logits is None or other_model else np.array(cur.logits)
+        obj = ObjectPrompts(cur.object_id or 0, cur.class_id, prompts)
+        policy, shape = self.policy, doc.shape
+
+        def factory() -> Callable[[], Any] | None:
+            if doc is not self.doc or engine is not self.engine:
+                return None
+            return lambda: (doc, decode_object(engine, obj, shape, logits, policy).mask)
+
+        def done(result: tuple[AnnotationDocument, np.ndarray]) -> None:
+            if result[0] is self.doc:
+                self.events.stroke_preview.emit(result[1])
+
+        self.lane.submit("decode", factory, done, label="Decoding")
         return True
 
     def _decode_answers(self, prompts: tuple[Prompt, ...]) -> bool:
@@ -382,7 +439,13 @@ class DecodingSession:
         self.decode_count += 1
         try:
             self._clear_notice()
+            if self._prompted_at is not None and doc is self.doc:
+                waited = time.perf_counter() - self._prompted_at
+                self._prompted_at = None
+                self._wait_note = (f"first mask {waited:.1f} s after the prompt: it waited "
+                                   "for the image's encoding")
             self._emit_timing()
+            self._wait_note = ""
             if doc is self.doc:
                 model_id = None if self.engine is None else self.engine.model_id
                 doc.set_prediction(prompts, res.mask, res.score, res.logits, model_id,
@@ -435,6 +498,13 @@ class DecodingSession:
     def notify(self, text: str) -> None:
         """Tell the user something; cleared by the next successful encode or decode."""
         self._notice_shown = True
+        self._note_shown = False
+        self.events.message.emit(text)
+
+    def note(self, text: str) -> None:
+        """Tell the user something that stays until the next image opens or notice comes."""
+        self._notice_shown = False
+        self._note_shown = True
         self.events.message.emit(text)
 
     def _clear_notice(self) -> None:
@@ -448,6 +518,8 @@ class DecodingSession:
             parts.append(f"encode {self.last_encode_ms:.0f} ms")
         if self.last_decode_ms is not None:
             parts.append(f"decode {self.last_decode_ms:.0f} ms")
+        if self._wait_note:
+            parts.append(self._wait_note)
         self.events.timing.emit(" · ".join(parts))
 
     def _require_doc(self) -> AnnotationDocument:

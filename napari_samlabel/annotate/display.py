@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from napari_samlabel.core.document import ImageStatus
 
 if TYPE_CHECKING:
@@ -34,7 +36,38 @@ def status_lines(session: AnnotationSession) -> list[str]:
     if s.selected is not None:
         obj = doc.get(s.selected)
         line += f" · selected #{obj.object_id} {s.classes.name(obj.class_id)}"
-    return [f"{s.index + 1}/{len(s)} {s.image_id()} · {len(doc.objects)} objects", line]
+    return [f"{s.index + 1}/{len(s)} {s.image_id()} · {count(len(doc.objects), 'object')}",
+            line]
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless n is 1: "1 object", "2 objects", "0 objects"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def display_palette(n: int) -> np.ndarray:
+    """Colours to draw classes 0..n-1 on photographs (``(n, 3)`` uint8; 0 is black).
+
+    VOC's palette is dark (cat is (64, 0, 0), nearly invisible on a photo): the window draws
+    with saturated, bright colours whose hues step by the golden angle, so neighbouring
+    class ids differ. Only the display uses them; the export keeps VOC's palette.
+    """
+    i = np.arange(n, dtype=np.float64)
+    hue = (i * 0.618033988749895 + 0.02) % 1.0
+    value = np.where(i % 2 == 1, 1.0, 0.85)          # every other class a little darker
+    sat = np.full(n, 0.9)
+    h6 = hue * 6.0
+    k = np.floor(h6).astype(int) % 6
+    f = h6 - np.floor(h6)
+    p, q, t = value * (1 - sat), value * (1 - f * sat), value * (1 - (1 - f) * sat)
+    table = np.select([k[:, None] == j for j in range(6)],
+                      [np.stack(c, axis=1) for c in ((value, t, p), (q, value, p),
+                                                     (p, value, t), (p, q, value),
+                                                     (t, p, value), (value, p, q))])
+    out = np.round(table * 255).astype(np.uint8)
+    if n:
+        out[0] = 0
+    return out
 
 
 def image_label(session: AnnotationSession, index: int) -> str:

@@ -38,7 +38,9 @@ import numpy as np
 from napari_samlabel.annotate.decoding import DecodingSession
 from napari_samlabel.annotate.lane import ThreadedRunner
 from napari_samlabel.core.document import AnnotationDocument, ImageStatus
+from napari_samlabel.core.prompts import in_image
 from napari_samlabel.engine.quality import accept_signals
+from napari_samlabel.io.drafts import Draft, DraftStore
 from napari_samlabel.io.project_schema import ImageConflictError
 
 if TYPE_CHECKING:
@@ -88,7 +90,8 @@ class AnnotationSession(DecodingSession):
     def open_image(self, index: int) -> AnnotationDocument | None:
         """Open image ``index``: read it and its saved annotation, start encoding it.
 
-        The unaccepted current object of the image being left is dropped (accepted objects
+        The object in progress on the image being left (prompts not yet accepted) is kept as
+        a draft in the project and restored when that image opens again (accepted objects
         are already saved). Returns the new document, or None while it is being read by an
         asynchronous ``loader`` (``image_changed`` tells when it is open).
         """
@@ -123,16 +126,22 @@ class AnnotationSession(DecodingSession):
     def _show(self, index: int, image: np.ndarray, doc: AnnotationDocument
               ) -> AnnotationDocument:
         self._opening = None
+        if self._notice_shown or self._note_shown:
+            self._notice_shown = self._note_shown = False
+            self.events.message.emit("")  # about the image being left
         if self.doc is not None:
+            self._keep_draft()
             self._disconnect(self.doc)
         self.index, self.image, self.doc = index, image, doc
         self.selected = None
+        self._prompted_at = None
         self._statuses[index] = doc.status
+        if doc.current.class_id != self.current_class:
+            doc.set_current_class(self.current_class)
+        self._restore_draft(doc)
         doc.events.current_changed.connect(self._on_current_changed)
         doc.events.objects_changed.connect(self._on_objects_changed)
         doc.events.status_changed.connect(self._on_status_changed)
-        if doc.current.class_id != self.current_class:
-            doc.set_current_class(self.current_class)
         pending = self._pending_status.pop(index, None)
         if pending is not None and doc.status != pending:
             doc.set_status(pending)
@@ -142,6 +151,75 @@ class AnnotationSession(DecodingSession):
         self.events.selection_changed.emit(0)
         self._request_encode()
         return doc
+
+    # -- drafts: objects in progress survive leaving the image ----------------------------
+    @property
+    def drafts(self) -> DraftStore | None:
+        """The project's drafts (None without a project)."""
+        return None if self.project is None else DraftStore(self.project.folder)
+
+    def _keep_draft(self) -> None:
+        """Keep the open image's object in progress as a draft (the image is being left).
+
+        Never silent: the annotator is told what was kept, or why it could not be.
+        """
+        doc = self.doc
+        if doc is None:
+            return
+        cur, store = doc.current, self.drafts
+        if cur.original is not None:  # a reopened object: its accepted version is saved
+            if cur.prompts != cur.original.prompts:
+                self.notify(f"object #{cur.original.object_id} on {doc.image_id} stays as "
+                            "it was accepted; its changes were not accepted and are not kept")
+            return
+        if not cur.prompts:
+            if store is not None:
+                store.remove(doc.image_id)
+            return
+        if store is None:
+            self.notify(f"the object in progress on {doc.image_id} was dropped: there is "
+                        "no project to keep it in")
+            return
+        current = cur.prediction_is_current
+        draft = Draft(cur.class_id, cur.prompts, cur.mask if current else None,
+                      cur.score if current else None, cur.logits if current else None,
+                      cur.model_id if current else None)
+        try:
+            store.save(doc.image_id, draft)
+        except OSError as exc:
+            self.notify(f"could not keep the object in progress on {doc.image_id}: {exc}")
+            return
+        self.note(f"kept the object in progress on {doc.image_id} as a draft (it is back "
+                    "when you return to that image)")
+
+    def _restore_draft(self, doc: AnnotationDocument) -> None:
+        """Give ``doc`` its draft back as the object in progress, if it has one."""
+        store = self.drafts
+        if store is None or doc.current.prompts:
+            return
+        try:
+            draft = store.load(doc.image_id)
+        except ValueError as exc:
+            self.notify(f"could not restore the object in progress: {exc}")
+            return
+        if draft is None:
+            return
+        if 0 <= draft.class_id < len(self.classes):
+            doc.set_current_class(draft.class_id)
+            self.current_class = draft.class_id
+        kept = tuple(p for p in draft.prompts if in_image(p, doc.shape))
+        doc.set_prompts(kept)
+        if kept and draft.mask is not None and draft.mask.shape == doc.shape:
+            doc.set_prediction(kept, draft.mask, draft.score, draft.logits, draft.model_id)
+        if kept:
+            n = len(kept)
+            self.note(f"restored the object in progress on {doc.image_id} "
+                        f"({n} prompt{'s' * (n > 1)}): accept it with a, or Escape")
+
+    def _drop_draft(self) -> None:
+        store, doc = self.drafts, self.doc
+        if store is not None and doc is not None:
+            store.remove(doc.image_id)
 
     def _remember_position(self) -> None:
         """Save the open image and the picked class, so reopening resumes exactly here."""
@@ -271,12 +349,15 @@ class AnnotationSession(DecodingSession):
         doc = self._require_doc()
         if not doc.current.has_mask:
             return None
-        return doc.accept(accept_signals(doc.current, doc.shape))
+        obj = doc.accept(accept_signals(doc.current, doc.shape))
+        self._drop_draft()
+        return obj
 
     def discard(self) -> None:
         """Drop the current object (a reopened object goes back unchanged); deselect."""
         self.select_object(None)
         self._require_doc().discard()
+        self._drop_draft()
 
     def reopen(self, object_id: int) -> None:
         """Take accepted object ``object_id`` back into prompting, with its prompts."""
@@ -373,11 +454,12 @@ class AnnotationSession(DecodingSession):
         doc.events.objects_changed.disconnect(self._on_objects_changed)
         doc.events.status_changed.disconnect(self._on_status_changed)
 
-    def stop_jobs(self, timeout_ms: int = 60000) -> None:
+    def stop_jobs(self, timeout_ms: int = 60000) -> bool:
         """Drop the waiting jobs, let the running ones finish, and close threaded runners.
 
         Each :class:`~napari_samlabel.annotate.lane.ThreadedRunner` is waited for (up to
-        ``timeout_ms``) and closed once, whichever lanes share it.
+        ``timeout_ms``) and closed once, whichever lanes share it. Returns False when a job
+        was still running at the timeout (an encode cannot be interrupted).
         """
         lanes = (self.lane, self.prefetch_lane, self.load_lane)
         if self._proposals is not None:
@@ -386,10 +468,12 @@ class AnnotationSession(DecodingSession):
             for kind in ("load", "encode", "decode", "propose", "prefetch"):
                 if kind in lane.kinds:
                     lane.cancel(kind)
+        finished = True
         for runner in {id(lane.runner): lane.runner for lane in lanes}.values():
             if isinstance(runner, ThreadedRunner):
-                runner.wait(timeout_ms)
+                finished = runner.wait(timeout_ms) and finished
                 runner.close()
+        return finished
 
     _proposals: ProposalController | None = None
 
@@ -403,8 +487,12 @@ class AnnotationSession(DecodingSession):
         return self._proposals
 
     def close(self) -> None:
-        """Disconnect from the open document (the views disconnect themselves)."""
+        """Keep the object in progress as a draft; disconnect from the open document.
+
+        (The views disconnect themselves.)
+        """
         if self.doc is not None:
+            self._keep_draft()
             self._disconnect(self.doc)
         self.doc = None
 

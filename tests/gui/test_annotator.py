@@ -249,15 +249,14 @@ def test_preview_updated_in_place_is_what_the_canvas_shows(annotate, image_folde
     assert not b.preview_layer.visible and not buffer.any()
 
 
-def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
-    """While a decode runs the window does not repaint (for at most PAINT_HOLD_MS)."""
+def test_point_marker_is_painted_before_its_decode_returns(annotate, image_folder, qtbot):
+    """A click shows at once: the canvas paints the point while the slow decode still runs."""
     import time
 
-    from napari_samlabel._napari.widget import PAINT_HOLD_MS
     from napari_samlabel.testing.fakes import DiskEngine
 
     class Slow(DiskEngine):
-        delay = 0.15
+        delay = 0.0
 
         def predict(self, inputs):
             time.sleep(self.delay)
@@ -265,25 +264,19 @@ def test_window_paints_the_click_with_its_mask(annotate, image_folder, qtbot):
 
     engine = Slow(radius=5)
     viewer, _, a = annotate(image_folder, engine=engine, show=True)
-    s, win = a.session, viewer.window._qt_window
-    painted = []
-    s.events.current_changed.connect(lambda: painted.append(win.updatesEnabled()))
-    a.bridge.points_layer.add([40, 50])
-    assert not win.updatesEnabled()                  # the decode runs: no repaint yet
-    qtbot.waitUntil(lambda: s.doc.current.has_mask, timeout=5000)
-    assert win.updatesEnabled() and painted[-1] is False   # mask set, then painted
-    engine.delay = 3 * PAINT_HOLD_MS / 1000          # a slow decode ...
-    a.bridge.points_layer.add([20, 30])
-    qtbot.wait(PAINT_HOLD_MS + 200)
-    assert win.updatesEnabled() and s.decoding       # ... lets the click show meanwhile
+    s = a.session
+    draws = []   # (points on the layer, decode running, mask shown) at each canvas paint
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas  # private: napari's vispy canvas
+    canvas.events.draw.connect(lambda _: draws.append(
+        (len(a.bridge.points_layer.data), s.decoding, s.doc.current.has_mask)))
+    engine.delay = 1.5
+    qi.click(viewer, (40, 50))
+    qtbot.waitUntil(lambda: s.decoding, timeout=5000)
+    qtbot.waitUntil(lambda: any(n == 1 and busy for n, busy, _ in draws), timeout=1000)
+    assert not s.doc.current.has_mask                    # painted before the mask came
+    assert all(not shown for n, busy, shown in draws if busy)
     wait_idle(qtbot, s, timeout=10000)
-    engine.delay = 1.0
-    a.bridge.points_layer.add([60, 80])
-    assert not win.updatesEnabled()
-    qi.press(viewer, (10, 10))                        # a press paints at once
-    assert win.updatesEnabled()
-    qi.release(viewer, (10, 10))
-    wait_idle(qtbot, s, timeout=10000)
+    assert s.doc.current.has_mask
 
 
 def test_parts_have_their_own_layer_and_are_clicked_first(annotate, image_folder, qtbot):

@@ -132,3 +132,49 @@ def test_a_click_is_decoded_from_its_release_and_a_drag_adds_nothing(annotate, i
     wait_idle(qtbot, s)
     assert len(started) == 2 and len(b.points_layer.data) == 2
     assert len(s.engine.calls) == calls + 2
+
+
+@pytest.mark.parametrize("mode", ["box_mode", "scribble_mode"])
+def test_a_plain_click_after_a_box_or_scribble_is_a_point(annotate, image_folder, qtbot, mode):
+    """No mode trap: in box or scribble mode a click without a drag adds a point."""
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+    getattr(a, mode)()
+    if mode == "box_mode":
+        qi.drag(viewer, [(20.0, 20.0), (30.0, 35.0), (50.0, 60.0)])
+    else:
+        qi.drag(viewer, [(20.0, 20.0 + 3 * k) for k in range(12)])
+    wait_idle(qtbot, s)
+    [shape] = s.doc.current.prompts
+    qi.click(viewer, (70, 80))                                # a plain click, same mode
+    qtbot.waitUntil(lambda: len(s.doc.current.prompts) == 2, timeout=5000)
+    wait_idle(qtbot, s)
+    first, point = s.doc.current.prompts
+    assert first == shape and isinstance(point, Point) and point.positive
+    assert np.allclose(point.rc, (70, 80), atol=1.5)
+    assert b.shapes_layer.nshapes == 1 and len(b.points_layer.data) == 1  # no zero-size box
+    assert not b.shapes_layer._is_creating and s.doc.current.has_mask
+    qi.click(viewer, (60, 30), mods=("Shift",))               # Shift: a negative point
+    qtbot.waitUntil(lambda: len(s.doc.current.prompts) == 3, timeout=5000)
+    assert s.doc.current.prompts[-1].positive is False
+    assert b.shapes_layer.nshapes == 1
+
+
+def test_a_scribble_shows_its_mask_while_it_is_drawn(annotate, image_folder, qtbot):
+    viewer, _, a = annotate(image_folder, show=True)
+    s, b = a.session, a.bridge
+    a.scribble_mode()
+    previews = []
+    s.events.stroke_preview.connect(previews.append)
+    stroke = [(30.0, 20.0 + 4 * k) for k in range(15)]
+    qi.press(viewer, stroke[0])
+    for rc in stroke[1:]:
+        qi.move(viewer, rc)
+        qtbot.wait(20)
+    qtbot.waitUntil(lambda: bool(previews), timeout=5000)   # the button is still down
+    assert b.shapes_layer._is_creating and not s.doc.current.prompts
+    assert b.preview_layer.visible and b.preview_layer.data.any()
+    qi.release(viewer, stroke[-1])
+    wait_idle(qtbot, s)
+    [scribble] = s.doc.current.prompts
+    assert isinstance(scribble, Scribble) and s.doc.current.has_mask

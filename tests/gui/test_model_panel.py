@@ -78,8 +78,13 @@ def test_a_model_that_fails_to_load_leaves_the_previous_one(make_napari_viewer, 
     widget.model_panel.apply()                        # the selected model, another file
     qtbot.waitUntil(lambda: widget.loading_model is None, timeout=60000)
     assert s.engine is engine
-    assert "broken.pt" in widget.status_line.text()
-    assert "previous model stays in use" in widget.status_line.text()
+    text = widget.status_line.text()
+    assert "not loaded" in text and "previous model stays in use" in text
+    assert "broken.pt" not in text          # the detail goes to the notification and the log
+    widget.model_panel.checkpoint.setText(str(tiny_checkpoint))
+    widget.model_panel.apply()                        # a model loads: the line goes
+    qtbot.waitUntil(lambda: widget.loading_model is None, timeout=60000)
+    assert s.engine is not engine and "not loaded" not in widget.status_line.text()
     widget.shutdown()
 
 
