@@ -218,7 +218,6 @@ def prepare_samples(engine: Any, data: WeakDataset, config: TrainConfig,
         The samples, and ``{image_id: reason}`` for images that could not be read.
     """
     from napari_samlabel.engine.cache import image_key
-
     from napari_samlabel.io.images import load_image
 
     loader_fn: Callable[[Path], np.ndarray] = loader or load_image
