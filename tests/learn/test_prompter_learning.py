@@ -5,8 +5,10 @@ and position, so a prompter trained on weak boxes must (a) drive its loss well b
 it started and (b) name the classes present on held-out images better than an untrained
 prompter and than chance (7 possible non-empty class sets). Measured: the loss falls from
 about 19 to under 5 in 25 epochs; the held-out class sets are right for a third to 0.43 of the
-images (untrained: none), short of "most": the tiny random SAM's embedding carries colour
-only weakly, and 30 images are few.
+images (untrained: none), short of "most". The embedding is not the limit (a least-squares
+probe on its mean-pooled channels gets every held-out class set right); the matched set
+training converges slowly, as DETR's does, and longer runs (60 epochs, no clipping, smaller
+lambda_reg, no stem norm) gave the same 0.43 on this data.
 """
 
 from __future__ import annotations
