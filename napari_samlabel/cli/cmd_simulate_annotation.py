@@ -13,13 +13,17 @@ failed, 2 on usage errors.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._grammar import add_cache, add_out
 from napari_samlabel.cli._progress import tqdm_progress
+
+if TYPE_CHECKING:
+    from napari_samlabel.engine.protocol import ProposalSource
 
 MAX_LISTED = 20
 
@@ -52,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--proposals", choices=("none", "concept", "prompter"), default="none",
                    help="decide on proposals before clicking: concept (SAM 3 concept "
                         "prompts of the class names) or prompter (default none)")
+    p.add_argument("--prompter", type=Path, metavar="PATH",
+                   help="with --proposals prompter: the folder 'samlabel train-prompter' "
+                        "wrote (or its prompter file), trained against --model")
     p.add_argument("--concept-threshold", type=float, default=0.5, metavar="T",
                    help="score threshold of concept proposals (default 0.5)")
     p.add_argument("--policy", choices=sorted(PRESETS),
@@ -89,9 +96,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-clicks must be >= 1, got {args.max_clicks}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise CLIError(f"checkpoint file not found: {args.checkpoint}")
+    source: ProposalSource | None = None
+    proposals = args.proposals
     if args.proposals == "prompter":
-        raise CLIError("--proposals prompter needs a trained prompter, which this version "
-                       "cannot load yet; use concept or none")
+        source, proposals = _prompter_source(args)
+    elif args.prompter is not None:
+        raise CLIError("--prompter goes with --proposals prompter")
     try:
         costs = load_costs(args.costs)
         dataset = open_dataset(args.dataset)
@@ -103,11 +113,12 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_dir:
         kwargs["cache_dir"] = str(args.cache_dir)
     spec = EngineSpec.sam(args.model, args.checkpoint, **kwargs)
-    source = ConceptProposals(args.concept_threshold) if args.proposals == "concept" else None
+    if args.proposals == "concept":
+        source = ConceptProposals(args.concept_threshold)
     try:
         # the spec's identity is the loaded engine's (model type + checkpoint SHA-256);
         # the model is loaded only when an image is left to simulate
-        settings = Settings(spec.model_id(), args.prompt, args.max_clicks, args.proposals,
+        settings = Settings(spec.model_id(), args.prompt, args.max_clicks, proposals,
                             args.policy)
         with tqdm_progress("simulate-annotation") as progress:
             report = simulate_annotation(dataset, spec, args.out, settings, source=source,
@@ -129,3 +140,26 @@ def run(args: argparse.Namespace) -> int:
         for image_id, reason in list(report.failed.items())[:MAX_LISTED]:
             print(f"  {image_id}: {reason}", file=sys.stderr)
     return 1 if report.failed and not (report.done or report.skipped) else 0
+
+
+def _prompter_source(args: argparse.Namespace) -> tuple[ProposalSource, str]:
+    """The learned prompter of ``--prompter``, and the run's proposals label.
+
+    The label names the prompter file's SHA-256, so runs with other prompters never resume
+    each other's results.
+    """
+    from napari_samlabel.cli.cmd_train_prompter import PROMPTER_FILE
+    from napari_samlabel.learn.prompter import PrompterError
+    from napari_samlabel.learn.propose import PrompterSource
+
+    if args.prompter is None:
+        raise CLIError("--proposals prompter needs --prompter PATH (the folder "
+                       "'samlabel train-prompter' wrote)")
+    path = args.prompter / PROMPTER_FILE if args.prompter.is_dir() else args.prompter
+    if not path.is_file():
+        raise CLIError(f"no prompter at {path} (train one with 'samlabel train-prompter')")
+    try:
+        source = PrompterSource.from_file(path, args.device or "cpu")
+    except (PrompterError, ValueError, OSError) as exc:
+        raise CLIError(f"{path}: {exc}") from None
+    return source, f"prompter-{hashlib.sha256(path.read_bytes()).hexdigest()[:10]}"

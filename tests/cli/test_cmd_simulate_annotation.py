@@ -70,3 +70,41 @@ def test_usage_errors_exit_2(tmp_path, tiny_checkpoint, capsys):
     bad.write_text("- 1\n")
     assert main(_args(tmp_path, data, tiny_checkpoint, "--costs", str(bad))) == 2
     assert "expected a mapping" in capsys.readouterr().err
+
+
+def test_prompter_proposals_are_decided_before_clicking(tmp_path, tiny_checkpoint, tiny_engine,
+                                                         capsys):
+    import json
+
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from napari_samlabel.core.classes import ClassTable
+    from napari_samlabel.learn.prompter import (
+        Prompter,
+        PrompterInfo,
+        config_for,
+        save_prompter,
+    )
+
+    data = _voc(tmp_path / "data")
+    torch.manual_seed(0)
+    cfg = config_for(tiny_engine, 2, d_model=32, heads=4, encoder_layers=1, decoder_layers=1,
+                     feedforward=64, queries=3)
+    folder = tmp_path / "prompter"
+    folder.mkdir()
+    save_prompter(folder / "prompter.pt", Prompter(cfg),
+                  PrompterInfo(cfg, ClassTable(("background", "dog", "cat")),
+                               tiny_engine.model_id))
+    assert main(_args(tmp_path, data, tiny_checkpoint, "--proposals", "prompter")) == 2
+    assert "needs --prompter" in capsys.readouterr().err
+    assert main(_args(tmp_path, data, tiny_checkpoint, "--prompter", str(folder))) == 2
+    assert "goes with --proposals prompter" in capsys.readouterr().err
+    assert main(_args(tmp_path, data, tiny_checkpoint, "--proposals", "prompter",
+                      "--prompter", str(folder))) == 0
+    (run,) = (tmp_path / "out" / "runs").iterdir()
+    assert "-prompter-" in run.name  # the prompter file's hash keys the run
+    result = json.loads((run / "images" / "x1.json").read_text())
+    # every proposal was decided (accepted or rejected) before the objects were clicked
+    assert result["accepted"] + result["rejected"] >= 1
+    assert len(result["objects"]) == 2
