@@ -72,7 +72,7 @@ def test_launcher_opens_the_samples_with_help(make_napari_viewer, qtbot, monkeyp
         assert [p.name for p in s.images] == ["chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
         assert (tmp_path / "samples" / "samlabel-project.json").is_file()
         assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == [
-            "Label", "Images", "Refine", "Model", "Review", "Keys"]
+            "Label", "Images", "Refine", "Model", "Review", "Proposals", "Keys"]
         text = help_text()
         for key in ("Control-z", "Escape", "Ctrl+click", "Alt-5", "Delete", "Negative boxes"):
             assert key in text
