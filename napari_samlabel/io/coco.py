@@ -56,7 +56,7 @@ from napari_samlabel.core.classes import ClassTable
 from napari_samlabel.core.fsutil import make_temp_dir, write_error
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project
-from napari_samlabel.io.selection import select_images
+from napari_samlabel.io.selection import select_images, selection_notes
 from napari_samlabel.io.voc import EXCLUDED
 from napari_samlabel.io.voc.writer import split_ids
 from napari_samlabel.io.voc_project import voc_id
@@ -98,14 +98,7 @@ class CocoReport:
         why = ", ".join(f"{len(v)} {k}" for k, v in self.excluded.items() if v)
         if why:
             out += f" (excluded: {why})"
-        if self.stored_splits:
-            out += f"; {self.stored_splits} images kept their stored split"
-        for status, ids in self.skipped.items():
-            if ids:
-                what = "without accepted objects" if status == "unannotated" else status
-                out += f"; skipped {len(ids)} {what}"
-        if self.dropped_objects:
-            out += f"; {len(self.dropped_objects)} fully hidden objects left out"
+        out += selection_notes(self.stored_splits, self.skipped, self.dropped_objects)
         return out
 
 

@@ -27,8 +27,9 @@ or whose id is in ``exclude`` is written but excluded, whatever the other option
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from napari_samlabel.core.document import ImageStatus
 from napari_samlabel.io.project import Project
@@ -192,3 +193,22 @@ def has_accepted_objects(project: Project, image_id: str) -> bool:
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
         raise ProjectError(f"{path}: field 'objects' must be a list")
     return bool(data["objects"])
+
+
+def selection_notes(stored_splits: int, skipped: Mapping[str, Sequence[str]],
+                    dropped_objects: Sequence[Any]) -> str:
+    """What an export's summary line says about the selection, in every format alike.
+
+    ``"; 2 images kept their stored split; skipped 3 without accepted objects; ..."``
+    (empty when there is nothing to say).
+    """
+    out = ""
+    if stored_splits:
+        out += f"; {stored_splits} images kept their stored split"
+    for status, ids in skipped.items():
+        if ids:
+            what = "without accepted objects" if status == "unannotated" else status
+            out += f"; skipped {len(ids)} {what}"
+    if dropped_objects:
+        out += f"; {len(dropped_objects)} fully hidden objects left out"
+    return out

@@ -34,7 +34,7 @@ from napari_samlabel.core.objects import MAX_OBJECTS, AnnotatedObject
 from napari_samlabel.core.progress import ProgressCallback, no_progress
 from napari_samlabel.io.project import Project
 from napari_samlabel.io.project_schema import ProjectError
-from napari_samlabel.io.selection import select_images
+from napari_samlabel.io.selection import select_images, selection_notes
 from napari_samlabel.io.voc import EXCLUDED, VocError, voc_id
 from napari_samlabel.io.voc.annotations import ObjectInfo
 from napari_samlabel.io.voc.components import SpeckReport
@@ -75,14 +75,7 @@ class ExportReport:
         why = ", ".join(f"{len(v)} {k}" for k, v in self.excluded.items() if v)
         if why:
             out += f" ({why})"
-        if self.stored_splits:
-            out += f"; {self.stored_splits} images kept their stored split"
-        for status, ids in self.skipped.items():
-            if ids:
-                what = "without accepted objects" if status == "unannotated" else status
-                out += f"; skipped {len(ids)} {what}"
-        if self.dropped_objects:
-            out += f"; {len(self.dropped_objects)} fully hidden objects left out"
+        out += selection_notes(self.stored_splits, self.skipped, self.dropped_objects)
         if self.parts:
             out += f"; {self.parts} parts in SegmentationPart"
             if self.orphan_parts:
