@@ -69,13 +69,21 @@ def _task(spec: EngineSpec, image_id: str, image_path: Path, weak: WeakLabels, p
                          fingerprint, loader, worker=address)
 
 
-def _client(scheduler: Any) -> tuple[Any, bool]:
-    """``(client, owned)``: a Client for an address (closed by us) or the one given."""
-    from distributed import Client
+def connect(scheduler: Any) -> tuple[Any, bool, Any]:
+    """``(client, owned, as_completed)`` for ``scheduler`` (an address or a Client).
 
+    ``owned``: the client was made here and is the caller's to close. dask.distributed is an
+    optional extra: without it, a ``ModuleNotFoundError`` that says how to install it.
+    """
+    try:
+        from distributed import Client, as_completed
+    except ModuleNotFoundError as exc:  # an optional extra: say how to get it
+        raise ModuleNotFoundError(
+            "running on a scheduler (--scheduler) needs dask.distributed: "
+            "pip install 'napari-samlabel[distributed]'", name="distributed") from exc
     if isinstance(scheduler, Client):
-        return scheduler, False
-    return Client(str(scheduler), set_as_default=False), True
+        return scheduler, False, as_completed
+    return Client(str(scheduler), set_as_default=False), True, as_completed
 
 
 def run_on_cluster(scheduler: Any, spec: EngineSpec,
@@ -96,16 +104,9 @@ def run_on_cluster(scheduler: Any, spec: EngineSpec,
     record : callable
         Called on the client with each :class:`ImageOutcome`, in completion order.
     """
-    try:
-        from distributed import as_completed
-    except ModuleNotFoundError as exc:  # an optional extra: say how to get it
-        raise ModuleNotFoundError(
-            "running on a scheduler (--scheduler) needs dask.distributed: "
-            "pip install 'napari-samlabel[distributed]'", name="distributed") from exc
-
     from napari_samlabel.pseudo.pipeline import ImageOutcome
 
-    client, owned = _client(scheduler)
+    client, owned, as_completed = connect(scheduler)
     try:
         futures = {}
         out = str(Path(out).absolute())

@@ -149,15 +149,9 @@ def simulate_annotation(dataset: Dataset, engine: Engine | EngineSpec,
 def _on_cluster(scheduler: Any, spec: EngineSpec, dataset: Dataset,
                 todo: Sequence[tuple[str, Path]], settings: Settings, store: RunStore,
                 source: ProposalSource | None, record: Any) -> None:
-    try:
-        from distributed import as_completed
-    except ModuleNotFoundError as exc:  # an optional extra: say how to get it
-        raise ModuleNotFoundError(
-            "running on a scheduler (--scheduler) needs dask.distributed: "
-            "pip install 'napari-samlabel[distributed]'", name="distributed") from exc
-    from napari_samlabel.pseudo.distributed import _client
+    from napari_samlabel.pseudo.distributed import connect
 
-    client, owned = _client(scheduler)
+    client, owned, as_completed = connect(scheduler)
     try:
         out = str(store.out.absolute())
         futures = {client.submit(_task, spec, dataset, i, Path(p).absolute(), settings, out,
