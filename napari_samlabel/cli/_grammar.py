@@ -80,3 +80,18 @@ def deprecated_alias(p: Any, old: str, new: str, *, dest: str, **kwargs: Any) ->
     """
     p.add_argument(old, dest=dest, action=_DeprecatedOption, new=new, help=argparse.SUPPRESS,
                    default=argparse.SUPPRESS, **kwargs)
+
+
+CHECKPOINT_HELP = ("local weights: a checkpoint file, or for sam3 a Hugging Face folder "
+                   "(default: the model's official weights, downloaded once into the cache)")
+DEVICE_HELP = "torch device (default: cuda > mps > cpu)"
+
+
+def add_checkpoint(p: Any) -> None:
+    """``--checkpoint PATH``: local weights instead of the cached official ones."""
+    p.add_argument("--checkpoint", type=Path, metavar="PATH", help=CHECKPOINT_HELP)
+
+
+def add_device(p: Any) -> None:
+    """``--device NAME``."""
+    p.add_argument("--device", metavar="NAME", help=DEVICE_HELP)

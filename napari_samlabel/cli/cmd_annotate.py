@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_cache, add_classes
+from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_classes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,9 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model type: vit_b (default), vit_l, vit_h, vit_t (MobileSAM), "
                         "sam_hq_vit_b ..., sam2.1_hiera_tiny ... ('samlabel models' lists "
                         "them); the Model tab switches later")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH",
-                   help="local checkpoint file (default: cached official file, downloaded "
-                        "if missing)")
+    add_checkpoint(p)
     add_cache(p)
     p.add_argument("--precise", action="store_true",
                    help="encode in float32 (slower) instead of bfloat16 where supported")

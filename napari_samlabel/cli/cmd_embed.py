@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_cache
+from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_device
 from napari_samlabel.cli._progress import tqdm_progress
 
 if TYPE_CHECKING:  # the engine is imported when the command runs, not at CLI start-up
@@ -47,13 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="image files and/or folders of images (not recursive)")
     p.add_argument("--model", default="vit_b",
                    help="SAM model type: vit_b (default), vit_l, vit_h")
-    p.add_argument("--checkpoint", metavar="PATH", type=Path,
-                   help="local checkpoint file (default: the cached official one, downloaded "
-                        "once)")
+    add_checkpoint(p)
     add_cache(p)
     p.add_argument("--precise", action="store_true",
                    help="encode in float32 (default: bfloat16 where the CPU/GPU supports it)")
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_device(p)
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help=f"torch.compile the encoder (auto: on a GPU for >= "
                         f"{COMPILE_MIN_IMAGES} images; on CPU the eager encoder is faster)")

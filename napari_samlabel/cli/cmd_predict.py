@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_out
+from napari_samlabel.cli._grammar import add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model folder written by samlabel train")
     add_out(p, "output folder (<id>.png label maps)")
     p.add_argument("--batch-size", type=int, default=4, help="images per batch")
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_device(p)
     p.set_defaults(func=run)
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_cache, add_out
+from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 from napari_samlabel.cli.cmd_train_prompter import PROMPTER_FILE
 
@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_out(p, "output folder (per-image scores and a pseudo-label VOC tree)")
     p.add_argument("--model", default="vit_b",
                    help="SAM model type the prompter was trained with (default vit_b)")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="local SAM checkpoint file")
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_checkpoint(p)
+    add_device(p)
     add_cache(p)
     p.add_argument("--no-download", action="store_true", help="never download a checkpoint")
     p.add_argument("--min-score", type=float, default=0.5,

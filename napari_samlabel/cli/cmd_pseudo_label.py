@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_samlabel.cli import CLIError, one_line
-from napari_samlabel.cli._grammar import add_border, add_cache, add_classes, add_out
+from napari_samlabel.cli._grammar import (
+    add_border,
+    add_cache,
+    add_checkpoint,
+    add_classes,
+    add_device,
+    add_out,
+)
 from napari_samlabel.cli._progress import tqdm_progress
 
 if TYPE_CHECKING:  # imported when the command runs, not at CLI start-up
@@ -73,9 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_classes(p)
     p.add_argument("--model", help="SAM model type (default vit_b; sam3 for kinds tags and "
                                     "text, which need concept prompts)")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH",
-                   help="local checkpoint file, or folder for sam3 (default: cached official "
-                        "one, downloaded once)")
+    add_checkpoint(p)
     p.add_argument("--phrases", type=Path, metavar="FILE",
                    help="kinds tags/text: YAML or JSON {class name: phrase} overriding the "
                         "phrase that prompts a class (default: the name, with VOC's "
@@ -85,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-set", dest="tags_split", metavar="NAME",
                    help="kind tags with a VOC root: read ImageSets/Main/<class>_NAME.txt only "
                         "(default: every image set found)")
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_device(p)
     p.add_argument("--precise", action="store_true", help="encode in float32")
     add_cache(p)
     p.add_argument("--no-download", action="store_true", help="never download a checkpoint")

@@ -29,7 +29,9 @@ from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._grammar import (
     add_border,
     add_cache,
+    add_checkpoint,
     add_classes,
+    add_device,
     add_out,
     add_split,
     deprecated_alias,
@@ -65,9 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sam_group = f"SAM ({_users('masks')})"
     g = p.add_argument_group(sam_group)
     g.add_argument("--model", default="vit_b", help="SAM model type (default vit_b)")
-    g.add_argument("--checkpoint", metavar="PATH", type=Path,
-                   help="checkpoint file (default: the cached official one, downloaded once)")
-    g.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_checkpoint(g)
+    add_device(g)
     add_cache(g)
     g.add_argument("--no-cache", action="store_true",
                    help="do not read or write cached embeddings and automatic masks")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_cache, add_out
+from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 
@@ -19,9 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Writes a new project to --out, or rewrites PROJECT with --in-place.")
     p.add_argument("project", type=Path, metavar="PROJECT", help="project folder")
     p.add_argument("--model", default="vit_b", help="model type (default: vit_b)")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="local checkpoint file")
+    add_checkpoint(p)
     add_cache(p)
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_device(p)
     p.add_argument("--precise", action="store_true", help="encode in float32 (no bf16)")
     dest = p.add_mutually_exclusive_group(required=True)
     add_out(dest, "folder of the new project", required=False)

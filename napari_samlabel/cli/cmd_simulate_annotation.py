@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_cache, add_out
+from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="VOC tree (as 'samlabel export' writes it) or a samlabel project")
     add_out(p, "output folder (per-run results, summary.csv/.md, curve.png)")
     p.add_argument("--model", default="vit_b", help="model type (default vit_b)")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH",
-                   help="local checkpoint file (default: cached official one)")
+    add_checkpoint(p)
     p.add_argument("--prompt", choices=PROMPT_KINDS, default="points",
                    help="first interaction: a click at the object's deepest point (points), "
                         "its box (box), both (box+points) or a stroke (scribble); "
@@ -68,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="YAML/JSON of seconds per action overriding the defaults "
                         "(click 1.5, box 3, scribble 3, decision 1, class_choice 1)")
     p.add_argument("--ids", nargs="+", metavar="ID", help="only these image ids")
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_device(p)
     p.add_argument("--precise", action="store_true", help="encode in float32")
     add_cache(p)
     p.add_argument("--no-download", action="store_true", help="never download a checkpoint")

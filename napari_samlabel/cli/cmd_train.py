@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_out
+from napari_samlabel.cli._grammar import add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 from napari_samlabel.learn.losses import WEIGHTINGS
 from napari_samlabel.learn.segmenter import ARCHS, PRETRAINED
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="loss weights: distance (pseudo labels), boundary (clean labels), none")
     p.add_argument("--gt", type=Path, metavar="DIR",
                    help="ground-truth label PNGs (or VOC root): each round's mIoU is reported")
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_device(p)
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=run)
 

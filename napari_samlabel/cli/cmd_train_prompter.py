@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from napari_samlabel.cli import CLIError
-from napari_samlabel.cli._grammar import add_cache, add_classes, add_out
+from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_classes, add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
 
 #: The prompter's file in the --out folder (its resume state is this name + ".resume").
@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="project folder or VOC tree with Annotations")
     add_out(p, f"output folder: the best prompter ({PROMPTER_FILE}) and its resume state")
     p.add_argument("--model", default="vit_b", help="SAM model type (default vit_b)")
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="local SAM checkpoint file")
-    p.add_argument("--device", help="torch device (default: cuda > mps > cpu)")
+    add_checkpoint(p)
+    add_device(p)
     add_cache(p)
     p.add_argument("--no-download", action="store_true", help="never download a checkpoint")
     p.add_argument("--prompt", choices=("box", "point"), default="box",

@@ -10,7 +10,13 @@ import argparse
 import pytest
 
 from napari_samlabel.cli import build_parser
-from napari_samlabel.cli._grammar import BORDER_HELP, CACHE_HELP, CLASSES_HELP
+from napari_samlabel.cli._grammar import (
+    BORDER_HELP,
+    CACHE_HELP,
+    CHECKPOINT_HELP,
+    CLASSES_HELP,
+    DEVICE_HELP,
+)
 
 #: Spellings replaced by the one name of the same idea.
 BANNED = {"--cache-dir": "--cache", "--output": "--out", "--output-dir": "--out",
@@ -70,6 +76,10 @@ def test_shared_options_read_the_same_everywhere(name):
         assert by_flag["--split"].metavar == "FRACTION" and by_flag["--split"].type is float
     if "--out" in by_flag:
         assert by_flag["--out"].metavar == "DIR"
+    if "--checkpoint" in by_flag:
+        assert by_flag["--checkpoint"].help == CHECKPOINT_HELP
+    if "--device" in by_flag:
+        assert by_flag["--device"].help == DEVICE_HELP
 
 
 def test_abbreviations_are_refused(capsys):
