@@ -34,6 +34,7 @@ headless.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -131,6 +132,9 @@ class ProposalController:
         self.selected: int | None = None
         self.running = False
         self._search: _Search | None = None
+        #: The trained source loaded with :meth:`load_source` (re-run by :meth:`propose_again`).
+        self.source: ProposalSource | None = None
+        self.source_path: str | None = None
         ev = session.events
         ev.image_changed.connect(self._on_image_changed)
         ev.objects_changed.connect(self._sync)
@@ -286,6 +290,51 @@ class ProposalController:
                 "boxes and scribbles. Pick a sam3 model in the Model tab.")
             return False
         return True
+
+    def load_source(self, path: str | os.PathLike[str]) -> ProposalSource | None:
+        """Open a trained prompter or segmenter at ``path`` and remember it for the next images.
+
+        See :func:`~napari_samlabel.annotate.proposal_sources.open_source`. A path that is no
+        source, or a prompter of another SAM than the session's, is refused with a message
+        (and None); the source remembered before stays.
+        """
+        from napari_samlabel.annotate.proposal_sources import SourceError, open_source
+
+        if self.session.engine is None:
+            self.events.message.emit("the model is still loading; load the source once it "
+                                     "is ready")
+            return None
+        try:
+            source = open_source(path, self.session.engine)
+        except SourceError as exc:
+            self.events.message.emit(str(exc))
+            return None
+        self.source, self.source_path = source, str(path)
+        return source
+
+    def propose_with(self, path: str | os.PathLike[str] | None = None,
+                     progress: ProgressCallback = no_progress) -> bool:
+        """Propose on the open image with the source at ``path`` (None: the one loaded).
+
+        A new path (or the same path again, re-read: the training may have written a better
+        model since) is loaded first with :meth:`load_source`. False, with a message, when
+        nothing was queued.
+        """
+        if path is not None and str(path).strip():
+            if self.running:
+                self.events.message.emit("a search is running: wait for it or cancel it")
+                return False
+            if self.load_source(path) is None:
+                return False
+        return self.propose_again(progress)
+
+    def propose_again(self, progress: ProgressCallback = no_progress) -> bool:
+        """Propose on the open image with the source loaded last (:meth:`load_source`)."""
+        if self.source is None:
+            self.events.message.emit("no trained source loaded: Proposals tab → Propose "
+                                     "with… a prompter or segmenter folder")
+            return False
+        return self.propose(self.source, progress)
 
     def propose(self, source: ProposalSource, progress: ProgressCallback = no_progress) -> bool:
         """Queue ``source``'s proposals for the open image; False when one runs already.
