@@ -11,6 +11,9 @@ headless.
   :class:`~napari_samlabel.engine.protocol.ConceptEngine` (SAM 3): :meth:`~ProposalController.
   find_all` takes a phrase or a class (its name as a phrase, :func:`class_phrase`),
   :meth:`~ProposalController.find_similar` an exemplar box (and optional negative boxes).
+  A trained prompter or segmenter is opened from a path with
+  :meth:`~ProposalController.load_source` (:mod:`~napari_samlabel.annotate.proposal_sources`)
+  and remembered: :meth:`~ProposalController.propose_again` runs it on the next images.
 - **Never blocking.** A search is one job of kind ``"propose"`` on the session's engine
   lane (after encoding and decoding, so it never overlaps them on the engine), with a
   progress callback. :meth:`~ProposalController.cancel` drops a waiting search at once and
@@ -292,17 +295,14 @@ class ProposalController:
         return True
 
     def load_source(self, path: str | os.PathLike[str]) -> ProposalSource | None:
-        """Open a trained prompter or segmenter at ``path`` and remember it for the next images.
+        """Open a trained prompter or segmenter and remember it (None, with a message: refused).
 
-        See :func:`~napari_samlabel.annotate.proposal_sources.open_source`. A path that is no
-        source, or a prompter of another SAM than the session's, is refused with a message
-        (and None); the source remembered before stays.
+        See :func:`~napari_samlabel.annotate.proposal_sources.open_source`.
         """
         from napari_samlabel.annotate.proposal_sources import SourceError, open_source
 
         if self.session.engine is None:
-            self.events.message.emit("the model is still loading; load the source once it "
-                                     "is ready")
+            self.events.message.emit("the model is still loading; propose once it is ready")
             return None
         try:
             source = open_source(path, self.session.engine)
@@ -314,12 +314,7 @@ class ProposalController:
 
     def propose_with(self, path: str | os.PathLike[str] | None = None,
                      progress: ProgressCallback = no_progress) -> bool:
-        """Propose on the open image with the source at ``path`` (None: the one loaded).
-
-        A new path (or the same path again, re-read: the training may have written a better
-        model since) is loaded first with :meth:`load_source`. False, with a message, when
-        nothing was queued.
-        """
+        """Propose with the source at ``path``, (re)loaded first (None: the one loaded)."""
         if path is not None and str(path).strip():
             if self.running:
                 self.events.message.emit("a search is running: wait for it or cancel it")
