@@ -108,6 +108,13 @@ def test_propose_with_a_prompter_then_again_on_the_next_image(folder, tmp_path, 
     assert len(ctrl.candidates) == 0
     assert ctrl.propose_again()                       # remembered for the next images
     assert len(ctrl.candidates) >= 1
+    cand = ctrl.candidates[0]
+    ctrl.refine_candidate(0)                          # SAM's own logits go on as mask_input
+    assert s.doc.current.candidate is cand and s.doc.current.logits is not None
+    np.testing.assert_array_equal(s.doc.current.logits[0], cand.low_res_logits)
+    obj = s.accept()
+    assert obj is not None and obj.attributes["source"] == "prompter"
+    assert ctrl.candidates.decision(0) == Decision.ACCEPTED
 
 
 def test_propose_with_a_segmenter_folder(folder, tmp_path):
