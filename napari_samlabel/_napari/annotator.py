@@ -74,6 +74,9 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut(("Shift-F",), "find_all", "proposals: find every instance of the selected class"),
     Shortcut(("Shift-S",), "find_similar",
              "proposals: find instances like the box drawn (r, then drag on one instance)"),
+    Shortcut(("Shift-P",), "propose_again",
+             "proposals: propose with the trained prompter / segmenter loaded in Propose "
+             "with…"),
     Shortcut(("y",), "accept_candidate", "proposals: accept the highlighted candidate"),
     Shortcut(("Shift-Y",), "accept_all_candidates",
              "proposals: accept every candidate shown (one undo step)"),
@@ -223,6 +226,10 @@ class Annotator:
     def find_similar(self) -> None:
         """Find instances like the box drawn (the current object's boxes)."""
         self.session.proposals.find_similar_to_current(progress=self.proposal_progress)
+
+    def propose_again(self) -> None:
+        """Propose with the trained source loaded last (Proposals tab → Propose with…)."""
+        self.session.proposals.propose_again(progress=self.proposal_progress)
 
     def accept_candidate(self) -> None:
         """Accept the highlighted candidate."""

@@ -1,5 +1,8 @@
 """The Proposals tab: find every instance of a class (or like a box), then accept, reject, refine.
 
+"Propose with…" runs a trained prompter or segmenter (a path typed or browsed; Shift+P
+runs the one loaded again on the next images) the same way.
+
 A view over :class:`~napari_samlabel.annotate.proposals.ProposalController` (the session's
 ``proposals``), which does the work on the session's engine lane; this file shows the form
 (magicgui: the phrase and the live confidence slider), the candidate list, a napari progress
@@ -13,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import Container, FloatSlider, LineEdit, Widget
+from magicgui.types import FileDialogMode
+from magicgui.widgets import Container, FileEdit, FloatSlider, LineEdit, Widget
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -98,6 +102,14 @@ class ProposalsPanel(QWidget):
         self.similar_button = self._button(
             "Find similar", "Instances like the box you drew (r: box mode; Shift+drag: a "
             "box of what is not) (Shift+S)", self.find_similar)
+        self.source_path = FileEdit(mode=FileDialogMode.EXISTING_DIRECTORY, label="", tooltip=(
+            "A trained prompter (the folder of samlabel train-prompter, or its .pt file) or "
+            "segmenter (the folder of samlabel train); typed or browsed"))
+        self.source_path.line_edit.native.setPlaceholderText("prompter or segmenter folder")
+        self.source_path.line_edit.native.returnPressed.connect(self.propose_with)
+        self.propose_button = self._button(
+            "Propose", "Propose on this image with the trained prompter / segmenter; it is "
+            "remembered: Shift+P proposes with it on the next images", self.propose_with)
         self.cancel_button = self._button("Cancel", "Stop the search", self.controller.cancel)
         self.cancel_button.setEnabled(False)
         self.tree = QTreeWidget()
@@ -117,7 +129,10 @@ class ProposalsPanel(QWidget):
             "scribbles refine it, a accepts it (e)", self.refine)
         self.status = QLabel("Find every instance of a class with a concept model (SAM 3).")
         self.status.setWordWrap(True)
-        row1, row2 = QHBoxLayout(), QHBoxLayout()
+        row0, row1, row2 = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
+        row0.addWidget(QLabel("Propose with…"))
+        row0.addWidget(self.source_path.native, 1)
+        row0.addWidget(self.propose_button)
         for b in (self.find_button, self.similar_button, self.cancel_button):
             row1.addWidget(b)
         for b in (self.accept_button, self.accept_all_button, self.reject_button,
@@ -127,6 +142,7 @@ class ProposalsPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.form.native)
         lay.addLayout(row1)
+        lay.addLayout(row0)
         lay.addWidget(self.tree, 1)
         lay.addLayout(row2)
         lay.addWidget(self.status)
@@ -155,6 +171,11 @@ class ProposalsPanel(QWidget):
         """Find every instance of the typed phrase, else of the selected class."""
         return self.controller.find_all(self.phrase.value or None,
                                         progress=self._relay.progress.emit)
+
+    def propose_with(self) -> bool:
+        """Propose with the source at the path typed or browsed (empty: the one loaded)."""
+        path = self.source_path.line_edit.value.strip()
+        return self.controller.propose_with(path or None, progress=self._relay.progress.emit)
 
     def find_similar(self) -> bool:
         """Find instances like the box drawn; without one, switch to drawing boxes."""
@@ -277,7 +298,7 @@ class ProposalsPanel(QWidget):
 
     # -- running -------------------------------------------------------------------------------
     def _on_running(self, running: bool) -> None:
-        for b in (self.find_button, self.similar_button):
+        for b in (self.find_button, self.similar_button, self.propose_button):
             b.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         if running:

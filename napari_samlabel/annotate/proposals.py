@@ -11,6 +11,9 @@ headless.
   :class:`~napari_samlabel.engine.protocol.ConceptEngine` (SAM 3): :meth:`~ProposalController.
   find_all` takes a phrase or a class (its name as a phrase, :func:`class_phrase`),
   :meth:`~ProposalController.find_similar` an exemplar box (and optional negative boxes).
+  A trained prompter or segmenter is opened from a path with
+  :meth:`~ProposalController.load_source` (:mod:`~napari_samlabel.annotate.proposal_sources`)
+  and remembered: :meth:`~ProposalController.propose_again` runs it on the next images.
 - **Never blocking.** A search is one job of kind ``"propose"`` on the session's engine
   lane (after encoding and decoding, so it never overlaps them on the engine), with a
   progress callback. :meth:`~ProposalController.cancel` drops a waiting search at once and
@@ -34,6 +37,7 @@ headless.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -131,6 +135,9 @@ class ProposalController:
         self.selected: int | None = None
         self.running = False
         self._search: _Search | None = None
+        #: The trained source loaded with :meth:`load_source` (re-run by :meth:`propose_again`).
+        self.source: ProposalSource | None = None
+        self.source_path: str | None = None
         ev = session.events
         ev.image_changed.connect(self._on_image_changed)
         ev.objects_changed.connect(self._sync)
@@ -286,6 +293,43 @@ class ProposalController:
                 "boxes and scribbles. Pick a sam3 model in the Model tab.")
             return False
         return True
+
+    def load_source(self, path: str | os.PathLike[str]) -> ProposalSource | None:
+        """Open a trained prompter or segmenter and remember it (None, with a message: refused).
+
+        See :func:`~napari_samlabel.annotate.proposal_sources.open_source`.
+        """
+        from napari_samlabel.annotate.proposal_sources import SourceError, open_source
+
+        if self.session.engine is None:
+            self.events.message.emit("the model is still loading; propose once it is ready")
+            return None
+        try:
+            source = open_source(path, self.session.engine)
+        except SourceError as exc:
+            self.events.message.emit(str(exc))
+            return None
+        self.source, self.source_path = source, str(path)
+        return source
+
+    def propose_with(self, path: str | os.PathLike[str] | None = None,
+                     progress: ProgressCallback = no_progress) -> bool:
+        """Propose with the source at ``path``, (re)loaded first (None: the one loaded)."""
+        if path is not None and str(path).strip():
+            if self.running:
+                self.events.message.emit("a search is running: wait for it or cancel it")
+                return False
+            if self.load_source(path) is None:
+                return False
+        return self.propose_again(progress)
+
+    def propose_again(self, progress: ProgressCallback = no_progress) -> bool:
+        """Propose on the open image with the source loaded last (:meth:`load_source`)."""
+        if self.source is None:
+            self.events.message.emit("no trained source loaded: Proposals tab → Propose "
+                                     "with… a prompter or segmenter folder")
+            return False
+        return self.propose(self.source, progress)
 
     def propose(self, source: ProposalSource, progress: ProgressCallback = no_progress) -> bool:
         """Queue ``source``'s proposals for the open image; False when one runs already.

@@ -235,3 +235,46 @@ def test_without_a_concept_model_the_tab_says_so(annotate, image_folder):
     from napari_samlabel._napari.panels import help_text
 
     assert "Shift-F" in help_text() and "proposals: accept every candidate" in help_text()
+
+
+def test_propose_with_a_trained_prompter(annotate, tmp_path, qtbot, tiny_engine):
+    """Propose with… a prompter folder: candidates of source "prompter", accept one, Shift+P."""
+    from tests.annotate.test_proposal_sources import save_tiny_prompter
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+            folder / f"img{k}.png")
+    good = save_tiny_prompter(tmp_path / "run" / "prompter.pt", tiny_engine)
+    other = save_tiny_prompter(tmp_path / "other.pt", tiny_engine, model_id="sam:vit_h:0")
+    viewer, widget, a = annotate(folder, engine=tiny_engine)
+    panel = _panel(widget)
+    p, s = a.session.proposals, a.session
+    panel.source_path.value = tmp_path / "nowhere"
+    panel.propose_button.click()                    # a notice, not a traceback
+    assert "nowhere does not exist" in panel.status.text() and not p.running
+    panel.source_path.value = other
+    panel.propose_button.click()
+    assert "trained against SAM 'sam:vit_h:0'" in panel.status.text() and p.source is None
+    panel.source_path.value = good.parent
+    panel.propose_button.click()
+    _wait_found(qtbot, a)
+    assert len(p.candidates) >= 1, panel.status.text()
+    assert _rows(panel) == p.visible() and _rows(panel)
+    assert {panel.tree.topLevelItem(r).text(3) for r in range(len(_rows(panel)))} == {
+        "prompter"}
+    assert panel.propose_button.isEnabled() and not panel.cancel_button.isEnabled()
+    panel.accept_button.click()
+    assert len(s.doc.objects) == 1 and s.doc.objects[0].attributes["source"] == "prompter"
+    assert p.candidates.decision(0) == Decision.ACCEPTED
+    a.next_image()
+    wait_idle(qtbot, s)
+    assert len(p.candidates) == 0
+    a.propose_again()                               # Shift+P: the source loaded before
+    _wait_found(qtbot, a)
+    assert len(p.candidates) >= 1 and _rows(panel), panel.status.text()
+    from napari_samlabel._napari.panels import help_text
+
+    assert "<b>Shift-P</b></td><td>proposals: propose with the trained" in help_text()
