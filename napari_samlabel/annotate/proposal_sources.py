@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from napari_samlabel.engine.protocol import ProposalSource
+from napari_samlabel.learn import META_FILE, MODEL_FILE, PROMPTER_FILE
 
-#: The file ``samlabel train-prompter`` writes into its output folder.
-PROMPTER_FILE = "prompter.pt"
 #: The files of a trained segmenter's model folder (``learn.segmenter``).
-SEGMENTER_FILES = ("model.pt", "model.json")
+SEGMENTER_FILES = (MODEL_FILE, META_FILE)
 
 EXPECTED = (f"a prompter folder (with {PROMPTER_FILE}, from samlabel train-prompter), a .pt "
             f"prompter file, or a segmenter folder (with {' and '.join(SEGMENTER_FILES)}, from "

@@ -16,7 +16,7 @@ from pathlib import Path
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
-from napari_samlabel.cli.cmd_train_prompter import PROMPTER_FILE
+from napari_samlabel.learn import PROMPTER_FILE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

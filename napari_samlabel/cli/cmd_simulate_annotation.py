@@ -147,7 +147,7 @@ def _prompter_source(args: argparse.Namespace) -> tuple[ProposalSource, str]:
     The label names the prompter file's SHA-256, so runs with other prompters never resume
     each other's results.
     """
-    from napari_samlabel.cli.cmd_train_prompter import PROMPTER_FILE
+    from napari_samlabel.learn import PROMPTER_FILE
     from napari_samlabel.learn.prompter import PrompterError
     from napari_samlabel.learn.propose import PrompterSource
 

@@ -19,9 +19,8 @@ from pathlib import Path
 from napari_samlabel.cli import CLIError
 from napari_samlabel.cli._grammar import add_cache, add_checkpoint, add_classes, add_device, add_out
 from napari_samlabel.cli._progress import tqdm_progress
+from napari_samlabel.learn import PROMPTER_FILE
 
-#: The prompter's file in the --out folder (its resume state is this name + ".resume").
-PROMPTER_FILE = "prompter.pt"
 PAPER_FIELDS = ("d_model", "encoder_layers", "decoder_layers", "feedforward")
 
 

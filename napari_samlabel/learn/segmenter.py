@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_samlabel.core.fsutil import atomic_save, atomic_write_text
+from napari_samlabel.learn import META_FILE, MODEL_FILE
 
 if TYPE_CHECKING:
     import torch
@@ -42,8 +43,6 @@ PRETRAINED: tuple[str, ...] = ("backbone", "coco")
 #: ImageNet statistics, which torchvision's backbones expect.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-MODEL_FILE = "model.pt"
-META_FILE = "model.json"
 MODEL_FORMAT = "napari-samlabel-segmenter"
 
 
