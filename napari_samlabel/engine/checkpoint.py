@@ -469,7 +469,7 @@ def _download(spec: ModelSpec, target: Path, progress: ProgressCallback) -> None
         )
     except requests.exceptions.RequestException as exc:
         raise CheckpointError(
-            _missing_message(spec, target, reason=f"the download failed ({exc})")
+            _missing_message(spec, target, reason=f"the download failed ({_why(exc)})")
         ) from exc
     except ValueError as exc:  # pooch: hash mismatch
         algorithm = "SHA-256" if spec.sha256 else "MD5"
@@ -602,3 +602,16 @@ def _first_line(exc: BaseException) -> str:
 def _summarise(message: str, limit: int = 600) -> str:
     message = " ".join(message.split())
     return message if len(message) <= limit else message[:limit] + " ..."
+
+
+def _why(exc: Exception) -> str:
+    """Why a download failed, in a few words (requests' text nests urllib3's retry report)."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "no connection to the server: offline, or the host name cannot be resolved"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "the server did not answer in time"
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    return type(exc).__name__

@@ -197,6 +197,9 @@ def test_offline_error_says_what_where_and_how(monkeypatch, closed_port_url, tmp
     assert closed_port_url in msg
     assert str(target) in msg
     assert "--checkpoint PATH" in msg
+    # the reason in words, not urllib3's nested retry report
+    assert "no connection to the server" in msg
+    assert "ConnectionPool" not in msg and "Max retries" not in msg
     assert not target.exists()
     assert list(target.parent.iterdir()) == []
 
