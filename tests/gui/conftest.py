@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from napari_samlabel.testing.fakes import DiskEngine
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_triton_after_gl():
@@ -14,6 +16,16 @@ def _no_triton_after_gl():
     from napari_samlabel._napari.torch_guard import keep_triton_out
 
     keep_triton_out()
+
+
+class SlowDiskEngine(DiskEngine):
+    """The disk fake, each decode taking ``delay`` seconds (set it when the test needs it)."""
+
+    delay = 0.0
+
+    def predict(self, inputs):
+        time.sleep(self.delay)
+        return super().predict(inputs)
 
 
 def wait_idle(qtbot, session, timeout: int = 20000) -> None:

@@ -12,7 +12,7 @@ from napari_samlabel.core.prompts import Box, Point, Scribble
 from napari_samlabel.io.project import Project
 
 from . import _qtinput as qi
-from .conftest import wait_idle
+from .conftest import SlowDiskEngine, wait_idle
 
 pytestmark = pytest.mark.gui
 
@@ -251,18 +251,7 @@ def test_preview_updated_in_place_is_what_the_canvas_shows(annotate, image_folde
 
 def test_point_marker_is_painted_before_its_decode_returns(annotate, image_folder, qtbot):
     """A click shows at once: the canvas paints the point while the slow decode still runs."""
-    import time
-
-    from napari_samlabel.testing.fakes import DiskEngine
-
-    class Slow(DiskEngine):
-        delay = 0.0
-
-        def predict(self, inputs):
-            time.sleep(self.delay)
-            return super().predict(inputs)
-
-    engine = Slow(radius=5)
+    engine = SlowDiskEngine(radius=5)
     viewer, _, a = annotate(image_folder, engine=engine, show=True)
     s = a.session
     draws = []   # (points on the layer, decode running, mask shown) at each canvas paint

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from napari_samlabel.core.prompts import Point
 
 from . import _qtinput as qi
-from .conftest import wait_idle
+from .conftest import SlowDiskEngine, wait_idle
 
 pytestmark = pytest.mark.gui
 
@@ -75,18 +77,7 @@ def test_status_line_is_current(annotate, image_folder, qtbot):
 
 def test_closing_the_window_keeps_the_draft_without_waiting_for_the_engine(
         annotate, image_folder, qtbot):
-    import time
-
-    from napari_samlabel.testing.fakes import DiskEngine
-
-    class Slow(DiskEngine):
-        delay = 0.0
-
-        def predict(self, inputs):
-            time.sleep(self.delay)
-            return super().predict(inputs)
-
-    engine = Slow(radius=5)
+    engine = SlowDiskEngine(radius=5)
     viewer, widget, a = annotate(image_folder, engine=engine, show=True)
     s = a.session
     qi.click(viewer, (40, 50))
