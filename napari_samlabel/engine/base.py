@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_samlabel.engine.cache import Embedding, EmbeddingCache, image_key
-from napari_samlabel.engine.device import choose_device, cpu_supports_bf16
+from napari_samlabel.engine.cache import PRECISIONS, Embedding, EmbeddingCache, image_key
+from napari_samlabel.engine.device import choose_device, cpu_supports_bf16, cpu_supports_vnni
 from napari_samlabel.engine.protocol import Prediction, SamInputs
 
 
@@ -49,12 +49,46 @@ def validate_image(image: Any) -> np.ndarray:
     return arr
 
 
+#: Environment variable that sets the precision instead of the automatic choice.
+PRECISION_ENV = "SAMLABEL_PRECISION"
+
+
 def fast_precision(device: Any) -> str:
-    """The fastest precision that keeps the embedding within cosine 0.999 on ``device``."""
+    """The precision an encoder runs with on ``device`` unless float32 is asked for.
+
+    On a CPU: bfloat16 where it has native bfloat16 matrix instructions, else int8 linears
+    where it has VNNI and oneDNN's int8 linear works, else float32. On CUDA: bfloat16
+    where supported. ``$SAMLABEL_PRECISION`` (``float32``, ``bfloat16``, ``int8``) overrides
+    the choice (int8 only on a CPU). Each mode's accuracy against float32 is checked by
+    ``benchmarks/bench_engine.py`` and ``samlabel embed --check-precision``.
+
+    Raises
+    ------
+    ValueError
+        If ``$SAMLABEL_PRECISION`` names no precision, or int8 on another device.
+    """
+    import os
+
     import torch
 
+    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if forced and forced != "auto":
+        if forced not in PRECISIONS:
+            raise ValueError(f"{PRECISION_ENV}={forced!r}: expected one of "
+                             f"{', '.join(PRECISIONS)} or auto")
+        if forced == "int8" and device.type != "cpu":
+            raise ValueError(f"{PRECISION_ENV}=int8: int8 encoders run on the CPU only, "
+                             f"not on {device.type}")
+        return forced
     if device.type == "cpu":
-        return "bfloat16" if cpu_supports_bf16() else "float32"
+        if cpu_supports_bf16():
+            return "bfloat16"
+        if cpu_supports_vnni():
+            from napari_samlabel.engine.int8 import int8_available
+
+            if int8_available():
+                return "int8"
+        return "float32"
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "float32"
@@ -87,7 +121,7 @@ class CachedEngine:
     device : str or None
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; None picks cuda > mps > cpu.
     precise : bool
-        Encode in float32 even where bfloat16 is available.
+        Encode in float32 even where a faster precision is available.
     compile : bool
         ``torch.compile`` the image encoder (first encode is slow).
     cache : EmbeddingCache or None
@@ -100,7 +134,8 @@ class CachedEngine:
         Model family (:mod:`napari_samlabel.engine.families`).
     device : torch.device
     precision : str
-        ``"float32"`` or ``"bfloat16"``: how the encoder runs (also a cache key part).
+        ``"float32"``, ``"bfloat16"`` or ``"int8"`` (int8 linears, the rest float32): how
+        the encoder runs (also a cache key part; see :func:`fast_precision`).
     compiled : bool
         Whether the encoder runs through ``torch.compile`` (False after a fallback).
     cache : EmbeddingCache or None
@@ -134,6 +169,12 @@ class CachedEngine:
         #: Set by subclasses whose encoder runs with weights of this dtype (no autocast).
         self._encoder_dtype: Any = None
         self._prepare_encoder(encoder, compile)
+        if self.precision == "int8":
+            from napari_samlabel.engine.int8 import quantize_linears
+
+            # Linears the family's own preparation left alone (all of them for SAM 2's
+            # Hiera and SAM 3's ViT; none that run for SAM's lean blocks).
+            quantize_linears(encoder)
         self._eager_forward = encoder.forward
         self._encoder = self._eager_forward
         self.compiled = False

@@ -70,7 +70,7 @@ from napari_samlabel.core.fsutil import atomic_save
 
 FORMAT_VERSION = 2
 EMBEDDING_SHAPE = (1, 256, 64, 64)  # SAM, MobileSAM, SAM-HQ and SAM 2 (256 channels)
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "int8")
 _EXTRA_PREFIX = "extra__"
 DEFAULT_MEMORY_ITEMS = 8
 DEFAULT_MAX_DISK_BYTES = 4 * 1024**3

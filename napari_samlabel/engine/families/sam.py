@@ -124,6 +124,11 @@ class SamEngine(CachedEngine):
             return  # inductor fuses segment-anything's own bias-add + softmax better
         import torch
 
+        if self.precision == "int8":
+            # int8 linears with oneDNN's GELU and residual post-ops; the attention stays
+            # float32 (engine.int8).
+            use_lean_vit(encoder, self.family, int8=True)
+            return
         bf16 = self.precision == "bfloat16"
         fused = fused_linear_available(self.device, torch.bfloat16 if bf16 else torch.float32)
         if use_lean_vit(encoder, self.family, fused=fused, pack=fused and bf16, bfloat16=bf16) \

@@ -204,6 +204,31 @@ def test_bfloat16_encoder_stays_close_to_float32(mt, engines, checkpoints, astro
     assert fast.predict(_pts((30, 60))).masks.dtype == bool
 
 
+@pytest.mark.parametrize("mt", MODELS)
+def test_int8_encoder_stays_close_to_float32(mt, engines, checkpoints, astronaut, monkeypatch):
+    """int8 linears (the mode of CPUs with VNNI and no bfloat16) for every family."""
+    from napari_samlabel.engine.int8 import int8_available
+
+    _needs(mt)
+    if not int8_available():
+        pytest.skip("oneDNN's int8 linear does not run here")
+    monkeypatch.setenv("SAMLABEL_PRECISION", "int8")
+    fast = load_engine(mt, checkpoints[mt], device="cpu", cache=None)
+    assert fast.precision == "int8"
+    enc = fast.model.image_encoder
+    assert any(type(m.forward).__name__ == "Int8Linear" for m in enc.modules()) or any(
+        getattr(m, "_lean_ops", None) is not None for m in enc.modules())
+    a, _ = fast.encode(astronaut)
+    b, _ = engines[mt].encode(astronaut)
+    assert a.precision == "int8" and b.precision == "float32"
+    for x, y in [(a.features, b.features),
+                 *((a.extras[k], b.extras[k]) for k in b.extras)]:
+        x, y = x.astype(np.float64).ravel(), y.astype(np.float64).ravel()
+        assert x @ y / np.linalg.norm(x) / np.linalg.norm(y) > 0.995
+    fast.set_image(astronaut)  # decoding runs in float32 after an int8 encode
+    assert fast.predict(_pts((30, 60))).masks.dtype == bool
+
+
 @pytest.mark.parametrize(("file_of", "loaded_as"), [
     (TINY_MODEL_TYPE, SAM_HQ_TINY_MODEL_TYPE),       # plain SAM weights are not SAM-HQ
     (SAM2_TINY_MODEL_TYPE, TINY_MODEL_TYPE),

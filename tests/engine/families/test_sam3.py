@@ -288,12 +288,18 @@ def test_samlabel_models_lists_sam3_with_its_speed(tmp_path, capsys, monkeypatch
     assert "huggingface.co/facebook/sam3" in block and "--checkpoint DIR" in block
 
 
-def test_default_precision_agrees_with_float32(folder, image, engine):
-    """The default engine (bfloat16 autocast where the CPU has it) finds the same objects."""
+@pytest.mark.parametrize("forced", ["", "int8"])
+def test_default_precision_agrees_with_float32(folder, image, engine, forced, monkeypatch):
+    """The default engine (bfloat16 autocast where the CPU has it, else int8 linears where
+    it has VNNI) finds the same objects; so does int8 asked for."""
     from napari_samlabel.engine.base import fast_precision
+    from napari_samlabel.engine.int8 import int8_available
 
+    if forced == "int8" and not int8_available():
+        pytest.skip("oneDNN's int8 linear does not run here")
+    monkeypatch.setenv("SAMLABEL_PRECISION", forced)
     fast = load_engine(TINY_MODEL_TYPE, folder, device="cpu", cache=None)
-    assert fast.precision == fast_precision(fast.device)
+    assert fast.precision == (forced or fast_precision(fast.device))
     fast.set_image(image)
     engine.set_image(image)
     a = fast.find_all("dog", threshold=0.0)
