@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # the engine is imported when the command runs, not at CLI st
 
 #: With ``--compile auto``, compile the encoder (on a GPU) for at least this many images.
 COMPILE_MIN_IMAGES = 20
+#: ``--check-precision`` compares this many images (a float32 encode each).
+CHECK_IMAGES = 4
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint(p)
     add_cache(p)
     p.add_argument("--precise", action="store_true",
-                   help="encode in float32 (default: bfloat16 where the CPU/GPU supports it)")
+                   help="encode in float32 (default: bfloat16 where the CPU/GPU supports it, "
+                        "int8 linears on CPUs with VNNI and no bfloat16)")
+    p.add_argument("--check-precision", action="store_true",
+                   help=f"also encode the first {CHECK_IMAGES} images in float32 and print "
+                        "how close the faster mode is (embedding cosine, mask IoU on the "
+                        "same prompts); exit status 1 if below the accuracy guard")
     add_device(p)
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help=f"torch.compile the encoder (auto: on a GPU for >= "
@@ -183,7 +190,54 @@ def run(args: argparse.Namespace) -> int:
         print(f"  unreadable: {msg}")
     for msg in not_cached:
         print(f"  not cached: {msg}", file=sys.stderr)
-    return 1 if failed or not_cached else 0
+    status = 1 if failed or not_cached else 0
+    if args.check_precision:
+        status = max(status, _check_precision(args, engine, paths))
+    return status
+
+
+def _check_precision(args: argparse.Namespace, engine: CachedEngine, paths: list[Path]) -> int:
+    """``--check-precision``: the fast mode against float32 on the first images; 1 if short."""
+    from napari_samlabel.engine.precision import (
+        COSINE_MIN,
+        MASK_IOU_MIN,
+        check_precision,
+        guard_met,
+    )
+    from napari_samlabel.io.images import ImageReadError
+
+    if engine.precision == "float32":
+        print("check-precision: the encoder runs in float32, the reference itself: "
+              "nothing to check")
+        return 0
+    print(f"check-precision: {engine.precision} against float32 (loading a float32 encoder "
+          "of the same weights)")
+    ns = argparse.Namespace(**{**vars(args), "precise": True, "compile": "off"})
+    precise = _load_engine(ns, 0)
+    precise.cache = None  # the reference's embeddings are not worth keeping
+    checks = []
+    for path in paths:
+        if len(checks) == CHECK_IMAGES:
+            break
+        try:
+            image = _load_rgb(path)
+        except ImageReadError:
+            continue  # reported above
+        check = check_precision(engine, precise, image)
+        checks.append(check)
+        print(f"  {path.name}: embedding cosine {check.cosine:.5f}, mask IoU "
+              f"{check.mask_iou:.4f} (min {min(check.mask_ious):.3f}, "
+              f"{len(check.mask_ious)} prompts)")
+    if not checks:
+        return 0
+    if guard_met(checks):
+        print(f"  {engine.precision} meets the accuracy guard (cosine >= {COSINE_MIN}, mask "
+              f"IoU >= {MASK_IOU_MIN}) on these images")
+        return 0
+    print(f"  {engine.precision} is BELOW the accuracy guard (cosine >= {COSINE_MIN}, mask "
+          f"IoU >= {MASK_IOU_MIN}) with these weights: encode with --precise "
+          "(or SAMLABEL_PRECISION=float32)", file=sys.stderr)
+    return 1
 
 
 def _check_cache_writable(engine: CachedEngine) -> None:

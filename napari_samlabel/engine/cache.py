@@ -6,12 +6,13 @@ Two levels, both keyed by ``(model_id, precision, image_key(image))``:
 - disk: one ``.npz`` file per image, model and encoder precision, in
   ``<directory>/<model dir>/<image key>.npz``, where ``<model dir>`` is ``model_id`` with
   ``:`` replaced by ``-`` (``vit_b-ec2df6273261...``), followed by ``-bf16`` for embeddings
-  computed under bfloat16 autocast, and ``<image key>`` is the SHA-256 of the image's shape,
-  dtype and pixel bytes.
+  computed by a bfloat16 encoder and ``-int8`` for an encoder with int8 linears, and
+  ``<image key>`` is the SHA-256 of the image's shape, dtype and pixel bytes.
 
 Why precision is part of the key: ``--precise`` asks for float32 encoder output, and must
-not be served an embedding a bfloat16 encoder made earlier. The other way round is fine, so
-a bfloat16 engine also accepts a cached float32 embedding (see :meth:`EmbeddingCache.get`).
+not be served an embedding a faster encoder made earlier. The other way round is fine, so a
+bfloat16 engine also accepts a cached float32 embedding, and an int8 engine a float32 or
+bfloat16 one (see :meth:`EmbeddingCache.get`).
 
 Disk format (format version 2), readable with plain ``numpy.load``:
 
@@ -29,7 +30,7 @@ key                 dtype / shape                meaning
 ``original_size``   int64, ``(2,)``              ``(H, W)`` of the image given to ``set_image``
 ``input_size``      int64, ``(2,)``              ``(h, w)`` of the resized encoder input
 ``model_id``        str, ``()``                  ``"<model type>:<checkpoint sha256[:16]>"``
-``precision``       str, ``()``                  ``"float32"`` or ``"bfloat16"`` (encoder)
+``precision``       str, ``()``                  ``"float32"``, ``"bfloat16"`` or ``"int8"``
 ``format_version``  int64, ``()``                2
 ==================  ===========================  ============================================
 
@@ -136,14 +137,17 @@ def image_key(image: np.ndarray) -> str:
 
 def _model_dir_name(model_id: str, precision: str = "float32") -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", model_id.replace(":", "-"))
-    return name if precision == "float32" else f"{name}-bf16"
+    return name + {"float32": "", "bfloat16": "-bf16"}.get(precision, f"-{precision}")
 
 
 def _acceptable(precision: str) -> tuple[str, ...]:
     """Precisions an engine encoding at ``precision`` accepts, preferred first."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return ("bfloat16", "float32") if precision == "bfloat16" else ("float32",)
+    # A fast engine takes a more precise embedding too (int8 is the least precise: its
+    # cosine to float32 is 0.9999, bfloat16's 0.99995, on ViT-B).
+    return {"bfloat16": ("bfloat16", "float32"),
+            "int8": ("int8", "float32", "bfloat16")}.get(precision, ("float32",))
 
 
 class EmbeddingCache:

@@ -35,7 +35,7 @@ def test_embed_folder_then_skip(images, tiny_checkpoint, tmp_path, capsys, astro
     model_id = make_model_id(TINY_MODEL_TYPE, file_sha256(tiny_checkpoint, cache_root))
     cache = EmbeddingCache(cache_root / "embeddings")
     for img in (astronaut, rect_image):
-        emb = cache.get(model_id, image_key(img), "bfloat16")  # either precision
+        emb = cache.get(model_id, image_key(img), "int8")  # any precision
         assert emb is not None and emb.original_size == img.shape[:2]
 
     # Second run (a file given twice and inside the folder counts once): all cached.
@@ -88,3 +88,46 @@ def test_compile_auto_keeps_the_faster_eager_encoder_on_cpu(option, expected, tm
     assert main(argv) == 2
     assert "stopped by the test" in capsys.readouterr().err
     assert seen["compile"] is expected
+
+
+@pytest.mark.parametrize("forced", ["int8", "float32"])
+def test_check_precision_prints_cosine_and_mask_iou(images, tiny_checkpoint, tmp_path, capsys,
+                                                    monkeypatch, forced):
+    from napari_samlabel.engine.int8 import int8_available
+
+    if forced == "int8" and not int8_available():
+        pytest.skip("oneDNN's int8 linear does not run here")
+    monkeypatch.setenv("SAMLABEL_PRECISION", forced)
+    status = main(_args(str(images), "--check-precision", checkpoint=tiny_checkpoint,
+                        cache=tmp_path / "cache"))
+    out = capsys.readouterr().out
+    if forced == "float32":
+        assert status == 0 and "float32, the reference itself: nothing to check" in out
+        return
+    assert "check-precision: int8 against float32" in out
+    rows = [line for line in out.splitlines() if "embedding cosine" in line]
+    assert [r.split(":")[0].strip() for r in rows] == ["a.png", "b.png"]
+    cos = [float(r.split("cosine ")[1].split(",")[0]) for r in rows]
+    assert all(0.99 < c <= 1.0 for c in cos), rows
+    met = "meets the accuracy guard" in out
+    assert status == (0 if met else 1)
+
+
+def test_check_precision_fails_below_the_guard(images, tiny_checkpoint, tmp_path, capsys,
+                                               monkeypatch):
+    """A fast mode whose embedding drifts is reported with exit status 1."""
+    from napari_samlabel.engine import base
+
+    monkeypatch.setenv("SAMLABEL_PRECISION", "bfloat16")
+    real = base.CachedEngine._encoder_forward
+
+    def drifting(self, x):
+        out = real(self, x)
+        return out + 0.5 * out.std() if self.precision == "bfloat16" else out
+
+    monkeypatch.setattr(base.CachedEngine, "_encoder_forward", drifting)
+    status = main(_args(str(images), "--check-precision", checkpoint=tiny_checkpoint,
+                        cache=tmp_path / "cache"))
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "BELOW the accuracy guard" in captured.err and "--precise" in captured.err
