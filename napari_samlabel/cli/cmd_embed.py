@@ -201,6 +201,7 @@ def _check_precision(args: argparse.Namespace, engine: CachedEngine, paths: list
     from napari_samlabel.engine.precision import (
         COSINE_MIN,
         MASK_IOU_MIN,
+        PrecisionCheck,
         check_precision,
         guard_met,
     )
@@ -215,7 +216,7 @@ def _check_precision(args: argparse.Namespace, engine: CachedEngine, paths: list
     ns = argparse.Namespace(**{**vars(args), "precise": True, "compile": "off"})
     precise = _load_engine(ns, 0)
     precise.cache = None  # the reference's embeddings are not worth keeping
-    checks = []
+    checks: list[PrecisionCheck] = []
     for path in paths:
         if len(checks) == CHECK_IMAGES:
             break
