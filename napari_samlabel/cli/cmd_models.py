@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
         package = ("package installed" if row.installed else
                    f"package missing ({', '.join(missing_modules(spec.family))}): "
                    f"{row.install_hint}")
-        speed = (f"; about {row.cpu_encode_s:.1f} s per image on 2 CPU cores"
-                 if row.cpu_encode_s else "")
+        speed = (f"; about {row.cpu_encode_s:.1f} s per image on 2 CPU cores "
+                 f"({row.cpu_precision} encoder, this CPU's)" if row.cpu_encode_s else
+                 f"; CPU speed in {row.cpu_precision} not measured")
         print(f"  family: {row.family_title}; {package}{speed}")
         print(f"  {state}")
         if spec.hub_repo:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from napari_samlabel.engine.cache import PRECISIONS, Embedding, EmbeddingCache, image_key
-from napari_samlabel.engine.device import choose_device, cpu_supports_bf16, cpu_supports_vnni
+from napari_samlabel.engine.device import PRECISION_ENV, choose_device, expected_cpu_precision
 from napari_samlabel.engine.protocol import Prediction, SamInputs
 
 
@@ -47,10 +47,6 @@ def validate_image(image: Any) -> np.ndarray:
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"image is empty: shape {arr.shape}")
     return arr
-
-
-#: Environment variable that sets the precision instead of the automatic choice.
-PRECISION_ENV = "SAMLABEL_PRECISION"
 
 
 def fast_precision(device: Any) -> str:
@@ -81,14 +77,12 @@ def fast_precision(device: Any) -> str:
                              f"not on {device.type}")
         return forced
     if device.type == "cpu":
-        if cpu_supports_bf16():
-            return "bfloat16"
-        if cpu_supports_vnni():
+        choice = expected_cpu_precision()
+        if choice == "int8":
             from napari_samlabel.engine.int8 import int8_available
 
-            if int8_available():
-                return "int8"
-        return "float32"
+            return "int8" if int8_available() else "float32"
+        return choice
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "float32"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_samlabel.engine.checkpoint import cached_checkpoint_path, checkpoint_cached
+from napari_samlabel.engine.device import expected_cpu_precision
 from napari_samlabel.engine.families import get_family, install_hint, missing_modules
 from napari_samlabel.engine.registry import DEFAULT_MODEL, get_model_spec, model_names
 
@@ -38,7 +39,10 @@ class ModelChoice:
     cached : bool
         The checkpoint file is in the cache.
     cpu_encode_s : float or None
-        Measured seconds per image embedding on two CPU cores (default encoder).
+        Measured seconds per image embedding on two CPU cores, for the precision this CPU's
+        encoder runs in (``cpu_precision``); None where not measured.
+    cpu_precision : str
+        That precision (``"bfloat16"``, ``"int8"`` or ``"float32"``).
     default : bool
         The default model type.
     """
@@ -52,11 +56,13 @@ class ModelChoice:
     cached: bool
     cpu_encode_s: float | None
     default: bool = False
+    cpu_precision: str = "bfloat16"
 
     @property
     def label(self) -> str:
         """A one-line label for pickers: name, family, speed, and what is missing."""
-        speed = f" · ~{self.cpu_encode_s:.1f} s/image on CPU" if self.cpu_encode_s else ""
+        speed = (f" · ~{self.cpu_encode_s:.1f} s/image on CPU ({self.cpu_precision})"
+                 if self.cpu_encode_s else "")
         state = "" if self.installed else " · not installed"
         if self.installed and self.checkpoint is not None and not self.cached:
             state = " · downloads on first use"
@@ -66,6 +72,7 @@ class ModelChoice:
 def model_choices(cache_dir: str | os.PathLike[str] | None = None,
                   include_tests: bool = False) -> list[ModelChoice]:
     """One :class:`ModelChoice` per registered model type, in registry order."""
+    precision = expected_cpu_precision()
     rows = []
     for name in model_names(include_tests=include_tests):
         spec = get_model_spec(name)
@@ -78,7 +85,8 @@ def model_choices(cache_dir: str | os.PathLike[str] | None = None,
             install_hint=install_hint(spec.family),
             checkpoint=path,
             cached=path is not None and checkpoint_cached(name, cache_dir),
-            cpu_encode_s=spec.cpu_encode_s,
+            cpu_encode_s=spec.cpu_seconds(precision),
             default=name == DEFAULT_MODEL,
+            cpu_precision=precision,
         ))
     return rows

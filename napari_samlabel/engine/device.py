@@ -180,3 +180,23 @@ def cpu_supports_vnni() -> bool:
         return bool(("avx512_vnni" in flags and _isa_allowed("AVX512_CORE_VNNI"))
                     or ("avx_vnni" in flags and _isa_allowed("AVX2_VNNI")))
     return "AVX512" in _torch_capability() and _isa_allowed("AVX512_CORE_VNNI")
+
+
+#: Environment variable that sets the encoder precision instead of the automatic choice.
+PRECISION_ENV = "SAMLABEL_PRECISION"
+
+
+def expected_cpu_precision() -> str:
+    """The encoder precision a CPU engine gets here, without importing torch.
+
+    ``$SAMLABEL_PRECISION`` if set (and not ``auto``), else bfloat16 on CPUs with native
+    bfloat16, int8 on CPUs with VNNI, else float32. The engine itself
+    (:func:`napari_samlabel.engine.base.fast_precision`) also checks that oneDNN's int8
+    linear works; this is what the model picker shows speeds for.
+    """
+    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if forced and forced != "auto":
+        return forced
+    if cpu_supports_bf16():
+        return "bfloat16"
+    return "int8" if cpu_supports_vnni() else "float32"

@@ -19,6 +19,7 @@ result against float32 (:mod:`napari_samlabel.engine.precision`) before offering
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 #: Linears smaller than this many weights stay float32 (quantising them saves nothing).
@@ -36,16 +37,33 @@ def quantize_weight(weight: Any) -> tuple[Any, Any, Any]:
     return packed, scale.contiguous(), torch.zeros(len(scale), dtype=torch.long)
 
 
-def quantize_activation(x: Any) -> tuple[Any, float, int]:
-    """``(uint8 tensor, scale, zero point)`` of the 2-D float tensor ``x`` (its own range)."""
+def quantize_activation(x: Any, buffers: dict[Any, Any] | None = None
+                        ) -> tuple[Any, float, int]:
+    """``(uint8 tensor, scale, zero point)`` of the 2-D float tensor ``x`` (its own range).
+
+    ``buffers`` (a dict the caller keeps) holds the float and uint8 scratch tensors per
+    shape: fresh ones cost page faults on every call (measured: 33 instead of 23 ms for a
+    4096 x 3072 input on one core). The returned tensor is then one of them, valid until the
+    next call with the same dict and shape.
+    """
     import torch
 
     lo, hi = torch.aminmax(x)
     lo_f, hi_f = min(float(lo), 0.0), max(float(hi), 0.0)
     scale = (hi_f - lo_f) / 255.0 or 1.0
     zp = int(round(-lo_f / scale))
-    # x / scale + zp, rounded and clamped in place: one new tensor, not five.
-    q = torch.mul(x, 1.0 / scale).add_(zp).round_().clamp_(0, 255).to(torch.uint8)
+    if buffers is None:
+        # x / scale + zp, rounded and clamped in place: one new tensor, not five.
+        q = torch.mul(x, 1.0 / scale).add_(zp).round_().clamp_(0, 255).to(torch.uint8)
+        return q, scale, zp
+    key = (tuple(x.shape), x.device)
+    pair = buffers.get(key)
+    if pair is None:
+        pair = buffers[key] = (torch.empty_like(x, dtype=torch.float32),
+                               torch.empty_like(x, dtype=torch.uint8))
+    f, q = pair
+    torch.mul(x, 1.0 / scale, out=f).add_(zp).round_().clamp_(0, 255)
+    q.copy_(f)
     return q, scale, zp
 
 
@@ -54,6 +72,9 @@ class QuantizedWeights:
 
     def __init__(self) -> None:
         self._packed: dict[int, tuple[Any, Any, Any]] = {}
+        # Scratch tensors of the activation quantisation, per thread (two threads may encode
+        # at once: the GUI prefetches the next image while it encodes the open one).
+        self._scratch = threading.local()
 
     def get(self, lin: Any) -> tuple[Any, Any, Any]:
         """``(packed weight, scales, zero points)`` of ``lin``."""
@@ -74,7 +95,10 @@ class QuantizedWeights:
         lead = x.shape[:-1]
         # oneDNN takes a strided input or residual through a slow reference path (measured:
         # 100x slower), so both are made contiguous first.
-        qx, xs, xzp = quantize_activation(x.reshape(-1, x.shape[-1]).contiguous())
+        scratch = getattr(self._scratch, "buffers", None)
+        if scratch is None:
+            scratch = self._scratch.buffers = {}
+        qx, xs, xzp = quantize_activation(x.reshape(-1, x.shape[-1]).contiguous(), scratch)
         qw, ws, wzp = self.get(lin)
         bias = None if lin.bias is None else lin.bias.float()
         if other is None:

@@ -62,9 +62,13 @@ class ModelSpec:
     aliases : tuple of str
         Other names accepted for this model type.
     cpu_encode_s : float or None
-        Measured seconds per image embedding on two CPU cores with this package's default
-        (bfloat16 where supported) encoder, for the model picker; from
-        ``benchmarks/bench_models.py`` (SAM 3: ``benchmarks/bench_sam3.py``).
+        Measured seconds per image embedding on two CPU cores with a bfloat16 encoder (CPUs
+        with native bfloat16), for the model picker; from ``benchmarks/bench_models.py``
+        (SAM 3: ``benchmarks/bench_sam3.py``).
+    cpu_encode_other_s : dict
+        The same for the other precisions a CPU runs (``"int8"``: CPUs with VNNI and no
+        bfloat16, measured with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI``; ``"float32"``);
+        :meth:`cpu_seconds` picks the figure for a precision.
     hub_repo : str or None
         Hugging Face hub repository whose snapshot is the checkpoint (a ``save_pretrained``
         folder, SAM 3); resolved from the hub cache or downloaded with the user's token
@@ -83,6 +87,13 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     cpu_encode_s: float | None = None
     hub_repo: str | None = None
+    cpu_encode_other_s: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def cpu_seconds(self, precision: str) -> float | None:
+        """Measured seconds per image on two CPU cores at ``precision``, None if unmeasured."""
+        if precision == "bfloat16":
+            return self.cpu_encode_s
+        return self.cpu_encode_other_s.get(precision)
 
     @property
     def known_hash(self) -> str | None:

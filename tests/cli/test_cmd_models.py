@@ -31,3 +31,31 @@ def test_models_lists_every_family_with_its_package_state(tmp_path, capsys, monk
     assert "md5:c6b8953247bcfdc8bb8ef91e36a6cacc" in blocks["sam_hq_vit_b"]
     assert "sha256:2647878d" in blocks["sam2.1_hiera_large"]
     assert "dl.fbaipublicfiles.com/segment_anything_2/092824/" in blocks["sam2.1_hiera_large"]
+
+
+def test_models_show_the_speed_of_this_cpus_precision(tmp_path, capsys, monkeypatch):
+    """The speed shown is the one measured for the precision this CPU's encoder gets."""
+    from napari_samlabel.engine.registry import get_model_spec
+
+    spec = get_model_spec("vit_b")
+    for precision in ("bfloat16", "int8", "float32"):
+        monkeypatch.setenv("SAMLABEL_PRECISION", precision)
+        assert main(["models", "--cache", str(tmp_path)]) == 0
+        block = capsys.readouterr().out.split("\n\nvit_b (default)")[1].split("\n\n")[0]
+        seconds = spec.cpu_seconds(precision)
+        assert seconds, f"no {precision} speed measured for vit_b"
+        assert (f"about {seconds:.1f} s per image on 2 CPU cores ({precision} encoder"
+                in block), block
+    monkeypatch.setenv("SAMLABEL_PRECISION", "int8")
+    monkeypatch.setattr(type(spec), "cpu_seconds", lambda self, p: None)
+    assert main(["models", "--cache", str(tmp_path)]) == 0
+    assert "CPU speed in int8 not measured" in capsys.readouterr().out
+
+
+def test_model_picker_label_names_the_precision(monkeypatch):
+    from napari_samlabel.engine.catalogue import model_choices
+
+    monkeypatch.setenv("SAMLABEL_PRECISION", "int8")
+    row = next(r for r in model_choices() if r.name == "vit_b")
+    assert row.cpu_precision == "int8" and f"~{row.cpu_encode_s:.1f} s/image on CPU (int8)" \
+        in row.label
