@@ -5,9 +5,11 @@ weight values), built from the family's own package and wrapped by our engine ex
 ``load_engine`` wraps a checkpoint. One 500 x 375 RGB image (scikit-image's astronaut).
 Reports per model:
 
-- encode time in float32 (``--precise``) and with the default encoder (bfloat16 autocast
-  where the CPU supports it), best of ``--repeats`` round-robin rounds, and the cosine of
-  the default embedding (every cached feature map) to the float32 one;
+- encode time in float32 (``--precise``) and with the default encoder (bfloat16 where the
+  CPU has it natively, int8 linears where it has VNNI; run under
+  ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`` to measure a CPU without bfloat16), best of
+  ``--repeats`` round-robin rounds, and the cosine of the default embedding (every cached
+  feature map) to the float32 one;
 - decode latency p50/p95 over ``--clicks`` clicks (points added one by one, previous
   logits fed back as ``mask_input``);
 - the embedding's size in the disk cache (float16).
@@ -72,7 +74,9 @@ def main() -> None:
     from napari_samlabel.engine.registry import get_model_spec
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, native bf16: "
-          f"{cpu_supports_bf16()}, load average before: {os.getloadavg()}")
+          f"{cpu_supports_bf16()}, ONEDNN_MAX_CPU_ISA="
+          f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(unset)')}, load average before: "
+          f"{os.getloadavg()}")
     image = _image()
     rows = []
     for name in args.models:
@@ -91,7 +95,13 @@ def main() -> None:
                 t = time.perf_counter()
                 eng._run_encoder(image)
                 best[mode] = min(best[mode], time.perf_counter() - t)
-        lat = _decode_ms(fast, image, args.clicks)
+        fast.set_image(image)
+
+        def predict(inputs, eng=fast):
+            pred = eng.predict(inputs)
+            return pred.iou_predictions, pred.low_res_logits
+
+        lat = _decode_ms(predict, image.shape, args.clicks)
         with tempfile.TemporaryDirectory() as tmp:
             EmbeddingCache(tmp).put("k", emb)
             size = sum(p.stat().st_size for p in Path(tmp).rglob("*.npz"))

@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 
 from napari_samlabel.engine.cache import PRECISIONS, Embedding, EmbeddingCache, image_key
-from napari_samlabel.engine.device import PRECISION_ENV, choose_device, expected_cpu_precision
+from napari_samlabel.engine.device import (
+    PRECISION_ENV,
+    choose_device,
+    expected_cpu_precision,
+    precision_forced,
+)
 from napari_samlabel.engine.protocol import Prediction, SamInputs
 
 
@@ -63,12 +68,10 @@ def fast_precision(device: Any) -> str:
     ValueError
         If ``$SAMLABEL_PRECISION`` names no precision, or int8 on another device.
     """
-    import os
-
     import torch
 
-    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
-    if forced and forced != "auto":
+    forced = precision_forced()
+    if forced:
         if forced not in PRECISIONS:
             raise ValueError(f"{PRECISION_ENV}={forced!r}: expected one of "
                              f"{', '.join(PRECISIONS)} or auto")
@@ -160,6 +163,8 @@ class CachedEngine:
             p.requires_grad_(False)
         self.model = model
         encoder = model.image_encoder
+        if self.precision == "int8" and not precision_forced() and not self._int8_pays(encoder):
+            self.precision = "float32"
         #: Set by subclasses whose encoder runs with weights of this dtype (no autocast).
         self._encoder_dtype: Any = None
         self._prepare_encoder(encoder, compile)
@@ -183,6 +188,10 @@ class CachedEngine:
 
     def _prepare_encoder(self, encoder: Any, compile: bool) -> None:
         """Hook for subclasses to adjust the encoder before its forward is wrapped."""
+
+    def _int8_pays(self, encoder: Any) -> bool:
+        """Hook: whether int8 linears make this encoder faster (else it runs float32)."""
+        return True
 
     def _encoder_context(self) -> contextlib.AbstractContextManager[Any]:
         """Hook: a context every encoder pass runs in (e.g. reused attention buffers)."""

@@ -194,9 +194,15 @@ def expected_cpu_precision() -> str:
     (:func:`napari_samlabel.engine.base.fast_precision`) also checks that oneDNN's int8
     linear works; this is what the model picker shows speeds for.
     """
-    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
-    if forced and forced != "auto":
+    forced = precision_forced()
+    if forced:
         return forced
     if cpu_supports_bf16():
         return "bfloat16"
     return "int8" if cpu_supports_vnni() else "float32"
+
+
+def precision_forced() -> str | None:
+    """The precision ``$SAMLABEL_PRECISION`` asks for (lower case), None if unset or auto."""
+    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
+    return forced if forced and forced != "auto" else None

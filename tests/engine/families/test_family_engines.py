@@ -254,3 +254,21 @@ def test_sam2_checkpoint_without_model_key_is_read_too(checkpoints, tmp_path):
     torch.save(state["model"], bare)
     model = load_model(SAM2_TINY_MODEL_TYPE, bare)
     assert not model.training
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_a_vnni_cpu_gets_int8_where_it_pays(mt, checkpoints, monkeypatch):
+    """Automatic choice on a CPU with VNNI and no bfloat16: int8, except for TinyViT
+    encoders, which int8 linears made slower (they stay float32)."""
+    from napari_samlabel.engine import device
+    from napari_samlabel.engine.int8 import int8_available
+
+    _needs(mt)
+    if not int8_available():
+        pytest.skip("oneDNN's int8 linear does not run here")
+    monkeypatch.delenv("SAMLABEL_PRECISION", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(device, "_cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    engine = load_engine(mt, checkpoints[mt], device="cpu", cache=None)
+    tiny_vit = type(engine.model.image_encoder).__name__ == "TinyViT"
+    assert engine.precision == ("float32" if tiny_vit else "int8")
