@@ -13,10 +13,26 @@ SAM ViT-B) and gives, for each of ``S`` queries (25, the paper's best),
 SAM's own mask decoder turns each query's tokens into a mask (:func:`decode_tokens`), with
 the dense "no mask" embedding, as if the annotator had drawn that box.
 
-Layout: a stem of two 3 x 3 stride-2 convolutions (64 x 64 -> 16 x 16 tokens), a learned
+Layout: a per-channel standardisation of the embedding with the training set's statistics
+(:meth:`Prompter.set_input_stats`, kept in the weights; see below), a stem of two 3 x 3
+stride-2 convolutions (64 x 64 -> 16 x 16 tokens), a learned
 positional embedding, a transformer encoder and decoder (the paper: 6 + 6 layers; smaller
 by default so it trains on a CPU), learned queries, a linear class head and an MLP prompt
 head.
+
+Why the standardisation (measured, issue 18): SAM's embedding is dominated by a
+per-channel offset that is the same at every position (the tiny test SAM: per-channel mean
+0.84 r.m.s. against 0.55 of spatial variation; every token's cosine to the image's mean
+token is 0.84 on average, 0.91 after the stem and encoder). The decoder's cross-attention
+then starts as a plain average over the 16 x 16 tokens, and a small object (a bar covering
+1-4 % of the image) hardly moves that average, so its class never gets the gradient to
+sharpen the attention: on the synthetic shapes a prompter learned red squares and green
+discs but named the blue bar with the same probability on every image, even trained as a
+plain multi-label classifier for 1000 steps (held-out 0.69 = always "absent"), while a max
+over the same stem's or encoder's tokens found it on every held-out image. With the
+embedding standardised per channel (mean and standard deviation over the training images
+and positions) the same network names all three classes on every held-out image after 300
+steps. Centring alone (0.76) or a per-image normalisation (0.61) does not do it.
 
 A saved prompter (:func:`save_prompter`, :func:`load_prompter`) records the SAM weights it
 was trained against (``engine.model_id``) and its class list; :func:`check_engine` refuses
@@ -42,6 +58,8 @@ FORMAT = "samlabel-prompter"
 FORMAT_VERSION = 1
 #: Families whose mask decoder takes SAM's sparse/dense prompt embeddings as they are.
 SUPPORTED_FAMILIES = ("sam", "mobile_sam")
+#: Buffers of the input standardisation (absent from files of older versions).
+INPUT_STATS = ("input_mean", "input_std")
 
 
 class PrompterError(ValueError):
@@ -112,10 +130,16 @@ class Prompter(nn.Module):
     ``(B, S, tokens, token_dim)`` prompt tokens.
     """
 
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
     def __init__(self, config: PrompterConfig) -> None:
         super().__init__()
         self.config = config
         d = config.d_model
+        # Per-channel input standardisation (identity until set_input_stats).
+        self.register_buffer("input_mean", torch.zeros(config.in_channels))
+        self.register_buffer("input_std", torch.ones(config.in_channels))
         self.stem = nn.Sequential(
             nn.Conv2d(config.in_channels, d, 3, stride=2, padding=1),
             nn.GroupNorm(8 if d % 8 == 0 else 1, d),
@@ -138,6 +162,23 @@ class Prompter(nn.Module):
         self.token_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d),
                                         nn.GELU(), nn.Linear(d, out))
 
+    def set_input_stats(self, mean: torch.Tensor | np.ndarray, std: torch.Tensor | np.ndarray
+                        ) -> None:
+        """Standardise the embedding's channels with these ``(C,)`` statistics from now on.
+
+        Training sets them from the training images (:func:`~napari_samlabel.learn.
+        train_prompter.embedding_stats`); they are saved with the weights.
+        """
+        mean_t = torch.as_tensor(np.asarray(mean, np.float32)).reshape(-1)
+        std_t = torch.as_tensor(np.asarray(std, np.float32)).reshape(-1)
+        if mean_t.shape != self.input_mean.shape or std_t.shape != self.input_std.shape:
+            raise ValueError(f"input statistics must have {self.config.in_channels} channels, "
+                             f"got {tuple(mean_t.shape)} and {tuple(std_t.shape)}")
+        if not torch.all(std_t > 0):
+            raise ValueError("input standard deviations must be positive")
+        self.input_mean.copy_(mean_t)
+        self.input_std.copy_(std_t)
+
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits and prompt tokens of every query (see the class docstring)."""
         cfg = self.config
@@ -146,7 +187,8 @@ class Prompter(nn.Module):
             raise ValueError(f"the prompter takes (B, {cfg.in_channels}, {cfg.embed_size[0]}, "
                              f"{cfg.embed_size[1]}) image embeddings, got "
                              f"{tuple(features.shape)}")
-        x = self.stem(features.float())
+        x = (features.float() - self.input_mean[:, None, None]) / self.input_std[:, None, None]
+        x = self.stem(x)
         src = x.flatten(2).transpose(1, 2) + self.pos
         tgt = self.query.expand(features.shape[0], -1, -1)
         h = self.decoder(tgt, self.encoder(src))
@@ -337,8 +379,12 @@ def load_prompter(path: str | os.PathLike[str], device: str | torch.device = "cp
     info = info_from_payload(payload, str(path))
     model = Prompter(info.config)
     try:
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError) as exc:
+        state = dict(payload["state_dict"])
+        # Prompters saved before the input standardisation existed: identity statistics.
+        for key in INPUT_STATS:
+            state.setdefault(key, model.state_dict()[key])
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise PrompterError(f"{path}: weights do not fit the recorded shape ({exc})") from None
     return model.to(device).eval(), info
 

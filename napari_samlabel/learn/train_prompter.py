@@ -10,6 +10,10 @@ classes plus "no object" for every query (unmatched queries learn "no object", w
 ``no_object_weight``, DETR's 0.1, because most of the 25 queries are unmatched), smooth-L1
 between matched queries' tokens and their teachers. Adam, learning rate 1e-4.
 
+Before the first epoch the prompter's input standardisation is set to the per-channel mean
+and standard deviation of the training images' embeddings (:func:`embedding_stats`; why:
+:mod:`napari_samlabel.learn.prompter`).
+
 Embeddings come from the engine's embedding cache (encoded once; every epoch reads them
 from memory, or from the disk cache when they do not fit in memory). Images are split into
 train and validation by a hash of their id (:func:`~napari_samlabel.learn.prompter_data.
@@ -304,6 +308,29 @@ def _step_inputs(batch: Sequence[Sample], read: FeatureReader, device: torch.dev
     return feats.to(device), [(s.classes, s.teachers) for s in batch]
 
 
+def embedding_stats(samples: Sequence[Sample], read: FeatureReader
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of the samples' embeddings.
+
+    Over every image and position (float64 sums, one image in memory at a time). A channel
+    that never varies gets standard deviation 1 (it is only centred).
+    """
+    total = sq = None
+    count = 0
+    for s in samples:
+        f = np.asarray(read(s), np.float64)  # (1, C, h, w)
+        x = f.reshape(f.shape[1], -1)
+        total = x.sum(1) if total is None else total + x.sum(1)
+        sq = (x * x).sum(1) if sq is None else sq + (x * x).sum(1)
+        count += x.shape[1]
+    if total is None or sq is None:
+        raise ValueError("embedding statistics need at least one sample")
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean * mean, 0.0))
+    std[std < 1e-6] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
 def evaluate_loss(model: Prompter, samples: Sequence[Sample], config: TrainConfig,
                   read: FeatureReader, device: torch.device) -> float:
     """Mean loss of ``samples`` (eval mode, no gradients)."""
@@ -388,6 +415,8 @@ def train(engine: Any, samples: Sequence[Sample], classes: Sequence[str], out: s
                 "starting over")
     info = PrompterInfo(pconfig, _table(classes), str(engine.model_id), config.prompt)
     read = FeatureReader(engine)
+    if start == 0:
+        model.set_input_stats(*embedding_stats(train_set, read))
     done_now = 0
     for epoch in range(start + 1, config.epochs + 1):
         if max_epochs_this_run is not None and done_now >= max_epochs_this_run:
@@ -470,6 +499,6 @@ def train_prompter(source: str | os.PathLike[str] | WeakDataset, engine: Any,
     return report
 
 
-__all__ = ["PROMPTS", "Sample", "TrainConfig", "TrainReport", "evaluate_loss", "hungarian_match",
-           "match_cost", "prepare_samples", "prompter_loss", "resume_path", "train",
-           "train_prompter"]
+__all__ = ["PROMPTS", "Sample", "TrainConfig", "TrainReport", "embedding_stats", "evaluate_loss",
+           "hungarian_match", "match_cost", "prepare_samples", "prompter_loss", "resume_path",
+           "train", "train_prompter"]

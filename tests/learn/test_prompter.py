@@ -26,8 +26,10 @@ from napari_samlabel.learn.prompter import (  # noqa: E402
 )
 from napari_samlabel.learn.propose import PrompterSource  # noqa: E402
 from napari_samlabel.learn.train_prompter import (  # noqa: E402
+    FeatureReader,
     Sample,
     TrainConfig,
+    embedding_stats,
     hungarian_match,
     match_cost,
     prompter_loss,
@@ -202,6 +204,78 @@ def test_training_resumes_after_a_kill(tmp_path, tiny_engine):
     third = train(tiny_engine, samples[1:], names, out, cfg, pcfg, device="cpu",
                   max_epochs_this_run=1, log=messages.append)
     assert third.resumed_from == 0 and any("starting over" in m for m in messages)
+
+
+def test_input_standardisation_removes_a_per_channel_offset_and_scale():
+    """With the statistics of its input set, a prompter sees the standardised embedding."""
+    torch.manual_seed(0)
+    cfg = PrompterConfig(2, **SMALL)
+    plain = Prompter(cfg).eval()
+    assert torch.equal(plain.input_mean, torch.zeros(256))  # identity until set
+    assert torch.equal(plain.input_std, torch.ones(256))
+    shifted = Prompter(cfg).eval()
+    shifted.load_state_dict(plain.state_dict())
+    mean, std = torch.randn(256) * 3, torch.rand(256) * 4 + 0.5
+    shifted.set_input_stats(mean, std.numpy())
+    x = torch.randn(2, 256, 64, 64)
+    with torch.no_grad():
+        a, ta = plain(x)
+        b, tb = shifted(x * std[:, None, None] + mean[:, None, None])
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ta, tb, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="256 channels"):
+        shifted.set_input_stats(torch.zeros(3), torch.ones(3))
+    with pytest.raises(ValueError, match="positive"):
+        shifted.set_input_stats(torch.zeros(256), torch.zeros(256))
+
+
+def test_embedding_stats_are_per_channel_over_images_and_positions():
+    samples = _fake_samples(3, dim=4)
+    samples[1].features[0, 2] = 7.0  # channel 2 of image 1 constant ...
+    samples[0].features[0, 2] = 7.0
+    samples[2].features[0, 2] = 7.0  # ... in every image: std 0 -> 1
+    mean, std = embedding_stats(samples, FeatureReader(None))
+    x = np.concatenate([s.features for s in samples]).astype(np.float64)
+    np.testing.assert_allclose(mean, x.mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    expect = x.std((0, 2, 3))
+    expect[2] = 1.0
+    np.testing.assert_allclose(std, expect, rtol=1e-4)
+    assert mean[2] == pytest.approx(7.0, rel=1e-3)
+    with pytest.raises(ValueError, match="at least one"):
+        embedding_stats([], FeatureReader(None))
+
+
+def test_training_sets_the_input_statistics_from_the_training_images(tmp_path, tiny_engine):
+    samples = _fake_samples()
+    for s in samples:  # an offset and a scale the prompter must remove
+        s.features = (s.features.astype(np.float32) * 2 + 5).astype(np.float16)
+    cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-3)
+    pcfg = PrompterConfig(len(TABLE) - 1, **SMALL)
+    train(tiny_engine, samples, TABLE.to_list(), tmp_path / "p.pt", cfg, pcfg, device="cpu")
+    model, _ = load_prompter(tmp_path / "p.pt")
+    mean, std = embedding_stats([s for s in samples if s.split == "train"],
+                                FeatureReader(tiny_engine))
+    np.testing.assert_allclose(model.input_mean.numpy(), mean)
+    np.testing.assert_allclose(model.input_std.numpy(), std)
+    assert model.input_mean.mean() == pytest.approx(5.0, abs=0.05)
+    assert model.input_std.mean() == pytest.approx(2.0, abs=0.05)
+
+
+def test_a_prompter_file_without_input_statistics_loads_with_identity(tmp_path, tiny_engine):
+    """Files written before the standardisation existed still load (they never used it)."""
+    from napari_samlabel.learn.prompter import prompter_payload
+
+    model, info = _prompter(tiny_engine)
+    payload = prompter_payload(model, info)
+    del payload["state_dict"]["input_mean"], payload["state_dict"]["input_std"]
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _ = load_prompter(tmp_path / "old.pt")
+    assert torch.equal(loaded.input_mean, torch.zeros(256))
+    assert torch.equal(loaded.input_std, torch.ones(256))
+    payload["state_dict"]["stem.0.weight"] = torch.zeros(1)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(PrompterError, match="do not fit"):
+        load_prompter(tmp_path / "bad.pt")
 
 
 def test_prompter_config_rejects_bad_shapes():
