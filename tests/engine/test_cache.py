@@ -122,6 +122,22 @@ def test_precision_is_part_of_the_key(tmp_path):
         cache.get(MODEL, "k", "float16")
 
 
+def test_int8_embeddings_are_served_to_int8_engines_only(tmp_path):
+    """int8 is the least precise: its files have their own folder, and an int8 engine also
+    takes a float32 (first) or bfloat16 embedding."""
+    cache = EmbeddingCache(tmp_path, memory_items=0)
+    cache.put("k", Embedding(_emb(1).features, (375, 500), (768, 1024), MODEL,
+                             precision="int8"))
+    assert cache.path_for(MODEL, "k", "int8").parent.name.endswith("-int8")
+    assert cache.get(MODEL, "k", "bfloat16") is None and cache.get(MODEL, "k") is None
+    assert cache.get(MODEL, "k", "int8").precision == "int8"
+    cache.put("j", Embedding(_emb(2).features, (375, 500), (768, 1024), MODEL,
+                             precision="bfloat16"))
+    assert cache.get(MODEL, "j", "int8").precision == "bfloat16"
+    cache.put("j", _emb(2))  # a float32 one too: preferred
+    assert cache.get(MODEL, "j", "int8").precision == "float32"
+
+
 def test_version_1_files_are_a_silent_miss(tmp_path):
     cache = EmbeddingCache(tmp_path, memory_items=0)
     path = cache.path_for(MODEL, "k")
