@@ -76,6 +76,7 @@ def model_choices(cache_dir: str | os.PathLike[str] | None = None,
     rows = []
     for name in model_names(include_tests=include_tests):
         spec = get_model_spec(name)
+        own = "float32" if precision == "int8" and not spec.int8 else precision
         path = cached_checkpoint_path(name, cache_dir)
         rows.append(ModelChoice(
             name=name,
@@ -85,8 +86,8 @@ def model_choices(cache_dir: str | os.PathLike[str] | None = None,
             install_hint=install_hint(spec.family),
             checkpoint=path,
             cached=path is not None and checkpoint_cached(name, cache_dir),
-            cpu_encode_s=spec.cpu_seconds(precision),
+            cpu_encode_s=spec.cpu_seconds(own),
             default=name == DEFAULT_MODEL,
-            cpu_precision=precision,
+            cpu_precision=own,
         ))
     return rows

@@ -69,6 +69,9 @@ class ModelSpec:
         The same for the other precisions a CPU runs (``"int8"``: CPUs with VNNI and no
         bfloat16, measured with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI``; ``"float32"``);
         :meth:`cpu_seconds` picks the figure for a precision.
+    int8 : bool
+        Whether the encoder runs int8 linears on CPUs with VNNI (False: TinyViT, which they
+        made slower; it stays float32 there, see ``SamEngine._int8_pays``).
     hub_repo : str or None
         Hugging Face hub repository whose snapshot is the checkpoint (a ``save_pretrained``
         folder, SAM 3); resolved from the hub cache or downloaded with the user's token
@@ -88,6 +91,7 @@ class ModelSpec:
     cpu_encode_s: float | None = None
     hub_repo: str | None = None
     cpu_encode_other_s: dict[str, float] = field(default_factory=dict, repr=False)
+    int8: bool = True
 
     def cpu_seconds(self, precision: str) -> float | None:
         """Measured seconds per image on two CPU cores at ``precision``, None if unmeasured."""
@@ -150,7 +154,8 @@ _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            name="vit_b", cpu_encode_s=3.6, config=_VIT_B,
+            name="vit_b", cpu_encode_s=3.6,
+            cpu_encode_other_s={"int8": 2.75, "float32": 3.88}, config=_VIT_B,
             url=_SAM_BASE_URL + "sam_vit_b_01ec64.pth",
             sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
             filename="sam_vit_b_01ec64.pth",
@@ -171,7 +176,8 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM ViT-H (2.6 GB): the paper's model, slowest",
         ),
         ModelSpec(
-            name="vit_t", cpu_encode_s=0.7, family="mobile_sam", config=_TINY_VIT,
+            name="vit_t", cpu_encode_s=0.7,
+            cpu_encode_other_s={"float32": 0.73}, int8=False, family="mobile_sam", config=_TINY_VIT,
             aliases=("mobile_sam",),
             url=_MOBILE_SAM_URL,
             sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
@@ -180,7 +186,8 @@ _MODELS: dict[str, ModelSpec] = {
                         "made for CPUs and laptops",
         ),
         ModelSpec(
-            name="sam_hq_vit_b", cpu_encode_s=4.8, family="sam_hq", config=_VIT_B,
+            name="sam_hq_vit_b", cpu_encode_s=4.8,
+            cpu_encode_other_s={"int8": 2.82, "float32": 4.14}, family="sam_hq", config=_VIT_B,
             url=_HQ_BASE_URL + "sam_hq_vit_b.pth", sha256=None,
             md5="c6b8953247bcfdc8bb8ef91e36a6cacc", filename="sam_hq_vit_b.pth",
             description="SAM-HQ ViT-B (362 MB): finer boundaries and thin structures; "
@@ -200,7 +207,8 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM-HQ ViT-H (2.4 GB)",
         ),
         ModelSpec(
-            name="sam_hq_vit_tiny", cpu_encode_s=0.6, family="sam_hq",
+            name="sam_hq_vit_tiny", cpu_encode_s=0.6,
+            cpu_encode_other_s={"float32": 0.62}, int8=False, family="sam_hq",
             config={**_TINY_VIT, "encoder": "tiny_vit"},
             url=_HQ_BASE_URL + "sam_hq_vit_tiny.pth",
             sha256="0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
@@ -209,7 +217,8 @@ _MODELS: dict[str, ModelSpec] = {
                         "encoder",
         ),
         ModelSpec(
-            name="sam2.1_hiera_tiny", cpu_encode_s=2.0, family="sam2", config=_sam2("t"),
+            name="sam2.1_hiera_tiny", cpu_encode_s=2.0,
+            cpu_encode_other_s={"int8": 1.13, "float32": 1.63}, family="sam2", config=_sam2("t"),
             aliases=("sam2.1_t", "sam2_t"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_tiny.pt",
             sha256="7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
@@ -217,7 +226,8 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-T (149 MB): SAM 2 image prediction, smallest",
         ),
         ModelSpec(
-            name="sam2.1_hiera_small", cpu_encode_s=2.5, family="sam2", config=_sam2("s"),
+            name="sam2.1_hiera_small", cpu_encode_s=2.5,
+            cpu_encode_other_s={"int8": 1.36, "float32": 1.76}, family="sam2", config=_sam2("s"),
             aliases=("sam2.1_s", "sam2_s"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_small.pt",
             sha256="6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
@@ -225,7 +235,8 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-S (176 MB)",
         ),
         ModelSpec(
-            name="sam2.1_hiera_base_plus", cpu_encode_s=3.8, family="sam2", config=_sam2("b+"),
+            name="sam2.1_hiera_base_plus", cpu_encode_s=3.8,
+            cpu_encode_other_s={"int8": 2.48, "float32": 3.20}, family="sam2", config=_sam2("b+"),
             aliases=("sam2.1_b+", "sam2_b+", "sam2.1_hiera_b+"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_base_plus.pt",
             sha256="a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",

@@ -54,8 +54,12 @@ def test_models_show_the_speed_of_this_cpus_precision(tmp_path, capsys, monkeypa
 
 def test_model_picker_label_names_the_precision(monkeypatch):
     from napari_samlabel.engine.catalogue import model_choices
+    from napari_samlabel.engine.registry import get_model_spec
 
     monkeypatch.setenv("SAMLABEL_PRECISION", "int8")
     row = next(r for r in model_choices() if r.name == "vit_b")
     assert row.cpu_precision == "int8" and f"~{row.cpu_encode_s:.1f} s/image on CPU (int8)" \
         in row.label
+    tiny_vit = next(r for r in model_choices() if r.name == "vit_t")
+    assert tiny_vit.cpu_precision == "float32"  # TinyViT stays float32 on VNNI CPUs
+    assert tiny_vit.cpu_encode_s == get_model_spec("vit_t").cpu_seconds("float32")
