@@ -64,7 +64,7 @@ class ModelSpec:
     cpu_encode_s : float or None
         Measured seconds per image embedding on two CPU cores with a bfloat16 encoder (CPUs
         with native bfloat16), for the model picker; from ``benchmarks/bench_models.py``
-        (SAM 3: ``benchmarks/bench_sam3.py``).
+        (SAM 3: ``benchmarks/bench_sam3.py``), 2026-12-07.
     cpu_encode_other_s : dict
         The same for the other precisions a CPU runs (``"int8"``: CPUs with VNNI and no
         bfloat16, measured with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI``; ``"float32"``);
@@ -141,9 +141,9 @@ _TINY_VIT = {"embed_dims": [64, 128, 160, 320], "depths": [2, 2, 6, 2],
              "iou_head_depth": 3, "iou_head_hidden_dim": 256, "mask_in_chans": 16}
 
 
-#: SAM 3's 1008 x 1008 ViT on two CPU cores, bfloat16 (AMX; float32: 2.6x slower), from
-#: ``benchmarks/bench_sam3.py``.
-_SAM3_CPU_ENCODE_S = 61.0
+#: SAM 3's 1008 x 1008 ViT on two CPU cores, bfloat16 (AMX), from ``benchmarks/bench_sam3.py``
+#: (2026-12-07; float32 19.9 s, int8 linears on a CPU without bfloat16 14.3 s).
+_SAM3_CPU_ENCODE_S = 6.3
 
 
 def _sam2(size: str) -> dict[str, Any]:
@@ -154,7 +154,7 @@ _MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
-            name="vit_b", cpu_encode_s=3.6,
+            name="vit_b", cpu_encode_s=1.57,
             cpu_encode_other_s={"int8": 2.75, "float32": 3.88}, config=_VIT_B,
             url=_SAM_BASE_URL + "sam_vit_b_01ec64.pth",
             sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
@@ -162,21 +162,23 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM ViT-B (375 MB): fastest official SAM, the default",
         ),
         ModelSpec(
-            name="vit_l", cpu_encode_s=11.2, config=_VIT_L,
+            name="vit_l", cpu_encode_s=3.2,
+            cpu_encode_other_s={"int8": 6.73, "float32": 11.82}, config=_VIT_L,
             url=_SAM_BASE_URL + "sam_vit_l_0b3195.pth",
             sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
             filename="sam_vit_l_0b3195.pth",
             description="SAM ViT-L (1.2 GB): about 2.5x slower than ViT-B",
         ),
         ModelSpec(
-            name="vit_h", cpu_encode_s=19.4, config=_VIT_H,
+            name="vit_h", cpu_encode_s=4.62,
+            cpu_encode_other_s={"int8": 11.07, "float32": 21.60}, config=_VIT_H,
             url=_SAM_BASE_URL + "sam_vit_h_4b8939.pth",
             sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             filename="sam_vit_h_4b8939.pth",
             description="SAM ViT-H (2.6 GB): the paper's model, slowest",
         ),
         ModelSpec(
-            name="vit_t", cpu_encode_s=0.7,
+            name="vit_t", cpu_encode_s=0.55,
             cpu_encode_other_s={"float32": 0.73}, int8=False, family="mobile_sam", config=_TINY_VIT,
             aliases=("mobile_sam",),
             url=_MOBILE_SAM_URL,
@@ -186,7 +188,7 @@ _MODELS: dict[str, ModelSpec] = {
                         "made for CPUs and laptops",
         ),
         ModelSpec(
-            name="sam_hq_vit_b", cpu_encode_s=4.8,
+            name="sam_hq_vit_b", cpu_encode_s=1.44,
             cpu_encode_other_s={"int8": 2.82, "float32": 4.14}, family="sam_hq", config=_VIT_B,
             url=_HQ_BASE_URL + "sam_hq_vit_b.pth", sha256=None,
             md5="c6b8953247bcfdc8bb8ef91e36a6cacc", filename="sam_hq_vit_b.pth",
@@ -194,20 +196,22 @@ _MODELS: dict[str, ModelSpec] = {
                         "one refined mask per prompt",
         ),
         ModelSpec(
-            name="sam_hq_vit_l", cpu_encode_s=12.0, family="sam_hq", config=_VIT_L,
+            name="sam_hq_vit_l", cpu_encode_s=2.95,
+            cpu_encode_other_s={"int8": 6.42, "float32": 11.62}, family="sam_hq", config=_VIT_L,
             url=_HQ_BASE_URL + "sam_hq_vit_l.pth", sha256=None,
             md5="08947267966e4264fb39523eccc33f86", filename="sam_hq_vit_l.pth",
             description="SAM-HQ ViT-L (1.2 GB)",
         ),
         ModelSpec(
-            name="sam_hq_vit_h", cpu_encode_s=18.6, family="sam_hq", config=_VIT_H,
+            name="sam_hq_vit_h", cpu_encode_s=5.17,
+            cpu_encode_other_s={"int8": 11.66, "float32": 21.72}, family="sam_hq", config=_VIT_H,
             url=_HQ_BASE_URL + "sam_hq_vit_h.pth",
             sha256="a7ac14a085326d9fa6199c8c698c4f0e7280afdbb974d2c4660ec60877b45e35",
             filename="sam_hq_vit_h.pth",
             description="SAM-HQ ViT-H (2.4 GB)",
         ),
         ModelSpec(
-            name="sam_hq_vit_tiny", cpu_encode_s=0.6,
+            name="sam_hq_vit_tiny", cpu_encode_s=0.54,
             cpu_encode_other_s={"float32": 0.62}, int8=False, family="sam_hq",
             config={**_TINY_VIT, "encoder": "tiny_vit"},
             url=_HQ_BASE_URL + "sam_hq_vit_tiny.pth",
@@ -217,7 +221,7 @@ _MODELS: dict[str, ModelSpec] = {
                         "encoder",
         ),
         ModelSpec(
-            name="sam2.1_hiera_tiny", cpu_encode_s=2.0,
+            name="sam2.1_hiera_tiny", cpu_encode_s=0.67,
             cpu_encode_other_s={"int8": 1.13, "float32": 1.63}, family="sam2", config=_sam2("t"),
             aliases=("sam2.1_t", "sam2_t"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_tiny.pt",
@@ -226,7 +230,7 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-T (149 MB): SAM 2 image prediction, smallest",
         ),
         ModelSpec(
-            name="sam2.1_hiera_small", cpu_encode_s=2.5,
+            name="sam2.1_hiera_small", cpu_encode_s=0.74,
             cpu_encode_other_s={"int8": 1.36, "float32": 1.76}, family="sam2", config=_sam2("s"),
             aliases=("sam2.1_s", "sam2_s"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_small.pt",
@@ -235,7 +239,7 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-S (176 MB)",
         ),
         ModelSpec(
-            name="sam2.1_hiera_base_plus", cpu_encode_s=3.8,
+            name="sam2.1_hiera_base_plus", cpu_encode_s=1.16,
             cpu_encode_other_s={"int8": 2.48, "float32": 3.20}, family="sam2", config=_sam2("b+"),
             aliases=("sam2.1_b+", "sam2_b+", "sam2.1_hiera_b+"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_base_plus.pt",
@@ -244,7 +248,8 @@ _MODELS: dict[str, ModelSpec] = {
             description="SAM 2.1 Hiera-B+ (309 MB)",
         ),
         ModelSpec(
-            name="sam2.1_hiera_large", cpu_encode_s=8.1, family="sam2", config=_sam2("l"),
+            name="sam2.1_hiera_large", cpu_encode_s=2.62,
+            cpu_encode_other_s={"int8": 5.25, "float32": 8.36}, family="sam2", config=_sam2("l"),
             aliases=("sam2.1_l", "sam2_l"),
             url=_SAM2_BASE_URL + "sam2.1_hiera_large.pt",
             sha256="2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
@@ -253,6 +258,7 @@ _MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="sam3", cpu_encode_s=_SAM3_CPU_ENCODE_S, family="sam3", config={},
+            cpu_encode_other_s={"int8": 14.3, "float32": 19.9},
             url=None, sha256=None, filename=None, hub_repo="facebook/sam3",
             description="SAM 3 (3.4 GB, gated on the Hugging Face hub): finds every instance "
                         "of a class from its name or one example box; points refine as SAM",
