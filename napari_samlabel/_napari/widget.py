@@ -42,7 +42,7 @@ from napari_samlabel._napari.refine_panel import RefinePanel
 from napari_samlabel._napari.review_panel import ReviewPanel
 from napari_samlabel._napari.tools import ToolBar
 from napari_samlabel._napari.window import refit_on_resize
-from napari_samlabel._napari.workers import ThreadRunner
+from napari_samlabel._napari.workers import ThreadRunner, run_transient, watch_renderer
 from napari_samlabel.annotate.display import status_lines
 from napari_samlabel.annotate.model import EngineOptions
 from napari_samlabel.annotate.session import AnnotationSession, session_for_project
@@ -57,7 +57,9 @@ CLOSE_WAIT_MS = 200
 
 def _runners() -> dict[str, ThreadRunner]:
     """Worker threads of a session: the engine, the prefetch, and reading files."""
-    return {"runner": ThreadRunner(), "prefetch_runner": ThreadRunner("samlabel-prefetch"),
+    # The prefetch runs its torch work in short-lived threads (see workers.run_transient).
+    return {"runner": ThreadRunner(),
+            "prefetch_runner": ThreadRunner("samlabel-prefetch", transient=True),
             "loader": ThreadRunner("samlabel-load")}
 
 
@@ -90,9 +92,14 @@ class SamLabelWidget(QWidget):
         win = self._window()
         if win is not None:  # the dock widget gets no close event of its own
             win.installEventFilter(self)
+        canvas = getattr(getattr(getattr(napari_viewer, "window", None), "_qt_viewer", None),
+                         "canvas", None)  # napari's vispy canvas (private; absent in fakes)
+        if canvas is not None and hasattr(getattr(canvas, "_scene_canvas", None), "events"):
+            watch_renderer(canvas._scene_canvas)
         self._help: HelpOverride | None = None
         self._timing = ""
         self._busy = ""
+        self._blocks = ""       # an encode's progress, where napari's bar is not shown
         self._loading = ""      # the model being loaded
         self._message = ""
         self._load_error = ""   # short line about a model that failed to load
@@ -132,13 +139,13 @@ class SamLabelWidget(QWidget):
         :attr:`engine_options`.
         """
         project = project_for_folder(folder, self.classes)
-        return self.attach(session_for_project(project, **_runners()), engine)
+        return self.attach(session_for_project(project, **self._runners()), engine)
 
     def open_samples(self, engine: Engine | None = None) -> Annotator:
         """Annotate the bundled sample images (their project lives in the user data folder)."""
         from napari_samlabel.annotate.samples import sample_project
 
-        return self.attach(session_for_project(sample_project(self.classes), **_runners()),
+        return self.attach(session_for_project(sample_project(self.classes), **self._runners()),
                            engine)
 
     def attach(self, session: AnnotationSession, engine: Engine | None = None) -> Annotator:
@@ -228,7 +235,9 @@ class SamLabelWidget(QWidget):
 
             keep_triton_out()
             try:
-                return seq, opts.load()
+                # In a thread that ends with the load, so that no OpenMP team stays beside
+                # the engine thread's (workers.run_transient: a first encode 1.7x slower).
+                return seq, run_transient(opts.load)
             except Exception as exc:  # shown as a message, not re-raised as a traceback
                 return seq, _LoadFailed(exc)  # (a worker returning an exception re-raises it)
 
@@ -293,14 +302,25 @@ class SamLabelWidget(QWidget):
         self._saved = image_id
         self._render_status()
 
+    def _runners(self) -> dict[str, ThreadRunner]:
+        runners = _runners()
+        runners["runner"].on_blocks = self._on_blocks
+        return runners
+
+    def _on_blocks(self, label: str, done: int, total: int) -> None:
+        """An encode's progress on the status line (the engine's blocks)."""
+        self._blocks = f"{label[0].lower()}{label[1:]}: {done}/{total} blocks" \
+            if done < total else ""
+        self._render_status()
+
     def _render_status(self, *_: Any) -> None:
         a = self.annotator
         parts = status_lines(a.session) if a is not None else []
         # "saved" only about the open image (a status set on leaving one is not news here)
         saved = ("saved" if a is not None and a.session.doc is not None
                  and self._saved == a.session.doc.image_id else "")
-        parts += [p for p in (self._timing, self._loading, self._busy, self._load_error,
-                              self._message, saved) if p]
+        parts += [p for p in (self._timing, self._loading, self._busy, self._blocks,
+                              self._load_error, self._message, saved) if p]
         self.status_line.setText("\n".join(parts) or "ready")
 
     def shutdown(self, timeout_ms: int = 60000, remove_layers: bool = True) -> None:

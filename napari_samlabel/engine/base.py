@@ -17,8 +17,9 @@ mask generator).
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,59 @@ def fast_precision(device: Any) -> str:
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "float32"
+
+
+_PROGRESS = threading.local()
+
+
+@contextlib.contextmanager
+def encode_progress(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """Report ``callback(blocks done, blocks)`` after each encoder block, in this thread.
+
+    Every encoder pass run by this thread inside the context reports its progress (the
+    blocks of the encoder's largest ``ModuleList``: the ViT's or Hiera's transformer blocks).
+    The GUI shows a determinate bar with it; an animated one kept a software-rendered window
+    repainting and took 11 % of the CPU from the encode (measured, napari under Xvfb).
+    """
+    previous = getattr(_PROGRESS, "callback", None)
+    _PROGRESS.callback = callback
+    try:
+        yield
+    finally:
+        _PROGRESS.callback = previous
+
+
+def _encoder_blocks(encoder: Any) -> list[Any]:
+    """The encoder's transformer blocks: the children of its largest ``ModuleList``."""
+    import torch
+
+    lists = [list(m) for m in encoder.modules() if isinstance(m, torch.nn.ModuleList)]
+    return max(lists, key=len) if lists else []
+
+
+@contextlib.contextmanager
+def _reporting_blocks(encoder: Any) -> Iterator[None]:
+    """Inside :func:`encode_progress`: hooks that report each block of ``encoder``."""
+    callback: Callable[[int, int], None] | None = getattr(_PROGRESS, "callback", None)
+    blocks = _encoder_blocks(encoder) if callback is not None else []
+    if callback is None or not blocks:
+        yield
+        return
+    total = len(blocks)
+    report_to = callback
+
+    def hook(index: int) -> Callable[..., None]:
+        def report(*_: Any) -> None:
+            report_to(index + 1, total)
+        return report
+
+    handles = [b.register_forward_hook(hook(i)) for i, b in enumerate(blocks)]
+    try:
+        report_to(0, total)
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def to_float32(out: Any) -> Any:
@@ -219,8 +273,11 @@ class CachedEngine:
         """The image encoder's forward as installed in the model (precision, compile)."""
         if self._encoder_dtype is not None:
             x = x.to(self._encoder_dtype)
+        # Progress hooks only on the eager path (hooks would make a compiled graph recompile).
+        report = (contextlib.nullcontext() if self.compiled
+                  else _reporting_blocks(self.model.image_encoder))
         try:
-            with self._autocast(), self._encoder_context():
+            with self._autocast(), self._encoder_context(), report:
                 out = self._encoder(x)
         except Exception as exc:
             if not self.compiled:

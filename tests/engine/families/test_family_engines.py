@@ -269,3 +269,24 @@ def test_a_vnni_cpu_gets_int8_where_it_pays(mt, checkpoints, monkeypatch):
     engine = load_engine(mt, checkpoints[mt], device="cpu", cache=None)
     tiny_vit = type(engine.model.image_encoder).__name__ == "TinyViT"
     assert engine.precision == ("float32" if tiny_vit else "int8")
+
+
+@pytest.mark.parametrize("mt", MODELS)
+def test_encode_reports_its_blocks_in_this_thread_only(mt, checkpoints, astronaut):
+    """encode_progress: (0, n) first, then one call per encoder block, ending at (n, n)."""
+    import threading
+
+    from napari_samlabel.engine.base import encode_progress
+
+    _needs(mt)
+    engine = load_engine(mt, checkpoints[mt], device="cpu", cache=None)
+    seen = []
+    with encode_progress(lambda done, total: seen.append((done, total))):
+        engine.encode(astronaut)
+        t = threading.Thread(target=lambda: engine.encode(astronaut[::-1].copy()))
+        t.start()  # another thread's encode does not report here
+        t.join()
+    total = seen[0][1]
+    assert total >= 2 and seen == [(i, total) for i in range(total + 1)]
+    engine.encode(astronaut[:, ::-1].copy())  # outside the context: nothing reported
+    assert len(seen) == total + 1
