@@ -56,7 +56,9 @@ def quantize_activation(x: Any, buffers: dict[Any, Any] | None = None
         # x / scale + zp, rounded and clamped in place: one new tensor, not five.
         q = torch.mul(x, 1.0 / scale).add_(zp).round_().clamp_(0, 255).to(torch.uint8)
         return q, scale, zp
-    key = (tuple(x.shape), x.device)
+    # Tensors made under inference mode cannot be written outside it (SamPredictor.set_image
+    # encodes under no_grad, the engine under inference mode): a pair per mode.
+    key = (tuple(x.shape), x.device, torch.is_inference_mode_enabled())
     pair = buffers.get(key)
     if pair is None:
         pair = buffers[key] = (torch.empty_like(x, dtype=torch.float32),

@@ -169,3 +169,16 @@ def test_without_a_working_int8_linear_vnni_cpus_stay_float32(cpu, monkeypatch):
     cpu("avx512_vnni")
     monkeypatch.setattr("napari_samlabel.engine.int8.int8_available", lambda: False)
     assert fast_precision(torch.device("cpu")) == "float32"
+
+
+@needs_int8
+def test_scratch_tensors_serve_inference_mode_and_no_grad_alike():
+    """The engine encodes under inference mode, SamPredictor.set_image under no_grad."""
+    lin = torch.nn.Linear(96, 128)
+    x = torch.randn(40, 96)
+    w = QuantizedWeights()
+    with torch.inference_mode():
+        a = w.linear(x, lin).clone()
+    with torch.no_grad():
+        b = w.linear(x, lin)
+    assert torch.allclose(a, b)
