@@ -34,6 +34,9 @@ FLUSH_DENORMAL = True
 
 #: Jobs slow enough to show in napari's activity dock ...
 _SHOW_PROGRESS = ("Encoding", "Loading")
+#: ... once they have run this long.
+PROGRESS_DELAY_MS = 400
+
 #: True once the canvas is found to be rendered in software (llvmpipe: no GPU, e.g. a VM or
 #: Xvfb). napari's activity indicator then animates through software OpenGL and took 13 %
 #: of the CPU from a concurrent encode (measured: a float32 ViT-B first encode 7.3 s with
@@ -57,8 +60,6 @@ def watch_renderer(canvas: Any) -> None:
                                                           "software"))
 
     canvas.events.draw.connect(on_draw)
-#: ... once they have run this long.
-PROGRESS_DELAY_MS = 400
 
 
 @dataclass
